@@ -1,0 +1,4 @@
+from .media import ingest
+from .transcripts import transcribe
+
+__all__ = ["ingest", "transcribe"]

@@ -1,0 +1,281 @@
+"""``media`` and ``audio``: read each file of a batch once, hash, probe, decode to 16 kHz.
+
+One pass per file produces both tables: the bytes are hashed (``media_id``), the container
+probed, the audio decoded and checked for truncation, and the 16 kHz mono FLAC written to
+``<root>/audio_16k/<id[:2]>/<media_id>.flac`` (content-addressed, so the same bytes under
+two names are stored and transcribed once). A bad file becomes a ``failed``/``skipped`` row
+with the reason; it never fails the batch.
+"""
+
+
+import datetime as dt
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+import polars as pl
+
+from ..partitions import batch_partitions
+from ..resources import WarehouseResource
+from ..schemas import Audio, Media, conform
+from ..speech.decode import SAMPLE_RATE, MediaError, decode, encode_flac
+from ..storage import S3Options, StorageUnavailable, Warehouse, filesystem, is_local, iter_chunks
+from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema
+
+# bump when decoding or resampling changes: files ingested with another version are redone
+INGEST_VERSION = "pyav-16k-mono-flac/1"
+KEEP_STATUSES = ("ok", "skipped")  # failed files are retried on every run
+
+
+@dataclass
+class IngestResult:
+    media: dict
+    audio: dict | None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _row(batch_id: str, source_uri: str, size: int, **kw) -> dict:
+    return {
+        "batch_id": batch_id,
+        "source_uri": source_uri,
+        "size_bytes": size,
+        "ingest_version": INGEST_VERSION,
+        "processed_at": _now(),
+        **kw,
+    }
+
+
+def hash_and_decode(source_uri: str, s3: S3Options | None):
+    """SHA-256 of the bytes plus decoded audio (or the MediaError). Remote objects are
+    streamed once to a temporary file, hashed on the way."""
+    fs, path = filesystem(source_uri, s3)
+    h = hashlib.sha256()
+    if is_local(fs):
+        with open(path, "rb") as f:
+            for chunk in iter_chunks(f):
+                h.update(chunk)
+        local_path, cleanup = path, None
+    else:
+        tmp = tempfile.NamedTemporaryFile(prefix="ot-media-", delete=False)
+        try:
+            with tmp, fs.open(path, "rb", block_size=8 << 20) as src:
+                for chunk in iter_chunks(src):
+                    h.update(chunk)
+                    tmp.write(chunk)
+        except Exception:
+            os.unlink(tmp.name)
+            raise
+        local_path, cleanup = tmp.name, tmp.name
+    try:
+        try:
+            return h.hexdigest(), decode(local_path, name=source_uri), None
+        except MediaError as exc:
+            return h.hexdigest(), None, exc
+    finally:
+        if cleanup:
+            os.unlink(cleanup)
+
+
+def ingest_file(
+    wh: Warehouse,
+    batch_id: str,
+    source_uri: str,
+    size: int,
+    seen: dict[str, str],
+    archive: dict[str, str],
+) -> IngestResult:
+    """One file -> its media row and (if usable) audio row. Never raises for bad input."""
+    if size == 0:
+        return IngestResult(_row(batch_id, source_uri, 0, status="failed", error="empty file (0 bytes)"), None)
+    try:
+        media_id, decoded, problem = hash_and_decode(source_uri, wh.s3)
+    except (OSError, StorageUnavailable) as exc:
+        return IngestResult(
+            _row(batch_id, source_uri, size, status="failed", error=f"cannot read source: {type(exc).__name__}: {exc}"),
+            None,
+        )
+    if media_id in seen:
+        first = seen[media_id]
+        return IngestResult(
+            _row(batch_id, source_uri, size, media_id=media_id, status="skipped",
+                 error=f"duplicate: same bytes as {first}", duplicate_of=first),
+            None,
+        )
+    if media_id in archive:
+        first = archive[media_id]
+        return IngestResult(
+            _row(batch_id, source_uri, size, media_id=media_id, status="skipped",
+                 error=f"duplicate: already in the archive as {first}", duplicate_of=first),
+            None,
+        )
+    seen[media_id] = source_uri
+    if problem is not None:
+        status = "skipped" if problem.skip else "failed"
+        return IngestResult(_row(batch_id, source_uri, size, media_id=media_id, status=status, error=str(problem)), None)
+    info = decoded.info
+    audio_path = wh.audio_path(media_id)
+    if not wh.exists(audio_path):
+        wh.put_bytes(audio_path, encode_flac(decoded.samples))
+    media = _row(
+        batch_id, source_uri, size,
+        media_id=media_id, status="ok", error=None,
+        duration_s=decoded.duration_s,
+        container=info.container, audio_codec=info.audio_codec, sample_rate=info.sample_rate,
+        channels=info.channels, video_codec=info.video_codec, width=info.width, height=info.height, fps=info.fps,
+    )
+    audio = {
+        "batch_id": batch_id,
+        "media_id": media_id,
+        "audio_uri": wh.uri(audio_path),
+        "sample_rate": SAMPLE_RATE,
+        "num_samples": len(decoded.samples),
+        "duration_s": decoded.duration_s,
+    }
+    return IngestResult(media, audio)
+
+
+def archive_media_index(wh: Warehouse, exclude_batch: str) -> dict[str, str]:
+    """media_id -> source_uri for media already ingested ok in other batches.
+
+    Reads the ``media`` column pair of every batch: linear in the archive, fine for
+    thousands of batches; the S3 sensor keeps its own index for million-file archives.
+    """
+    index: dict[str, str] = {}
+    for b in wh.batch_ids("media"):
+        if b == exclude_batch:
+            continue
+        df = wh.read_table("media", b)
+        if df is None:
+            continue
+        for media_id, uri in df.filter(pl.col("status") == "ok").select("media_id", "source_uri").iter_rows():
+            index.setdefault(media_id, uri)
+    return index
+
+
+def _reusable(df: pl.DataFrame | None, manifest: pl.DataFrame) -> pl.DataFrame:
+    """Rows from an earlier run that still describe the same file with the same ingest."""
+    if df is None or df.is_empty():
+        return conform(pl.DataFrame(), Media).clear()
+    sizes = manifest.select("source_uri", pl.col("size_bytes").alias("_size"))
+    return (
+        conform(df, Media)
+        .join(sizes, on="source_uri")
+        .filter(
+            pl.col("status").is_in(KEEP_STATUSES)
+            & (pl.col("ingest_version") == INGEST_VERSION)
+            & (pl.col("size_bytes") == pl.col("_size"))
+        )
+        .drop("_size")
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "media",
+            description="One row per source file: media_id (SHA-256), probe results, status and error.",
+            kinds={"parquet", "pyav"},
+            group_name="transcription",
+            metadata={"dagster/column_schema": table_schema("media")},
+        ),
+        dg.AssetSpec(
+            "audio",
+            description="16 kHz mono FLAC per usable media item, and the table that lists them.",
+            kinds={"parquet", "flac"},
+            group_name="transcription",
+            metadata={"dagster/column_schema": table_schema("audio")},
+        ),
+    ],
+    check_specs=[schema_check_spec("media"), schema_check_spec("audio")],
+    partitions_def=batch_partitions,
+)
+def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Hash, probe and decode every file of the batch; resumes where an earlier run stopped."""
+    batch_id = context.partition_key
+    wh = warehouse.get()
+    manifest = wh.read_table("batches", batch_id)
+    if manifest is None:
+        raise dg.Failure(f"batch {batch_id!r} is not registered in {wh.root_uri} (no batches/batch_id={batch_id})")
+    started = time.perf_counter()
+
+    previous = _reusable(wh.read_table("media", batch_id), manifest)
+    staged_media = wh.staged("media", batch_id)
+    staged_audio = wh.staged("audio", batch_id)
+    staged = _reusable(
+        pl.concat([conform(df, Media) for df in staged_media.values()]) if staged_media else None, manifest
+    )
+    kept = pl.concat([staged, previous.filter(~pl.col("source_uri").is_in(staged["source_uri"].implode()))])
+    prev_audio = wh.read_table("audio", batch_id)
+    kept_audio_frames = [conform(df, Audio) for df in staged_audio.values()]
+    if prev_audio is not None:
+        kept_audio_frames.append(conform(prev_audio, Audio))
+    kept_ids = kept.filter(pl.col("status") == "ok")["media_id"]
+    kept_audio = (
+        pl.concat(kept_audio_frames).unique("media_id", keep="first").filter(pl.col("media_id").is_in(kept_ids.implode()))
+        if kept_audio_frames
+        else conform(pl.DataFrame(), Audio).clear()
+    )
+
+    seen = {m: u for m, u in kept.filter(pl.col("media_id").is_not_null()).select("media_id", "source_uri").iter_rows()}
+    todo = manifest.filter(~pl.col("source_uri").is_in(kept["source_uri"].implode()))
+    context.log.info("batch %s: %d files, %d already done, %d to ingest", batch_id, manifest.height, kept.height, todo.height)
+    archive = archive_media_index(wh, batch_id) if todo.height else {}
+
+    new_media, new_audio = [], []
+    for i, (source_uri, size) in enumerate(todo.select("source_uri", "size_bytes").iter_rows()):
+        result = ingest_file(wh, batch_id, source_uri, size, seen, archive)
+        key = hashlib.sha256(source_uri.encode()).hexdigest()[:24]
+        media_df = conform(pl.DataFrame([result.media]), Media)
+        # audio first: a staged media row always has its audio row next to it
+        if result.audio is not None:
+            audio_df = conform(pl.DataFrame([result.audio]), Audio)
+            wh.stage("audio", batch_id, key, audio_df)
+            new_audio.append(audio_df)
+        wh.stage("media", batch_id, key, media_df)
+        new_media.append(media_df)
+        if result.media["status"] != "ok":
+            context.log.warning("%s: %s (%s)", source_uri, result.media["status"], result.media.get("error"))
+        if (i + 1) % 25 == 0:
+            context.log.info("ingested %d/%d", i + 1, todo.height)
+
+    media = pl.concat([kept, *new_media]).sort("source_uri")
+    audio = pl.concat([kept_audio, *new_audio]).unique("media_id", keep="first").sort("media_id")
+    wh.write_table("audio", audio, batch_id)
+    wh.write_table("media", media, batch_id)
+    wh.clear_staging("media", batch_id)
+    wh.clear_staging("audio", batch_id)
+
+    counts = dict(media.group_by("status").len().iter_rows())
+    hours = float(audio["duration_s"].sum() or 0) / 3600
+    problems = media.filter(pl.col("status") != "ok").select("source_uri", "status", "error")
+    yield dg.MaterializeResult(
+        asset_key="media",
+        metadata={
+            "dagster/row_count": media.height,
+            "files_ok": counts.get("ok", 0),
+            "files_failed": counts.get("failed", 0),
+            "files_skipped": counts.get("skipped", 0),
+            "files_ingested_this_run": todo.height,
+            "audio_hours": round(hours, 4),
+            "elapsed_s": round(time.perf_counter() - started, 2),
+            "ingest_version": INGEST_VERSION,
+            "problems": dg.MetadataValue.md(markdown_table(problems.head(100))),
+            "path": wh.uri(wh.table_file("media", batch_id)),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="audio",
+        metadata={
+            "dagster/row_count": audio.height,
+            "audio_hours": round(hours, 4),
+            "path": wh.uri(wh.table_file("audio", batch_id)),
+        },
+    )
+    yield schema_check_result("media", media)
+    yield schema_check_result("audio", audio)

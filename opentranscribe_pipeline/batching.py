@@ -1,0 +1,135 @@
+"""Drops and batches: how an archive folder becomes bounded Dagster partitions.
+
+A *drop* is one folder (or S3 prefix) of media. Registering it lists the folder, keeps the
+media files that no batch of the drop holds yet, and splits them into batches of at most
+``max_files`` files and ``max_hours`` of audio. Each batch's membership is written once, as
+the ``batches`` table partition of that batch, and never changes: files that arrive later
+become a new batch of the same drop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import posixpath
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from .schemas import Batches, conform, slug
+from .storage import S3Options, SourceObject, Warehouse, filesystem, list_source
+
+log = logging.getLogger(__name__)
+
+MEDIA_EXTENSIONS = frozenset(
+    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .wma .aiff .aif .mp4 .m4v .mkv .mov .webm .avi .mpg .mpeg .ts".split()
+)
+# when a header cannot be probed at registration, assume this many bytes per second
+FALLBACK_BYTES_PER_SECOND = 16_000
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_files: int = 200
+    max_hours: float = 20.0
+
+
+@dataclass
+class Registration:
+    drop: str
+    new_batch_ids: list[str] = field(default_factory=list)
+    batch_ids: list[str] = field(default_factory=list)  # all batches of the drop, old and new
+    new_files: int = 0
+    known_files: int = 0
+    ignored: list[str] = field(default_factory=list)  # non-media names, not registered
+
+
+def is_media_name(name: str) -> bool:
+    return posixpath.splitext(name.lower())[1] in MEDIA_EXTENSIONS and not posixpath.basename(name).startswith(".")
+
+
+def batch_prefix(drop: str) -> str:
+    """Partition-key-safe prefix for a drop; a hash keeps distinct names distinct."""
+    s = slug(drop)
+    if s == drop:
+        return s
+    return f"{s}~{hashlib.sha256(drop.encode()).hexdigest()[:6]}"
+
+
+def probe_duration_s(obj: SourceObject, s3: S3Options | None) -> float:
+    """Duration from the container header (a few small reads); size-based guess on failure."""
+    import av
+
+    fs, path = filesystem(obj.uri, s3)
+    try:
+        with fs.open(path, "rb", block_size=1 << 18) as f, av.open(f, metadata_errors="ignore") as c:
+            if c.duration:
+                return c.duration / av.time_base
+    except Exception as exc:  # unreadable headers are the media step's business, not ours
+        log.debug("cannot probe %s at registration: %s", obj.uri, exc)
+    return obj.size_bytes / FALLBACK_BYTES_PER_SECOND
+
+
+def plan_batches(objects: list[tuple[SourceObject, float]], limits: BatchLimits) -> list[list[tuple[SourceObject, float]]]:
+    batches: list[list[tuple[SourceObject, float]]] = []
+    current: list[tuple[SourceObject, float]] = []
+    seconds = 0.0
+    for obj, duration in objects:
+        if current and (len(current) >= limits.max_files or seconds + duration > limits.max_hours * 3600):
+            batches.append(current)
+            current, seconds = [], 0.0
+        current.append((obj, duration))
+        seconds += duration
+    if current:
+        batches.append(current)
+    return batches
+
+
+def register_drop(
+    warehouse: Warehouse,
+    source_uri: str,
+    *,
+    s3: S3Options | None = None,
+    limits: BatchLimits = BatchLimits(),
+    drop: str | None = None,
+) -> Registration:
+    """Register what is new under ``source_uri`` as new batches of its drop."""
+    drop = drop or posixpath.basename(source_uri.rstrip("/")) or "drop"
+    prefix = batch_prefix(drop)
+    reg = Registration(drop=drop)
+    objects = list_source(source_uri, s3)
+    media = [o for o in objects if is_media_name(o.relative)]
+    reg.ignored = [o.relative for o in objects if not is_media_name(o.relative)]
+
+    existing = [b for b in warehouse.batch_ids("batches", prefix=prefix + "-") if b[len(prefix) + 1 :].isdigit()]
+    known: set[str] = set()
+    for b in existing:
+        manifest = warehouse.read_table("batches", b)
+        if manifest is not None:
+            known.update(manifest["source_uri"].to_list())
+    new = [o for o in media if o.uri not in known]
+    reg.known_files = len(media) - len(new)
+    reg.new_files = len(new)
+    next_seq = max((int(b[len(prefix) + 1 :]) for b in existing), default=-1) + 1
+
+    planned = plan_batches([(o, probe_duration_s(o, s3)) for o in new], limits)
+    now = dt.datetime.now(dt.timezone.utc)
+    for i, members in enumerate(planned):
+        batch_id = f"{prefix}-{next_seq + i:04d}"
+        manifest = pl.DataFrame(
+            {
+                "batch_id": [batch_id] * len(members),
+                "drop": [drop] * len(members),
+                "source_uri": [o.uri for o, _ in members],
+                "size_bytes": [o.size_bytes for o, _ in members],
+                "registered_at": [now] * len(members),
+            }
+        )
+        manifest = conform(manifest, Batches)
+        Batches.validate(manifest)
+        warehouse.write_table("batches", manifest, batch_id)
+        reg.new_batch_ids.append(batch_id)
+        log.info("registered batch %s: %d files, %.2f h", batch_id, len(members), sum(d for _, d in members) / 3600)
+    reg.batch_ids = sorted(existing + reg.new_batch_ids)
+    return reg

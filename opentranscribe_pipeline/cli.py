@@ -1,0 +1,221 @@
+"""``opentranscribe``: register a drop, run the asset graph per batch, print a summary.
+
+Each batch runs as a real Dagster run in the ``DAGSTER_HOME`` instance (``dagster dev``
+shows them afterwards). The exit status is non-zero only when the pipeline itself broke
+(a run failed, storage unreachable), never because some input files were bad: those are
+reported in the summary and recorded in the ``media`` / ``transcripts`` tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _dagster_home() -> Path:
+    """DAGSTER_HOME, or ``./.dagster`` seeded with ``./dagster.yaml`` (what ``make`` uses)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        home = str(Path.cwd() / ".dagster")
+        os.environ["DAGSTER_HOME"] = home
+    path = Path(home)
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / "dagster.yaml").exists() and Path("dagster.yaml").exists():
+        shutil.copy("dagster.yaml", path / "dagster.yaml")
+    return path
+
+
+def _s3_options():
+    from .storage import S3Options
+
+    return S3Options(
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID") or None,
+        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+        region=os.environ.get("AWS_DEFAULT_REGION") or None,
+    )
+
+
+def _asr_config(args) -> dict:
+    config = {}
+    for key in ("model", "device", "compute_type", "batch_size", "language", "align_model"):
+        value = getattr(args, key)
+        if value is not None:
+            config[key] = value
+    return config
+
+
+def cmd_process(args) -> int:
+    from dagster import DagsterInstance
+
+    from .batching import BatchLimits, register_drop
+    from .definitions import defs
+    from .partitions import BATCHES
+    from .storage import StorageUnavailable, Warehouse
+
+    started = time.perf_counter()
+    s3 = _s3_options()
+    warehouse = Warehouse(args.warehouse, s3)
+    try:
+        warehouse.check_reachable()
+        reg = register_drop(
+            warehouse, args.source, s3=s3, limits=BatchLimits(args.max_files, args.max_hours), drop=args.drop
+        )
+    except StorageUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError:
+        print(f"error: source {args.source} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+
+    print(
+        f"drop {reg.drop!r}: {reg.new_files} new file(s) in {len(reg.new_batch_ids)} new batch(es), "
+        f"{reg.known_files} already registered, {len(reg.ignored)} non-media file(s) ignored"
+    )
+    if not reg.batch_ids:
+        print("nothing to process")
+        return EXIT_OK
+
+    home = _dagster_home()
+    instance = DagsterInstance.get()
+    instance.add_dynamic_partitions(BATCHES, reg.batch_ids)
+    job = defs.resolve_job_def("transcribe_batch")
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "WARNING"}}},
+        "resources": {
+            "warehouse": {"config": {"root": warehouse.root_uri}},
+            "asr": {"config": _asr_config(args)},
+        }
+    }
+    failed_runs = []
+    for batch_id in reg.batch_ids:
+        print(f"running batch {batch_id} ...", flush=True)
+        result = job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            partition_key=batch_id,
+            raise_on_error=False,
+            tags={"opentranscribe/drop": reg.drop, "opentranscribe/source": args.source},
+        )
+        if not result.success:
+            failed_runs.append((batch_id, result.run_id))
+    print_summary(warehouse, reg.batch_ids, time.perf_counter() - started)
+    print(f"runs recorded in {home} (dagster dev shows them)")
+    for batch_id, run_id in failed_runs:
+        print(f"error: run {run_id} for batch {batch_id} failed; see `dagster dev` or the log above", file=sys.stderr)
+    return EXIT_RUN_FAILED if failed_runs else EXIT_OK
+
+
+def summarize(warehouse, batch_ids: list[str]) -> dict:
+    import polars as pl
+
+    media = [m for b in batch_ids if (m := warehouse.read_table("media", b)) is not None]
+    state = [t for b in batch_ids if (t := warehouse.read_table("transcripts", b)) is not None]
+    media_df = pl.concat(media) if media else None
+    state_df = pl.concat(state) if state else None
+    counts = dict(media_df.group_by("status").len().iter_rows()) if media_df is not None else {}
+    ok_state = state_df.filter(pl.col("status") == "ok") if state_df is not None else None
+    return {
+        "files": media_df.height if media_df is not None else 0,
+        "ok": counts.get("ok", 0),
+        "failed": counts.get("failed", 0),
+        "skipped": counts.get("skipped", 0),
+        "transcripts_failed": state_df.filter(pl.col("status") == "failed").height if state_df is not None else 0,
+        "audio_s": float(ok_state["audio_s"].sum()) if ok_state is not None else 0.0,
+        "words": int(ok_state["n_words"].sum()) if ok_state is not None else 0,
+        "segments": int(ok_state["n_segments"].sum()) if ok_state is not None else 0,
+        "problems": (
+            media_df.filter(pl.col("status") != "ok").select("source_uri", "status", "error").rows()
+            if media_df is not None
+            else []
+        ),
+    }
+
+
+def print_summary(warehouse, batch_ids: list[str], wall_s: float) -> None:
+    s = summarize(warehouse, batch_ids)
+    rtf = wall_s / s["audio_s"] if s["audio_s"] else 0.0
+    print()
+    print(f"warehouse:  {warehouse.root_uri}")
+    print(f"batches:    {len(batch_ids)}")
+    print(f"files:      {s['files']} total, {s['ok']} ok, {s['failed']} failed, {s['skipped']} skipped")
+    if s["transcripts_failed"]:
+        print(f"            {s['transcripts_failed']} failed in transcription (see the transcripts table)")
+    print(f"audio:      {s['audio_s'] / 3600:.3f} h ({s['audio_s']:.1f} s)")
+    print(f"words:      {s['words']} in {s['segments']} segments")
+    print(f"wall time:  {wall_s:.1f} s (real-time factor {rtf:.3f}, {1 / rtf if rtf else 0:.1f}x real time)")
+    for uri, status, error in s["problems"]:
+        print(f"  {status:7s} {uri}: {error}")
+
+
+def cmd_show(args) -> int:
+    """Row counts per table and the first transcript lines: what analysts will query."""
+    import polars as pl
+
+    from .schemas import TABLES
+    from .storage import StorageUnavailable, Warehouse
+
+    warehouse = Warehouse(args.warehouse, _s3_options())
+    try:
+        frames = {t: warehouse.scan(t) for t in TABLES}
+    except StorageUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"tables in {warehouse.root_uri} (polars: pl.scan_parquet('{warehouse.root_uri}/<table>/**/*.parquet'))")
+    for table, df in frames.items():
+        print(f"  {table:12s} {0 if df is None else df.height:8d} rows")
+    media, segments = frames["media"], frames["segments"]
+    if media is None or segments is None or segments.is_empty():
+        return EXIT_OK
+    names = media.filter(pl.col("status") == "ok").select("media_id", "source_uri").unique("media_id")
+    joined = segments.join(names, on="media_id").sort("source_uri", "segment_id")
+    for (uri,), group in joined.group_by("source_uri", maintain_order=True):
+        print(f"\n{uri}")
+        for start, end, text in group.select("start_s", "end_s", "text").head(args.lines).iter_rows():
+            print(f"  [{start:7.2f} - {end:7.2f}] {text}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opentranscribe", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("process", help="register a drop (folder or s3:// prefix) and transcribe it")
+    p.add_argument("source", help="local folder or s3://bucket/prefix (S3 settings from AWS_* variables)")
+    p.add_argument("--warehouse", required=True, help="where tables and audio go: local path or s3://bucket/prefix")
+    p.add_argument("--drop", help="drop name (default: the source folder's name)")
+    p.add_argument("--max-files", type=int, default=200, help="files per batch (default 200)")
+    p.add_argument("--max-hours", type=float, default=20.0, help="hours of audio per batch (default 20)")
+    p.add_argument("--model", help="ASR model: packaged:base (default), packaged:tiny.en, a directory or a hub id")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--compute-type", dest="compute_type", help="int8, float16, float32 ... (default per device)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="ASR batch size (default 8)")
+    p.add_argument("--language", help="force a language code instead of detecting per file")
+    p.add_argument("--align-model", dest="align_model", help="wav2vec2 alignment model (hub id or directory)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_process)
+    s = sub.add_parser("show", help="print table sizes and the first transcript lines of a warehouse")
+    s.add_argument("--warehouse", required=True)
+    s.add_argument("--lines", type=int, default=3, help="segments to print per file")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

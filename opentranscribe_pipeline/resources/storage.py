@@ -1,0 +1,36 @@
+"""The warehouse resource: one storage interface for a local folder and S3."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+
+from .. import settings
+from ..storage import S3Options, Warehouse
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Where tables and audio live. ``root`` is a local path or ``s3://bucket/prefix``.
+
+    Unset fields fall back to the environment at run time: ``OPENTRANSCRIBE_WAREHOUSE`` for
+    the root, and botocore's own ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION`` for S3. In production pass secrets as
+    ``dg.EnvVar(...)`` so the UI never shows them.
+    """
+
+    root: str | None = Field(default=None, description="local path or s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO, SeaweedFS)")
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str | None = None
+
+    def s3_options(self) -> S3Options:
+        return S3Options(
+            endpoint_url=self.s3_endpoint_url or settings.env("AWS_ENDPOINT_URL"),
+            access_key_id=self.s3_access_key_id or settings.env("AWS_ACCESS_KEY_ID"),
+            secret_access_key=self.s3_secret_access_key or settings.env("AWS_SECRET_ACCESS_KEY"),
+            region=self.s3_region or settings.env("AWS_DEFAULT_REGION"),
+        )
+
+    def get(self) -> Warehouse:
+        return Warehouse(self.root or settings.warehouse_root(), self.s3_options())

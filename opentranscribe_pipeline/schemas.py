@@ -1,0 +1,187 @@
+"""The data contract: one pandera DataFrameModel per table.
+
+Analysts read these tables with polars or DuckDB (``<root>/<table>/batch_id=<id>/*.parquet``,
+hive-partitioned); every asset validates what it wrote against its model and reports the
+result as a Dagster asset check. Times are float64 seconds from the start of the media;
+``media_id`` is the hex SHA-256 of the file's bytes.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandera.polars as pa
+import polars as pl
+
+MEDIA_STATUSES = ("ok", "failed", "skipped")
+FILE_STATUSES = ("ok", "failed")
+TIMING_SOURCES = ("alignment", "cross_attention", "interpolated")
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
+class _Table(pa.DataFrameModel):
+    class Config:
+        strict = True  # no undeclared columns: the contract is the whole table
+        coerce = False
+
+
+class Batches(_Table):
+    """Batch membership, fixed at registration: which source objects make up a batch."""
+
+    batch_id: str
+    drop: str
+    source_uri: str = pa.Field(unique=True)
+    size_bytes: pl.Int64 = pa.Field(ge=0)
+    registered_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+
+class Media(_Table):
+    """One row per source object of a batch: what it is, and whether it could be used."""
+
+    batch_id: str
+    media_id: str = pa.Field(nullable=True, str_matches=SHA256_HEX)  # null if unreadable
+    source_uri: str = pa.Field(unique=True)
+    size_bytes: pl.Int64 = pa.Field(ge=0)
+    duration_s: pl.Float64 = pa.Field(nullable=True, ge=0)
+    status: str = pa.Field(isin=MEDIA_STATUSES)
+    error: str = pa.Field(nullable=True)
+    container: str = pa.Field(nullable=True)
+    audio_codec: str = pa.Field(nullable=True)
+    sample_rate: pl.Int64 = pa.Field(nullable=True, gt=0)
+    channels: pl.Int64 = pa.Field(nullable=True, gt=0)
+    video_codec: str = pa.Field(nullable=True)
+    width: pl.Int64 = pa.Field(nullable=True, gt=0)
+    height: pl.Int64 = pa.Field(nullable=True, gt=0)
+    fps: pl.Float64 = pa.Field(nullable=True, gt=0)
+    duplicate_of: str = pa.Field(nullable=True)  # source_uri of the copy that was processed
+    ingest_version: str
+    processed_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+    @pa.dataframe_check
+    @classmethod
+    def errors_explain_failures(cls, data) -> pl.LazyFrame:
+        """Every failed or skipped file says why; an ok file carries no error."""
+        return data.lazyframe.select(
+            pl.when(pl.col("status") == "ok")
+            .then(pl.col("error").is_null())
+            .otherwise(pl.col("error").is_not_null())
+        )
+
+    @pa.dataframe_check
+    @classmethod
+    def ok_means_audio(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            (pl.col("status") != "ok") | (pl.col("media_id").is_not_null() & (pl.col("duration_s") > 0))
+        )
+
+
+class Audio(_Table):
+    """The 16 kHz mono FLAC made from each usable media item (content-addressed)."""
+
+    batch_id: str
+    media_id: str = pa.Field(unique=True, str_matches=SHA256_HEX)
+    audio_uri: str
+    sample_rate: pl.Int64 = pa.Field(eq=16_000)
+    num_samples: pl.Int64 = pa.Field(gt=0)
+    duration_s: pl.Float64 = pa.Field(gt=0)
+
+
+class Transcripts(_Table):
+    """Per media item: transcription outcome and the model that made it (resume state)."""
+
+    batch_id: str
+    media_id: str = pa.Field(unique=True, str_matches=SHA256_HEX)
+    status: str = pa.Field(isin=FILE_STATUSES)
+    error: str = pa.Field(nullable=True)
+    language: str = pa.Field(nullable=True)
+    language_probability: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)
+    n_segments: pl.Int64 = pa.Field(ge=0)
+    n_words: pl.Int64 = pa.Field(ge=0)
+    audio_s: pl.Float64 = pa.Field(ge=0)
+    elapsed_s: pl.Float64 = pa.Field(ge=0)
+    asr_model: str
+    model_version: str
+    timing_method: str
+    processed_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+
+class Segments(_Table):
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    segment_id: pl.Int32 = pa.Field(ge=0)
+    start_s: pl.Float64 = pa.Field(ge=0)
+    end_s: pl.Float64 = pa.Field(ge=0)
+    text: str
+    language: str = pa.Field(nullable=True)
+    speaker: str = pa.Field(nullable=True)  # file-local label, filled by diarization
+    avg_logprob: pl.Float64 = pa.Field(nullable=True)
+
+    @pa.dataframe_check
+    @classmethod
+    def start_before_end(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("start_s") <= pl.col("end_s"))
+
+    @pa.dataframe_check
+    @classmethod
+    def unique_key(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(~pl.struct("media_id", "segment_id").is_duplicated())
+
+
+class Words(_Table):
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    segment_id: pl.Int32 = pa.Field(ge=0)
+    word_index: pl.Int32 = pa.Field(ge=0)
+    word: str
+    start_s: pl.Float64 = pa.Field(ge=0)
+    end_s: pl.Float64 = pa.Field(ge=0)
+    score: pl.Float64 = pa.Field(nullable=True)
+    speaker: str = pa.Field(nullable=True)
+    timing_source: str = pa.Field(isin=TIMING_SOURCES)
+
+    @pa.dataframe_check
+    @classmethod
+    def start_before_end(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("start_s") <= pl.col("end_s"))
+
+    @pa.dataframe_check
+    @classmethod
+    def unique_key(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(~pl.struct("media_id", "segment_id", "word_index").is_duplicated())
+
+
+TABLES: dict[str, type[_Table]] = {
+    "batches": Batches,
+    "media": Media,
+    "audio": Audio,
+    "transcripts": Transcripts,
+    "segments": Segments,
+    "words": Words,
+}
+
+
+def polars_schema(model: type[_Table]) -> pl.Schema:
+    """The polars schema a model describes (column order as declared)."""
+    return pl.Schema({name: col.dtype.type for name, col in model.to_schema().columns.items()})
+
+
+def empty_frame(model: type[_Table]) -> pl.DataFrame:
+    return pl.DataFrame(schema=polars_schema(model))
+
+
+def conform(df: pl.DataFrame, model: type[_Table]) -> pl.DataFrame:
+    """Select and cast ``df`` to the model's columns and order (missing columns -> null)."""
+    schema = polars_schema(model)
+    return df.select(
+        [
+            (pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in schema.items()
+        ]
+    )
+
+
+_SAFE = re.compile(r"[^a-z0-9._-]+")
+
+
+def slug(text: str, max_len: int = 40) -> str:
+    return _SAFE.sub("-", text.lower()).strip("-.")[:max_len] or "drop"

@@ -1,0 +1,1 @@
+"""Sensors: drop detection and run-failure handling (see README, "Automation")."""

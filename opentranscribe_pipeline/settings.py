@@ -1,0 +1,25 @@
+"""Environment-driven defaults, read when called (never at import time).
+
+Every knob has a built-in default that works offline on one machine; environment variables
+override it, and Dagster run config overrides both (the resources' fields).
+"""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_WAREHOUSE = "warehouse"
+DEFAULT_ASR_MODEL = "packaged:base"
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def warehouse_root() -> str:
+    return env("OPENTRANSCRIBE_WAREHOUSE", DEFAULT_WAREHOUSE)
+
+
+def asr_model() -> str:
+    return env("OPENTRANSCRIBE_ASR_MODEL", DEFAULT_ASR_MODEL)

@@ -1,0 +1,301 @@
+"""Transcription with WhisperX: VAD cut and merge, batched faster-whisper, word timings.
+
+A :class:`Transcriber` holds one loaded model for a whole batch of files (load once, loop,
+free), which is what makes a batch cheaper than a per-file task chain.
+
+Word timings come from one of two places, and every word says which:
+- ``alignment``: a wav2vec2 CTC model through ``whisperx.align`` (configure ``align_model``;
+  WhisperX's default models need hub access);
+- ``cross_attention``: Whisper's own cross-attention DTW (faster-whisper's ``find_alignment``)
+  over the same VAD chunks, used when no alignment model is configured, e.g. offline;
+- ``interpolated``: a word the aligner could not place (digits, symbols) gets the span
+  between its neighbours, so no word ever lacks a time.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .decode import SAMPLE_RATE
+from .models import ResolvedModel
+
+log = logging.getLogger(__name__)
+
+TIMING_ALIGNMENT = "alignment"
+TIMING_CROSS_ATTENTION = "cross_attention"
+TIMING_INTERPOLATED = "interpolated"
+# faster-whisper's defaults: punctuation glued to the word before / after it
+PREPEND_PUNCTUATION = "\"'“¿([{-"
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start_s: float
+    end_s: float
+    score: float
+    timing_source: str
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_s: float
+    end_s: float
+    text: str
+    avg_logprob: float | None
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transcript:
+    language: str | None
+    language_probability: float | None
+    segments: tuple[Segment, ...]
+
+    @property
+    def n_words(self) -> int:
+        return sum(len(s.words) for s in self.segments)
+
+
+@dataclass(frozen=True)
+class AsrOptions:
+    """Knobs of one transcription run (resource config maps onto these one to one)."""
+
+    device: str = "cpu"  # "cpu" or "cuda" ("auto" is resolved by the caller)
+    device_index: int = 0
+    compute_type: str = "int8"
+    batch_size: int = 8
+    language: str | None = None  # None: detect per file
+    beam_size: int = 5
+    threads: int = 0  # CPU threads for CTranslate2; 0 = let it choose
+    chunk_size: int = 30  # seconds; VAD merges speech into chunks up to this long
+    align_model: str | None = None  # wav2vec2 id/dir, "default" for WhisperX's per-language model
+    hf_token: str | None = field(default=None, repr=False)
+
+
+class AsrOutOfMemory(RuntimeError):
+    pass
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Transcriber:
+    """Load once, transcribe many arrays, free. Use as a context manager."""
+
+    def __init__(self, model: ResolvedModel, options: AsrOptions):
+        self.model = model
+        self.options = options
+        self._pipeline = None
+        self._align: dict[str, tuple[object, dict]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> Transcriber:
+        self.load()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def load(self) -> None:
+        import whisperx
+
+        opts = self.options
+        log.info("loading ASR model %s (%s) on %s/%s", self.model.spec, self.model.path, opts.device, opts.compute_type)
+        self._pipeline = whisperx.load_model(
+            self.model.path,
+            opts.device,
+            device_index=opts.device_index,
+            compute_type=opts.compute_type,
+            asr_options={"beam_size": opts.beam_size},
+            vad_method="pyannote",  # whisperx's bundled checkpoint; silero goes through torch.hub
+            local_files_only=self.model.is_local,
+            threads=opts.threads,
+            use_auth_token=opts.hf_token,
+        )
+
+    def close(self) -> None:
+        self._pipeline = None
+        self._align.clear()
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self._pipeline.model.model.is_multilingual)
+
+    @property
+    def timing_method(self) -> str:
+        return f"{TIMING_ALIGNMENT}:{self.options.align_model}" if self.options.align_model else TIMING_CROSS_ATTENTION
+
+    # -- steps -----------------------------------------------------------------------------
+    def detect_language(self, samples: np.ndarray) -> tuple[str, float]:
+        """Language of the speech in ``samples``: English-only models say so; multilingual
+        ones vote over up to four 30 s windows of VAD-filtered speech, not just the first
+        30 s of the file (music or silence there misleads WhisperX's detector)."""
+        if self.options.language:
+            return self.options.language, 1.0
+        if not self.multilingual:
+            return "en", 1.0
+        language, probability, _ = self._pipeline.model.detect_language(
+            audio=samples, vad_filter=True, language_detection_segments=4
+        )
+        return language, float(probability)
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        if self._pipeline is None:
+            raise RuntimeError("Transcriber is not loaded; use it as a context manager")
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        language, probability = self.detect_language(samples)
+        try:
+            result = self._pipeline.transcribe(
+                samples,
+                batch_size=self.options.batch_size,
+                language=language,
+                chunk_size=self.options.chunk_size,
+            )
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower():
+                raise AsrOutOfMemory(
+                    f"ASR ran out of memory on {self.options.device}: batch_size={self.options.batch_size} "
+                    f"is probably too large (or use compute_type=int8)"
+                ) from exc
+            raise
+        raw = [s for s in result["segments"] if s["text"].strip()]
+        if not raw:
+            return Transcript(language, probability, ())
+        if self.options.align_model:
+            segments = self._align_wav2vec2(raw, samples, language)
+        else:
+            segments = self._align_cross_attention(raw, samples, language)
+        return Transcript(language, probability, tuple(segments))
+
+    def _align_cross_attention(self, raw: list[dict], samples: np.ndarray, language: str) -> list[Segment]:
+        """Word times from Whisper's cross-attention, batched over VAD chunks."""
+        from faster_whisper.tokenizer import Tokenizer
+        from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+        wm = self._pipeline.model  # faster_whisper.WhisperModel
+        tokenizer = Tokenizer(wm.hf_tokenizer, wm.model.is_multilingual, task="transcribe", language=language)
+        n_mels = wm.feat_kwargs.get("feature_size") or 80
+        out: list[Segment] = []
+        bs = max(1, self.options.batch_size)
+        for b in range(0, len(raw), bs):
+            batch = raw[b : b + bs]
+            feats, tokens, frames = [], [], []
+            for seg in batch:
+                chunk = samples[int(seg["start"] * SAMPLE_RATE) : int(seg["end"] * SAMPLE_RATE)][:N_SAMPLES]
+                mel = log_mel_spectrogram(chunk, n_mels=n_mels, padding=N_SAMPLES - chunk.shape[0])
+                feats.append(np.asarray(mel, dtype=np.float32))
+                tokens.append(tokenizer.encode(" " + seg["text"].strip()))
+                frames.append(min(len(chunk) // 160, 3000))  # mel frames of real audio (10 ms hop)
+            encoder_output = wm.encode(np.stack(feats))
+            alignments = wm.find_alignment(tokenizer, tokens, encoder_output, frames)
+            for seg, alignment in zip(batch, alignments):
+                words = _words_from_alignment(alignment, seg)
+                out.extend(split_sentences(seg, words))
+        return out
+
+    def _align_wav2vec2(self, raw: list[dict], samples: np.ndarray, language: str) -> list[Segment]:
+        import whisperx
+
+        if language not in self._align:
+            name = None if self.options.align_model == "default" else self.options.align_model
+            model, metadata = whisperx.load_align_model(language, self.options.device, model_name=name)
+            self._align[language] = (model, metadata)
+        model, metadata = self._align[language]
+        aligned = whisperx.align(
+            [{"start": s["start"], "end": s["end"], "text": s["text"]} for s in raw],
+            model,
+            metadata,
+            samples,
+            self.options.device,
+            return_char_alignments=False,
+        )
+        out = []
+        for seg, src in zip(aligned["segments"], raw):
+            words = _fill_missing_times(seg.get("words", []), seg["start"], seg["end"])
+            out.append(Segment(seg["start"], seg["end"], seg["text"].strip(), src.get("avg_logprob"), tuple(words)))
+        return out
+
+
+def _words_from_alignment(alignment: list[dict], seg: dict) -> tuple[Word, ...]:
+    """faster-whisper's per-chunk alignment -> Words in media time.
+
+    Punctuation is merged into its word as faster-whisper does, and times are clamped to
+    the VAD chunk so a word never leaves the region it was heard in.
+    """
+    from faster_whisper.transcribe import merge_punctuations
+
+    merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
+    start, end = float(seg["start"]), float(seg["end"])
+    out = []
+    for w in alignment:
+        text = w["word"].strip()
+        if not text:
+            continue
+        w_start = min(max(start + float(w["start"]), start), end)
+        w_end = min(max(start + float(w["end"]), w_start), end)
+        out.append(Word(text, round(w_start, 3), round(w_end, 3), float(w["probability"]), TIMING_CROSS_ATTENTION))
+    return tuple(out)
+
+
+SENTENCE_END = (".", "?", "!", "。", "？", "！")
+
+
+def split_sentences(seg: dict, words: tuple[Word, ...]) -> list[Segment]:
+    """One VAD chunk (up to 30 s) -> one segment per sentence, as WhisperX's aligner does.
+
+    Sentences end at a word ending in . ? ! (quotes and brackets after it allowed). Without
+    words the chunk stays whole.
+    """
+    text = seg["text"].strip()
+    if not words:
+        return [Segment(float(seg["start"]), float(seg["end"]), text, seg.get("avg_logprob"), ())]
+    groups: list[list[Word]] = [[]]
+    for w in words:
+        groups[-1].append(w)
+        if w.word.rstrip("\"')]}”’").endswith(SENTENCE_END):
+            groups.append([])
+    groups = [g for g in groups if g]
+    return [
+        Segment(g[0].start_s, g[-1].end_s, " ".join(w.word for w in g), seg.get("avg_logprob"), tuple(g))
+        for g in groups
+    ]
+
+
+def _fill_missing_times(words: list[dict], seg_start: float, seg_end: float) -> list[Word]:
+    """Aligner output -> Words; a word without times gets the gap between its neighbours."""
+    out: list[Word] = []
+    n = len(words)
+    for i, w in enumerate(words):
+        text = str(w.get("word", "")).strip()
+        if not text:
+            continue
+        if w.get("start") is not None and w.get("end") is not None:
+            out.append(Word(text, float(w["start"]), float(w["end"]), float(w.get("score", math.nan)), TIMING_ALIGNMENT))
+            continue
+        prev_end = next((float(words[j]["end"]) for j in range(i - 1, -1, -1) if words[j].get("end") is not None), seg_start)
+        next_start = next(
+            (float(words[j]["start"]) for j in range(i + 1, n) if words[j].get("start") is not None), seg_end
+        )
+        next_start = max(next_start, prev_end)
+        out.append(Word(text, round(prev_end, 3), round(next_start, 3), math.nan, TIMING_INTERPOLATED))
+    return out

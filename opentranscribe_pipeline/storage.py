@@ -1,0 +1,285 @@
+"""Object storage over fsspec: a local directory or any ``s3://`` endpoint, one code path.
+
+:class:`Warehouse` owns the table layout (``<root>/<table>/batch_id=<id>/part-0.parquet``)
+and the write discipline that makes a killed run harmless:
+
+- every object is written to ``<root>/_tmp/<uuid>`` first and then moved into place, so a
+  reader sees the old table or the new one, never half a file;
+- per-file results of a running batch go to ``<root>/_staging/<table>/batch_id=<id>/`` and
+  are folded into the visible table when the batch step ends. A run killed midway leaves
+  the visible table as it was, and the next run picks the staged files up instead of
+  recomputing them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import posixpath
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import fsspec
+import polars as pl
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRYABLE = (ConnectionError, TimeoutError, OSError)
+
+
+class StorageUnavailable(RuntimeError):
+    """The object store cannot be reached or refuses us; the message names the endpoint."""
+
+
+@dataclass(frozen=True)
+class S3Options:
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    region: str | None = None
+
+    def storage_options(self) -> dict:
+        opts: dict = {"config_kwargs": {"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5}}
+        if self.endpoint_url:
+            opts["endpoint_url"] = self.endpoint_url
+        if self.access_key_id:
+            opts["key"] = self.access_key_id
+            opts["secret"] = self.secret_access_key
+        if self.region:
+            opts["client_kwargs"] = {"region_name": self.region}
+        return opts
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """'s3://b/k' -> ('s3', 'b/k'); '/x/y' or 'file:///x/y' -> ('file', '/x/y')."""
+    protocol, path = fsspec.core.split_protocol(uri)
+    if protocol in (None, "file", "local"):
+        return "file", posixpath.abspath(path) if path.startswith("/") else str(_abspath(path))
+    return protocol, path
+
+
+def _abspath(path: str) -> str:
+    import os
+
+    return os.path.abspath(path)
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
+def filesystem(uri: str, s3: S3Options | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    protocol, path = split_uri(uri)
+    if protocol == "file":
+        return fsspec.filesystem("file", auto_mkdir=True), path
+    if protocol in ("s3", "s3a"):
+        return fsspec.filesystem("s3", **(s3 or S3Options()).storage_options()), path
+    return fsspec.filesystem(protocol), path
+
+
+def join_uri(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def with_retries(fn: Callable[[], T], *, what: str, endpoint: str, attempts: int = 4, base_delay: float = 0.5) -> T:
+    """Run ``fn``; retry transient I/O errors with exponential backoff; name the endpoint when
+    giving up (a missing file is not transient and is raised at once)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except FileNotFoundError:
+            raise
+        except PermissionError as exc:
+            raise StorageUnavailable(f"{what}: access denied by {endpoint} ({exc})") from None
+        except RETRYABLE as exc:
+            if attempt == attempts:
+                raise StorageUnavailable(
+                    f"{what}: cannot reach {endpoint} after {attempts} attempts ({type(exc).__name__}: {exc})"
+                ) from None
+            delay = base_delay * 2 ** (attempt - 1)
+            log.warning("%s failed (%s), retrying in %.1f s", what, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class Warehouse:
+    """Tables and audio objects under one root (local path or s3://bucket/prefix)."""
+
+    def __init__(self, root: str, s3: S3Options | None = None):
+        self.root_uri = root.rstrip("/")
+        self.s3 = s3 or S3Options()
+        self.fs, self.root = filesystem(self.root_uri, self.s3)
+        self.is_local = is_local(self.fs)
+        self.endpoint = self.root if self.is_local else (self.s3.endpoint_url or "AWS S3")
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self.root_uri!r})"
+
+    # -- paths -----------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return join_uri(self.root, *parts)
+
+    def uri(self, path: str) -> str:
+        return path if self.is_local else f"s3://{path}"
+
+    def table_dir(self, table: str, batch_id: str | None = None) -> str:
+        return self.path(table, f"batch_id={batch_id}") if batch_id else self.path(table)
+
+    def table_file(self, table: str, batch_id: str | None = None) -> str:
+        return join_uri(self.table_dir(table, batch_id), "part-0.parquet")
+
+    def staging_dir(self, table: str, batch_id: str) -> str:
+        return self.path("_staging", table, f"batch_id={batch_id}")
+
+    def audio_path(self, media_id: str) -> str:
+        return self.path("audio_16k", media_id[:2], f"{media_id}.flac")
+
+    # -- primitive I/O ---------------------------------------------------------------------
+    def _io(self, fn: Callable[[], T], what: str) -> T:
+        return with_retries(fn, what=what, endpoint=self.endpoint)
+
+    def check_reachable(self) -> None:
+        """Fail fast, with the endpoint in the message, if the root cannot be used."""
+        def probe():
+            if self.is_local:
+                self.fs.makedirs(self.root, exist_ok=True)
+            else:
+                bucket = self.root.split("/", 1)[0]
+                if not self.fs.exists(bucket):
+                    raise StorageUnavailable(f"bucket {bucket!r} does not exist at {self.endpoint}")
+                self.fs.ls(self.root) if self.fs.exists(self.root) else None
+
+        try:
+            self._io(probe, what=f"opening warehouse {self.root_uri}")
+        except StorageUnavailable:
+            raise
+        except Exception as exc:  # botocore raises its own hierarchy for DNS/refused/auth
+            raise StorageUnavailable(f"opening warehouse {self.root_uri} at {self.endpoint}: {exc}") from None
+
+    def exists(self, path: str) -> bool:
+        return self._io(lambda: self.fs.exists(path), what=f"checking {path}")
+
+    def put_bytes(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` atomically: temporary key first, then move into place."""
+        tmp = self.path("_tmp", uuid.uuid4().hex)
+
+        def write():
+            with self.fs.open(tmp, "wb") as f:
+                f.write(data)
+            if self.is_local:
+                self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            self.fs.mv(tmp, path)
+
+        try:
+            self._io(write, what=f"writing {path}")
+        finally:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+
+    def get_bytes(self, path: str) -> bytes:
+        return self._io(lambda: self.fs.cat_file(path), what=f"reading {path}")
+
+    def remove(self, path: str, recursive: bool = False) -> None:
+        if self.fs.exists(path):
+            self._io(lambda: self.fs.rm(path, recursive=recursive), what=f"removing {path}")
+
+    # -- tables ----------------------------------------------------------------------------
+    def write_table(self, table: str, df: pl.DataFrame, batch_id: str | None = None) -> str:
+        buf = io.BytesIO()
+        df.write_parquet(buf, compression="zstd", statistics=True)
+        path = self.table_file(table, batch_id)
+        self.put_bytes(path, buf.getvalue())
+        return path
+
+    def read_table(self, table: str, batch_id: str | None = None) -> pl.DataFrame | None:
+        path = self.table_file(table, batch_id)
+        try:
+            data = self.get_bytes(path)
+        except FileNotFoundError:
+            return None
+        return pl.read_parquet(io.BytesIO(data))
+
+    def stage(self, table: str, batch_id: str, key: str, df: pl.DataFrame) -> None:
+        buf = io.BytesIO()
+        df.write_parquet(buf)
+        self.put_bytes(join_uri(self.staging_dir(table, batch_id), f"{key}.parquet"), buf.getvalue())
+
+    def staged(self, table: str, batch_id: str) -> dict[str, pl.DataFrame]:
+        """Results staged by an earlier, unfinished run of this batch: key -> rows."""
+        d = self.staging_dir(table, batch_id)
+        try:
+            paths = self._io(lambda: self.fs.find(d), what=f"listing {d}")
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for p in paths:
+            if p.endswith(".parquet"):
+                out[posixpath.basename(p)[: -len(".parquet")]] = pl.read_parquet(io.BytesIO(self.get_bytes(p)))
+        return out
+
+    def clear_staging(self, table: str, batch_id: str) -> None:
+        self.remove(self.staging_dir(table, batch_id), recursive=True)
+
+    def batch_ids(self, table: str, prefix: str = "") -> list[str]:
+        d = self.path(table)
+        try:
+            entries = self._io(lambda: self.fs.ls(d, detail=False), what=f"listing {d}")
+        except FileNotFoundError:
+            return []
+        ids = []
+        for e in entries:
+            name = posixpath.basename(e.rstrip("/"))
+            if name.startswith("batch_id=") and name[len("batch_id=") :].startswith(prefix):
+                ids.append(name[len("batch_id=") :])
+        return sorted(ids)
+
+    def scan(self, table: str) -> pl.DataFrame | None:
+        """The whole table across batches (small tables and tests; analysts use scan_parquet)."""
+        frames = [f for b in self.batch_ids(table) if (f := self.read_table(table, b)) is not None]
+        return pl.concat(frames, how="vertical_relaxed") if frames else None
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    uri: str  # what is recorded in the tables (s3://bucket/key or an absolute local path)
+    relative: str  # path below the drop root, '/'-separated
+    size_bytes: int
+
+
+def list_source(source_uri: str, s3: S3Options | None = None) -> list[SourceObject]:
+    """Every object below ``source_uri`` (recursively), sorted by relative path."""
+    fs, root = filesystem(source_uri, s3)
+    root = root.rstrip("/")
+    local = is_local(fs)
+    endpoint = root if local else ((s3.endpoint_url if s3 else None) or "AWS S3")
+    try:
+        found = with_retries(lambda: fs.find(root, detail=True), what=f"listing {source_uri}", endpoint=endpoint)
+    except StorageUnavailable:
+        raise
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # botocore: NoCredentialsError, EndpointConnectionError, ClientError ...
+        raise StorageUnavailable(f"listing {source_uri} at {endpoint}: {type(exc).__name__}: {exc}") from None
+    out = []
+    for path, info in found.items():
+        if info.get("type") == "directory":
+            continue
+        rel = path[len(root) :].lstrip("/")
+        uri = path if local else f"s3://{path}"
+        out.append(SourceObject(uri=uri, relative=rel, size_bytes=int(info.get("size") or 0)))
+    return sorted(out, key=lambda o: o.relative)
+
+
+def open_source(uri: str, s3: S3Options | None = None):
+    fs, path = filesystem(uri, s3)
+    return fs.open(path, "rb")
+
+
+def iter_chunks(f, size: int = 8 << 20) -> Iterator[bytes]:
+    while chunk := f.read(size):
+        yield chunk
