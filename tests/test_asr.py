@@ -1,0 +1,83 @@
+"""WhisperX through the packaged models, offline: text, language, word timings."""
+
+import jiwer
+import numpy as np
+import pytest
+
+from opentranscribe_pipeline.speech.asr import AsrOptions, Transcriber, split_sentences
+from opentranscribe_pipeline.speech.decode import decode
+from opentranscribe_pipeline.speech.models import resolve_asr_model
+
+from .conftest import SAMPLE_DROP, TRUTH
+
+NORMALIZE = jiwer.Compose(
+    [jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(), jiwer.ReduceToListOfListOfWords()]
+)
+
+
+def wer(ref: str, hyp: str) -> float:
+    return jiwer.wer(ref, hyp, reference_transform=NORMALIZE, hypothesis_transform=NORMALIZE)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    with Transcriber(resolve_asr_model("packaged:tiny.en"), AsrOptions(device="cpu", compute_type="int8")) as t:
+        yield t
+
+
+def test_transcribes_a_dialogue_with_word_timings(tiny):
+    name = "meeting-02.flac"
+    tx = tiny.transcribe(decode(str(SAMPLE_DROP / name)).samples)
+    truth = TRUTH[f"{SAMPLE_DROP.name}/{name}"]
+    hyp = " ".join(s.text for s in tx.segments)
+    assert tx.language == "en"
+    assert wer(truth["text"], hyp) < 0.2, hyp
+    words = [w for s in tx.segments for w in s.words]
+    assert len(words) == tx.n_words > 20
+    assert all(w.timing_source == "cross_attention" for w in words)
+    starts = [w.start_s for w in words]
+    assert starts == sorted(starts)
+    for seg in tx.segments:
+        assert seg.start_s <= seg.end_s
+        for w in seg.words:
+            assert seg.start_s - 1e-6 <= w.start_s <= w.end_s <= seg.end_s + 1e-6
+    # each spoken turn's first word is found within 0.5 s of where the turn starts
+    for turn in truth["turns"]:
+        nearest = min(abs(s - turn["start_s"]) for s in starts)
+        assert nearest < 0.5, (turn, starts)
+
+
+def test_segments_are_sentences(tiny):
+    tx = tiny.transcribe(decode(str(SAMPLE_DROP / "interview 01.wav")).samples)
+    assert len(tx.segments) >= 5  # six turns; WhisperX without alignment would give one 20 s chunk
+    for seg in tx.segments[:-1]:
+        assert seg.text.rstrip("\"')").endswith((".", "?", "!"))
+
+
+def test_silence_gives_no_segments(tiny):
+    tx = tiny.transcribe(np.zeros(16000 * 3, np.float32))
+    assert tx.segments == () and tx.n_words == 0
+
+
+def test_noise_only_does_not_crash(tiny):
+    noise = np.random.default_rng(0).normal(0, 0.01, 16000 * 2).astype(np.float32)
+    tx = tiny.transcribe(noise)
+    assert all(w.start_s <= w.end_s for s in tx.segments for w in s.words)
+
+
+def test_split_sentences_keeps_unpunctuated_text_whole():
+    seg = {"start": 1.0, "end": 3.0, "text": "no punctuation here", "avg_logprob": -0.1}
+    assert len(split_sentences(seg, ())) == 1
+
+
+@pytest.mark.slow
+def test_packaged_base_model_is_accurate_on_the_sample_archive():
+    """The default production-size model: WER on all eight dialogues."""
+    refs, hyps = [], []
+    with Transcriber(resolve_asr_model("packaged:base"), AsrOptions(device="cpu", compute_type="int8")) as t:
+        for key, truth in TRUTH.items():
+            tx = t.transcribe(decode(str(SAMPLE_DROP.parent / key)).samples)
+            refs.append(truth["text"])
+            hyps.append(" ".join(s.text for s in tx.segments))
+    total = wer(" ".join(refs), " ".join(hyps))
+    assert total < 0.12, total

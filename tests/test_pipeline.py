@@ -1,0 +1,194 @@
+"""Real Dagster runs of the asset graph (materialize) on real files with the real model."""
+
+import shutil
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from opentranscribe_pipeline.assets import ingest, transcribe
+from opentranscribe_pipeline.assets.checks import schema_check_result
+from opentranscribe_pipeline.batching import BatchLimits, register_drop
+from opentranscribe_pipeline.partitions import BATCHES
+from opentranscribe_pipeline.resources import AsrModelResource, WarehouseResource
+from opentranscribe_pipeline.speech.models import resolve_asr_model
+from opentranscribe_pipeline.storage import Warehouse
+
+from .conftest import BAD_INPUTS, SAMPLE_DROP, build_bad_drop
+
+
+def run_batch(instance, root, batch_id, selection=(ingest, transcribe), **asr):
+    return dg.materialize(
+        list(selection),
+        partition_key=batch_id,
+        instance=instance,
+        resources={"warehouse": WarehouseResource(root=str(root)), "asr": AsrModelResource(**asr)},
+    )
+
+
+def register(instance, root, source, **kw):
+    reg = register_drop(Warehouse(str(root)), str(source), **kw)
+    instance.add_dynamic_partitions(BATCHES, reg.batch_ids)
+    return reg
+
+
+def metadata(result, asset: str) -> dict:
+    [mat] = [m for m in result.asset_materializations_for_node(
+        "ingest" if asset in ("media", "audio") else "transcribe") if m.asset_key.path == [asset]]
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path, instance):
+    drop = build_bad_drop(tmp_path / "drop one")
+    root = tmp_path / "warehouse"
+    reg = register(instance, root, drop)
+    assert reg.ignored == ["README.txt"]
+    [batch_id] = reg.new_batch_ids
+    result = run_batch(instance, root, batch_id)
+    assert result.success
+    wh = Warehouse(str(root))
+    media = wh.read_table("media", batch_id)
+    by_name = {uri.rsplit("/", 1)[1]: row for uri, row in zip(media["source_uri"], media.iter_rows(named=True))}
+    assert len(by_name) == 9
+    for name, (status, error) in BAD_INPUTS.items():
+        row = by_name[name]
+        assert row["status"] == status, (name, row)
+        if error:
+            assert error in row["error"], (name, row["error"])
+        else:
+            assert row["error"] is None
+    # the same bytes under two names: one media item, the other row points at it
+    a, b = by_name["interview 01.wav"], by_name["copy of interview 01.wav"]
+    assert a["media_id"] == b["media_id"]
+    assert sorted([a["status"], b["status"]]) == ["ok", "skipped"]
+    dup, first = (a, b) if a["status"] == "skipped" else (b, a)
+    assert dup["duplicate_of"] == first["source_uri"]
+
+    transcripts = wh.read_table("transcripts", batch_id)
+    ok_ids = set(media.filter(pl.col("status") == "ok")["media_id"])
+    assert set(transcripts["media_id"]) == ok_ids  # the duplicate is transcribed once
+    assert transcripts["status"].to_list() == ["ok"] * len(ok_ids)
+    silence_id = by_name["silence.flac"]["media_id"]
+    silent = transcripts.filter(pl.col("media_id") == silence_id).row(0, named=True)
+    assert silent["n_segments"] == 0 and silent["n_words"] == 0
+    words = wh.read_table("words", batch_id)
+    assert words["media_id"].n_unique() == len(ok_ids) - 1  # every file with speech has words
+    assert words.filter(pl.col("media_id") == by_name["entrevista ñandú 北京.m4a"]["media_id"]).height > 20
+
+    checks = result.get_asset_check_evaluations()
+    assert {c.check_name for c in checks} == {
+        f"{t}_matches_schema" for t in ("media", "audio", "transcripts", "segments", "words")
+    }
+    assert all(c.passed for c in checks)
+    md = metadata(result, "media")
+    assert (md["files_ok"], md["files_failed"], md["files_skipped"]) == (4, 3, 2)
+    assert "truncated" in md["problems"]
+
+
+def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instance):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for name in ("meeting-02.flac", "lecture_05.ogg", "call-07.flac"):
+        shutil.copy(SAMPLE_DROP / name, drop / name)
+    root = tmp_path / "warehouse"
+    [batch_id] = register(instance, root, drop).new_batch_ids
+    wh = Warehouse(str(root))
+
+    first = run_batch(instance, root, batch_id)
+    assert metadata(first, "transcripts")["files_transcribed_this_run"] == 3
+    state1 = wh.read_table("transcripts", batch_id)
+    words1 = wh.read_table("words", batch_id)
+
+    again = run_batch(instance, root, batch_id)
+    md = metadata(again, "transcripts")
+    assert md["files_transcribed_this_run"] == 0 and md["files_current_kept"] == 3
+    assert md["model_load_s"] == 0  # nothing to do: the model is never loaded
+    assert metadata(again, "media")["files_ingested_this_run"] == 0
+    assert wh.read_table("transcripts", batch_id).equals(state1)
+    assert wh.read_table("words", batch_id).equals(words1)
+
+    # the same weights from another directory are another model version: all redone, once each
+    other = tmp_path / "tiny-copy"
+    shutil.copytree(resolve_asr_model("packaged:tiny.en").path, other)
+    third = run_batch(instance, root, batch_id, model=str(other))
+    assert metadata(third, "transcripts")["files_transcribed_this_run"] == 3
+    state3 = wh.read_table("transcripts", batch_id)
+    assert state3.height == 3 and state3["model_version"].n_unique() == 1
+    assert state3["model_version"][0] != state1["model_version"][0]
+    words3 = wh.read_table("words", batch_id)
+    assert words3.height == words1.height
+    assert words3.select("media_id", "segment_id", "word_index").is_duplicated().sum() == 0
+    assert not wh.fs.exists(wh.staging_dir("words", batch_id))
+
+
+def test_a_file_failing_in_transcription_does_not_fail_the_batch(tmp_path, instance):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for name in ("meeting-02.flac", "lecture_05.ogg"):
+        shutil.copy(SAMPLE_DROP / name, drop / name)
+    root = tmp_path / "warehouse"
+    [batch_id] = register(instance, root, drop).new_batch_ids
+    assert run_batch(instance, root, batch_id, selection=(ingest,)).success
+    wh = Warehouse(str(root))
+    audio = wh.read_table("audio", batch_id).sort("media_id")
+    broken_id, broken_uri = audio.row(0)[1], audio.row(0)[2]
+    wh.put_bytes(broken_uri, b"this is no longer flac")  # damaged in storage after ingest
+
+    result = run_batch(instance, root, batch_id, selection=(transcribe,))
+    assert result.success
+    state = wh.read_table("transcripts", batch_id)
+    broken = state.filter(pl.col("media_id") == broken_id).row(0, named=True)
+    assert broken["status"] == "failed" and "MediaError" in broken["error"]
+    assert state.filter(pl.col("media_id") != broken_id)["status"].to_list() == ["ok"]
+    assert metadata(result, "transcripts")["files_failed"] == 1
+
+
+def test_files_arriving_later_become_a_new_batch(tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    shutil.copy(SAMPLE_DROP / "meeting-02.flac", drop / "a.flac")
+    wh = Warehouse(str(tmp_path / "warehouse"))
+    first = register_drop(wh, str(drop))
+    assert first.new_batch_ids == ["drop-0000"]
+    again = register_drop(wh, str(drop))
+    assert again.new_batch_ids == [] and again.known_files == 1
+    shutil.copy(SAMPLE_DROP / "call-07.flac", drop / "b.flac")
+    later = register_drop(wh, str(drop))
+    assert later.new_batch_ids == ["drop-0001"] and later.batch_ids == ["drop-0000", "drop-0001"]
+    assert wh.read_table("batches", "drop-0000")["source_uri"].to_list() == [str(drop / "a.flac")]
+    assert wh.read_table("batches", "drop-0001")["source_uri"].to_list() == [str(drop / "b.flac")]
+
+
+def test_batches_are_bounded_by_files_and_hours(tmp_path):
+    wh = Warehouse(str(tmp_path / "w1"))
+    reg = register_drop(wh, str(SAMPLE_DROP), limits=BatchLimits(max_files=3, max_hours=10))
+    sizes = [wh.read_table("batches", b).height for b in reg.new_batch_ids]
+    assert sizes == [3, 3, 2]
+    wh2 = Warehouse(str(tmp_path / "w2"))
+    reg2 = register_drop(wh2, str(SAMPLE_DROP), limits=BatchLimits(max_files=100, max_hours=40 / 3600))
+    # every sample file is 12-21 s long: at most two fit in 40 s
+    sizes2 = [wh2.read_table("batches", b).height for b in reg2.new_batch_ids]
+    assert sum(sizes2) == 8 and max(sizes2) <= 2
+
+
+def test_drop_names_become_safe_distinct_partition_keys(tmp_path):
+    wh = Warehouse(str(tmp_path / "w"))
+    drop = tmp_path / "Drop Ünïcode, #1"
+    drop.mkdir()
+    shutil.copy(SAMPLE_DROP / "meeting-02.flac", drop / "x.flac")
+    [batch_id] = register_drop(wh, str(drop)).new_batch_ids
+    assert batch_id.startswith("drop-n-code-1~") and batch_id.endswith("-0000")
+    assert all(c.isalnum() or c in "-_.~" for c in batch_id)
+
+
+def test_schema_checks_fail_on_bad_rows():
+    bad = pl.DataFrame({"batch_id": ["b"], "media_id": ["not-a-sha"]})
+    result = schema_check_result("audio", bad)
+    assert not result.passed
+    assert result.metadata["failures"].value >= 1
