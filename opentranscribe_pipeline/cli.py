@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import shutil
+import socket
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,36 @@ def _dagster_home() -> Path:
     if not (path / "dagster.yaml").exists() and Path("dagster.yaml").exists():
         shutil.copy("dagster.yaml", path / "dagster.yaml")
     return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_interrupted_runs(instance) -> list[str]:
+    """Mark runs of this CLI whose process died (SIGKILL, OOM killer, power loss) as failed
+    and release the ``gpu`` pool slots they held; otherwise the next run would wait forever
+    for a slot that nobody will free. The tables need no repair: see storage.Warehouse."""
+    import socket
+
+    from dagster import DagsterRunStatus, RunsFilter
+
+    host = socket.gethostname()
+    active = [DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.NOT_STARTED]
+    recovered = []
+    for run in instance.get_runs(filters=RunsFilter(statuses=active, tags={"opentranscribe/host": host})):
+        pid = int(run.tags.get("opentranscribe/pid", "0") or 0)
+        if pid and pid != os.getpid() and not _pid_alive(pid):
+            instance.report_run_failed(run, f"interrupted: its process {pid} on {host} no longer exists")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            recovered.append(run.run_id)
+    return recovered
 
 
 def _s3_options():
@@ -87,6 +118,8 @@ def cmd_process(args) -> int:
 
     home = _dagster_home()
     instance = DagsterInstance.get()
+    for run_id in recover_interrupted_runs(instance):
+        print(f"recovered interrupted run {run_id}: marked failed, its gpu slot released")
     instance.add_dynamic_partitions(BATCHES, reg.batch_ids)
     job = defs.resolve_job_def("transcribe_batch")
     run_config = {
@@ -104,7 +137,12 @@ def cmd_process(args) -> int:
             instance=instance,
             partition_key=batch_id,
             raise_on_error=False,
-            tags={"opentranscribe/drop": reg.drop, "opentranscribe/source": args.source},
+            tags={
+                "opentranscribe/drop": reg.drop,
+                "opentranscribe/source": args.source,
+                "opentranscribe/host": socket.gethostname(),
+                "opentranscribe/pid": str(os.getpid()),
+            },
         )
         if not result.success:
             failed_runs.append((batch_id, result.run_id))

@@ -257,6 +257,8 @@ def list_source(source_uri: str, s3: S3Options | None = None) -> list[SourceObje
     root = root.rstrip("/")
     local = is_local(fs)
     endpoint = root if local else ((s3.endpoint_url if s3 else None) or "AWS S3")
+    if local and not fs.isdir(root):
+        raise FileNotFoundError(root)
     try:
         found = with_retries(lambda: fs.find(root, detail=True), what=f"listing {source_uri}", endpoint=endpoint)
     except StorageUnavailable:

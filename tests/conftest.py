@@ -166,8 +166,7 @@ storage:
       username: {postgres['user']}
       password: ""
       db_name: {postgres['db']}
-      params:
-        scheme: postgresql+psycopg2
+      scheme: postgresql+psycopg2
 """
     (home / "dagster.yaml").write_text(text)
     return home

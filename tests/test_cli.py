@@ -1,0 +1,122 @@
+"""The `opentranscribe` console script: real runs recorded in a DAGSTER_HOME instance
+(SQLite and PostgreSQL), the summary, crash safety under SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from opentranscribe_pipeline.storage import Warehouse
+
+from .conftest import ROOT, SAMPLE_DROP, write_instance_yaml
+
+OPENTRANSCRIBE = [sys.executable, "-m", "opentranscribe_pipeline.cli"]
+
+
+def cli(args, home: Path, timeout=900, **popen):
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    return subprocess.run([*OPENTRANSCRIBE, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def recorded_runs(home: Path):
+    from dagster import DagsterInstance
+
+    os.environ["DAGSTER_HOME"] = str(home)
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        partitions = instance.get_dynamic_partitions("batches")
+        return [(r.job_name, r.status.value, r.tags.get("dagster/partition")) for r in runs], partitions
+
+
+@pytest.mark.slow
+def test_process_sample_archive_records_runs_in_sqlite_instance(tmp_path, monkeypatch):
+    home = write_instance_yaml(tmp_path / "home")
+    warehouse = tmp_path / "warehouse"
+    proc = cli(["process", str(SAMPLE_DROP), "--warehouse", str(warehouse)], home)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "8 total, 8 ok, 0 failed, 0 skipped" in out
+    assert "real-time factor" in out and "words:" in out
+    runs, partitions = recorded_runs(home)
+    assert partitions == ["drop-2026-11-24-0000"]
+    assert runs == [("transcribe_batch", "SUCCESS", "drop-2026-11-24-0000")]
+    # a second invocation registers nothing new and redoes nothing
+    again = cli(["process", str(SAMPLE_DROP), "--warehouse", str(warehouse)], home)
+    assert again.returncode == 0
+    assert "0 new file(s) in 0 new batch(es), 8 already registered" in again.stdout
+    shown = cli(["show", "--warehouse", str(warehouse)], home)
+    assert "words" in shown.stdout and "Good morning" in shown.stdout
+
+
+@pytest.mark.postgres
+def test_process_records_runs_in_postgres_instance(tmp_path, postgres_url):
+    home = write_instance_yaml(tmp_path / "home", postgres=postgres_url)
+    drop = tmp_path / "pg drop"
+    drop.mkdir()
+    (drop / "a.flac").write_bytes((SAMPLE_DROP / "meeting-02.flac").read_bytes())
+    (drop / "bad.mp3").write_text("not audio")
+    proc = cli(["process", str(drop), "--warehouse", str(tmp_path / "w")], home)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # a bad input is not a broken pipeline
+    assert "2 total, 1 ok, 1 failed, 0 skipped" in proc.stdout
+    assert "bad.mp3: not a readable media file" in proc.stdout
+    runs, partitions = recorded_runs(home)
+    assert [r[1] for r in runs] == ["SUCCESS"] and len(partitions) == 1
+
+
+def test_missing_source_is_a_usage_error(tmp_path):
+    home = write_instance_yaml(tmp_path / "home")
+    proc = cli(["process", str(tmp_path / "nope"), "--warehouse", str(tmp_path / "w")], home)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_mid_batch_then_rerun_holds_each_file_exactly_once(tmp_path):
+    home = write_instance_yaml(tmp_path / "home")
+    warehouse = tmp_path / "warehouse"
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    proc = subprocess.Popen(
+        [*OPENTRANSCRIBE, "process", str(SAMPLE_DROP), "--warehouse", str(warehouse)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    staging = warehouse / "_staging" / "transcripts"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(staging.rglob("*.parquet"))) < 3:
+        assert proc.poll() is None, "finished before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = time.time()
+    wh = Warehouse(str(warehouse))
+    [batch_id] = wh.batch_ids("batches")
+    staged = set(wh.staged("transcripts", batch_id))
+    assert 3 <= len(staged) < 8
+    # nothing half-written is visible: the batch's transcript tables do not exist yet
+    assert wh.read_table("transcripts", batch_id) is None and wh.read_table("words", batch_id) is None
+    assert wh.read_table("media", batch_id).height == 8
+
+    rerun = cli(["process", str(SAMPLE_DROP), "--warehouse", str(warehouse)], home)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    state = wh.read_table("transcripts", batch_id)
+    assert state.height == 8 and state["media_id"].n_unique() == 8
+    words = wh.read_table("words", batch_id)
+    assert words.select("media_id", "segment_id", "word_index").is_duplicated().sum() == 0
+    assert words["media_id"].n_unique() == 8
+    # files finished before the kill were kept, not transcribed again
+    kept = state.filter(pl.col("media_id").is_in(list(staged)))
+    assert (kept["processed_at"].dt.epoch("s") <= killed_at).all()
+    assert not any((warehouse / "_staging").rglob("*.parquet"))
+
+
+def test_code_location_loads_for_dagster_dev(tmp_path):
+    home = write_instance_yaml(tmp_path / "home")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
