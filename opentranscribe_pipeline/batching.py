@@ -23,7 +23,28 @@ from .storage import S3Options, SourceObject, Warehouse, filesystem, list_source
 log = logging.getLogger(__name__)
 
 MEDIA_EXTENSIONS = frozenset(
-    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .wma .aiff .aif .mp4 .m4v .mkv .mov .webm .avi .mpg .mpeg .ts".split()
+    [
+        ".wav",
+        ".flac",
+        ".mp3",
+        ".m4a",
+        ".aac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".wma",
+        ".aiff",
+        ".aif",
+        ".mp4",
+        ".m4v",
+        ".mkv",
+        ".mov",
+        ".webm",
+        ".avi",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+    ]
 )
 # when a header cannot be probed at registration, assume this many bytes per second
 FALLBACK_BYTES_PER_SECOND = 16_000
@@ -71,7 +92,9 @@ def probe_duration_s(obj: SourceObject, s3: S3Options | None) -> float:
     return obj.size_bytes / FALLBACK_BYTES_PER_SECOND
 
 
-def plan_batches(objects: list[tuple[SourceObject, float]], limits: BatchLimits) -> list[list[tuple[SourceObject, float]]]:
+def plan_batches(
+    objects: list[tuple[SourceObject, float]], limits: BatchLimits
+) -> list[list[tuple[SourceObject, float]]]:
     batches: list[list[tuple[SourceObject, float]]] = []
     current: list[tuple[SourceObject, float]] = []
     seconds = 0.0
@@ -114,7 +137,7 @@ def register_drop(
     next_seq = max((int(b[len(prefix) + 1 :]) for b in existing), default=-1) + 1
 
     planned = plan_batches([(o, probe_duration_s(o, s3)) for o in new], limits)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     for i, members in enumerate(planned):
         batch_id = f"{prefix}-{next_seq + i:04d}"
         manifest = pl.DataFrame(

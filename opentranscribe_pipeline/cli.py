@@ -127,7 +127,7 @@ def cmd_process(args) -> int:
         "resources": {
             "warehouse": {"config": {"root": warehouse.root_uri}},
             "asr": {"config": _asr_config(args)},
-        }
+        },
     }
     failed_runs = []
     for batch_id in reg.batch_ids:
@@ -250,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
     return args.func(args)
 

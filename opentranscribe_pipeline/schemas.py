@@ -62,9 +62,7 @@ class Media(_Table):
     def errors_explain_failures(cls, data) -> pl.LazyFrame:
         """Every failed or skipped file says why; an ok file carries no error."""
         return data.lazyframe.select(
-            pl.when(pl.col("status") == "ok")
-            .then(pl.col("error").is_null())
-            .otherwise(pl.col("error").is_not_null())
+            pl.when(pl.col("status") == "ok").then(pl.col("error").is_null()).otherwise(pl.col("error").is_not_null())
         )
 
     @pa.dataframe_check

@@ -145,6 +145,7 @@ class Warehouse:
 
     def check_reachable(self) -> None:
         """Fail fast, with the endpoint in the message, if the root cannot be used."""
+
         def probe():
             if self.is_local:
                 self.fs.makedirs(self.root, exist_ok=True)

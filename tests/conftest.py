@@ -99,11 +99,20 @@ def seaweed(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("seaweed")
     ports = {name: _free_port_pair() for name in ("master", "volume", "filer", "s3")}
     cmd = [
-        weed, "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}",
-        "-webdav=false", "-admin.ui=false", f"-admin.port={_free_port_pair()}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        weed,
+        "mini",
+        f"-dir={workdir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        f"-s3.port={ports['s3']}",
+        "-webdav=false",
+        "-admin.ui=false",
+        f"-admin.port={_free_port_pair()}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
     log = open(workdir / "weed.log", "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
@@ -161,11 +170,11 @@ def write_instance_yaml(home: Path, postgres: dict | None = None) -> Path:
 storage:
   postgres:
     postgres_db:
-      hostname: {postgres['host']}
-      port: {postgres['port']}
-      username: {postgres['user']}
+      hostname: {postgres["host"]}
+      port: {postgres["port"]}
+      username: {postgres["user"]}
       password: ""
-      db_name: {postgres['db']}
+      db_name: {postgres["db"]}
       scheme: postgresql+psycopg2
 """
     (home / "dagster.yaml").write_text(text)

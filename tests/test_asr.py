@@ -11,7 +11,13 @@ from opentranscribe_pipeline.speech.models import resolve_asr_model
 from .conftest import SAMPLE_DROP, TRUTH
 
 NORMALIZE = jiwer.Compose(
-    [jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(), jiwer.ReduceToListOfListOfWords()]
+    [
+        jiwer.ToLowerCase(),
+        jiwer.RemovePunctuation(),
+        jiwer.RemoveMultipleSpaces(),
+        jiwer.Strip(),
+        jiwer.ReduceToListOfListOfWords(),
+    ]
 )
 
 

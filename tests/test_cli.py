@@ -51,6 +51,35 @@ def test_process_sample_archive_records_runs_in_sqlite_instance(tmp_path, monkey
     assert "0 new file(s) in 0 new batch(es), 8 already registered" in again.stdout
     shown = cli(["show", "--warehouse", str(warehouse)], home)
     assert "words" in shown.stdout and "Good morning" in shown.stdout
+    # analysts: DuckDB reads the hive-partitioned tables as the README shows
+    import duckdb
+
+    rows = duckdb.sql(
+        f"SELECT m.source_uri, s.text FROM read_parquet('{warehouse}/segments/*/*.parquet') s "
+        f"JOIN read_parquet('{warehouse}/media/*/*.parquet') m USING (media_id) "
+        "WHERE m.status = 'ok' AND s.text ILIKE '%library%'"
+    ).fetchall()
+    assert rows and all(uri.endswith("town hall 06.mp4") for uri, _ in rows)
+
+
+@pytest.mark.postgres
+def test_production_instance_yaml_loads_against_postgres(tmp_path, postgres_url, monkeypatch):
+    from dagster import DagsterInstance
+
+    home = tmp_path / "prod_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    for key, value in {
+        "DAGSTER_PG_HOST": postgres_url["host"],
+        "DAGSTER_PG_USER": postgres_url["user"],
+        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_DB": postgres_url["db"],
+    }.items():
+        monkeypatch.setenv(key, value)
+    with DagsterInstance.get() as instance:
+        assert instance.get_runs() is not None
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
 
 
 @pytest.mark.postgres
@@ -81,7 +110,11 @@ def test_sigkill_mid_batch_then_rerun_holds_each_file_exactly_once(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     proc = subprocess.Popen(
         [*OPENTRANSCRIBE, "process", str(SAMPLE_DROP), "--warehouse", str(warehouse)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     staging = warehouse / "_staging" / "transcripts"
     deadline = time.time() + 300
@@ -116,7 +149,10 @@ def test_code_location_loads_for_dagster_dev(tmp_path):
     home = write_instance_yaml(tmp_path / "home")
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "DAGSTER_HOME": str(home)},
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

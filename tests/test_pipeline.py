@@ -33,8 +33,11 @@ def register(instance, root, source, **kw):
 
 
 def metadata(result, asset: str) -> dict:
-    [mat] = [m for m in result.asset_materializations_for_node(
-        "ingest" if asset in ("media", "audio") else "transcribe") if m.asset_key.path == [asset]]
+    [mat] = [
+        m
+        for m in result.asset_materializations_for_node("ingest" if asset in ("media", "audio") else "transcribe")
+        if m.asset_key.path == [asset]
+    ]
     return {k: v.value for k, v in mat.metadata.items()}
 
 

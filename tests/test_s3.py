@@ -28,7 +28,11 @@ def cli(args, env_extra, dagster_home, timeout=600):
     env = {**os.environ, **env_extra, "DAGSTER_HOME": str(dagster_home)}
     return subprocess.run(
         [sys.executable, "-m", "opentranscribe_pipeline.cli", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -49,8 +53,13 @@ def test_cli_processes_an_s3_drop_into_an_s3_warehouse(seaweed, dagster_home):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "3 total, 3 ok, 0 failed, 0 skipped" in proc.stdout
     # analysts read the tables straight from S3 with polars
-    opts = {"aws_endpoint_url": seaweed.endpoint, "aws_access_key_id": "any", "aws_secret_access_key": "any",
-            "aws_region": "us-east-1", "aws_allow_http": "true"}
+    opts = {
+        "aws_endpoint_url": seaweed.endpoint,
+        "aws_access_key_id": "any",
+        "aws_secret_access_key": "any",
+        "aws_region": "us-east-1",
+        "aws_allow_http": "true",
+    }
     words = pl.scan_parquet(f"{warehouse}/words/**/*.parquet", storage_options=opts, hive_partitioning=True).collect()
     media = pl.scan_parquet(f"{warehouse}/media/**/*.parquet", storage_options=opts, hive_partitioning=True).collect()
     assert words["media_id"].n_unique() == 3 and words.height > 60

@@ -7,7 +7,6 @@ two names are stored and transcribed once). A bad file becomes a ``failed``/``sk
 with the reason; it never fails the batch.
 """
 
-
 import datetime as dt
 import hashlib
 import os
@@ -37,7 +36,7 @@ class IngestResult:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _row(batch_id: str, source_uri: str, size: int, **kw) -> dict:
@@ -103,31 +102,57 @@ def ingest_file(
     if media_id in seen:
         first = seen[media_id]
         return IngestResult(
-            _row(batch_id, source_uri, size, media_id=media_id, status="skipped",
-                 error=f"duplicate: same bytes as {first}", duplicate_of=first),
+            _row(
+                batch_id,
+                source_uri,
+                size,
+                media_id=media_id,
+                status="skipped",
+                error=f"duplicate: same bytes as {first}",
+                duplicate_of=first,
+            ),
             None,
         )
     if media_id in archive:
         first = archive[media_id]
         return IngestResult(
-            _row(batch_id, source_uri, size, media_id=media_id, status="skipped",
-                 error=f"duplicate: already in the archive as {first}", duplicate_of=first),
+            _row(
+                batch_id,
+                source_uri,
+                size,
+                media_id=media_id,
+                status="skipped",
+                error=f"duplicate: already in the archive as {first}",
+                duplicate_of=first,
+            ),
             None,
         )
     seen[media_id] = source_uri
     if problem is not None:
         status = "skipped" if problem.skip else "failed"
-        return IngestResult(_row(batch_id, source_uri, size, media_id=media_id, status=status, error=str(problem)), None)
+        return IngestResult(
+            _row(batch_id, source_uri, size, media_id=media_id, status=status, error=str(problem)), None
+        )
     info = decoded.info
     audio_path = wh.audio_path(media_id)
     if not wh.exists(audio_path):
         wh.put_bytes(audio_path, encode_flac(decoded.samples))
     media = _row(
-        batch_id, source_uri, size,
-        media_id=media_id, status="ok", error=None,
+        batch_id,
+        source_uri,
+        size,
+        media_id=media_id,
+        status="ok",
+        error=None,
         duration_s=decoded.duration_s,
-        container=info.container, audio_codec=info.audio_codec, sample_rate=info.sample_rate,
-        channels=info.channels, video_codec=info.video_codec, width=info.width, height=info.height, fps=info.fps,
+        container=info.container,
+        audio_codec=info.audio_codec,
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        video_codec=info.video_codec,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
     )
     audio = {
         "batch_id": batch_id,
@@ -217,14 +242,18 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         kept_audio_frames.append(conform(prev_audio, Audio))
     kept_ids = kept.filter(pl.col("status") == "ok")["media_id"]
     kept_audio = (
-        pl.concat(kept_audio_frames).unique("media_id", keep="first").filter(pl.col("media_id").is_in(kept_ids.implode()))
+        pl.concat(kept_audio_frames)
+        .unique("media_id", keep="first")
+        .filter(pl.col("media_id").is_in(kept_ids.implode()))
         if kept_audio_frames
         else conform(pl.DataFrame(), Audio).clear()
     )
 
     seen = {m: u for m, u in kept.filter(pl.col("media_id").is_not_null()).select("media_id", "source_uri").iter_rows()}
     todo = manifest.filter(~pl.col("source_uri").is_in(kept["source_uri"].implode()))
-    context.log.info("batch %s: %d files, %d already done, %d to ingest", batch_id, manifest.height, kept.height, todo.height)
+    context.log.info(
+        "batch %s: %d files, %d already done, %d to ingest", batch_id, manifest.height, kept.height, todo.height
+    )
     archive = archive_media_index(wh, batch_id) if todo.height else {}
 
     new_media, new_audio = [], []

@@ -6,7 +6,6 @@ re-run of a finished batch costs a few table reads. Inference runs in the ``gpu`
 concurrency pool, one model on the device at a time.
 """
 
-
 import datetime as dt
 import time
 import traceback
@@ -17,7 +16,7 @@ import polars as pl
 from ..partitions import batch_partitions
 from ..resources import AsrModelResource, WarehouseResource
 from ..schemas import Segments, Transcripts, Words, conform
-from ..speech.asr import Transcript, Transcriber
+from ..speech.asr import Transcriber, Transcript
 from ..speech.decode import load_flac
 from ..storage import Warehouse
 from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema
@@ -62,8 +61,19 @@ def transcript_frames(batch_id: str, media_id: str, tx: Transcript) -> tuple[pl.
     return segments, words
 
 
-def _state_row(batch_id, media_id, *, status, error=None, tx: Transcript | None = None, audio_s=0.0, elapsed_s=0.0,
-               asr_model="", model_version="", timing_method="") -> pl.DataFrame:
+def _state_row(
+    batch_id,
+    media_id,
+    *,
+    status,
+    error=None,
+    tx: Transcript | None = None,
+    audio_s=0.0,
+    elapsed_s=0.0,
+    asr_model="",
+    model_version="",
+    timing_method="",
+) -> pl.DataFrame:
     row = {
         "batch_id": batch_id,
         "media_id": media_id,
@@ -78,7 +88,7 @@ def _state_row(batch_id, media_id, *, status, error=None, tx: Transcript | None 
         "asr_model": asr_model,
         "model_version": model_version,
         "timing_method": timing_method,
-        "processed_at": dt.datetime.now(dt.timezone.utc),
+        "processed_at": dt.datetime.now(dt.UTC),
     }
     return conform(pl.DataFrame([row]), Transcripts)
 
@@ -159,14 +169,19 @@ def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
     )
     prev = _load_previous(wh, batch_id)
     current = prev["transcripts"].filter(
-        (pl.col("status") == "ok") & (pl.col("model_version") == model_version)
+        (pl.col("status") == "ok")
+        & (pl.col("model_version") == model_version)
         & pl.col("media_id").is_in(wanted["media_id"].implode())
     )
     keep_ids = current["media_id"].implode()
     todo = wanted.filter(~pl.col("media_id").is_in(keep_ids))
     context.log.info(
-        "batch %s: %d usable files, %d current, %d to transcribe with %s", batch_id, wanted.height,
-        current.height, todo.height, model_version,
+        "batch %s: %d usable files, %d current, %d to transcribe with %s",
+        batch_id,
+        wanted.height,
+        current.height,
+        todo.height,
+        model_version,
     )
 
     new_state, new_segments, new_words = [], [], []
@@ -184,16 +199,33 @@ def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
                     tx = transcriber.transcribe(samples)
                 except Exception as exc:  # one bad file must not fail the batch
                     context.log.error("transcription failed for %s: %s", media_id, traceback.format_exc(limit=3))
-                    state = _state_row(batch_id, media_id, status="failed", error=f"{type(exc).__name__}: {exc}",
-                                       audio_s=duration_s, elapsed_s=time.perf_counter() - t0,
-                                       asr_model=resolved.spec, model_version=model_version, timing_method=timing)
+                    state = _state_row(
+                        batch_id,
+                        media_id,
+                        status="failed",
+                        error=f"{type(exc).__name__}: {exc}",
+                        audio_s=duration_s,
+                        elapsed_s=time.perf_counter() - t0,
+                        asr_model=resolved.spec,
+                        model_version=model_version,
+                        timing_method=timing,
+                    )
                     wh.stage("transcripts", batch_id, media_id, state)
                     new_state.append(state)
                     continue
                 elapsed = time.perf_counter() - t0
                 segments, words = transcript_frames(batch_id, media_id, tx)
-                state = _state_row(batch_id, media_id, status="ok", tx=tx, audio_s=duration_s, elapsed_s=elapsed,
-                                   asr_model=resolved.spec, model_version=model_version, timing_method=timing)
+                state = _state_row(
+                    batch_id,
+                    media_id,
+                    status="ok",
+                    tx=tx,
+                    audio_s=duration_s,
+                    elapsed_s=elapsed,
+                    asr_model=resolved.spec,
+                    model_version=model_version,
+                    timing_method=timing,
+                )
                 # rows first, state last: a staged state row means the file's rows are staged too
                 wh.stage("segments", batch_id, media_id, segments)
                 wh.stage("words", batch_id, media_id, words)
@@ -201,9 +233,13 @@ def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
                 new_state.append(state)
                 new_segments.append(segments)
                 new_words.append(words)
-                context.log.info("%s: %d words in %.1f s (%.1f s of audio)", media_id[:12], tx.n_words, elapsed, duration_s)
+                context.log.info(
+                    "%s: %d words in %.1f s (%.1f s of audio)", media_id[:12], tx.n_words, elapsed, duration_s
+                )
 
-    redone = pl.concat([s["media_id"] for s in new_state]).implode() if new_state else pl.Series([], dtype=pl.Utf8).implode()
+    redone = (
+        pl.concat([s["media_id"] for s in new_state]).implode() if new_state else pl.Series([], dtype=pl.Utf8).implode()
+    )
     still_wanted = wanted["media_id"].implode()
 
     def merged(table: str, new: list[pl.DataFrame], model) -> pl.DataFrame:

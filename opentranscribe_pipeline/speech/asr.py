@@ -290,9 +290,13 @@ def _fill_missing_times(words: list[dict], seg_start: float, seg_end: float) -> 
         if not text:
             continue
         if w.get("start") is not None and w.get("end") is not None:
-            out.append(Word(text, float(w["start"]), float(w["end"]), float(w.get("score", math.nan)), TIMING_ALIGNMENT))
+            out.append(
+                Word(text, float(w["start"]), float(w["end"]), float(w.get("score", math.nan)), TIMING_ALIGNMENT)
+            )
             continue
-        prev_end = next((float(words[j]["end"]) for j in range(i - 1, -1, -1) if words[j].get("end") is not None), seg_start)
+        prev_end = next(
+            (float(words[j]["end"]) for j in range(i - 1, -1, -1) if words[j].get("end") is not None), seg_start
+        )
         next_start = next(
             (float(words[j]["start"]) for j in range(i + 1, n) if words[j].get("start") is not None), seg_end
         )

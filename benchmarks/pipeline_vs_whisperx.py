@@ -1,0 +1,157 @@
+"""Pipeline vs bare WhisperX on the sample archive: wall time ratio and WER of both.
+
+Both sides use the same model directory, device, compute type, batch size and VAD, over the
+same files, measured in this one run:
+
+- baseline: what WhisperX's CLI does per archive: load the model once, then for each file
+  load the audio and ``model.transcribe`` it. (whisperx.load_audio shells out to an ffmpeg
+  binary this machine does not have, so the baseline decodes with PyAV, as the pipeline does.)
+- pipeline: ``opentranscribe process`` on the same folder into a fresh warehouse and a fresh
+  DAGSTER_HOME: registration, hashing, probing, FLAC writing, word timings, Parquet, checks
+  and the Dagster run bookkeeping all included.
+
+Each side runs in its own fresh Python process, so both pay the same import costs.
+
+    .venv/bin/python benchmarks/pipeline_vs_whisperx.py [--model packaged:base] [--source DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "tests" / "data" / "sample_archive"
+
+BASELINE = r"""
+import json, sys, time, os
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+import whisperx
+from opentranscribe_pipeline.speech.decode import decode
+from opentranscribe_pipeline.speech.models import resolve_asr_model
+args = json.loads(sys.argv[1])
+t0 = time.perf_counter()
+m = resolve_asr_model(args["model"])
+model = whisperx.load_model(m.path, "cpu", compute_type=args["compute_type"], vad_method="pyannote",
+                            asr_options={"beam_size": 5}, local_files_only=True)
+out = {}
+for path in args["files"]:
+    audio = decode(path).samples
+    lang = None if model.model.model.is_multilingual else "en"
+    result = model.transcribe(audio, batch_size=args["batch_size"], language=lang)
+    out[path] = " ".join(s["text"].strip() for s in result["segments"])
+print(json.dumps({"wall_s": time.perf_counter() - t0, "texts": out}))
+"""
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+
+    norm = jiwer.Compose(
+        [
+            jiwer.ToLowerCase(),
+            jiwer.RemovePunctuation(),
+            jiwer.RemoveMultipleSpaces(),
+            jiwer.Strip(),
+            jiwer.ReduceToListOfListOfWords(),
+        ]
+    )
+    return jiwer.wer(" ".join(refs), " ".join(hyps), reference_transform=norm, hypothesis_transform=norm)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="packaged:base")
+    ap.add_argument("--compute-type", default="int8")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--source", default=str(SAMPLE / "drop-2026-11-24"))
+    args = ap.parse_args()
+    truth = json.loads((SAMPLE / "truth.json").read_text())
+    source = Path(args.source)
+    files = sorted(str(p) for p in source.iterdir() if p.is_file())
+    refs = {str(SAMPLE / k): v["text"] for k, v in truth.items()}
+    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0"}
+
+    # baseline
+    payload = json.dumps(
+        {"model": args.model, "compute_type": args.compute_type, "batch_size": args.batch_size, "files": files}
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", BASELINE, payload], cwd=ROOT, env=env, capture_output=True, text=True)
+    base_wall = time.perf_counter() - t0
+    if proc.returncode:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return 1
+    base = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    # pipeline
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "dagster_home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+        warehouse = Path(tmp) / "warehouse"
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "opentranscribe_pipeline.cli",
+                "process",
+                str(source),
+                "--warehouse",
+                str(warehouse),
+                "--model",
+                args.model,
+                "--compute-type",
+                args.compute_type,
+                "--batch-size",
+                str(args.batch_size),
+            ],
+            cwd=ROOT,
+            env={**env, "DAGSTER_HOME": str(home)},
+            capture_output=True,
+            text=True,
+        )
+        pipe_wall = time.perf_counter() - t0
+        if proc.returncode:
+            print(proc.stdout[-2000:], proc.stderr[-3000:], file=sys.stderr)
+            return 1
+        import polars as pl
+
+        segments = pl.read_parquet(warehouse / "segments" / "**" / "*.parquet", hive_partitioning=True)
+        media = pl.read_parquet(warehouse / "media" / "**" / "*.parquet", hive_partitioning=True)
+        texts = (
+            segments.sort("media_id", "segment_id")
+            .group_by("media_id", maintain_order=True)
+            .agg(pl.col("text").str.join(" "))
+            .join(media.filter(pl.col("status") == "ok").select("media_id", "source_uri"), on="media_id")
+        )
+        pipe_texts = dict(zip(texts["source_uri"], texts["text"]))
+        audio_s = float(media["duration_s"].sum())
+
+    keys = [f for f in files if f in refs]
+    base_wer = wer([refs[k] for k in keys], [base["texts"].get(k, "") for k in keys])
+    pipe_wer = wer([refs[k] for k in keys], [pipe_texts.get(k, "") for k in keys])
+    print(
+        f"files: {len(files)}, audio: {audio_s:.1f} s, model: {args.model}, compute_type: {args.compute_type}, "
+        f"batch_size: {args.batch_size}, cpu threads: {os.cpu_count()}"
+    )
+    print(f"{'':28s}{'wall s':>10s}{'x real time':>13s}{'WER':>8s}")
+    print(f"{'bare whisperx (process)':28s}{base_wall:10.1f}{audio_s / base_wall:13.2f}{base_wer:8.3f}")
+    print(f"{'  of which in-script':28s}{base['wall_s']:10.1f}")
+    print(f"{'opentranscribe pipeline':28s}{pipe_wall:10.1f}{audio_s / pipe_wall:13.2f}{pipe_wer:8.3f}")
+    print(f"wall-time ratio pipeline / whisperx: {pipe_wall / base_wall:.2f}")
+    print(
+        f"WER pipeline - whisperx: {pipe_wer - base_wer:+.3f} ({'no worse' if pipe_wer <= base_wer + 1e-9 else 'WORSE'})"
+    )
+    return 0 if pipe_wer <= base_wer + 1e-9 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
