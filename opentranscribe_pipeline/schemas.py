@@ -103,7 +103,16 @@ class Transcripts(_Table):
     processed_at: pl.Datetime(time_unit="us", time_zone="UTC")
 
 
-class Segments(_Table):
+class _TimedTable(_Table):
+    """Rows with a time span: it never runs backwards."""
+
+    @pa.dataframe_check
+    @classmethod
+    def start_before_end(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("start_s") <= pl.col("end_s"))
+
+
+class Segments(_TimedTable):
     batch_id: str
     media_id: str = pa.Field(str_matches=SHA256_HEX)
     segment_id: pl.Int32 = pa.Field(ge=0)
@@ -116,16 +125,11 @@ class Segments(_Table):
 
     @pa.dataframe_check
     @classmethod
-    def start_before_end(cls, data) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("start_s") <= pl.col("end_s"))
-
-    @pa.dataframe_check
-    @classmethod
     def unique_key(cls, data) -> pl.LazyFrame:
         return data.lazyframe.select(~pl.struct("media_id", "segment_id").is_duplicated())
 
 
-class Words(_Table):
+class Words(_TimedTable):
     batch_id: str
     media_id: str = pa.Field(str_matches=SHA256_HEX)
     segment_id: pl.Int32 = pa.Field(ge=0)
@@ -136,11 +140,6 @@ class Words(_Table):
     score: pl.Float64 = pa.Field(nullable=True)
     speaker: str = pa.Field(nullable=True)
     timing_source: str = pa.Field(isin=TIMING_SOURCES)
-
-    @pa.dataframe_check
-    @classmethod
-    def start_before_end(cls, data) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("start_s") <= pl.col("end_s"))
 
     @pa.dataframe_check
     @classmethod

@@ -99,8 +99,11 @@ def ingest_file(
             _row(batch_id, source_uri, size, status="failed", error=f"cannot read source: {type(exc).__name__}: {exc}"),
             None,
         )
-    if media_id in seen:
-        first = seen[media_id]
+    first = seen.get(media_id)
+    note = "same bytes as"
+    if first is None and media_id in archive:
+        first, note = archive[media_id], "already in the archive as"
+    if first is not None:
         return IngestResult(
             _row(
                 batch_id,
@@ -108,21 +111,7 @@ def ingest_file(
                 size,
                 media_id=media_id,
                 status="skipped",
-                error=f"duplicate: same bytes as {first}",
-                duplicate_of=first,
-            ),
-            None,
-        )
-    if media_id in archive:
-        first = archive[media_id]
-        return IngestResult(
-            _row(
-                batch_id,
-                source_uri,
-                size,
-                media_id=media_id,
-                status="skipped",
-                error=f"duplicate: already in the archive as {first}",
+                error=f"duplicate: {note} {first}",
                 duplicate_of=first,
             ),
             None,

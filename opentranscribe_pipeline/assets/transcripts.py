@@ -117,32 +117,22 @@ def _load_previous(wh: Warehouse, batch_id: str) -> dict[str, pl.DataFrame]:
     return out
 
 
+def _spec(table: str, description: str, *kinds: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        table,
+        deps=["media", "audio"],
+        description=description,
+        kinds={"parquet", *kinds},
+        group_name="transcription",
+        metadata={"dagster/column_schema": table_schema(table)},
+    )
+
+
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            "transcripts",
-            deps=["media", "audio"],
-            description="Per media item: transcription status, language, counts, model and version.",
-            kinds={"parquet", "whisperx"},
-            group_name="transcription",
-            metadata={"dagster/column_schema": table_schema("transcripts")},
-        ),
-        dg.AssetSpec(
-            "segments",
-            deps=["media", "audio"],
-            description="WhisperX segments (VAD chunks) with text, language and speaker.",
-            kinds={"parquet"},
-            group_name="transcription",
-            metadata={"dagster/column_schema": table_schema("segments")},
-        ),
-        dg.AssetSpec(
-            "words",
-            deps=["media", "audio"],
-            description="Words with start/end, score, speaker, and how the timing was obtained.",
-            kinds={"parquet"},
-            group_name="transcription",
-            metadata={"dagster/column_schema": table_schema("words")},
-        ),
+        _spec("transcripts", "Per media item: transcription status, language, counts, model and version.", "whisperx"),
+        _spec("segments", "Sentences with start/end, text, language and speaker."),
+        _spec("words", "Words with start/end, score, speaker, and how the timing was obtained."),
     ],
     check_specs=[schema_check_spec(t) for t in TABLES],
     partitions_def=batch_partitions,
