@@ -248,12 +248,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_model_libraries() -> None:
+    """The pipeline hands pyannote in-memory arrays, so its torchcodec warning (no system
+    FFmpeg) is noise; WhisperX and Lightning log at INFO to stdout unless told otherwise."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"\s*torchcodec is not installed correctly")
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import whisperx
+
+    whisperx.setup_logging(level="warning")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+    if not args.verbose and args.command == "process":
+        _quiet_model_libraries()
     return args.func(args)
 
 
