@@ -68,12 +68,7 @@ def recover_interrupted_runs(instance) -> list[str]:
 def _s3_options():
     from .storage import S3Options
 
-    return S3Options(
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID") or None,
-        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
-        region=os.environ.get("AWS_DEFAULT_REGION") or None,
-    )
+    return S3Options.from_env()
 
 
 def _asr_config(args) -> dict:

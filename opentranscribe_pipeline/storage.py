@@ -42,6 +42,18 @@ class S3Options:
     secret_access_key: str | None = None
     region: str | None = None
 
+    @classmethod
+    def from_env(cls) -> S3Options:
+        """botocore's standard variables, read when called."""
+        from . import settings
+
+        return cls(
+            endpoint_url=settings.env("AWS_ENDPOINT_URL"),
+            access_key_id=settings.env("AWS_ACCESS_KEY_ID"),
+            secret_access_key=settings.env("AWS_SECRET_ACCESS_KEY"),
+            region=settings.env("AWS_DEFAULT_REGION"),
+        )
+
     def storage_options(self) -> dict:
         opts: dict = {"config_kwargs": {"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5}}
         if self.endpoint_url:
@@ -262,9 +274,7 @@ def list_source(source_uri: str, s3: S3Options | None = None) -> list[SourceObje
         raise FileNotFoundError(root)
     try:
         found = with_retries(lambda: fs.find(root, detail=True), what=f"listing {source_uri}", endpoint=endpoint)
-    except StorageUnavailable:
-        raise
-    except FileNotFoundError:
+    except (StorageUnavailable, FileNotFoundError):
         raise
     except Exception as exc:  # botocore: NoCredentialsError, EndpointConnectionError, ClientError ...
         raise StorageUnavailable(f"listing {source_uri} at {endpoint}: {type(exc).__name__}: {exc}") from None

@@ -1,6 +1,7 @@
 """Model resolution: packaged models, local directories, hub ids; clear errors otherwise."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -9,8 +10,6 @@ from opentranscribe_pipeline.speech.models import ModelNotAvailable, resolve_asr
 
 def test_packaged_base_is_joined_once_into_the_cache(tmp_path):
     first = resolve_asr_model("packaged:base", cache_dir=tmp_path)
-    from pathlib import Path
-
     joined = Path(first.path) / "model.bin"
     assert joined.stat().st_size == 2 * 72608766
     assert (Path(first.path) / "tokenizer.json").exists() and (Path(first.path) / "config.json").exists()

@@ -234,8 +234,7 @@ def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
 
     def merged(table: str, new: list[pl.DataFrame], model) -> pl.DataFrame:
         old = prev[table].filter(pl.col("media_id").is_in(still_wanted) & ~pl.col("media_id").is_in(redone))
-        frames = [old, *new]
-        return pl.concat(frames) if frames else _empty(model)
+        return pl.concat([old, *new])
 
     state = merged("transcripts", new_state, Transcripts).sort("media_id")
     segments = merged("segments", new_segments, Segments).sort("media_id", "segment_id")

@@ -25,11 +25,12 @@ class WarehouseResource(dg.ConfigurableResource):
     s3_region: str | None = None
 
     def s3_options(self) -> S3Options:
+        env = S3Options.from_env()
         return S3Options(
-            endpoint_url=self.s3_endpoint_url or settings.env("AWS_ENDPOINT_URL"),
-            access_key_id=self.s3_access_key_id or settings.env("AWS_ACCESS_KEY_ID"),
-            secret_access_key=self.s3_secret_access_key or settings.env("AWS_SECRET_ACCESS_KEY"),
-            region=self.s3_region or settings.env("AWS_DEFAULT_REGION"),
+            endpoint_url=self.s3_endpoint_url or env.endpoint_url,
+            access_key_id=self.s3_access_key_id or env.access_key_id,
+            secret_access_key=self.s3_secret_access_key or env.secret_access_key,
+            region=self.s3_region or env.region,
         )
 
     def get(self) -> Warehouse:
