@@ -13,12 +13,13 @@ import datetime as dt
 import hashlib
 import logging
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from .schemas import Batches, conform, slug
-from .storage import S3Options, SourceObject, Warehouse, filesystem, list_source
+from .storage import S3Options, SourceObject, Warehouse, filesystem, is_local, list_source
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,10 @@ def probe_duration_s(obj: SourceObject, s3: S3Options | None) -> float:
     import av
 
     fs, path = filesystem(obj.uri, s3)
+    # the listing already gave the size: passing it saves s3fs a HEAD request per file
+    size = {} if is_local(fs) or obj.size_bytes <= 0 else {"size": obj.size_bytes}
     try:
-        with fs.open(path, "rb", block_size=1 << 18) as f, av.open(f, metadata_errors="ignore") as c:
+        with fs.open(path, "rb", block_size=1 << 18, **size) as f, av.open(f, metadata_errors="ignore") as c:
             if c.duration:
                 return c.duration / av.time_base
     except Exception as exc:  # unreadable headers are the media step's business, not ours
@@ -109,6 +112,55 @@ def plan_batches(
     return batches
 
 
+def probe_durations(objects: list[SourceObject], s3: S3Options | None, workers: int = 8) -> list[float]:
+    """Durations of ``objects`` (same order); header reads run in parallel (I/O bound)."""
+    if len(objects) <= 1:
+        return [probe_duration_s(o, s3) for o in objects]
+    with ThreadPoolExecutor(max_workers=min(workers, len(objects))) as pool:
+        return list(pool.map(lambda o: probe_duration_s(o, s3), objects))
+
+
+def batch_id_for(prefix: str, seq: int) -> str:
+    return f"{prefix}-{seq:04d}"
+
+
+def known_sources(warehouse: Warehouse, batch_ids: list[str]) -> set[str]:
+    """Source URIs held by the given batches (their ``batches`` manifests)."""
+    known: set[str] = set()
+    for b in batch_ids:
+        manifest = warehouse.read_table("batches", b)
+        if manifest is not None:
+            known.update(manifest["source_uri"].to_list())
+    return known
+
+
+def write_batches(
+    warehouse: Warehouse, drop: str, planned: list[list[tuple[SourceObject, float]]], first_seq: int
+) -> list[str]:
+    """Write one ``batches`` manifest per planned batch (ids ``<prefix>-<seq>`` from
+    ``first_seq`` on); membership is fixed from here on. Returns the new batch ids."""
+    prefix = batch_prefix(drop)
+    now = dt.datetime.now(dt.UTC)
+    ids = []
+    for i, members in enumerate(planned):
+        batch_id = batch_id_for(prefix, first_seq + i)
+        manifest = pl.DataFrame(
+            {
+                "batch_id": [batch_id] * len(members),
+                "drop": [drop] * len(members),
+                "source_uri": [o.uri for o, _ in members],
+                "size_bytes": [o.size_bytes for o, _ in members],
+                "registered_at": [now] * len(members),
+            }
+        )
+        manifest = conform(manifest, Batches)
+        Batches.validate(manifest)
+        warehouse.write_table("batches", manifest, batch_id)
+        ids.append(batch_id)
+        log.info("registered batch %s: %d files, %.2f h", batch_id, len(members), sum(d for _, d in members) / 3600)
+    return ids
+
+
 def register_drop(
     warehouse: Warehouse,
     source_uri: str,
@@ -126,33 +178,13 @@ def register_drop(
     reg.ignored = [o.relative for o in objects if not is_media_name(o.relative)]
 
     existing = [b for b in warehouse.batch_ids("batches", prefix=prefix + "-") if b[len(prefix) + 1 :].isdigit()]
-    known: set[str] = set()
-    for b in existing:
-        manifest = warehouse.read_table("batches", b)
-        if manifest is not None:
-            known.update(manifest["source_uri"].to_list())
+    known = known_sources(warehouse, existing)
     new = [o for o in media if o.uri not in known]
     reg.known_files = len(media) - len(new)
     reg.new_files = len(new)
     next_seq = max((int(b[len(prefix) + 1 :]) for b in existing), default=-1) + 1
 
-    planned = plan_batches([(o, probe_duration_s(o, s3)) for o in new], limits)
-    now = dt.datetime.now(dt.UTC)
-    for i, members in enumerate(planned):
-        batch_id = f"{prefix}-{next_seq + i:04d}"
-        manifest = pl.DataFrame(
-            {
-                "batch_id": [batch_id] * len(members),
-                "drop": [drop] * len(members),
-                "source_uri": [o.uri for o, _ in members],
-                "size_bytes": [o.size_bytes for o, _ in members],
-                "registered_at": [now] * len(members),
-            }
-        )
-        manifest = conform(manifest, Batches)
-        Batches.validate(manifest)
-        warehouse.write_table("batches", manifest, batch_id)
-        reg.new_batch_ids.append(batch_id)
-        log.info("registered batch %s: %d files, %.2f h", batch_id, len(members), sum(d for _, d in members) / 3600)
+    planned = plan_batches(list(zip(new, probe_durations(new, s3))), limits)
+    reg.new_batch_ids = write_batches(warehouse, drop, planned, next_seq)
     reg.batch_ids = sorted(existing + reg.new_batch_ids)
     return reg

@@ -9,6 +9,7 @@ import dagster as dg
 from .assets import ingest, transcribe
 from .partitions import batch_partitions
 from .resources import AsrModelResource, WarehouseResource
+from .sensors import DropSensorConfig, drop_sensor, record_run_failures
 
 # pyannote.audio reports usage metrics unless told not to; this is the application entry
 # point, so the default is decided here rather than inside library code.
@@ -24,8 +25,10 @@ transcribe_batch = dg.define_asset_job(
 defs = dg.Definitions(
     assets=[ingest, transcribe],
     jobs=[transcribe_batch],
+    sensors=[drop_sensor, record_run_failures],
     resources={
         "warehouse": WarehouseResource(),
         "asr": AsrModelResource(),
+        "drop_sensor_config": DropSensorConfig(),
     },
 )

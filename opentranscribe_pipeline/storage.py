@@ -13,6 +13,7 @@ and the write discipline that makes a killed run harmless:
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import posixpath
@@ -117,6 +118,123 @@ def with_retries(fn: Callable[[], T], *, what: str, endpoint: str, attempts: int
             log.warning("%s failed (%s), retrying in %.1f s", what, exc, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+# -- botocore calls (listings made by the drop sensor) --------------------------------------
+# S3 error codes worth another attempt: server-side trouble and throttling.
+TRANSIENT_S3_CODES = frozenset(
+    {
+        "500",
+        "502",
+        "503",
+        "504",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+    }
+)
+AUTH_S3_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "AuthorizationHeaderMalformed",
+        "403",
+    }
+)
+
+
+def s3_error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return None if code is None else str(code)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: connection trouble, timeouts, S3 5xx and throttling."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError  # connection closed, read timeouts
+
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        return True
+    code = s3_error_code(exc)
+    if code is not None:
+        return code in TRANSIENT_S3_CODES
+    return isinstance(exc, RETRYABLE) and not isinstance(exc, FileNotFoundError | PermissionError)
+
+
+def describe_s3_error(exc: BaseException, *, endpoint: str, bucket: str | None) -> str:
+    """One line an operator can act on: what failed, where, and the likely fix."""
+    from botocore.exceptions import BotoCoreError, NoCredentialsError
+
+    where = f"bucket {bucket!r} at {endpoint}" if bucket else endpoint
+    code = s3_error_code(exc)
+    if code == "NoSuchBucket" and bucket:
+        return f"bucket {bucket!r} does not exist at {endpoint}"
+    if isinstance(exc, NoCredentialsError):
+        return f"no S3 credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    if code in AUTH_S3_CODES:
+        return f"access denied to {where} ({code}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+    if isinstance(exc, BotoCoreError | OSError):
+        return f"cannot reach {where} ({type(exc).__name__}: {exc})"
+    return f"S3 error from {where} ({code or type(exc).__name__}: {exc})"
+
+
+def s3_call(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    endpoint: str,
+    bucket: str | None = None,
+    attempts: int = 3,
+    base_delay: float = 0.5,
+) -> T:
+    """Run one botocore call; retry transient errors with exponential backoff (on top of
+    botocore's own retries); turn the rest into :class:`StorageUnavailable` naming the
+    endpoint and bucket. ``NoSuchKey`` / 404 on an object is raised as FileNotFoundError."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if s3_error_code(exc) in ("NoSuchKey", "404", "NotFound"):  # HEAD of a missing object
+                raise FileNotFoundError(what) from None
+            if is_transient(exc) and attempt < attempts:
+                delay = base_delay * 2 ** (attempt - 1)
+                log.warning("%s failed (%s), retrying in %.1f s", what, exc, delay)
+                time.sleep(delay)
+                continue
+            message = describe_s3_error(exc, endpoint=endpoint, bucket=bucket)
+            if is_transient(exc):
+                message += f" after {attempts} attempts"
+            raise StorageUnavailable(f"{what}: {message}") from None
+    raise AssertionError("unreachable")
+
+
+@functools.lru_cache(maxsize=8)
+def s3_client(s3: S3Options):
+    """A botocore S3 client for ``s3`` (thread-safe, cached: creating one costs ~50 ms)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        aws_access_key_id=s3.access_key_id,
+        aws_secret_access_key=s3.secret_access_key,
+        region_name=s3.region or "us-east-1",
+        config=Config(
+            connect_timeout=3, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=16
+        ),
+    )
 
 
 class Warehouse:

@@ -1,0 +1,219 @@
+"""Where drops arrive: an ``s3://bucket/prefix`` or a local folder, behind one small interface.
+
+Both sources answer the same four questions with S3 semantics, so the drop sensor has one
+code path:
+
+- ``list_drops(after, limit)``: top-level folder names, in the store's listing order, after
+  the drop ``after`` (S3: ``ListObjectsV2`` with ``Delimiter='/'``: one request per 1,000
+  drops, never a listing of the objects themselves);
+- ``list_drop(drop, start_after, limit)``: the objects of one drop, in listing order, after a
+  relative key (S3: ``StartAfter``);
+- ``stat(drop, rel)``: one object's metadata or None (S3: ``HeadObject``);
+- ``object_uri(drop, rel)``: what the tables record (``s3://bucket/key`` or an absolute path).
+
+"Listing order" is whatever the store uses: AWS S3 sorts keys by their UTF-8 bytes,
+SeaweedFS sorts path component by component (``a/b`` before ``a-c``). The sensor never sorts
+keys itself; it only remembers the last key a listing returned and asks for what comes after
+it, which is correct under either order. The local source sorts like AWS S3.
+
+Nothing outside the configured prefix is ever returned: drop names and relative keys with
+empty, ``.`` or ``..`` segments are reported as unsafe (see :func:`safe_relative`), and the
+local source neither follows symbolic links nor lists them.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat as stat_mod
+from dataclasses import dataclass
+
+from ..storage import S3Options, StorageUnavailable, s3_call, s3_client, split_uri
+
+# After this character no other can follow in a key, so "<drop>/" + LAST sorts after every
+# key of the drop and before the next drop, under byte order and SeaweedFS's per-folder order.
+LAST = "\U0010ffff"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One object of a drop, as listed."""
+
+    rel: str  # key below the drop folder, '/'-separated
+    size: int
+    mtime: float  # seconds since the epoch (S3 LastModified)
+    etag: str  # changes whenever the content does (local: mtime_ns + size)
+
+    @property
+    def signature(self) -> str:
+        return f"{self.etag}|{self.size}|{self.mtime:.3f}"
+
+
+def safe_relative(rel: str) -> bool:
+    """True if ``rel`` stays below its folder: no empty, ``.`` or ``..`` segment, no NUL.
+
+    S3 keys are plain strings, so ``incoming/drop/../../etc/x.wav`` is a legal key whose
+    path-like reading escapes the prefix; such a key is never registered (readers that
+    normalise paths would open something else than what was listed)."""
+    if not rel or "\x00" in rel:
+        return False
+    return all(part not in ("", ".", "..") for part in rel.split("/"))
+
+
+class S3Source:
+    local = False
+
+    def __init__(self, uri: str, s3: S3Options):
+        protocol, path = split_uri(uri)
+        bucket, _, prefix = path.partition("/")
+        if not bucket:
+            raise ValueError(f"incoming URI {uri!r} names no bucket")
+        self.uri = uri
+        self.bucket = bucket
+        self.prefix = (prefix.strip("/") + "/") if prefix.strip("/") else ""
+        self.s3 = s3
+        self.endpoint = s3.endpoint_url or "AWS S3"
+        self.client = s3_client(s3)
+
+    def _call(self, what: str, fn):
+        return s3_call(fn, what=what, endpoint=self.endpoint, bucket=self.bucket)
+
+    def drop_key(self, drop: str) -> str:
+        return f"{self.prefix}{drop}/"
+
+    def list_drops(self, after: str | None, limit: int) -> tuple[list[str], bool]:
+        """Up to ``limit`` drop names after drop ``after`` (None: from the start); ``more``
+        says whether the listing went on."""
+        kwargs = {"Bucket": self.bucket, "Prefix": self.prefix, "Delimiter": "/"}
+        if after is not None:
+            kwargs["StartAfter"] = self.drop_key(after) + LAST
+        names: list[str] = []
+        while True:
+            kwargs["MaxKeys"] = max(1, min(1000, limit - len(names)))
+            page = self._call(
+                f"listing s3://{self.bucket}/{self.prefix}", lambda: self.client.list_objects_v2(**kwargs)
+            )
+            names += [p["Prefix"][len(self.prefix) : -1] for p in page.get("CommonPrefixes", [])]
+            more = bool(page.get("IsTruncated"))
+            if not more or len(names) >= limit:
+                return names[:limit], more or len(names) > limit
+            kwargs.pop("StartAfter", None)
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def list_drop(self, drop: str, start_after: str | None, limit: int | None = None) -> tuple[list[Entry], bool]:
+        """Objects of ``drop`` after relative key ``start_after``, whole pages until at least
+        ``limit`` (None: all); ``more`` says whether the listing went on."""
+        base = self.drop_key(drop)
+        kwargs = {"Bucket": self.bucket, "Prefix": base}
+        if start_after:
+            kwargs["StartAfter"] = base + start_after
+        out: list[Entry] = []
+        while True:
+            page = self._call(f"listing s3://{self.bucket}/{base}", lambda: self.client.list_objects_v2(**kwargs))
+            for o in page.get("Contents", []):
+                rel = o["Key"][len(base) :]
+                if rel:  # "drop/" itself: a folder placeholder some tools create
+                    out.append(Entry(rel, int(o.get("Size", 0)), o["LastModified"].timestamp(), o.get("ETag", "")))
+            more = bool(page.get("IsTruncated"))
+            if not more or (limit is not None and len(out) >= limit):
+                return out, more
+            kwargs.pop("StartAfter", None)
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def stat(self, drop: str, rel: str) -> Entry | None:
+        key = self.drop_key(drop) + rel
+        try:
+            h = self._call(
+                f"reading s3://{self.bucket}/{key}", lambda: self.client.head_object(Bucket=self.bucket, Key=key)
+            )
+        except FileNotFoundError:
+            return None
+        return Entry(rel, int(h.get("ContentLength", 0)), h["LastModified"].timestamp(), h.get("ETag", ""))
+
+    def drop_uri(self, drop: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{drop}"
+
+    def object_uri(self, drop: str, rel: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{drop}/{rel}"
+
+
+class LocalSource:
+    """A local folder with S3's semantics (byte order, StartAfter); listings cost no requests."""
+
+    local = True
+
+    def __init__(self, uri: str):
+        _, path = split_uri(uri)
+        self.uri = uri
+        self.root = posixpath.normpath(path)
+        self.endpoint = self.root
+        self.bucket = None
+
+    def _root_entries(self) -> list[os.DirEntry]:
+        try:
+            with os.scandir(self.root) as it:
+                return list(it)
+        except FileNotFoundError:
+            raise StorageUnavailable(f"incoming folder {self.root} does not exist") from None
+        except (PermissionError, NotADirectoryError) as exc:
+            raise StorageUnavailable(f"cannot list incoming folder {self.root}: {exc}") from None
+
+    def list_drops(self, after: str | None, limit: int) -> tuple[list[str], bool]:
+        names = sorted(
+            (e.name for e in self._root_entries() if e.is_dir(follow_symlinks=False)), key=lambda n: (n + "/").encode()
+        )
+        if after is not None:
+            cut = (after + "/").encode()
+            names = [n for n in names if (n + "/").encode() > cut]
+        return names[:limit], len(names) > limit
+
+    def _walk(self, drop: str) -> list[Entry]:
+        top = posixpath.join(self.root, drop)
+        out = []
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+            for name in filenames:
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(full)
+                except FileNotFoundError:  # removed (or renamed) while we looked
+                    continue
+                if not stat_mod.S_ISREG(st.st_mode):  # symlinks, sockets, fifos: never read
+                    continue
+                rel = posixpath.relpath(full, top).replace(os.sep, "/")
+                out.append(Entry(rel, st.st_size, st.st_mtime, f"{st.st_mtime_ns}-{st.st_size}"))
+        out.sort(key=lambda e: e.rel.encode("utf-8", "surrogateescape"))
+        return out
+
+    def list_drop(self, drop: str, start_after: str | None, limit: int | None = None) -> tuple[list[Entry], bool]:
+        entries = self._walk(drop)
+        if start_after:
+            cut = start_after.encode("utf-8", "surrogateescape")
+            entries = [e for e in entries if e.rel.encode("utf-8", "surrogateescape") > cut]
+        if limit is not None and len(entries) > limit:
+            return entries[:limit], True
+        return entries, False
+
+    def stat(self, drop: str, rel: str) -> Entry | None:
+        try:
+            st = os.lstat(posixpath.join(self.root, drop, rel))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat_mod.S_ISREG(st.st_mode):
+            return None
+        return Entry(rel, st.st_size, st.st_mtime, f"{st.st_mtime_ns}-{st.st_size}")
+
+    def drop_uri(self, drop: str) -> str:
+        return posixpath.join(self.root, drop)
+
+    def object_uri(self, drop: str, rel: str) -> str:
+        return posixpath.join(self.root, drop, rel)
+
+
+def open_source(uri: str, s3: S3Options) -> S3Source | LocalSource:
+    protocol, _ = split_uri(uri)
+    if protocol == "file":
+        return LocalSource(uri)
+    if protocol in ("s3", "s3a"):
+        return S3Source(uri, s3)
+    raise ValueError(f"incoming URI {uri!r}: only s3:// and local folders are watched")
