@@ -145,15 +145,16 @@ def build_drop_sensor(
 
         for error in result.errors:
             context.log.error(f"drop sensor: {error}")
+        batches = list({b.batch_id: b for b in result.batches}.values())
         run_requests = [
             dg.RunRequest(
-                run_key=b.batch_id,
+                run_key=b.batch_id,  # Dagster never launches two runs for one run key of this sensor
                 partition_key=b.batch_id,
                 tags={"opentranscribe/drop": b.drop, "opentranscribe/source": b.source_uri},
             )
-            for b in result.batches
+            for b in batches
         ]
-        new_ids = [b.batch_id for b in result.batches]
+        new_ids = [b.batch_id for b in batches if not context.instance.has_dynamic_partition(BATCHES, b.batch_id)]
         dynamic = [batch_partitions.build_add_request(new_ids)] if new_ids else []
         if not run_requests:
             return dg.SensorResult(skip_reason=result.summary(), cursor=result.cursor.dump())

@@ -305,10 +305,28 @@ class DropScanner:
         if ledger is None:
             cur.pending[name] = {"since": self.now, "base": None, "full": True, "marker": None, "seq": 0}
             self.log.info("drop sensor: new drop %r", name)
-        elif ledger.get("open"):
+        else:
+            self._known(name, ledger, cur, res)
+
+    def _known(self, name: str, ledger: dict, cur: Cursor, res: TickResult) -> None:
+        """A registered drop the cursor does not track (lost cursor, sweep)."""
+        self._relaunch(name, ledger["seq"], res)
+        if ledger.get("open"):
             self._resume(name, ledger, cur)
         else:
             self._check(name, {"last": ledger["last_key"], "marker": ledger["marker"], "seq": ledger["seq"]}, cur)
+
+    def _relaunch(self, name: str, seq: int, res: TickResult) -> None:
+        """Run requests for the drop's newest batches that have no partition: a tick that
+        died after writing them, before Dagster saw its result (instance queries only)."""
+        prefix, missing = batch_prefix(name), []
+        for s in range(seq - 1, -1, -1):
+            batch_id = batch_id_for(prefix, s)
+            if self.has_partition(batch_id):
+                break
+            missing.append(batch_id)
+        for batch_id in reversed(missing):
+            res.batches.append(NewBatch(batch_id, name, self.source.drop_uri(name), -1))
 
     def _resume(self, name: str, ledger: dict, cur: Cursor) -> None:
         """A walk interrupted together with its cursor: carry on from its ledger."""
@@ -354,10 +372,8 @@ class DropScanner:
             if ledger is None:
                 if len(cur.pending) < self.s.max_pending_drops:
                     self._admit(name, cur, res)  # e.g. a new drop whose name sorts before hwm
-            elif ledger.get("open"):
-                self._resume(name, ledger, cur)
             else:
-                self._check(name, {"last": ledger["last_key"], "marker": ledger["marker"], "seq": ledger["seq"]}, cur)
+                self._known(name, ledger, cur, res)
 
     def _advance(self, name: str, cur: Cursor, res: TickResult) -> None:
         p = cur.pending[name]
@@ -368,13 +384,15 @@ class DropScanner:
         signalled = marker is not None and marker != p.get("marker")
         if not signalled and self.s.quiet_s is None:
             return  # waiting for the marker
-        entries, _ = self.source.list_drop(name, None if p["full"] else p["base"])
+        full = p["full"] or (signalled and p.get("marker") is not None)
+        entries, _ = self.source.list_drop(name, None if full else p["base"])
         if not signalled:  # quiet-period rule, on what the sensor itself saw change
             digest = self._digest(entries)
             if digest != p.get("sig"):
                 p["sig"], p["changed"] = digest, self.now
             if self.now - p["changed"] < self.s.quiet_s:
                 return
+        p["full"] = full  # a re-written marker: late keys may sort anywhere, so re-list it all
         busy = [e.rel for e in entries if self._in_progress(e)]
         if busy:
             res.notes.append(f"drop {name!r}: waiting for {len(busy)} object(s) in progress ({busy[0]})")
@@ -406,42 +424,56 @@ class DropScanner:
                 if not self.has_partition(b):
                     res.batches.append(NewBatch(b, name, self.source.drop_uri(name), -1))
 
-        more = False
         start = w["after"] if w.get("after") is not None else (None if p["full"] else p["base"])
-        if entries is None:
-            entries, more = self.source.list_drop(name, start, limit=budget)
+
+        def pages():
+            if entries is not None:  # the completion check's listing, already in hand
+                yield entries, False
+                return
+            after = start
+            while True:
+                page, more = self.source.list_drop(name, after, limit=max(budget, 1000))
+                yield page, more
+                if not more or not page:
+                    return
+                after = page[-1].rel
 
         new: list[SourceObject] = []
-        index: list[int] = []  # position in entries of each new file
-        consumed = -1
-        stopped = unsafe = 0
-        for i, e in enumerate(entries):
-            if self._in_progress(e):
-                stopped = 1  # never read past something still being written
+        new_rel: list[str] = []
+        consumed = None  # the last entry dealt with, in the store's order
+        stopped = cut = exhausted = False
+        unsafe = 0
+        for page, more in pages():
+            for e in page:
+                if self._in_progress(e):
+                    stopped = True  # never read past something still being written
+                    break
+                if len(new) >= budget:
+                    cut = True
+                    break
+                consumed = e.rel
+                if e.rel == self.s.marker or not is_media_name(e.rel):
+                    continue
+                if not safe_relative(e.rel):
+                    unsafe += 1
+                    continue
+                uri = self.source.object_uri(name, e.rel)
+                if uri in known:
+                    continue
+                new.append(SourceObject(uri=uri, relative=e.rel, size_bytes=e.size))
+                new_rel.append(e.rel)
+            if stopped or cut:
                 break
-            if len(new) >= budget:
-                more = True
-                break
-            consumed = i
-            if e.rel == self.s.marker or not is_media_name(e.rel):
-                continue
-            if not safe_relative(e.rel):
-                unsafe += 1
-                continue
-            uri = self.source.object_uri(name, e.rel)
-            if uri in known:
-                continue
-            new.append(SourceObject(uri=uri, relative=e.rel, size_bytes=e.size))
-            index.append(i)
+            exhausted = not more
         if unsafe:
             self.log.warning("drop sensor: drop %r: %d key(s) with '.', '..' or empty segments skipped", name, unsafe)
             res.notes.append(f"drop {name!r}: {unsafe} unsafe key(s) skipped")
 
-        finished = not (more or stopped)
+        finished = exhausted and not (stopped or cut)
         planned = plan_batches(list(zip(new, probe_durations(new, self.s.s3))), self.s.limits) if new else []
         if not finished and len(planned) > 1 and len(planned[-1]) < self.s.limits.max_files:
             planned = planned[:-1]  # the open last batch waits for the rest: ticks never cut batches
-            consumed = index[sum(len(b) for b in planned) - 1]
+            consumed = new_rel[sum(len(b) for b in planned) - 1]
         ids = []
         for b_members in planned:
             (batch_id,) = write_batches(self.wh, name, [b_members], seq)
@@ -450,7 +482,7 @@ class DropScanner:
             self.used += len(b_members)
             res.batches.append(NewBatch(batch_id, name, self.source.drop_uri(name), len(b_members)))
         if finished:
-            last = entries[-1].rel if entries else start  # the last key in the store's own order
+            last = consumed if consumed is not None else start  # the last key, in the store's own order
             self._write_ledger(name, last_key=last, seq=seq, marker=w["marker"])
             del cur.pending[name]
             cur.watch[name] = {"last": last, "marker": w["marker"], "seq": seq, "until": self.now + self.s.watch_s}
@@ -459,8 +491,8 @@ class DropScanner:
                     del cur.watch[old]  # the sweep still visits it
             self.log.info("drop sensor: drop %r registered up to %r (%d batch(es) this tick)", name, last, len(ids))
         else:
-            if consumed >= 0:
-                w["after"] = entries[consumed].rel
+            if consumed is not None:
+                w["after"] = consumed
             if seq != p["seq"]:
                 open_walk = {"base": p["base"], "full": p["full"], "start_seq": w["start_seq"], "marker": w["marker"]}
                 # the ledger keeps the old last key and marker until the walk ends
