@@ -112,7 +112,9 @@ class _TimedTable(_Table):
         return data.lazyframe.select(pl.col("start_s") <= pl.col("end_s"))
 
 
-class Segments(_TimedTable):
+class AsrSegments(_TimedTable):
+    """What the ASR step produced, before speakers: sentences of one file (internal)."""
+
     batch_id: str
     media_id: str = pa.Field(str_matches=SHA256_HEX)
     segment_id: pl.Int32 = pa.Field(ge=0)
@@ -120,7 +122,44 @@ class Segments(_TimedTable):
     end_s: pl.Float64 = pa.Field(ge=0)
     text: str
     language: str = pa.Field(nullable=True)
-    speaker: str = pa.Field(nullable=True)  # file-local label, filled by diarization
+    avg_logprob: pl.Float64 = pa.Field(nullable=True)
+
+    @pa.dataframe_check
+    @classmethod
+    def unique_key(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(~pl.struct("media_id", "segment_id").is_duplicated())
+
+
+class AsrWords(_TimedTable):
+    """Words as the ASR step produced them, before speakers (internal)."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    segment_id: pl.Int32 = pa.Field(ge=0)
+    word_index: pl.Int32 = pa.Field(ge=0)
+    word: str
+    start_s: pl.Float64 = pa.Field(ge=0)
+    end_s: pl.Float64 = pa.Field(ge=0)
+    score: pl.Float64 = pa.Field(nullable=True)
+    timing_source: str = pa.Field(isin=TIMING_SOURCES)
+
+    @pa.dataframe_check
+    @classmethod
+    def unique_key(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(~pl.struct("media_id", "segment_id", "word_index").is_duplicated())
+
+
+class Segments(_TimedTable):
+    """Sentences, split wherever the speaker changes, each with its file-local speaker."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    segment_id: pl.Int32 = pa.Field(ge=0)
+    start_s: pl.Float64 = pa.Field(ge=0)
+    end_s: pl.Float64 = pa.Field(ge=0)
+    text: str
+    language: str = pa.Field(nullable=True)
+    speaker: str = pa.Field(nullable=True)  # null only where diarization failed for the file
     avg_logprob: pl.Float64 = pa.Field(nullable=True)
 
     @pa.dataframe_check
@@ -138,7 +177,9 @@ class Words(_TimedTable):
     start_s: pl.Float64 = pa.Field(ge=0)
     end_s: pl.Float64 = pa.Field(ge=0)
     score: pl.Float64 = pa.Field(nullable=True)
-    speaker: str = pa.Field(nullable=True)
+    speaker: str = pa.Field(nullable=True)  # null only where diarization failed for the file
+    # seconds of the word inside a turn of its speaker / the word's length (0: nearest turn)
+    speaker_overlap: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)
     timing_source: str = pa.Field(isin=TIMING_SOURCES)
 
     @pa.dataframe_check
@@ -147,13 +188,127 @@ class Words(_TimedTable):
         return data.lazyframe.select(~pl.struct("media_id", "segment_id", "word_index").is_duplicated())
 
 
+EMBEDDING_DIM = 256  # resemblyzer GE2E and pyannote's WeSpeaker ResNet34 both give 256-d
+GLOBAL_ID = r"^spk-[0-9]{6,}$"
+SPEAKER_LABEL = r"^SPEAKER_[0-9]{2,}$"
+
+
+class Diarization(_Table):
+    """Per media item: diarization outcome and the pipeline that made it (resume state)."""
+
+    batch_id: str
+    media_id: str = pa.Field(unique=True, str_matches=SHA256_HEX)
+    status: str = pa.Field(isin=FILE_STATUSES)
+    error: str = pa.Field(nullable=True)
+    note: str = pa.Field(nullable=True)  # documented fallbacks: "no speech found", ...
+    n_speakers: pl.Int64 = pa.Field(ge=0)
+    n_turns: pl.Int64 = pa.Field(ge=0)
+    speech_s: pl.Float64 = pa.Field(ge=0)
+    audio_s: pl.Float64 = pa.Field(ge=0)
+    elapsed_s: pl.Float64 = pa.Field(ge=0)
+    pipeline: str
+    embedding_model: str
+    model_version: str
+    processed_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+
+class SpeakerTurns(_TimedTable):
+    """Who spoke when (turns of different speakers may overlap)."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    start_s: pl.Float64 = pa.Field(ge=0)
+    end_s: pl.Float64 = pa.Field(ge=0)
+    speaker: str = pa.Field(str_matches=SPEAKER_LABEL)
+
+
+class SpeakerEmbeddings(_Table):
+    """One unit vector per (media, local speaker), and the model that made it."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    speaker: str = pa.Field(str_matches=SPEAKER_LABEL)
+    embedding: pl.Array(pl.Float32, EMBEDDING_DIM)
+    speech_s: pl.Float64 = pa.Field(ge=0)
+    model: str
+
+    @pa.dataframe_check
+    @classmethod
+    def unique_key(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(~pl.struct("media_id", "speaker").is_duplicated())
+
+    @pa.dataframe_check
+    @classmethod
+    def unit_vectors(cls, data) -> pl.LazyFrame:
+        norm = pl.col("embedding").arr.eval(pl.element().pow(2)).arr.sum().sqrt()
+        return data.lazyframe.select((norm - 1.0).abs() < 1e-3)
+
+
+class SpeakerClusters(_Table):
+    """Archive-wide: the global speaker id of every local speaker."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    speaker: str = pa.Field(str_matches=SPEAKER_LABEL)
+    global_speaker_id: str = pa.Field(str_matches=GLOBAL_ID)
+    similarity: pl.Float64 = pa.Field(ge=-1.0001, le=1.0001)  # cosine to the cluster centroid
+    model: str
+    method: str = pa.Field(isin=("full", "incremental"))
+    clustered_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+    @pa.dataframe_check
+    @classmethod
+    def unique_key(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(~pl.struct("media_id", "speaker").is_duplicated())
+
+
+class SpeakerCentroids(_Table):
+    """Clustering state: one row per global id ever minted (merged ids point to their heir)."""
+
+    global_speaker_id: str = pa.Field(unique=True, str_matches=GLOBAL_ID)
+    model: str
+    centroid: pl.Array(pl.Float32, EMBEDDING_DIM)
+    n_members: pl.Int64 = pa.Field(ge=0)
+    speech_s: pl.Float64 = pa.Field(ge=0)
+    status: str = pa.Field(isin=("active", "merged"))
+    merged_into: str = pa.Field(nullable=True)
+    updated_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+
+class SpeakerProfiles(_Table):
+    """People's names for global speakers (written by `opentranscribe speakers name`)."""
+
+    global_speaker_id: str = pa.Field(unique=True, str_matches=GLOBAL_ID)
+    name: str = pa.Field(str_length={"min_value": 1})
+    named_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+
+class SpeakerSuggestions(_Table):
+    """Unnamed global speakers whose voice is close to a named one."""
+
+    global_speaker_id: str = pa.Field(str_matches=GLOBAL_ID)
+    suggested_name: str
+    named_global_speaker_id: str = pa.Field(str_matches=GLOBAL_ID)
+    similarity: pl.Float64 = pa.Field(ge=-1.0001, le=1.0001)
+    confidence: str = pa.Field(isin=("high", "medium"))
+
+
 TABLES: dict[str, type[_Table]] = {
     "batches": Batches,
     "media": Media,
     "audio": Audio,
     "transcripts": Transcripts,
+    "asr_segments": AsrSegments,
+    "asr_words": AsrWords,
     "segments": Segments,
     "words": Words,
+    "diarization": Diarization,
+    "speaker_turns": SpeakerTurns,
+    "speaker_embeddings": SpeakerEmbeddings,
+    "speaker_clusters": SpeakerClusters,
+    "speaker_centroids": SpeakerCentroids,
+    "speaker_profiles": SpeakerProfiles,
+    "speaker_suggestions": SpeakerSuggestions,
 }
 
 

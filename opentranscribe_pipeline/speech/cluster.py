@@ -1,0 +1,295 @@
+"""Archive-wide speaker identity: clustering speaker embeddings into global speaker ids.
+
+No Dagster here. The state is a :class:`VoiceIndex`: one centroid (unit vector) per global
+speaker id, for one embedding model.
+
+**Assigning new speakers** (:func:`assign_new`, after every batch): each new local speaker
+is compared with the centroids only (``K`` voices, not the ``N`` local speakers of the
+archive): it joins the most similar voice when the cosine similarity reaches
+``threshold`` (that centroid moves to the new weighted mean), otherwise it mints a new
+id. Cost: ``O(batch x K x dim)``, independent of how many files the archive holds.
+
+**Re-clustering** (:func:`recluster`, nightly): DP-means (k-means that opens a new
+cluster for any point further than a threshold), warm-started from the previous
+centroids so existing voices keep their place:
+
+1. assign every embedding to its most similar centroid (chunked matrix products, so memory
+   stays at ``chunk x K`` whatever ``N`` is);
+2. embeddings below ``threshold`` to every centroid are grouped among themselves
+   (average-linkage on at most ``seed_rows`` at a time) and become new centroids;
+3. centroids move to the weighted mean of their members (weights: seconds of speech,
+   capped); centroids more similar than ``merge_threshold`` are merged;
+4. repeat ``iterations`` times, then name the clusters (:func:`stable_ids`).
+
+**Stable ids**: a final cluster inherits the previous id that most of its members (by
+weight) carried; each previous id goes to at most one cluster, greedily by shared weight.
+*Merge*: when two previous ids end up in one cluster, the one with more shared weight
+survives and the other is recorded as ``merged`` into it (names follow: see
+``speaker_profiles`` in the README). *Split*: when one previous id's members end up in
+two clusters, the bigger part keeps the id and the other part gets a new id.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ID_RE = re.compile(r"^spk-(\d+)$")
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    threshold: float = 0.80  # cosine similarity needed to join a voice
+    merge_threshold: float = 0.88  # two centroids this similar are one voice
+    iterations: int = 3
+    chunk_rows: int = 4096
+    seed_rows: int = 2048
+    max_weight_s: float = 60.0  # a speaker's weight: seconds of speech, capped
+
+
+def format_id(number: int) -> str:
+    return f"spk-{number:06d}"
+
+
+def id_number(gid: str) -> int:
+    m = ID_RE.match(gid)
+    return int(m.group(1)) if m else -1
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+@dataclass
+class VoiceIndex:
+    """Centroids of the active global ids of one embedding model, plus id bookkeeping."""
+
+    model: str
+    ids: list[str] = field(default_factory=list)
+    centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (K, dim)
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # (K,)
+    members: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (K,)
+    merged: dict[str, str] = field(default_factory=dict)  # retired id -> the id that absorbed it
+    next_number: int = 1
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def mint(self) -> str:
+        gid = format_id(self.next_number)
+        self.next_number += 1
+        return gid
+
+    def resolve(self, gid: str) -> str:
+        """Follow merges to the id that holds the voice now."""
+        seen = set()
+        while gid in self.merged and gid not in seen:
+            seen.add(gid)
+            gid = self.merged[gid]
+        return gid
+
+    def _append(self, gid: str, vector: np.ndarray, weight: float) -> int:
+        v = normalize(vector)[None]
+        self.centroids = v if self.centroids.size == 0 else np.vstack([self.centroids, v])
+        self.ids.append(gid)
+        self.weights = np.append(self.weights, weight)
+        self.members = np.append(self.members, 1)
+        return len(self.ids) - 1
+
+
+def _weights(speech_s: np.ndarray, params: ClusterParams) -> np.ndarray:
+    return np.clip(np.asarray(speech_s, dtype=np.float64), 0.5, params.max_weight_s)
+
+
+def assign_new(
+    index: VoiceIndex, embeddings: np.ndarray, speech_s: np.ndarray, params: ClusterParams = ClusterParams()
+) -> tuple[list[str], np.ndarray]:
+    """Global ids for new local speakers; updates ``index`` in place. ``O(n x K)``."""
+    X = normalize(embeddings)
+    w = _weights(speech_s, params)
+    ids: list[str] = []
+    sims = np.zeros(len(X), np.float64)
+    # the most confident speakers first, so that a new voice is founded by its best sample
+    for i in np.argsort(-w, kind="stable"):
+        if len(index):
+            s = index.centroids @ X[i]
+            k = int(s.argmax())
+            if s[k] >= params.threshold:
+                total = index.weights[k] + w[i]
+                index.centroids[k] = normalize(index.centroids[k] * index.weights[k] + X[i] * w[i])
+                index.weights[k] = total
+                index.members[k] += 1
+                ids.append((int(i), index.ids[k]))
+                continue
+        k = index._append(index.mint(), X[i], w[i])
+        ids.append((int(i), index.ids[k]))
+    out = [""] * len(X)
+    for i, gid in ids:
+        out[i] = gid
+    # similarity to the final centroid of the voice each speaker joined
+    pos = {gid: k for k, gid in enumerate(index.ids)}
+    for i, gid in enumerate(out):
+        sims[i] = float(index.centroids[pos[gid]] @ X[i])
+    return out, sims
+
+
+def _best(X: np.ndarray, C: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index and similarity of the most similar centroid for every row (chunked)."""
+    n = len(X)
+    best = np.full(n, -1, np.int64)
+    sim = np.full(n, -np.inf, np.float32)
+    if len(C) == 0:
+        return best, sim
+    for lo in range(0, n, chunk):
+        s = X[lo : lo + chunk] @ C.T  # (chunk, K)
+        k = s.argmax(axis=1)
+        best[lo : lo + chunk] = k
+        sim[lo : lo + chunk] = s[np.arange(len(k)), k]
+    return best, sim
+
+
+def _means(X: np.ndarray, w: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    sums = np.zeros((k, X.shape[1]), np.float32)
+    sums[sorted_labels[starts]] = np.add.reduceat(X[order] * w[order, None].astype(np.float32), starts, axis=0)
+    weight = np.bincount(labels, weights=w, minlength=k)
+    return normalize(sums), weight
+
+
+def _seed(X: np.ndarray, threshold: float) -> np.ndarray:
+    """Average-linkage groups of a few thousand unassigned rows -> centroids."""
+    if len(X) == 1:
+        return X.copy()
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    Z = linkage(X.astype(np.float64), method="average", metric="cosine")
+    labels = fcluster(Z, t=1.0 - threshold, criterion="distance") - 1
+    return _means(X, np.ones(len(X)), labels, int(labels.max()) + 1)[0]
+
+
+def _merge_close(C: np.ndarray, w: np.ndarray, threshold: float, chunk: int) -> np.ndarray:
+    """Union-find over centroid pairs above ``threshold``; returns each centroid's group."""
+    parent = np.arange(len(C))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for lo in range(0, len(C), chunk):
+        s = C[lo : lo + chunk] @ C.T
+        rows, cols = np.nonzero(s >= threshold)
+        for r, c in zip(rows + lo, cols):
+            if r < c:
+                ra, rb = find(r), find(c)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([find(i) for i in range(len(C))])
+    _, group = np.unique(roots, return_inverse=True)
+    return group
+
+
+@dataclass
+class ReclusterReport:
+    clusters: int = 0
+    kept_ids: int = 0
+    new_ids: int = 0
+    merges: list[tuple[str, str]] = field(default_factory=list)  # (retired id, surviving id)
+    splits: list[tuple[str, str]] = field(default_factory=list)  # (old id, new id for the other part)
+
+
+def recluster(
+    embeddings: np.ndarray,
+    speech_s: np.ndarray,
+    previous_ids: list[str | None],
+    index: VoiceIndex,
+    params: ClusterParams = ClusterParams(),
+) -> tuple[list[str], np.ndarray, VoiceIndex, ReclusterReport]:
+    """Cluster every local speaker of one model; returns ids, similarities, the new index.
+
+    ``index`` is the previous state for the same model (possibly empty); ``previous_ids``
+    the global id each row had before (``None`` for speakers never assigned).
+    """
+    X = normalize(embeddings)
+    w = _weights(speech_s, params)
+    n = len(X)
+    report = ReclusterReport()
+    if n == 0:
+        return [], np.zeros(0), VoiceIndex(model=index.model, merged=dict(index.merged), next_number=index.next_number), report
+    C = index.centroids.copy() if len(index) and index.centroids.shape[1] == X.shape[1] else np.zeros((0, X.shape[1]), np.float32)
+    for _ in range(params.iterations):
+        labels, sim = _best(X, C, params.chunk_rows)
+        unassigned = np.flatnonzero(sim < params.threshold)
+        while len(unassigned):
+            seeds = _seed(X[unassigned[: params.seed_rows]], params.threshold)
+            base = len(C)
+            C = np.vstack([C, seeds]) if len(C) else seeds
+            sub_best, sub_sim = _best(X[unassigned], seeds, params.chunk_rows)
+            ok = sub_sim >= params.threshold
+            labels[unassigned[ok]] = sub_best[ok] + base
+            sim[unassigned[ok]] = sub_sim[ok]
+            unassigned = unassigned[~ok]
+        used, labels = np.unique(labels, return_inverse=True)
+        C, cw = _means(X, w, labels, len(used))
+        group = _merge_close(C, cw, params.merge_threshold, params.chunk_rows)
+        if group.max() + 1 < len(C):
+            C, cw = _means(X, w, group[labels], int(group.max()) + 1)
+    labels, sim = _best(X, C, params.chunk_rows)
+    used, labels = np.unique(labels, return_inverse=True)
+    C, cw = _means(X, w, labels, len(used))
+    sim = np.einsum("nd,nd->n", X, C[labels])
+
+    new_index = VoiceIndex(model=index.model, merged=dict(index.merged), next_number=index.next_number)
+    names = stable_ids(labels, w, [index.resolve(p) if p else None for p in previous_ids], new_index, report)
+    new_index.ids = names
+    new_index.centroids = C.astype(np.float32)
+    new_index.weights = cw
+    new_index.members = np.bincount(labels, minlength=len(C)).astype(np.int64)
+    report.clusters = len(C)
+    return [names[k] for k in labels], sim.astype(np.float64), new_index, report
+
+
+def stable_ids(
+    labels: np.ndarray, w: np.ndarray, previous: list[str | None], index: VoiceIndex, report: ReclusterReport
+) -> list[str]:
+    """Name clusters ``0..K-1`` after the previous ids of their members (module docstring)."""
+    k = int(labels.max()) + 1 if len(labels) else 0
+    shared: dict[tuple[int, str], float] = {}
+    for lab, wt, prev in zip(labels, w, previous):
+        if prev:
+            shared[(int(lab), prev)] = shared.get((int(lab), prev), 0.0) + float(wt)
+    names: list[str | None] = [None] * k
+    owner: dict[str, int] = {}
+    for (lab, prev), _ in sorted(shared.items(), key=lambda kv: (-kv[1], kv[0][1], kv[0][0])):
+        if names[lab] is None and prev not in owner:
+            names[lab] = prev
+            owner[prev] = lab
+    report.kept_ids = len(owner)
+    # previous ids that lost out: merged into the cluster holding most of their weight,
+    # or (if their members all went to clusters named after other ids) split off
+    best_home: dict[str, tuple[float, int]] = {}
+    for (lab, prev), wt in shared.items():
+        if prev not in best_home or wt > best_home[prev][0]:
+            best_home[prev] = (wt, lab)
+    for lab in range(k):
+        if names[lab] is None:
+            names[lab] = index.mint()
+            report.new_ids += 1
+            # a new cluster made mostly of one previous id's members is a split of that id
+            parts = {prev: wt for (lb, prev), wt in shared.items() if lb == lab}
+            if parts:
+                origin = max(parts, key=parts.get)
+                if origin in owner:
+                    report.splits.append((origin, names[lab]))
+    for prev, (_, lab) in best_home.items():
+        if prev not in owner:
+            index.merged[prev] = names[lab]
+            report.merges.append((prev, names[lab]))
+    return [n for n in names if n is not None]

@@ -1,0 +1,394 @@
+"""Speaker diarization and per-speaker embeddings (no Dagster in here).
+
+Two ways to get a pyannote.audio pipeline, both run through ``SpeakerDiarization.apply``:
+
+- production: ``Pipeline.from_pretrained(<hub id or local directory>, token=...)``, e.g.
+  ``pyannote/speaker-diarization-community-1``; its own WeSpeaker centroids become the
+  speaker embeddings;
+- ``packaged`` (the offline default): pyannote's ``SpeakerDiarization`` pipeline assembled
+  from what ships inside PyPI wheels: the pyannote segmentation checkpoint bundled with
+  whisperx (5 s chunks, up to 3 local speakers) and resemblyzer's GE2E encoder as the
+  embedding model, with agglomerative clustering (no PLDA weights ship anywhere, so no VBx).
+
+Every speaker's embedding is one unit vector tagged with the model that made it, so that
+vectors from different models are never compared.
+
+Shapes: ``samples`` is float32 mono at 16 kHz, ``(num_samples,)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .decode import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+PACKAGED = "packaged"
+RESEMBLYZER_MODEL = "resemblyzer-ge2e-256@0.1.4"
+# tuned on tests/data/sample_archive (see benchmarks/speakers_quality.py)
+PACKAGED_PARAMS = {
+    "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
+    "clustering": {"method": "average", "threshold": 0.25, "min_cluster_size": 3},
+}
+
+
+class DiarizationModelNotAvailable(RuntimeError):
+    """The configured pipeline cannot be loaded (missing directory, no token, no hub)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    start_s: float
+    end_s: float
+    speaker: str
+
+
+@dataclass(frozen=True)
+class SpeakerVoice:
+    speaker: str
+    embedding: np.ndarray  # (dimension,) float32, unit norm
+    speech_s: float  # seconds of speech this speaker has alone (no overlap)
+
+
+@dataclass
+class Diarization:
+    turns: list[Turn] = field(default_factory=list)  # may overlap
+    exclusive_turns: list[Turn] = field(default_factory=list)  # one speaker at a time
+    voices: list[SpeakerVoice] = field(default_factory=list)
+    note: str | None = None  # documented fallbacks, e.g. "no speech found"
+
+    @property
+    def speakers(self) -> list[str]:
+        return sorted({t.speaker for t in self.turns})
+
+
+@dataclass(frozen=True)
+class DiarizationOptions:
+    pipeline: str = PACKAGED  # "packaged", a hub id, or a local directory with config.yaml
+    device: str = "cpu"
+    hf_token: str | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    num_speakers: int | None = None
+    segmentation_batch_size: int = 32
+    embedding_batch_size: int = 32
+
+
+def _segmentation_checkpoint() -> Path:
+    import whisperx
+
+    return Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin"
+
+
+def normalize_volume(wav: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
+    """resemblyzer's loudness normalisation (without its silence trimming, which would shift
+    every timestamp)."""
+    rms = float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))) if wav.size else 0.0
+    if rms < 1e-6:
+        return wav
+    gain = 10 ** ((target_dbfs - 20 * math.log10(rms)) / 20)
+    return (wav * gain).astype(np.float32)
+
+
+class ResemblyzerEmbedding:
+    """resemblyzer's GE2E encoder behind pyannote's embedding interface.
+
+    ``__call__(waveforms (B, 1, N), masks (B, F)) -> (B, 256)``: the masked samples of each
+    item are cut into 1.6 s partials, all partials of the batch go through the LSTM in one
+    forward pass, and each item's partials are averaged and normalised. Items with less than
+    ``min_num_samples`` of masked speech get NaN, as pyannote's own embeddings do.
+    """
+
+    sample_rate = SAMPLE_RATE
+    dimension = 256
+    metric = "cosine"
+    min_num_samples = int(0.4 * SAMPLE_RATE)
+    name = RESEMBLYZER_MODEL
+
+    def __init__(self, device: str = "cpu"):
+        import torch
+        from resemblyzer import VoiceEncoder
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.encoder = VoiceEncoder(device=self.device, verbose=False)
+        self.encoder.eval()
+
+    def to(self, device):
+        self.device = device
+        self.encoder.to(device)
+        return self
+
+    def _partials(self, wav: np.ndarray) -> np.ndarray:
+        from resemblyzer import audio
+
+        wav = normalize_volume(wav)
+        wav_slices, mel_slices = self.encoder.compute_partial_slices(len(wav), rate=2.0, min_coverage=0.5)
+        if wav_slices[-1].stop > len(wav):
+            wav = np.pad(wav, (0, wav_slices[-1].stop - len(wav)))
+        mel = audio.wav_to_mel_spectrogram(wav)
+        return np.stack([mel[s] for s in mel_slices])  # (partials, 160, 40)
+
+    def embed_many(self, wavs: list[np.ndarray]) -> np.ndarray:
+        """One unit vector per waveform, ``(len(wavs), 256)``; NaN rows for too-short input."""
+        out = np.full((len(wavs), self.dimension), np.nan, dtype=np.float32)
+        mels, owner = [], []
+        for i, wav in enumerate(wavs):
+            if len(wav) < self.min_num_samples:
+                continue
+            p = self._partials(np.asarray(wav, dtype=np.float32))
+            mels.append(p)
+            owner += [i] * len(p)
+        if not mels:
+            return out
+        with self._torch.inference_mode():
+            partial = self.encoder(self._torch.from_numpy(np.concatenate(mels)).to(self.device)).cpu().numpy()
+        owner_arr = np.asarray(owner)
+        for i in np.unique(owner_arr):
+            v = partial[owner_arr == i].mean(axis=0)
+            out[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+        return out
+
+    def __call__(self, waveforms, masks=None) -> np.ndarray:
+        import torch.nn.functional as F
+
+        batch, channels, num_samples = waveforms.shape
+        assert channels == 1
+        signals = waveforms[:, 0].cpu().numpy()
+        if masks is None:
+            return self.embed_many(list(signals))
+        keep = F.interpolate(masks[:, None].float(), size=num_samples, mode="nearest")[:, 0] > 0.5
+        keep = keep.cpu().numpy()
+        return self.embed_many([s[k] for s, k in zip(signals, keep)])
+
+
+def packaged_pipeline(options: DiarizationOptions):
+    """pyannote's SpeakerDiarization with packaged parts (see module docstring).
+
+    ``SpeakerDiarization.__init__`` insists on loading PLDA weights and a pretrained embedding
+    by name, neither of which ship, so the same attributes are set up here and everything
+    after construction (``apply``: segmentation, embeddings, clustering, reconstruction) is
+    pyannote's own code.
+    """
+    import torch
+    from pyannote.audio import Inference
+    from pyannote.audio.core.io import Audio
+    from pyannote.audio.pipelines.clustering import AgglomerativeClustering
+    from pyannote.audio.pipelines.speaker_diarization import SpeakerDiarization
+    from pyannote.audio.pipelines.utils import get_model
+    from pyannote.audio.core.pipeline import Pipeline
+    from pyannote.pipeline.parameter import ParamDict, Uniform
+
+    class PackagedSpeakerDiarization(SpeakerDiarization):
+        def __init__(self):  # noqa: D401 - see packaged_pipeline
+            Pipeline.__init__(self)
+            self.legacy = False
+            self.segmentation_model = str(_segmentation_checkpoint())
+            model = get_model(self.segmentation_model)
+            self.segmentation_step = 0.1
+            self.embedding = RESEMBLYZER_MODEL
+            self.embedding_batch_size = options.embedding_batch_size
+            self.embedding_exclude_overlap = True
+            self.plda = None
+            self._plda = None
+            self.klustering = "AgglomerativeClustering"
+            self.der_variant = {"collar": 0.0, "skip_overlap": False}
+            duration = model.specifications.duration
+            self._segmentation = Inference(
+                model,
+                duration=duration,
+                step=self.segmentation_step * duration,
+                skip_aggregation=True,
+                batch_size=options.segmentation_batch_size,
+            )
+            self.segmentation = ParamDict(threshold=Uniform(0.1, 0.9), min_duration_off=Uniform(0.0, 1.0))
+            self._embedding = ResemblyzerEmbedding(options.device)
+            self._audio = Audio(sample_rate=SAMPLE_RATE, mono="downmix")
+            self.clustering = AgglomerativeClustering(metric="cosine")
+            self._expects_num_speakers = False
+
+    pipeline = PackagedSpeakerDiarization().instantiate(PACKAGED_PARAMS)
+    pipeline.to(torch.device(options.device))
+    return pipeline
+
+
+def load_pipeline(options: DiarizationOptions):
+    """A pyannote pipeline for ``options.pipeline``; clear errors for what cannot load offline."""
+    import torch
+
+    if options.pipeline == PACKAGED:
+        return packaged_pipeline(options)
+    from pyannote.audio import Pipeline
+
+    spec = options.pipeline
+    local = Path(spec).expanduser()
+    if local.exists():
+        source = str(local / "config.yaml") if local.is_dir() else str(local)
+        if not Path(source).exists():
+            raise DiarizationModelNotAvailable(f"{spec}: no config.yaml in this directory")
+    elif spec.startswith(("/", "./", "~")):
+        raise DiarizationModelNotAvailable(f"diarization pipeline directory {spec} does not exist")
+    else:
+        source = spec
+    try:
+        pipeline = Pipeline.from_pretrained(source, token=options.hf_token)
+    except Exception as exc:
+        raise DiarizationModelNotAvailable(
+            f"cannot load diarization pipeline {spec!r}: {type(exc).__name__}: {exc}. "
+            "Offline, use 'packaged' or a local directory; on the hub, gated pipelines need hf_token."
+        ) from exc
+    if pipeline is None:  # pyannote returns None for gated models without a token
+        raise DiarizationModelNotAvailable(f"cannot load {spec!r}: gated on the hub, set hf_token")
+    pipeline.to(torch.device(options.device))
+    return pipeline
+
+
+def _annotation_turns(annotation) -> list[Turn]:
+    turns = [
+        Turn(round(float(seg.start), 3), round(float(seg.end), 3), str(label))
+        for seg, _, label in annotation.itertracks(yield_label=True)
+        if seg.end > seg.start
+    ]
+    return sorted(turns, key=lambda t: (t.start_s, t.end_s, t.speaker))
+
+
+def speech_seconds(turns: list[Turn]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for t in turns:
+        out[t.speaker] = out.get(t.speaker, 0.0) + (t.end_s - t.start_s)
+    return out
+
+
+def _relabel(turns: list[Turn], mapping: dict[str, str]) -> list[Turn]:
+    return [Turn(t.start_s, t.end_s, mapping[t.speaker]) for t in turns]
+
+
+class Diarizer:
+    """Loads the pipeline once (``with Diarizer(opts) as d:``) and diarizes many files."""
+
+    def __init__(self, options: DiarizationOptions):
+        self.options = options
+        self.pipeline = None
+        self.encoder: ResemblyzerEmbedding | None = None
+
+    def __enter__(self) -> Diarizer:
+        self.load()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def embedding_model(self) -> str:
+        if self.options.pipeline == PACKAGED:
+            return RESEMBLYZER_MODEL
+        return f"pyannote:{self.options.pipeline}"
+
+    def load(self) -> None:
+        os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+        self.pipeline = load_pipeline(self.options)
+        if self.options.pipeline == PACKAGED:
+            self.encoder = self.pipeline._embedding
+
+    def close(self) -> None:
+        self.pipeline = None
+        self.encoder = None
+        import gc
+
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+    def diarize(self, samples: np.ndarray) -> Diarization:
+        import torch
+
+        if self.pipeline is None:
+            raise RuntimeError("Diarizer used outside its `with` block")
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.size == 0:
+            return Diarization(note="empty audio")
+        kwargs = {}
+        for key in ("num_speakers", "min_speakers", "max_speakers"):
+            if getattr(self.options, key) is not None:
+                kwargs[key] = getattr(self.options, key)
+        # pyannote pads chunks shorter than its 5 s window; below one frame it has nothing to do
+        if samples.size < SAMPLE_RATE // 10:
+            return Diarization(note="shorter than 0.1 s: no speaker turns")
+        file = {"waveform": torch.from_numpy(samples)[None], "sample_rate": SAMPLE_RATE, "uri": "media"}
+        out = self.pipeline(file, **kwargs)
+        annotation = getattr(out, "speaker_diarization", out)
+        exclusive = getattr(out, "exclusive_speaker_diarization", None)
+        turns = _annotation_turns(annotation)
+        exclusive_turns = _annotation_turns(exclusive) if exclusive is not None else _exclusive(turns)
+        if not turns:
+            return Diarization(note="no speech found")
+        # stable local labels: SPEAKER_00 speaks first
+        order: list[str] = []
+        for t in sorted(turns, key=lambda t: t.start_s):
+            if t.speaker not in order:
+                order.append(t.speaker)
+        mapping = {old: f"SPEAKER_{i:02d}" for i, old in enumerate(order)}
+        labels = list(annotation.labels())
+        turns = _relabel(turns, mapping)
+        exclusive_turns = _relabel([t for t in exclusive_turns if t.speaker in mapping], mapping)
+        voices = self._voices(samples, exclusive_turns, out, labels, mapping)
+        return Diarization(turns=turns, exclusive_turns=exclusive_turns, voices=voices)
+
+    def _voices(self, samples, exclusive_turns, out, labels, mapping) -> list[SpeakerVoice]:
+        seconds = speech_seconds(exclusive_turns)
+        voices = []
+        if self.encoder is not None:
+            # one embedding per speaker from all of their clean speech
+            speakers = sorted(seconds)
+            wavs = [self.speech_of(samples, [t for t in exclusive_turns if t.speaker == s]) for s in speakers]
+            vectors = self.encoder.embed_many(wavs)
+            for s, v in zip(speakers, vectors):
+                if np.all(np.isfinite(v)):
+                    voices.append(SpeakerVoice(s, v.astype(np.float32), round(seconds[s], 3)))
+            return voices
+        centroids = getattr(out, "speaker_embeddings", None)
+        if centroids is None:
+            return voices
+        for label, v in zip(labels, np.asarray(centroids, dtype=np.float32)):
+            norm = float(np.linalg.norm(v))
+            if label in mapping and np.all(np.isfinite(v)) and norm > 0:
+                s = mapping[label]
+                voices.append(SpeakerVoice(s, v / norm, round(seconds.get(s, 0.0), 3)))
+        return sorted(voices, key=lambda v: v.speaker)
+
+    def embed_spans(self, samples: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray | None:
+        """Embedding of the given time spans (used for fallbacks); None without an encoder."""
+        if self.encoder is None:
+            return None
+        v = self.encoder.embed_many([self.speech_of(samples, [Turn(a, b, "") for a, b in spans])])[0]
+        return v if np.all(np.isfinite(v)) else None
+
+    @staticmethod
+    def speech_of(samples: np.ndarray, turns: list[Turn]) -> np.ndarray:
+        parts = [samples[int(t.start_s * SAMPLE_RATE) : int(t.end_s * SAMPLE_RATE)] for t in turns]
+        parts = [p for p in parts if p.size]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def _exclusive(turns: list[Turn]) -> list[Turn]:
+    """Overlapping turns cut so that one speaker holds each instant (the later start wins)."""
+    out: list[Turn] = []
+    for t in sorted(turns, key=lambda t: t.start_s):
+        if out and out[-1].end_s > t.start_s:
+            prev = out.pop()
+            if t.start_s > prev.start_s:
+                out.append(Turn(prev.start_s, t.start_s, prev.speaker))
+        out.append(t)
+    return out
