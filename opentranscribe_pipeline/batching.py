@@ -84,12 +84,14 @@ def probe_duration_s(obj: SourceObject, s3: S3Options | None) -> float:
     import av
 
     fs, path = filesystem(obj.uri, s3)
-    # the listing already gave the size: passing it saves s3fs a HEAD request per file
-    size = {} if is_local(fs) or obj.size_bytes <= 0 else {"size": obj.size_bytes}
+    known = not is_local(fs) and obj.size_bytes > 0
     try:
-        with fs.open(path, "rb", block_size=1 << 18, **size) as f, av.open(f, metadata_errors="ignore") as c:
-            if c.duration:
-                return c.duration / av.time_base
+        with fs.open(path, "rb", block_size=1 << 18, **({"size": obj.size_bytes} if known else {})) as f:
+            if known:  # the listing gave the size: s3fs would otherwise HEAD the object before reading
+                f.details = {"name": path, "size": obj.size_bytes, "type": "file"}
+            with av.open(f, metadata_errors="ignore") as c:
+                if c.duration:
+                    return c.duration / av.time_base
     except Exception as exc:  # unreadable headers are the media step's business, not ours
         log.debug("cannot probe %s at registration: %s", obj.uri, exc)
     return obj.size_bytes / FALLBACK_BYTES_PER_SECOND

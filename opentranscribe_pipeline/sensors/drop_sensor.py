@@ -59,7 +59,7 @@ class DropSensorConfig(dg.ConfigurableResource):
     max_hours: float | None = Field(default=None, description="hours of audio per batch (default 20)")
     max_files_per_tick: int = Field(default=1000, description="files registered per tick at most (the rest: next tick)")
     max_pending_drops: int = Field(default=100, description="incomplete drops tracked at once (bounds the cursor)")
-    sweep_drops_per_tick: int = Field(default=2, description="registered drops re-checked per tick, round robin")
+    sweep_drops_per_tick: int = Field(default=1, description="registered drops re-checked per tick, round robin")
     watch_hours: float = Field(default=24.0, description="re-check a registered drop every tick for this long")
     watch_max: int = Field(default=10, description="at most this many drops re-checked every tick")
     s3_endpoint_url: str | None = None

@@ -67,7 +67,7 @@ from ..batching import (
     probe_durations,
     write_batches,
 )
-from ..storage import S3Options, SourceObject, Warehouse
+from ..storage import S3Options, SourceObject, Warehouse, with_retries
 from .sources import Entry, LocalSource, S3Source, safe_relative
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class DropSettings:
     limits: BatchLimits = BatchLimits()
     max_files_per_tick: int = 1000
     max_pending_drops: int = 100
-    sweep_per_tick: int = 2
+    sweep_per_tick: int = 1
     watch_s: float = 24 * 3600.0
     watch_max: int = 10
     tick_budget_s: float = 40.0  # start no new drop after this (Dagster kills a tick at 60 s)
@@ -200,10 +200,14 @@ class DropScanner:
         return self.wh.path(LEDGER_DIR, f"{batch_prefix(drop)}.json")
 
     def read_ledger(self, drop: str) -> dict | None:
-        try:
-            data = json.loads(self.wh.get_bytes(self._ledger_path(drop)))
+        path = self._ledger_path(drop)
+        try:  # a ranged read: one GET (s3fs would HEAD first for a plain one)
+            raw = with_retries(
+                lambda: self.wh.fs.cat_file(path, start=0), what=f"reading {path}", endpoint=self.wh.endpoint
+            )
         except FileNotFoundError:
             return None
+        data = json.loads(raw)
         if data.get("drop") != drop:  # two drop names with one batch prefix: cannot happen (hash suffix)
             raise ValueError(f"ledger {self._ledger_path(drop)} belongs to drop {data.get('drop')!r}")
         return data
@@ -218,7 +222,11 @@ class DropScanner:
             "open": open_walk,
             "updated_at": self.now,
         }
-        self.wh.put_bytes(self._ledger_path(drop), json.dumps(data, ensure_ascii=False).encode())
+        raw, path = json.dumps(data, ensure_ascii=False).encode(), self._ledger_path(drop)
+        if self.wh.is_local:
+            self.wh.put_bytes(path, raw)  # temporary file, then rename
+        else:  # one S3 PUT is atomic already: readers see the old object or the new one
+            with_retries(lambda: self.wh.fs.pipe_file(path, raw), what=f"writing {path}", endpoint=self.wh.endpoint)
 
     def _in_progress(self, e: Entry) -> bool:
         if e.rel == self.s.marker or is_junk(e.rel):
