@@ -80,6 +80,43 @@ def _asr_config(args) -> dict:
     return config
 
 
+def _diarization_config(args) -> dict:
+    config = {}
+    for key, attr in (("pipeline", "diarization"), ("device", "device")):
+        if getattr(args, attr, None) is not None:
+            config[key] = getattr(args, attr)
+    for key in ("num_speakers", "min_speakers", "max_speakers"):
+        if getattr(args, key, None) is not None:
+            config[key] = getattr(args, key)
+    return config
+
+
+def _run_tags() -> dict:
+    return {"opentranscribe/host": socket.gethostname(), "opentranscribe/pid": str(os.getpid())}
+
+
+def run_clustering(instance, warehouse_uri: str, args, mode: str, batch_ids: list[str] | None = None):
+    """``assign_speakers`` (incremental, the batches given) or ``recluster_speakers`` (full), in process."""
+    from .definitions import defs
+    from .sensors.speakers import ASSIGN_JOB, CLUSTER_OP
+
+    job = defs.resolve_job_def(ASSIGN_JOB if mode == "incremental" else "recluster_speakers")
+    op_config = {"mode": mode, "batch_ids": list(batch_ids or [])}
+    return job.execute_in_process(
+        run_config={
+            "loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "WARNING"}}},
+            "ops": {CLUSTER_OP: {"config": op_config}},
+            "resources": {
+                "warehouse": {"config": {"root": warehouse_uri}},
+                "diarization": {"config": _diarization_config(args)},
+            },
+        },
+        instance=instance,
+        raise_on_error=False,
+        tags=_run_tags(),
+    )
+
+
 def cmd_process(args) -> int:
     from dagster import DagsterInstance
 
@@ -122,6 +159,7 @@ def cmd_process(args) -> int:
         "resources": {
             "warehouse": {"config": {"root": warehouse.root_uri}},
             "asr": {"config": _asr_config(args)},
+            "diarization": {"config": _diarization_config(args)},
         },
     }
     failed_runs = []
@@ -135,12 +173,17 @@ def cmd_process(args) -> int:
             tags={
                 "opentranscribe/drop": reg.drop,
                 "opentranscribe/source": args.source,
-                "opentranscribe/host": socket.gethostname(),
-                "opentranscribe/pid": str(os.getpid()),
+                **_run_tags(),
             },
         )
         if not result.success:
             failed_runs.append((batch_id, result.run_id))
+    done = [b for b in reg.batch_ids if b not in {f for f, _ in failed_runs}]
+    if done:
+        print("assigning global speaker ids ...", flush=True)
+        result = run_clustering(instance, warehouse.root_uri, args, "incremental", done)
+        if not result.success:
+            failed_runs.append(("speaker clustering", result.run_id))
     print_summary(warehouse, reg.batch_ids, time.perf_counter() - started)
     print(f"runs recorded in {home} (dagster dev shows them)")
     for batch_id, run_id in failed_runs:
@@ -166,12 +209,22 @@ def summarize(warehouse, batch_ids: list[str]) -> dict:
         "audio_s": float(ok_state["audio_s"].sum()) if ok_state is not None else 0.0,
         "words": int(ok_state["n_words"].sum()) if ok_state is not None else 0,
         "segments": int(ok_state["n_segments"].sum()) if ok_state is not None else 0,
+        "local_speakers": sum(
+            df.height for b in batch_ids if (df := warehouse.read_table("speaker_embeddings", b)) is not None
+        ),
+        "global_speakers": _global_speakers(warehouse, batch_ids),
         "problems": (
             media_df.filter(pl.col("status") != "ok").select("source_uri", "status", "error").rows()
             if media_df is not None
             else []
         ),
     }
+
+
+def _global_speakers(warehouse, batch_ids: list[str]) -> int:
+    from .assets.speaker_state import read_clusters
+
+    return read_clusters(warehouse, batch_ids)["global_speaker_id"].n_unique()
 
 
 def print_summary(warehouse, batch_ids: list[str], wall_s: float) -> None:
@@ -185,9 +238,22 @@ def print_summary(warehouse, batch_ids: list[str], wall_s: float) -> None:
         print(f"            {s['transcripts_failed']} failed in transcription (see the transcripts table)")
     print(f"audio:      {s['audio_s'] / 3600:.3f} h ({s['audio_s']:.1f} s)")
     print(f"words:      {s['words']} in {s['segments']} segments")
+    print(f"speakers:   {s['local_speakers']} per-file speakers, {s['global_speakers']} distinct global speaker ids")
     print(f"wall time:  {wall_s:.1f} s (real-time factor {rtf:.3f}, {1 / rtf if rtf else 0:.1f}x real time)")
     for uri, status, error in s["problems"]:
         print(f"  {status:7s} {uri}: {error}")
+
+
+def read_any_table(warehouse, table: str):
+    """Any table of the contract, per-batch or archive-wide, as one frame (None if absent)."""
+    from .assets import speaker_state
+
+    if table == speaker_state.CLUSTERS:
+        df = speaker_state.read_clusters(warehouse)
+        return df if df.height else None
+    if table in (speaker_state.CENTROIDS, speaker_state.PROFILES, speaker_state.SUGGESTIONS):
+        return warehouse.read_table(table)
+    return warehouse.scan(table)
 
 
 def cmd_show(args) -> int:
@@ -199,22 +265,104 @@ def cmd_show(args) -> int:
 
     warehouse = Warehouse(args.warehouse, _s3_options())
     try:
-        frames = {t: warehouse.scan(t) for t in TABLES}
+        frames = {t: read_any_table(warehouse, t) for t in TABLES}
     except StorageUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"tables in {warehouse.root_uri} (polars: pl.scan_parquet('{warehouse.root_uri}/<table>/**/*.parquet'))")
     for table, df in frames.items():
-        print(f"  {table:12s} {0 if df is None else df.height:8d} rows")
-    media, segments = frames["media"], frames["segments"]
+        print(f"  {table:20s} {0 if df is None else df.height:8d} rows")
+    media, segments, clusters = frames["media"], frames["segments"], frames["speaker_clusters"]
     if media is None or segments is None or segments.is_empty():
         return EXIT_OK
     names = media.filter(pl.col("status") == "ok").select("media_id", "source_uri").unique("media_id")
     joined = segments.join(names, on="media_id").sort("source_uri", "segment_id")
+    if clusters is not None:
+        joined = joined.join(
+            clusters.select("media_id", "speaker", "global_speaker_id"), on=["media_id", "speaker"], how="left"
+        )
+    else:
+        joined = joined.with_columns(global_speaker_id=pl.lit(None, pl.Utf8))
     for (uri,), group in joined.group_by("source_uri", maintain_order=True):
         print(f"\n{uri}")
-        for start, end, text in group.select("start_s", "end_s", "text").head(args.lines).iter_rows():
-            print(f"  [{start:7.2f} - {end:7.2f}] {text}")
+        for start, end, speaker, gid, text in (
+            group.select("start_s", "end_s", "speaker", "global_speaker_id", "text").head(args.lines).iter_rows()
+        ):
+            who = f"{speaker or '?'}{'/' + gid if gid else ''}"
+            print(f"  [{start:7.2f} - {end:7.2f}] {who:22s} {text}")
+    return EXIT_OK
+
+
+def cmd_speakers(args) -> int:
+    """List global speakers, name one, or re-cluster the archive."""
+    import datetime as dt
+
+    import polars as pl
+
+    from .assets import speaker_state
+    from .schemas import SpeakerProfiles, conform
+    from .storage import StorageUnavailable, Warehouse
+
+    warehouse = Warehouse(args.warehouse, _s3_options())
+    try:
+        centroids = speaker_state.read_small(warehouse, speaker_state.CENTROIDS, speaker_state.SpeakerCentroids)
+        profiles = speaker_state.read_small(warehouse, speaker_state.PROFILES, SpeakerProfiles)
+    except StorageUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.action == "list":
+        active = centroids.filter(pl.col("status") == "active").join(
+            profiles.select("global_speaker_id", "name"), on="global_speaker_id", how="left"
+        )
+        suggestions = warehouse.read_table(speaker_state.SUGGESTIONS)
+        if suggestions is not None:
+            active = active.join(
+                suggestions.select("global_speaker_id", "suggested_name", "similarity", "confidence"),
+                on="global_speaker_id",
+                how="left",
+            )
+        print(f"{active.height} global speakers ({centroids.height - active.height} merged or retired ids)")
+        for row in active.sort("global_speaker_id").iter_rows(named=True):
+            hint = ""
+            if row.get("suggested_name"):
+                hint = f"  maybe {row['suggested_name']!r} ({row['confidence']}, similarity {row['similarity']:.2f})"
+            print(
+                f"  {row['global_speaker_id']}  {row['n_members']:5d} files  {row['speech_s']:8.1f} s  {row['name'] or '-'}{hint}"
+            )
+        return EXIT_OK
+    if args.action == "recluster":
+        from dagster import DagsterInstance
+
+        _dagster_home()
+        result = run_clustering(DagsterInstance.get(), warehouse.root_uri, args, "full")
+        print("re-clustered" if result.success else f"error: run {result.run_id} failed")
+        return EXIT_OK if result.success else EXIT_RUN_FAILED
+    # name
+    if not args.id or not args.name or not args.name.strip():
+        print("error: usage: opentranscribe speakers name ID NAME", file=sys.stderr)
+        return EXIT_USAGE
+    rows = centroids.filter(pl.col("global_speaker_id") == args.id)
+    if rows.is_empty():
+        print(
+            f"error: no global speaker {args.id!r} in {warehouse.root_uri} "
+            f"({centroids.filter(pl.col('status') == 'active').height} known; see `opentranscribe speakers list`)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    target = args.id
+    merged = dict(zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into")))
+    while target in merged:
+        target = merged[target]
+    if target != args.id:
+        print(f"{args.id} was merged into {target}; naming {target}")
+    row = conform(
+        pl.DataFrame([{"global_speaker_id": target, "name": args.name.strip(), "named_at": dt.datetime.now(dt.UTC)}]),
+        SpeakerProfiles,
+    )
+    profiles = pl.concat([profiles.filter(pl.col("global_speaker_id") != target), row]).sort("global_speaker_id")
+    SpeakerProfiles.validate(profiles)
+    warehouse.write_table(speaker_state.PROFILES, profiles)
+    print(f"{target} is now {args.name.strip()!r}")
     return EXIT_OK
 
 
@@ -233,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, help="ASR batch size (default 8)")
     p.add_argument("--language", help="force a language code instead of detecting per file")
     p.add_argument("--align-model", dest="align_model", help="wav2vec2 alignment model (hub id or directory)")
+    p.add_argument("--diarization", help="pyannote pipeline: packaged (default), a hub id or a local directory")
+    p.add_argument("--num-speakers", dest="num_speakers", type=int, help="exact speakers per file, when known")
+    p.add_argument("--min-speakers", dest="min_speakers", type=int, help="lower bound on speakers per file")
+    p.add_argument("--max-speakers", dest="max_speakers", type=int, help="upper bound on speakers per file")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_process)
     s = sub.add_parser("show", help="print table sizes and the first transcript lines of a warehouse")
@@ -240,6 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lines", type=int, default=3, help="segments to print per file")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_show)
+    sp = sub.add_parser("speakers", help="list global speakers, name one, or re-cluster the archive")
+    sp.add_argument("action", choices=["list", "name", "recluster"])
+    sp.add_argument("id", nargs="?", help="global speaker id (spk-000001) for `name`")
+    sp.add_argument("name", nargs="?", help="the person's name for `name`")
+    sp.add_argument("--warehouse", required=True)
+    sp.add_argument("--diarization", help="diarization pipeline whose embeddings to cluster (default: packaged)")
+    sp.add_argument("-v", "--verbose", action="store_true")
+    sp.set_defaults(func=cmd_speakers)
     return parser
 
 
@@ -262,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
-    if not args.verbose and args.command == "process":
+    if not args.verbose and args.command in ("process", "speakers"):
         _quiet_model_libraries()
     return args.func(args)
 

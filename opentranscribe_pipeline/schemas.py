@@ -270,7 +270,7 @@ class SpeakerCentroids(_Table):
     centroid: pl.Array(pl.Float32, EMBEDDING_DIM)
     n_members: pl.Int64 = pa.Field(ge=0)
     speech_s: pl.Float64 = pa.Field(ge=0)
-    status: str = pa.Field(isin=("active", "merged"))
+    status: str = pa.Field(isin=("active", "merged", "retired"))  # retired: no members left
     merged_into: str = pa.Field(nullable=True)
     updated_at: pl.Datetime(time_unit="us", time_zone="UTC")
 

@@ -23,3 +23,17 @@ def warehouse_root() -> str:
 
 def asr_model() -> str:
     return env("OPENTRANSCRIBE_ASR_MODEL", DEFAULT_ASR_MODEL)
+
+
+DEFAULT_DIARIZATION = "packaged"
+DEFAULT_RECLUSTER_CRON = "0 3 * * *"
+
+
+def diarization_pipeline() -> str:
+    """``packaged`` (offline default), a Hugging Face id, or a local pipeline directory."""
+    return env("OPENTRANSCRIBE_DIARIZATION", DEFAULT_DIARIZATION)
+
+
+def recluster_cron() -> str:
+    """When the archive-wide speaker re-clustering runs (read when definitions load)."""
+    return env("OPENTRANSCRIBE_RECLUSTER_CRON", DEFAULT_RECLUSTER_CRON)

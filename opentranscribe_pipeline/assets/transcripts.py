@@ -1,4 +1,7 @@
-"""``transcripts``, ``segments``, ``words``: WhisperX over every usable file of a batch.
+"""``transcripts``, ``asr_segments``, ``asr_words``: WhisperX over every usable file of a batch.
+
+The analyst-facing ``segments`` and ``words`` tables are made from these plus the speaker
+turns (``assets/speakers.py``), so they always carry a speaker.
 
 The model is loaded once per run and only if some file needs it: files already transcribed
 with the same model version (``transcripts.model_version``) are kept as they are, so a
@@ -15,13 +18,13 @@ import polars as pl
 
 from ..partitions import batch_partitions
 from ..resources import AsrModelResource, WarehouseResource
-from ..schemas import Segments, Transcripts, Words, conform
+from ..schemas import AsrSegments, AsrWords, Transcripts, conform
 from ..speech.asr import Transcriber, Transcript
 from ..speech.decode import load_flac
-from ..storage import Warehouse
 from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema
+from .perfile import current_ids, empty, fold, load_previous, usable_audio
 
-TABLES = ("transcripts", "segments", "words")
+TABLES = ("transcripts", "asr_segments", "asr_words")
 GPU_POOL = "gpu"
 
 
@@ -37,7 +40,6 @@ def transcript_frames(batch_id: str, media_id: str, tx: Transcript) -> tuple[pl.
                 "end_s": float(seg.end_s),
                 "text": seg.text,
                 "language": tx.language,
-                "speaker": None,
                 "avg_logprob": seg.avg_logprob,
             }
         )
@@ -52,12 +54,11 @@ def transcript_frames(batch_id: str, media_id: str, tx: Transcript) -> tuple[pl.
                     "start_s": float(w.start_s),
                     "end_s": float(w.end_s),
                     "score": None if w.score != w.score else float(w.score),  # NaN -> null
-                    "speaker": None,
                     "timing_source": w.timing_source,
                 }
             )
-    segments = conform(pl.DataFrame(seg_rows), Segments) if seg_rows else conform(pl.DataFrame(), Segments).clear()
-    words = conform(pl.DataFrame(word_rows), Words) if word_rows else conform(pl.DataFrame(), Words).clear()
+    segments = conform(pl.DataFrame(seg_rows), AsrSegments) if seg_rows else empty(AsrSegments)
+    words = conform(pl.DataFrame(word_rows), AsrWords) if word_rows else empty(AsrWords)
     return segments, words
 
 
@@ -93,30 +94,6 @@ def _state_row(
     return conform(pl.DataFrame([row]), Transcripts)
 
 
-def _empty(model) -> pl.DataFrame:
-    return conform(pl.DataFrame(), model).clear()
-
-
-def _load_previous(wh: Warehouse, batch_id: str) -> dict[str, pl.DataFrame]:
-    """Visible tables of the batch, with staged results of an unfinished run taking precedence."""
-    models = {"transcripts": Transcripts, "segments": Segments, "words": Words}
-    out = {}
-    for table, model in models.items():
-        visible = wh.read_table(table, batch_id)
-        visible = conform(visible, model) if visible is not None else _empty(model)
-        staged = wh.staged(table, batch_id)
-        if staged:
-            staged_df = pl.concat([conform(df, model) for df in staged.values()])
-            staged_ids = list(staged.keys())
-            visible = pl.concat([visible.filter(~pl.col("media_id").is_in(staged_ids)), staged_df])
-        out[table] = visible
-    # staged segments/words of a file whose state row was not staged yet are incomplete: drop
-    done_ids = out["transcripts"]["media_id"].implode()
-    out["segments"] = out["segments"].filter(pl.col("media_id").is_in(done_ids))
-    out["words"] = out["words"].filter(pl.col("media_id").is_in(done_ids))
-    return out
-
-
 def _spec(table: str, description: str, *kinds: str) -> dg.AssetSpec:
     return dg.AssetSpec(
         table,
@@ -131,8 +108,10 @@ def _spec(table: str, description: str, *kinds: str) -> dg.AssetSpec:
 @dg.multi_asset(
     specs=[
         _spec("transcripts", "Per media item: transcription status, language, counts, model and version.", "whisperx"),
-        _spec("segments", "Sentences with start/end, text, language and speaker."),
-        _spec("words", "Words with start/end, score, speaker, and how the timing was obtained."),
+        _spec("asr_segments", "ASR sentences with start/end, text and language, before speakers (internal)."),
+        _spec(
+            "asr_words", "ASR words with start/end, score and how the timing was obtained, before speakers (internal)."
+        ),
     ],
     check_specs=[schema_check_spec(t) for t in TABLES],
     partitions_def=batch_partitions,
@@ -142,27 +121,14 @@ def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
     """Transcribe every usable file of the batch that lacks a current transcript."""
     batch_id = context.partition_key
     wh = warehouse.get()
-    media = wh.read_table("media", batch_id)
-    audio = wh.read_table("audio", batch_id)
-    if media is None or audio is None:
-        raise dg.Failure(f"batch {batch_id!r} has no media/audio tables yet; materialize `media` first")
     resolved = asr.resolved()
     options = asr.options()
     timing = f"alignment:{options.align_model}" if options.align_model else "cross_attention"
     model_version = f"{resolved.version}|{timing}"
-    wanted = (
-        media.filter(pl.col("status") == "ok")
-        .select("media_id")
-        .join(audio.select("media_id", "audio_uri", "duration_s"), on="media_id")
-        .unique("media_id")
-        .sort("media_id")
-    )
-    prev = _load_previous(wh, batch_id)
-    current = prev["transcripts"].filter(
-        (pl.col("status") == "ok")
-        & (pl.col("model_version") == model_version)
-        & pl.col("media_id").is_in(wanted["media_id"].implode())
-    )
+    wanted = usable_audio(wh, batch_id, "transcripts")
+    models = {"transcripts": Transcripts, "asr_segments": AsrSegments, "asr_words": AsrWords}
+    prev = load_previous(wh, batch_id, models, "transcripts")
+    current = current_ids(prev["transcripts"], wanted["media_id"], model_version)
     keep_ids = current["media_id"].implode()
     todo = wanted.filter(~pl.col("media_id").is_in(keep_ids))
     context.log.info(
@@ -217,8 +183,8 @@ def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
                     timing_method=timing,
                 )
                 # rows first, state last: a staged state row means the file's rows are staged too
-                wh.stage("segments", batch_id, media_id, segments)
-                wh.stage("words", batch_id, media_id, words)
+                wh.stage("asr_segments", batch_id, media_id, segments)
+                wh.stage("asr_words", batch_id, media_id, words)
                 wh.stage("transcripts", batch_id, media_id, state)
                 new_state.append(state)
                 new_segments.append(segments)
@@ -227,25 +193,22 @@ def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
                     "%s: %d words in %.1f s (%.1f s of audio)", media_id[:12], tx.n_words, elapsed, duration_s
                 )
 
-    redone = (
-        pl.concat([s["media_id"] for s in new_state]).implode() if new_state else pl.Series([], dtype=pl.Utf8).implode()
+    tables = fold(
+        wh,
+        batch_id,
+        prev,
+        {"transcripts": new_state, "asr_segments": new_segments, "asr_words": new_words},
+        wanted["media_id"],
+        "transcripts",
+        {
+            "transcripts": ["media_id"],
+            "asr_segments": ["media_id", "segment_id"],
+            "asr_words": ["media_id", "segment_id", "word_index"],
+        },
     )
-    still_wanted = wanted["media_id"].implode()
+    state, segments, words = tables["transcripts"], tables["asr_segments"], tables["asr_words"]
 
-    def merged(table: str, new: list[pl.DataFrame], model) -> pl.DataFrame:
-        old = prev[table].filter(pl.col("media_id").is_in(still_wanted) & ~pl.col("media_id").is_in(redone))
-        return pl.concat([old, *new])
-
-    state = merged("transcripts", new_state, Transcripts).sort("media_id")
-    segments = merged("segments", new_segments, Segments).sort("media_id", "segment_id")
-    words = merged("words", new_words, Words).sort("media_id", "segment_id", "word_index")
-    wh.write_table("segments", segments, batch_id)
-    wh.write_table("words", words, batch_id)
-    wh.write_table("transcripts", state, batch_id)
-    for table in TABLES:
-        wh.clear_staging(table, batch_id)
-
-    run_state = pl.concat(new_state) if new_state else _empty(Transcripts)
+    run_state = pl.concat(new_state) if new_state else empty(Transcripts)
     run_ok = run_state.filter(pl.col("status") == "ok")
     audio_s = float(run_ok["audio_s"].sum() or 0)
     infer_s = float(run_ok["elapsed_s"].sum() or 0)
@@ -270,8 +233,8 @@ def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
             "failures": dg.MetadataValue.md(markdown_table(failed.select("media_id", "error").head(100))),
         },
     )
-    yield dg.MaterializeResult(asset_key="segments", metadata={**common, "dagster/row_count": segments.height})
-    yield dg.MaterializeResult(asset_key="words", metadata={**common, "dagster/row_count": words.height})
+    yield dg.MaterializeResult(asset_key="asr_segments", metadata={**common, "dagster/row_count": segments.height})
+    yield dg.MaterializeResult(asset_key="asr_words", metadata={**common, "dagster/row_count": words.height})
     yield schema_check_result("transcripts", state)
-    yield schema_check_result("segments", segments)
-    yield schema_check_result("words", words)
+    yield schema_check_result("asr_segments", segments)
+    yield schema_check_result("asr_words", words)

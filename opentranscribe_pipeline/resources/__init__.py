@@ -1,4 +1,4 @@
-from .models import AsrModelResource
+from .models import AsrModelResource, DiarizationModelResource, SpeakerClusteringResource
 from .storage import WarehouseResource
 
-__all__ = ["AsrModelResource", "WarehouseResource"]
+__all__ = ["AsrModelResource", "DiarizationModelResource", "SpeakerClusteringResource", "WarehouseResource"]

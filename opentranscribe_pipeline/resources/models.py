@@ -7,6 +7,8 @@ from pydantic import Field
 
 from .. import settings
 from ..speech.asr import AsrOptions, Transcriber, resolve_device
+from ..speech.cluster import ClusterParams
+from ..speech.diarize import DiarizationOptions, Diarizer, embedding_model_name, pipeline_version
 from ..speech.models import ResolvedModel, resolve_asr_model
 
 
@@ -54,3 +56,60 @@ class AsrModelResource(dg.ConfigurableResource):
 
     def transcriber(self) -> Transcriber:
         return Transcriber(self.resolved(), self.options())
+
+
+class DiarizationModelResource(dg.ConfigurableResource):
+    """pyannote.audio diarization. ``pipeline``: ``packaged`` (offline default: the bundled
+    segmentation model + resemblyzer embeddings), a Hugging Face id such as
+    ``pyannote/speaker-diarization-community-1`` (with ``hf_token``), or a local directory
+    holding the pipeline's ``config.yaml``. Unset falls back to ``OPENTRANSCRIBE_DIARIZATION``."""
+
+    pipeline: str | None = Field(default=None, description="packaged | hub id | /local/dir")
+    device: str = Field(default="auto", description="auto, cpu or cuda")
+    hf_token: str | None = Field(default=None, description="Hugging Face token; pass as EnvVar('HF_TOKEN')")
+    num_speakers: int | None = Field(default=None, description="exact number of speakers per file, when known")
+    min_speakers: int | None = Field(default=None, description="lower bound on speakers per file")
+    max_speakers: int | None = Field(default=None, description="upper bound on speakers per file")
+    segmentation_batch_size: int = Field(default=32, description="lower it on out-of-memory")
+    embedding_batch_size: int = Field(default=32, description="lower it on out-of-memory")
+
+    def options(self) -> DiarizationOptions:
+        return DiarizationOptions(
+            pipeline=self.pipeline or settings.diarization_pipeline(),
+            device=resolve_device(self.device),
+            hf_token=self.hf_token,
+            num_speakers=self.num_speakers,
+            min_speakers=self.min_speakers,
+            max_speakers=self.max_speakers,
+            segmentation_batch_size=self.segmentation_batch_size,
+            embedding_batch_size=self.embedding_batch_size,
+        )
+
+    def embedding_model(self) -> str:
+        return embedding_model_name(self.options().pipeline)
+
+    def model_version(self) -> str:
+        """Changes whenever the turns or embeddings could change: outputs of another version are stale."""
+        o = self.options()
+        knobs = f"n={o.num_speakers},min={o.min_speakers},max={o.max_speakers}"
+        return f"{pipeline_version(o.pipeline)}|{knobs}|{self.embedding_model()}"
+
+    def diarizer(self) -> Diarizer:
+        return Diarizer(self.options())
+
+
+class SpeakerClusteringResource(dg.ConfigurableResource):
+    """Thresholds of the archive-wide speaker clustering (cosine similarity of unit vectors).
+
+    Defaults are tuned on the synthesized dialogues (``benchmarks/speakers_quality.py``):
+    the packaged resemblyzer embeddings of one voice in different files are >= 0.83 similar,
+    of different voices <= 0.80. Production embeddings (WeSpeaker) need their own tuning."""
+
+    threshold: float = Field(default=0.80, description="similarity needed to join an existing voice")
+    merge_threshold: float = Field(default=0.88, description="centroids this similar are merged")
+    accept_threshold: float = Field(default=0.78, description="suggest a name with confidence 'high'")
+    suggest_threshold: float = Field(default=0.70, description="suggest a name with confidence 'medium'")
+    iterations: int = 3
+
+    def params(self) -> ClusterParams:
+        return ClusterParams(threshold=self.threshold, merge_threshold=self.merge_threshold, iterations=self.iterations)

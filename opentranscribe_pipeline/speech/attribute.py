@@ -124,7 +124,13 @@ def attribute_file(segments: list[dict], words: list[dict], turns: list[Turn]) -
     for seg in sorted(segments, key=lambda s: (s["start_s"], s["segment_id"])):
         members = by_segment.get(seg["segment_id"], [])
         if not members:
-            out_segments.append({**seg, "segment_id": len(out_segments), "speaker": dominant_speaker(seg["start_s"], seg["end_s"], turns)})
+            out_segments.append(
+                {
+                    **seg,
+                    "segment_id": len(out_segments),
+                    "speaker": dominant_speaker(seg["start_s"], seg["end_s"], turns),
+                }
+            )
             continue
         runs: list[list[tuple[dict, WordSpeaker]]] = []
         for item in members:
@@ -147,7 +153,9 @@ def attribute_file(segments: list[dict], words: list[dict], turns: list[Turn]) -
                 }
             )
             for i, (w, a) in enumerate(run):
-                out_words.append({**w, "segment_id": seg_id, "word_index": i, "speaker": a.speaker, "speaker_overlap": a.overlap})
+                out_words.append(
+                    {**w, "segment_id": seg_id, "word_index": i, "speaker": a.speaker, "speaker_overlap": a.overlap}
+                )
     for s in out_segments:
         if s["end_s"] < s["start_s"]:
             s["end_s"] = s["start_s"]

@@ -222,8 +222,17 @@ def recluster(
     n = len(X)
     report = ReclusterReport()
     if n == 0:
-        return [], np.zeros(0), VoiceIndex(model=index.model, merged=dict(index.merged), next_number=index.next_number), report
-    C = index.centroids.copy() if len(index) and index.centroids.shape[1] == X.shape[1] else np.zeros((0, X.shape[1]), np.float32)
+        return (
+            [],
+            np.zeros(0),
+            VoiceIndex(model=index.model, merged=dict(index.merged), next_number=index.next_number),
+            report,
+        )
+    C = (
+        index.centroids.copy()
+        if len(index) and index.centroids.shape[1] == X.shape[1]
+        else np.zeros((0, X.shape[1]), np.float32)
+    )
     for _ in range(params.iterations):
         labels, sim = _best(X, C, params.chunk_rows)
         unassigned = np.flatnonzero(sim < params.threshold)

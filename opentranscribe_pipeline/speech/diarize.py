@@ -81,6 +81,29 @@ class DiarizationOptions:
     embedding_batch_size: int = 32
 
 
+def embedding_model_name(pipeline: str) -> str:
+    """What the speaker embeddings of ``pipeline`` are tagged with (never compare across)."""
+    return RESEMBLYZER_MODEL if pipeline == PACKAGED else f"pyannote:{pipeline}"
+
+
+def pipeline_version(pipeline: str) -> str:
+    """A fingerprint that changes when the pipeline's output could: its parameters, its files."""
+    import hashlib
+    import json
+    from importlib.metadata import version
+
+    if pipeline == PACKAGED:
+        params = json.dumps(PACKAGED_PARAMS, sort_keys=True)
+        digest = hashlib.sha256(f"{params}|whisperx {version('whisperx')}".encode()).hexdigest()[:12]
+        return f"packaged/{digest}|pyannote.audio {version('pyannote.audio')}"
+    local = Path(pipeline).expanduser()
+    if local.exists():
+        config = local / "config.yaml" if local.is_dir() else local
+        digest = hashlib.sha256(config.read_bytes()).hexdigest()[:12] if config.exists() else "missing"
+        return f"{local.name}/{digest}|pyannote.audio {version('pyannote.audio')}"
+    return f"{pipeline}|pyannote.audio {version('pyannote.audio')}"
+
+
 def _segmentation_checkpoint() -> Path:
     import whisperx
 
@@ -180,10 +203,10 @@ def packaged_pipeline(options: DiarizationOptions):
     import torch
     from pyannote.audio import Inference
     from pyannote.audio.core.io import Audio
+    from pyannote.audio.core.pipeline import Pipeline
     from pyannote.audio.pipelines.clustering import AgglomerativeClustering
     from pyannote.audio.pipelines.speaker_diarization import SpeakerDiarization
     from pyannote.audio.pipelines.utils import get_model
-    from pyannote.audio.core.pipeline import Pipeline
     from pyannote.pipeline.parameter import ParamDict, Uniform
 
     class PackagedSpeakerDiarization(SpeakerDiarization):
@@ -287,9 +310,7 @@ class Diarizer:
 
     @property
     def embedding_model(self) -> str:
-        if self.options.pipeline == PACKAGED:
-            return RESEMBLYZER_MODEL
-        return f"pyannote:{self.options.pipeline}"
+        return embedding_model_name(self.options.pipeline)
 
     def load(self) -> None:
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
