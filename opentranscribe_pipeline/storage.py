@@ -221,7 +221,8 @@ def s3_call(
 
 @functools.lru_cache(maxsize=8)
 def s3_client(s3: S3Options):
-    """A botocore S3 client for ``s3`` (thread-safe, cached: creating one costs ~50 ms)."""
+    """A botocore S3 client for ``s3`` (thread-safe, cached: creating one costs ~50 ms).
+    botocore does not retry: :func:`s3_call` does, so attempts and backoff are known."""
     import boto3
     from botocore.config import Config
 
@@ -232,7 +233,7 @@ def s3_client(s3: S3Options):
         aws_secret_access_key=s3.secret_access_key,
         region_name=s3.region or "us-east-1",
         config=Config(
-            connect_timeout=3, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=16
+            connect_timeout=3, read_timeout=20, retries={"max_attempts": 1, "mode": "standard"}, max_pool_connections=16
         ),
     )
 

@@ -365,6 +365,24 @@ def test_cursor_stays_small(tmp_path, instance):
     assert len(h.warehouse.fs.ls(h.warehouse.path("_drops"))) == 30
 
 
+def test_abandoned_incomplete_drops_do_not_block_new_ones(tmp_path, instance):
+    incoming = tmp_path / "incoming"
+    make_drop(incoming / "a-abandoned", names=SAMPLES[:1], marker=False)
+    make_drop(incoming / "b-abandoned", names=SAMPLES[1:2], marker=False)
+    clock = Clock()
+    h = Harness(incoming, tmp_path / "wh", instance, clock=clock, max_pending_drops=2)
+    assert set(h.tick().state["pending"]) == {"a-abandoned", "b-abandoned"}
+    make_drop(incoming / "c-new", names=SAMPLES[2:3])
+    t = h.tick()
+    assert t.runs == [] and "wait" in t.skip  # the two slots are taken, and not for long yet
+    clock.offset += 2 * 3600
+    t = h.tick()
+    assert t.keys == ["c-new-0000"] and "a-abandoned" not in t.state["pending"]  # the oldest gave way
+    (incoming / "a-abandoned" / "_READY").write_bytes(b"")
+    keys = [k for _ in range(4) for k in h.tick().keys]
+    assert keys == ["a-abandoned-0000"]  # back through the sweep
+
+
 # -- S3 ------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def count_calls(s3: S3Options):

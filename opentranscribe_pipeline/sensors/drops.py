@@ -89,6 +89,8 @@ TEMP_SUFFIXES = (
     ".incomplete",
     "~",
 )
+# an incomplete drop waiting longer than this may give its pending slot to a newer one
+EVICT_AFTER_S = 3600.0
 # operating-system droppings: never media, never waited for
 JUNK_NAMES = frozenset({".DS_Store", ".localized", "Thumbs.db", "desktop.ini"})
 
@@ -257,18 +259,21 @@ class DropScanner:
         self.wh.fs.invalidate_cache()  # listings cached by s3fs in a long-lived code server go stale
 
         # (1) new top-level drops; a failure here fails the tick (the cursor is kept)
-        free = self.s.max_pending_drops - len(cur.pending)
-        if free > 0:
-            names, _ = self.source.list_drops(cur.hwm, free)
-            for name in names:
-                try:
-                    self._admit(name, cur, res)
-                except Exception as exc:
-                    res.errors.append(f"drop {name!r}: {exc}")
-                    break  # hwm stays before it: retried next tick
+        names, _ = self.source.list_drops(cur.hwm, self.s.max_pending_drops)
+        for name in names:
+            if not safe_relative(name):
+                self.log.warning("drop sensor: ignoring unsafe drop name %r", name)
                 cur.hwm = name
-        else:
-            res.notes.append(f"{len(cur.pending)} pending drops (the limit): not looking for new ones")
+                continue
+            if name not in cur.pending and name not in cur.watch and not self._make_room(cur):
+                res.notes.append(f"{len(cur.pending)} drops pending (the limit): new ones wait")
+                break  # hwm stays before it: looked at again next tick
+            try:
+                self._admit(name, cur, res)
+            except Exception as exc:
+                res.errors.append(f"drop {name!r}: {exc}")
+                break
+            cur.hwm = name
 
         # (2) recently registered drops: late files
         for name, w in list(cur.watch.items()):
@@ -292,6 +297,24 @@ class DropScanner:
                 cur.pending[name] = json.loads(before)
         return res
 
+    def _make_room(self, cur: Cursor) -> bool:
+        """A free pending slot, if need be by dropping the drop that has waited longest (over
+        ``EVICT_AFTER_S``, not being walked): folders abandoned without a marker must not
+        block new drops. An evicted drop comes back through the sweep."""
+        if len(cur.pending) < self.s.max_pending_drops:
+            return True
+        waiting = [n for n, p in cur.pending.items() if "walk" not in p and self.now - p["since"] > EVICT_AFTER_S]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda n: cur.pending[n]["since"])
+        self.log.info(
+            "drop sensor: drop %r still incomplete after %.0f h; looked at again by the sweep",
+            oldest,
+            (self.now - cur.pending[oldest]["since"]) / 3600,
+        )
+        del cur.pending[oldest]
+        return True
+
     def _guarded(self, res: TickResult, name: str, fn) -> bool:
         try:
             fn()
@@ -302,14 +325,13 @@ class DropScanner:
             res.errors.append(msg)
             return False
 
-    def _admit(self, name: str, cur: Cursor, res: TickResult) -> None:
-        """A drop seen for the first time (or again, after the cursor was lost)."""
-        if not safe_relative(name) or "/" in name:
-            self.log.warning("drop sensor: ignoring unsafe drop name %r", name)
-            return
+    def _admit(self, name: str, cur: Cursor, res: TickResult, ledger: dict | None | bool = False) -> None:
+        """A drop seen for the first time (or again, after the cursor was lost); ``ledger``
+        if the caller has read it already."""
         if name in cur.pending or name in cur.watch:
             return
-        ledger = self.read_ledger(name)
+        if ledger is False:
+            ledger = self.read_ledger(name)
         if ledger is None:
             cur.pending[name] = {"since": self.now, "base": None, "full": True, "marker": None, "seq": 0}
             self.log.info("drop sensor: new drop %r", name)
@@ -318,7 +340,8 @@ class DropScanner:
 
     def _known(self, name: str, ledger: dict, cur: Cursor, res: TickResult) -> None:
         """A registered drop the cursor does not track (lost cursor, sweep)."""
-        self._relaunch(name, ledger["seq"], res)
+        if self.now - ledger.get("updated_at", 0) < self.s.watch_s:
+            self._relaunch(name, ledger["seq"], res)
         if ledger.get("open"):
             self._resume(name, ledger, cur)
         else:
@@ -326,7 +349,9 @@ class DropScanner:
 
     def _relaunch(self, name: str, seq: int, res: TickResult) -> None:
         """Run requests for the drop's newest batches that have no partition: a tick that
-        died after writing them, before Dagster saw its result (instance queries only)."""
+        died after writing them, before Dagster saw its result (instance queries only; only
+        for ledgers written in the last ``watch_s``, so partitions an operator deleted long
+        after stay deleted)."""
         prefix, missing = batch_prefix(name), []
         for s in range(seq - 1, -1, -1):
             batch_id = batch_id_for(prefix, s)
@@ -378,8 +403,8 @@ class DropScanner:
                 continue
             ledger = self.read_ledger(name)
             if ledger is None:
-                if len(cur.pending) < self.s.max_pending_drops:
-                    self._admit(name, cur, res)  # e.g. a new drop whose name sorts before hwm
+                if self._make_room(cur):
+                    self._admit(name, cur, res, ledger=None)  # e.g. a new drop whose name sorts before hwm
             else:
                 self._known(name, ledger, cur, res)
 
