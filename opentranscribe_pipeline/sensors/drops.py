@@ -36,10 +36,12 @@ files in old drops and drops whose names sort before ``hwm``); (4) advances pend
 one ``HeadObject`` on the marker while it is missing, a listing of the drop once it is there
 (or every tick in quiet-period mode), then the walk.
 
-Late files: ``StartAfter`` only finds keys that sort after the last key walked. A late file
-sorting before it is found when the drop's marker is re-written (the convention for late
-files: upload, then write ``_READY`` again): a changed marker makes the next walk re-list the
-whole drop and skip every file its batches already hold.
+Late files: a drop that held fewer than ``SMALL_DROP`` keys is re-listed whole when checked
+(one request either way) and compared with the number of keys walked, so a late key is seen
+wherever it sorts. In a bigger drop ``StartAfter`` only finds keys that sort after the last
+key walked; one sorting before it is found when the drop's marker is re-written (the
+convention for late files: upload, then write ``_READY`` again): a changed marker makes the
+next walk re-list the whole drop and skip every file its batches already hold.
 
 Crash safety: manifests are written before the ledger and before the cursor moves. A tick
 that dies in between leaves batches the ledger does not know yet; the next walk of that drop
@@ -89,6 +91,8 @@ TEMP_SUFFIXES = (
     ".incomplete",
     "~",
 )
+# a registered drop with fewer keys than this is re-listed whole when checked (one page)
+SMALL_DROP = 1000
 # an incomplete drop waiting longer than this may give its pending slot to a newer one
 EVICT_AFTER_S = 3600.0
 # operating-system droppings: never media, never waited for
@@ -214,13 +218,23 @@ class DropScanner:
             raise ValueError(f"ledger {self._ledger_path(drop)} belongs to drop {data.get('drop')!r}")
         return data
 
-    def _write_ledger(self, drop: str, *, last_key: str | None, seq: int, marker: str | None, open_walk=None) -> None:
+    def _write_ledger(
+        self,
+        drop: str,
+        *,
+        last_key: str | None,
+        seq: int,
+        marker: str | None,
+        n_keys: int | None = None,
+        open_walk=None,
+    ) -> None:
         data = {
             "drop": drop,
             "source": self.source.drop_uri(drop),
             "last_key": last_key,
             "seq": seq,
             "marker": marker,
+            "n_keys": n_keys,  # keys in the drop when last walked (None: unknown)
             "open": open_walk,
             "updated_at": self.now,
         }
@@ -345,7 +359,13 @@ class DropScanner:
         if ledger.get("open"):
             self._resume(name, ledger, cur)
         else:
-            self._check(name, {"last": ledger["last_key"], "marker": ledger["marker"], "seq": ledger["seq"]}, cur)
+            w = {
+                "last": ledger["last_key"],
+                "marker": ledger["marker"],
+                "seq": ledger["seq"],
+                "n": ledger.get("n_keys"),
+            }
+            self._check(name, w, cur)
 
     def _relaunch(self, name: str, seq: int, res: TickResult) -> None:
         """Run requests for the drop's newest batches that have no partition: a tick that
@@ -374,12 +394,22 @@ class DropScanner:
         }
 
     def _check(self, name: str, w: dict, cur: Cursor) -> None:
-        """Late files in a registered drop: 1 HeadObject + 1 ListObjectsV2 (StartAfter)."""
+        """Late files in a registered drop: 1 HeadObject + 1 ListObjectsV2. A drop that held
+        fewer than a page of keys is listed whole (one request all the same), so a late key
+        is seen wherever it sorts; a bigger one from its last key on (``StartAfter``)."""
         marker = self._marker_sig(name)
-        entries, _ = self.source.list_drop(name, w.get("last"), limit=1)
-        late = [e for e in entries if e.rel != self.s.marker]
         rewritten = marker is not None and marker != w.get("marker")
-        if not (late or rewritten):
+        n, last, anywhere = w.get("n"), w.get("last"), False
+        if n is not None and n < SMALL_DROP:
+            entries, more = self.source.list_drop(name, None, limit=1)
+            rels = [e.rel for e in entries]
+            upto = rels.index(last) + 1 if last in rels else 0
+            late = [e for e in entries[upto:] if e.rel != self.s.marker]
+            anywhere = more or upto > n or (last not in rels and len(rels) > n)  # new keys before the last one
+        else:
+            entries, _ = self.source.list_drop(name, last, limit=1)
+            late = [e for e in entries if e.rel != self.s.marker]
+        if not (late or rewritten or anywhere):
             return
         if len(cur.pending) >= self.s.max_pending_drops:
             return  # looked at again by a later check
@@ -389,9 +419,10 @@ class DropScanner:
         cur.pending[name] = {
             "since": self.now,
             "base": w.get("last"),
-            "full": rewritten,  # a re-written marker: re-list all of it (late keys may sort anywhere)
+            "full": rewritten or anywhere,  # late keys may sort anywhere: re-list all of it
             "marker": w.get("marker"),
             "seq": w.get("seq", 0),
+            "n": n,
         }
         cur.watch.pop(name, None)
 
@@ -473,7 +504,11 @@ class DropScanner:
 
         new: list[SourceObject] = []
         new_rel: list[str] = []
+        new_count: list[int] = []  # keys dealt with up to each new file
         consumed = None  # the last entry dealt with, in the store's order
+        if "n" not in w:  # keys of the drop walked so far (None: unknown)
+            w["n"] = 0 if p["full"] else p.get("n")
+        count = 0
         stopped = cut = exhausted = False
         unsafe = 0
         for page, more in pages():
@@ -485,6 +520,7 @@ class DropScanner:
                     cut = True
                     break
                 consumed = e.rel
+                count += 1
                 if e.rel == self.s.marker or not is_media_name(e.rel):
                     continue
                 if not safe_relative(e.rel):
@@ -495,6 +531,7 @@ class DropScanner:
                     continue
                 new.append(SourceObject(uri=uri, relative=e.rel, size_bytes=e.size))
                 new_rel.append(e.rel)
+                new_count.append(count)
             if stopped or cut:
                 break
             exhausted = not more
@@ -506,7 +543,8 @@ class DropScanner:
         planned = plan_batches(list(zip(new, probe_durations(new, self.s.s3))), self.s.limits) if new else []
         if not finished and len(planned) > 1 and len(planned[-1]) < self.s.limits.max_files:
             planned = planned[:-1]  # the open last batch waits for the rest: ticks never cut batches
-            consumed = new_rel[sum(len(b) for b in planned) - 1]
+            kept = sum(len(b) for b in planned)
+            consumed, count = new_rel[kept - 1], new_count[kept - 1]
         ids = []
         for b_members in planned:
             (batch_id,) = write_batches(self.wh, name, [b_members], seq)
@@ -514,18 +552,25 @@ class DropScanner:
             seq += 1
             self.used += len(b_members)
             res.batches.append(NewBatch(batch_id, name, self.source.drop_uri(name), len(b_members)))
+        n_keys = None if w["n"] is None else w["n"] + count
         if finished:
             last = consumed if consumed is not None else start  # the last key, in the store's own order
-            self._write_ledger(name, last_key=last, seq=seq, marker=w["marker"])
+            self._write_ledger(name, last_key=last, seq=seq, marker=w["marker"], n_keys=n_keys)
             del cur.pending[name]
-            cur.watch[name] = {"last": last, "marker": w["marker"], "seq": seq, "until": self.now + self.s.watch_s}
+            cur.watch[name] = {
+                "last": last,
+                "marker": w["marker"],
+                "seq": seq,
+                "n": n_keys,
+                "until": self.now + self.s.watch_s,
+            }
             if len(cur.watch) > self.s.watch_max:
                 for old in sorted(cur.watch, key=lambda n: cur.watch[n]["until"])[: len(cur.watch) - self.s.watch_max]:
                     del cur.watch[old]  # the sweep still visits it
             self.log.info("drop sensor: drop %r registered up to %r (%d batch(es) this tick)", name, last, len(ids))
         else:
             if consumed is not None:
-                w["after"] = consumed
+                w["after"], w["n"] = consumed, n_keys
             if seq != p["seq"]:
                 open_walk = {"base": p["base"], "full": p["full"], "start_seq": w["start_seq"], "marker": w["marker"]}
                 # the ledger keeps the old last key and marker until the walk ends

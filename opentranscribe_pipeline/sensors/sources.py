@@ -33,6 +33,7 @@ from ..storage import S3Options, StorageUnavailable, s3_call, s3_client, split_u
 # After this character no other can follow in a key, so "<drop>/" + LAST sorts after every
 # key of the drop and before the next drop, under byte order and SeaweedFS's per-folder order.
 LAST = "\U0010ffff"
+PAGE = 1000  # keys per ListObjectsV2 response
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,10 @@ class LocalSource:
         if start_after:
             cut = start_after.encode("utf-8", "surrogateescape")
             entries = [e for e in entries if e.rel.encode("utf-8", "surrogateescape") > cut]
-        if limit is not None and len(entries) > limit:
-            return entries[:limit], True
+        if limit is not None:  # whole "pages", as S3 returns them
+            limit = -(-limit // PAGE) * PAGE
+            if len(entries) > limit:
+                return entries[:limit], True
         return entries, False
 
     def stat(self, drop: str, rel: str) -> Entry | None:

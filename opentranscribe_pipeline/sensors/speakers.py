@@ -1,7 +1,7 @@
 """Assign a batch's speakers to global ids as soon as its embeddings land.
 
 An asset sensor on ``speaker_embeddings``: every materialization of a batch partition
-requests one ``assign_speakers`` run for that batch (run key = the event's storage id, so a
+requests one ``assign_speakers`` run for that batch (run key = the materializing run and batch, so a
 tick that is retried never launches twice). The run compares the batch's speakers with the
 voice centroids only, so it costs time proportional to the batch, not to the archive; the
 nightly ``recluster_speakers`` schedule then refines everything.
@@ -33,7 +33,7 @@ def assign_new_speakers(context: dg.SensorEvaluationContext, asset_event: dg.Eve
     if not batch_id:
         return dg.SkipReason("speaker_embeddings materialized without a batch partition")
     return dg.RunRequest(
-        run_key=f"assign-{asset_event.storage_id}",
+        run_key=f"assign-{asset_event.run_id}-{batch_id}",
         run_config=assign_run_config([batch_id]),
         tags={"opentranscribe/batch": batch_id},
     )
