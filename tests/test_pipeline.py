@@ -6,23 +6,30 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from opentranscribe_pipeline.assets import ingest, transcribe
+from opentranscribe_pipeline.assets import attribute_speakers, diarize, ingest, transcribe
 from opentranscribe_pipeline.assets.checks import schema_check_result
 from opentranscribe_pipeline.batching import BatchLimits, register_drop
 from opentranscribe_pipeline.partitions import BATCHES
-from opentranscribe_pipeline.resources import AsrModelResource, WarehouseResource
+from opentranscribe_pipeline.resources import AsrModelResource, DiarizationModelResource, WarehouseResource
 from opentranscribe_pipeline.speech.models import resolve_asr_model
 from opentranscribe_pipeline.storage import Warehouse
 
 from .conftest import BAD_INPUTS, SAMPLE_DROP, build_bad_drop
 
+BATCH_ASSETS = (ingest, transcribe, diarize, attribute_speakers)
+NODE_OF = {"media": "ingest", "audio": "ingest", "diarization": "diarize", "segments": "attribute_speakers"}
 
-def run_batch(instance, root, batch_id, selection=(ingest, transcribe), **asr):
+
+def run_batch(instance, root, batch_id, selection=BATCH_ASSETS, **asr):
     return dg.materialize(
         list(selection),
         partition_key=batch_id,
         instance=instance,
-        resources={"warehouse": WarehouseResource(root=str(root)), "asr": AsrModelResource(**asr)},
+        resources={
+            "warehouse": WarehouseResource(root=str(root)),
+            "asr": AsrModelResource(**asr),
+            "diarization": DiarizationModelResource(),
+        },
     )
 
 
@@ -35,7 +42,7 @@ def register(instance, root, source, **kw):
 def metadata(result, asset: str) -> dict:
     [mat] = [
         m
-        for m in result.asset_materializations_for_node("ingest" if asset in ("media", "audio") else "transcribe")
+        for m in result.asset_materializations_for_node(NODE_OF.get(asset, "transcribe"))
         if m.asset_key.path == [asset]
     ]
     return {k: v.value for k, v in mat.metadata.items()}
@@ -86,9 +93,28 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path, instance):
 
     checks = result.get_asset_check_evaluations()
     assert {c.check_name for c in checks} == {
-        f"{t}_matches_schema" for t in ("media", "audio", "transcripts", "segments", "words")
-    }
+        f"{t}_matches_schema"
+        for t in (
+            "media",
+            "audio",
+            "transcripts",
+            "asr_segments",
+            "asr_words",
+            "diarization",
+            "speaker_turns",
+            "speaker_embeddings",
+            "segments",
+            "words",
+        )
+    } | {"every_word_has_a_speaker"}
     assert all(c.passed for c in checks)
+    # the silent file: diarized fine, no speech, no speakers; every word elsewhere has one
+    diar = wh.read_table("diarization", batch_id)
+    silent_diar = diar.filter(pl.col("media_id") == silence_id).row(0, named=True)
+    assert silent_diar["status"] == "ok" and silent_diar["n_speakers"] == 0
+    assert silent_diar["note"] == "no speech found"
+    assert words["speaker"].null_count() == 0
+    assert set(diar["media_id"]) == ok_ids
     md = metadata(result, "media")
     assert (md["files_ok"], md["files_failed"], md["files_skipped"]) == (4, 3, 2)
     assert "truncated" in md["problems"]
@@ -127,7 +153,7 @@ def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instan
     words3 = wh.read_table("words", batch_id)
     assert words3.height == words1.height
     assert words3.select("media_id", "segment_id", "word_index").is_duplicated().sum() == 0
-    assert not wh.fs.exists(wh.staging_dir("words", batch_id))
+    assert not wh.fs.exists(wh.staging_dir("asr_words", batch_id))
 
 
 def test_a_file_failing_in_transcription_does_not_fail_the_batch(tmp_path, instance):
@@ -143,7 +169,7 @@ def test_a_file_failing_in_transcription_does_not_fail_the_batch(tmp_path, insta
     broken_id, broken_uri = audio.row(0)[1], audio.row(0)[2]
     wh.put_bytes(broken_uri, b"this is no longer flac")  # damaged in storage after ingest
 
-    result = run_batch(instance, root, batch_id, selection=(transcribe,))
+    result = run_batch(instance, root, batch_id, selection=(transcribe, diarize))
     assert result.success
     state = wh.read_table("transcripts", batch_id)
     broken = state.filter(pl.col("media_id") == broken_id).row(0, named=True)

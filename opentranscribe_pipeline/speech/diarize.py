@@ -282,6 +282,10 @@ def _annotation_turns(annotation) -> list[Turn]:
     return sorted(turns, key=lambda t: (t.start_s, t.end_s, t.speaker))
 
 
+def _clip(turns: list[Turn], duration: float) -> list[Turn]:
+    return [Turn(t.start_s, min(t.end_s, duration), t.speaker) for t in turns if t.start_s < duration]
+
+
 def speech_seconds(turns: list[Turn]) -> dict[str, float]:
     out: dict[str, float] = {}
     for t in turns:
@@ -351,8 +355,10 @@ class Diarizer:
         out = self.pipeline(file, **kwargs)
         annotation = getattr(out, "speaker_diarization", out)
         exclusive = getattr(out, "exclusive_speaker_diarization", None)
-        turns = _annotation_turns(annotation)
-        exclusive_turns = _annotation_turns(exclusive) if exclusive is not None else _exclusive(turns)
+        # pyannote pads the last chunk: a turn can run past the end of the audio
+        duration = round(samples.size / SAMPLE_RATE, 3)
+        turns = _clip(_annotation_turns(annotation), duration)
+        exclusive_turns = _clip(_annotation_turns(exclusive), duration) if exclusive is not None else _exclusive(turns)
         if not turns:
             return Diarization(note="no speech found")
         # stable local labels: SPEAKER_00 speaks first
