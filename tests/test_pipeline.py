@@ -142,6 +142,16 @@ def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instan
     assert wh.read_table("transcripts", batch_id).equals(state1)
     assert wh.read_table("words", batch_id).equals(words1)
 
+    # a per-run option redoes named files even when they are current
+    forced = dg.materialize(
+        [transcribe],
+        partition_key=batch_id,
+        instance=instance,
+        resources={"warehouse": WarehouseResource(root=str(root)), "asr": AsrModelResource()},
+        run_config={"ops": {"transcribe": {"config": {"force": ["meeting-02.flac"]}}}},
+    )
+    assert metadata(forced, "transcripts")["files_transcribed_this_run"] == 1
+
     # the same weights from another directory are another model version: all redone, once each
     other = tmp_path / "tiny-copy"
     shutil.copytree(resolve_asr_model("packaged:tiny.en").path, other)

@@ -10,7 +10,9 @@ state row was not staged yet counts as not done.
 
 from __future__ import annotations
 
+import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from ..schemas import conform
 from ..storage import Warehouse
@@ -77,8 +79,6 @@ def usable_audio(wh: Warehouse, batch_id: str, step: str) -> pl.DataFrame:
     media = wh.read_table("media", batch_id)
     audio = wh.read_table("audio", batch_id)
     if media is None or audio is None:
-        import dagster as dg
-
         raise dg.Failure(f"batch {batch_id!r} has no media/audio tables yet; materialize `media` before `{step}`")
     return (
         media.filter(pl.col("status") == "ok")
@@ -87,3 +87,41 @@ def usable_audio(wh: Warehouse, batch_id: str, step: str) -> pl.DataFrame:
         .unique("media_id")
         .sort("media_id")
     )
+
+
+class ReprocessConfig(dg.Config):
+    """Run config of the model steps: ``force`` redoes the named files even when current."""
+
+    force: list[str] = Field(
+        default_factory=list,
+        description="media ids (or unique prefixes of at least 8 characters) or source file names to redo in this run",
+    )
+
+
+def forced_ids(wh: Warehouse, batch_id: str, wanted_ids: pl.Series, force: list[str]) -> set[str]:
+    """Media ids of the batch named in ``force`` by media id, id prefix, or source file name."""
+    if not force:
+        return set()
+    media = wh.read_table("media", batch_id)
+    names = {}
+    if media is not None:
+        for uri, mid in media.select("source_uri", "media_id").iter_rows():
+            if mid:
+                names.setdefault(uri.rsplit("/", 1)[-1], mid)
+                names.setdefault(uri, mid)
+    out = set()
+    for item in force:
+        if item in names:
+            out.add(names[item])
+        elif len(item) >= 8:
+            out.update(m for m in wanted_ids.to_list() if m.startswith(item))
+    return out
+
+
+def data_version(state: pl.DataFrame) -> dg.DataVersion:
+    """Changes when any file's output changes model version or status: Dagster marks
+    downstream assets stale from it."""
+    import hashlib
+
+    rows = state.select("media_id", "status", "model_version").sort("media_id").rows()
+    return dg.DataVersion(hashlib.sha256(repr(rows).encode()).hexdigest()[:16])

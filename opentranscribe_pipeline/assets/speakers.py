@@ -17,7 +17,6 @@ Archive-wide (not partitioned):
   (``speech/cluster.py``).
 """
 
-
 import base64
 import datetime as dt
 import time
@@ -50,7 +49,7 @@ from ..speech.decode import load_flac
 from ..speech.diarize import Turn
 from ..storage import Warehouse
 from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema
-from .perfile import current_ids, empty, fold, load_previous, usable_audio
+from .perfile import ReprocessConfig, current_ids, data_version, empty, fold, forced_ids, load_previous, usable_audio
 from .speaker_state import (
     PROFILES,
     SUGGESTIONS,
@@ -154,7 +153,12 @@ def _state(batch_id, media_id, *, status, pipeline, embedding_model, model_versi
     partitions_def=batch_partitions,
     pool=GPU_POOL,
 )
-def diarize(context: dg.AssetExecutionContext, warehouse: WarehouseResource, diarization: DiarizationModelResource):
+def diarize(
+    context: dg.AssetExecutionContext,
+    config: ReprocessConfig,
+    warehouse: WarehouseResource,
+    diarization: DiarizationModelResource,
+):
     """Diarize every usable file of the batch that lacks current turns and embeddings."""
     batch_id = context.partition_key
     wh = warehouse.get()
@@ -165,6 +169,10 @@ def diarize(context: dg.AssetExecutionContext, warehouse: WarehouseResource, dia
     models = {"diarization": Diarization, "speaker_turns": SpeakerTurns, "speaker_embeddings": SpeakerEmbeddings}
     prev = load_previous(wh, batch_id, models, "diarization")
     current = current_ids(prev["diarization"], wanted["media_id"], model_version)
+    forced = forced_ids(wh, batch_id, wanted["media_id"], config.force)
+    if forced:
+        context.log.info("forced to redo %d file(s): %s", len(forced), sorted(forced))
+        current = current.filter(~pl.col("media_id").is_in(list(forced)))
     todo = wanted.filter(~pl.col("media_id").is_in(current["media_id"].implode()))
     context.log.info(
         "batch %s: %d usable files, %d current, %d to diarize with %s",
@@ -249,6 +257,7 @@ def diarize(context: dg.AssetExecutionContext, warehouse: WarehouseResource, dia
     meta = {"pipeline": options.pipeline, "model_version": model_version, "embedding_model": embedding_model}
     yield dg.MaterializeResult(
         asset_key="diarization",
+        data_version=data_version(state_df),
         metadata={
             **meta,
             "dagster/row_count": state_df.height,

@@ -22,7 +22,7 @@ from ..schemas import AsrSegments, AsrWords, Transcripts, conform
 from ..speech.asr import Transcriber, Transcript
 from ..speech.decode import load_flac
 from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema
-from .perfile import current_ids, empty, fold, load_previous, usable_audio
+from .perfile import ReprocessConfig, current_ids, data_version, empty, fold, forced_ids, load_previous, usable_audio
 
 TABLES = ("transcripts", "asr_segments", "asr_words")
 GPU_POOL = "gpu"
@@ -117,7 +117,9 @@ def _spec(table: str, description: str, *kinds: str) -> dg.AssetSpec:
     partitions_def=batch_partitions,
     pool=GPU_POOL,
 )
-def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, asr: AsrModelResource):
+def transcribe(
+    context: dg.AssetExecutionContext, config: ReprocessConfig, warehouse: WarehouseResource, asr: AsrModelResource
+):
     """Transcribe every usable file of the batch that lacks a current transcript."""
     batch_id = context.partition_key
     wh = warehouse.get()
@@ -129,6 +131,10 @@ def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
     models = {"transcripts": Transcripts, "asr_segments": AsrSegments, "asr_words": AsrWords}
     prev = load_previous(wh, batch_id, models, "transcripts")
     current = current_ids(prev["transcripts"], wanted["media_id"], model_version)
+    forced = forced_ids(wh, batch_id, wanted["media_id"], config.force)
+    if forced:
+        context.log.info("forced to redo %d file(s): %s", len(forced), sorted(forced))
+        current = current.filter(~pl.col("media_id").is_in(list(forced)))
     keep_ids = current["media_id"].implode()
     todo = wanted.filter(~pl.col("media_id").is_in(keep_ids))
     context.log.info(
@@ -216,6 +222,7 @@ def transcribe(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
     common = {"model": resolved.spec, "model_version": model_version}
     yield dg.MaterializeResult(
         asset_key="transcripts",
+        data_version=data_version(state),
         metadata={
             **common,
             "dagster/row_count": state.height,
