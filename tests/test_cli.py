@@ -44,7 +44,12 @@ def test_process_sample_archive_records_runs_in_sqlite_instance(tmp_path, monkey
     assert "real-time factor" in out and "words:" in out
     runs, partitions = recorded_runs(home)
     assert partitions == ["drop-2026-11-24-0000"]
-    assert runs == [("transcribe_batch", "SUCCESS", "drop-2026-11-24-0000")]
+    # one batch run, then the assignment of its speakers to global ids
+    assert sorted(runs) == [
+        ("assign_speakers", "SUCCESS", None),
+        ("transcribe_batch", "SUCCESS", "drop-2026-11-24-0000"),
+    ]
+    assert "18 per-file speakers, 4 distinct global speaker ids" in out
     # a second invocation registers nothing new and redoes nothing
     again = cli(["process", str(SAMPLE_DROP), "--warehouse", str(warehouse)], home)
     assert again.returncode == 0
@@ -94,7 +99,7 @@ def test_process_records_runs_in_postgres_instance(tmp_path, postgres_url):
     assert "2 total, 1 ok, 1 failed, 0 skipped" in proc.stdout
     assert "bad.mp3: not a readable media file" in proc.stdout
     runs, partitions = recorded_runs(home)
-    assert [r[1] for r in runs] == ["SUCCESS"] and len(partitions) == 1
+    assert [r[1] for r in runs] == ["SUCCESS", "SUCCESS"] and len(partitions) == 1
 
 
 def test_missing_source_is_a_usage_error(tmp_path):
