@@ -30,7 +30,8 @@ Per tick the cost follows what is new, never the size of the archive:
 
 A tick: (1) lists top-level folders after ``hwm`` (one request) and admits new drops to
 ``pending``; (2) checks each watched drop for late files (``HeadObject`` on the marker and
-one ``ListObjectsV2`` with ``StartAfter`` = last key walked); (3) sweeps ``sweep_per_tick``
+one ``ListObjectsV2``: the whole drop if small, else ``StartAfter`` = last key walked); (3)
+sweeps ``sweep_per_tick``
 drops of the whole archive, round robin, the same way using their ledgers (this finds late
 files in old drops and drops whose names sort before ``hwm``); (4) advances pending drops:
 one ``HeadObject`` on the marker while it is missing, a listing of the drop once it is there
