@@ -3,8 +3,8 @@
 :class:`Warehouse` owns the table layout (``<root>/<table>/batch_id=<id>/part-0.parquet``)
 and the write discipline that makes a killed run harmless:
 
-- every object is written to ``<root>/_tmp/<uuid>`` first and then moved into place, so a
-  reader sees the old table or the new one, never half a file;
+- every object is written atomically (one S3 PUT; locally ``<root>/_tmp/<uuid>`` renamed
+  into place), so a reader sees the old table or the new one, never half a file;
 - per-file results of a running batch go to ``<root>/_staging/<table>/batch_id=<id>/`` and
   are folded into the visible table when the batch step ends. A run killed midway leaves
   the visible table as it was, and the next run picks the staged files up instead of
@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import os
 import posixpath
 import time
 import uuid
@@ -297,21 +298,28 @@ class Warehouse:
         return self._io(lambda: self.fs.exists(path), what=f"checking {path}")
 
     def put_bytes(self, path: str, data: bytes) -> None:
-        """Write ``data`` to ``path`` atomically: temporary key first, then move into place."""
+        """Write ``data`` to ``path`` atomically.
+
+        On S3 one PUT: an object appears whole or not at all (s3fs switches to a multipart
+        upload for large bodies, which also becomes visible only when completed). Locally a
+        temporary file under ``<root>/_tmp/`` is renamed into place."""
+        if not self.is_local:
+            self._io(lambda: self.fs.pipe_file(path, data), what=f"writing {path}")
+            return
         tmp = self.path("_tmp", uuid.uuid4().hex)
 
         def write():
-            with self.fs.open(tmp, "wb") as f:
+            self.fs.makedirs(posixpath.dirname(tmp), exist_ok=True)
+            with open(tmp, "wb") as f:
                 f.write(data)
-            if self.is_local:
-                self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-            self.fs.mv(tmp, path)
+            self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            os.replace(tmp, path)
 
         try:
             self._io(write, what=f"writing {path}")
         finally:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def get_bytes(self, path: str) -> bytes:
         return self._io(lambda: self.fs.cat_file(path), what=f"reading {path}")

@@ -1,5 +1,6 @@
 """Real Dagster runs of the asset graph (materialize) on real files with the real model."""
 
+import hashlib
 import shutil
 
 import dagster as dg
@@ -9,6 +10,7 @@ import pytest
 from opentranscribe_pipeline.assets import attribute_speakers, diarize, ingest, transcribe
 from opentranscribe_pipeline.assets.checks import schema_check_result
 from opentranscribe_pipeline.batching import BatchLimits, register_drop
+from opentranscribe_pipeline.media_index import MediaIndex
 from opentranscribe_pipeline.partitions import BATCHES
 from opentranscribe_pipeline.resources import AsrModelResource, DiarizationModelResource, WarehouseResource
 from opentranscribe_pipeline.speech.models import resolve_asr_model
@@ -202,6 +204,54 @@ def test_files_arriving_later_become_a_new_batch(tmp_path):
     assert later.new_batch_ids == ["drop-0001"] and later.batch_ids == ["drop-0000", "drop-0001"]
     assert wh.read_table("batches", "drop-0000")["source_uri"].to_list() == [str(drop / "a.flac")]
     assert wh.read_table("batches", "drop-0001")["source_uri"].to_list() == [str(drop / "b.flac")]
+
+
+def test_bytes_already_in_the_archive_are_not_processed_again(tmp_path, instance):
+    root = tmp_path / "warehouse"
+    wh = Warehouse(str(root))
+    index = MediaIndex(wh)
+
+    def drop_of(name: str, files: dict[str, str]) -> str:
+        d = tmp_path / name
+        d.mkdir()
+        for target, sample in files.items():
+            shutil.copy(SAMPLE_DROP / sample, d / target)
+        [batch_id] = register(instance, root, d).new_batch_ids
+        assert run_batch(instance, root, batch_id, selection=[ingest]).success
+        return batch_id
+
+    def rows(batch_id):
+        media = wh.read_table("media", batch_id)
+        return {uri.rsplit("/", 1)[1]: r for uri, r in zip(media["source_uri"], media.iter_rows(named=True))}
+
+    b1 = drop_of("d1", {"meeting.flac": "meeting-02.flac"})
+    assert index.is_built() and index.entries() == 1
+    b2 = drop_of("d2", {"meeting again.flac": "meeting-02.flac", "call.flac": "call-07.flac"})
+    again, call = rows(b2)["meeting again.flac"], rows(b2)["call.flac"]
+    assert again["status"] == "skipped" and again["duplicate_of"] == str(tmp_path / "d1" / "meeting.flac")
+    assert f"already in the archive (batch {b1})" in again["error"]
+    assert call["status"] == "ok" and index.entries() == 2
+    assert wh.read_table("audio", b2)["media_id"].to_list() == [call["media_id"]]
+    assert index.lookup(call["media_id"]).batch_id == b2
+
+    # an entry naming the batch itself (left by a run killed before staging) is not a duplicate
+    wh.remove(wh.path("_index"), recursive=True)
+    wh.put_bytes(wh.path("_index", "media", "_built"), b"1")
+    d3 = tmp_path / "d3"
+    d3.mkdir()
+    shutil.copy(SAMPLE_DROP / "lecture_05.ogg", d3 / "lecture.ogg")
+    [b3] = register(instance, root, d3).new_batch_ids
+    lecture_id = hashlib.sha256((d3 / "lecture.ogg").read_bytes()).hexdigest()
+    index.record(lecture_id, b3, str(d3 / "lecture.ogg"))
+    assert run_batch(instance, root, b3, selection=[ingest]).success
+    assert rows(b3)["lecture.ogg"]["status"] == "ok"
+
+    # a warehouse written before the index existed: the first ingest builds it from `media`
+    wh.remove(wh.path("_index"), recursive=True)
+    b4 = drop_of("d4", {"call copy.flac": "call-07.flac", "lecture copy.ogg": "lecture_05.ogg"})
+    assert {n: r["status"] for n, r in rows(b4).items()} == {"call copy.flac": "skipped", "lecture copy.ogg": "skipped"}
+    assert f"(batch {b2})" in rows(b4)["call copy.flac"]["error"]
+    assert index.is_built() and index.entries() == 3  # meeting, call, lecture
 
 
 def test_batches_are_bounded_by_files_and_hours(tmp_path):

@@ -3,7 +3,8 @@
 One pass per file produces both tables: the bytes are hashed (``media_id``), the container
 probed, the audio decoded and checked for truncation, and the 16 kHz mono FLAC written to
 ``<root>/audio_16k/<id[:2]>/<media_id>.flac`` (content-addressed, so the same bytes under
-two names are stored and transcribed once). A bad file becomes a ``failed``/``skipped`` row
+two names are stored and transcribed once; bytes another batch already holds are found
+through the archive-wide media index, one lookup per file). A bad file becomes a ``failed``/``skipped`` row
 with the reason; it never fails the batch.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
+from ..media_index import MediaIndex
 from ..partitions import batch_partitions
 from ..resources import WarehouseResource
 from ..schemas import Audio, Media, conform
@@ -87,7 +89,7 @@ def ingest_file(
     source_uri: str,
     size: int,
     seen: dict[str, str],
-    archive: dict[str, str],
+    index: MediaIndex,
 ) -> IngestResult:
     """One file -> its media row and (if usable) audio row. Never raises for bad input."""
     if size == 0:
@@ -101,8 +103,11 @@ def ingest_file(
         )
     first = seen.get(media_id)
     note = "same bytes as"
-    if first is None and media_id in archive:
-        first, note = archive[media_id], "already in the archive as"
+    if first is None:
+        held = index.lookup(media_id)
+        # an entry of this very batch was left by a run killed before it staged the row
+        if held is not None and held.batch_id != batch_id:
+            first, note = held.source_uri, f"already in the archive (batch {held.batch_id}) as"
     if first is not None:
         return IngestResult(
             _row(
@@ -126,6 +131,20 @@ def ingest_file(
     audio_path = wh.audio_path(media_id)
     if not wh.exists(audio_path):
         wh.put_bytes(audio_path, encode_flac(decoded.samples))
+    held = index.record(media_id, batch_id, source_uri)  # before the ok row is staged
+    if held.batch_id != batch_id:  # another batch claimed the bytes since the lookup
+        return IngestResult(
+            _row(
+                batch_id,
+                source_uri,
+                size,
+                media_id=media_id,
+                status="skipped",
+                error=f"duplicate: already in the archive (batch {held.batch_id}) as {held.source_uri}",
+                duplicate_of=held.source_uri,
+            ),
+            None,
+        )
     media = _row(
         batch_id,
         source_uri,
@@ -152,24 +171,6 @@ def ingest_file(
         "duration_s": decoded.duration_s,
     }
     return IngestResult(media, audio)
-
-
-def archive_media_index(wh: Warehouse, exclude_batch: str) -> dict[str, str]:
-    """media_id -> source_uri for media already ingested ok in other batches.
-
-    Reads the ``media`` column pair of every batch: linear in the archive, fine for
-    thousands of batches; the S3 sensor keeps its own index for million-file archives.
-    """
-    index: dict[str, str] = {}
-    for b in wh.batch_ids("media"):
-        if b == exclude_batch:
-            continue
-        df = wh.read_table("media", b)
-        if df is None:
-            continue
-        for media_id, uri in df.filter(pl.col("status") == "ok").select("media_id", "source_uri").iter_rows():
-            index.setdefault(media_id, uri)
-    return index
 
 
 def _reusable(df: pl.DataFrame | None, manifest: pl.DataFrame) -> pl.DataFrame:
@@ -243,11 +244,15 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     context.log.info(
         "batch %s: %d files, %d already done, %d to ingest", batch_id, manifest.height, kept.height, todo.height
     )
-    archive = archive_media_index(wh, batch_id) if todo.height else {}
+    index = MediaIndex(wh)
+    if todo.height:
+        built = index.ensure_built()  # once, for warehouses written before the index
+        if built:
+            context.log.info("media index built from existing media tables: %d entries", built)
 
     new_media, new_audio = [], []
     for i, (source_uri, size) in enumerate(todo.select("source_uri", "size_bytes").iter_rows()):
-        result = ingest_file(wh, batch_id, source_uri, size, seen, archive)
+        result = ingest_file(wh, batch_id, source_uri, size, seen, index)
         key = hashlib.sha256(source_uri.encode()).hexdigest()[:24]
         media_df = conform(pl.DataFrame([result.media]), Media)
         # audio first: a staged media row always has its audio row next to it
