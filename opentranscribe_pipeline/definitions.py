@@ -8,6 +8,7 @@ import dagster as dg
 
 from . import settings
 from .assets import attribute_speakers, cluster_speakers, diarize, ingest, speaker_profiles, transcribe
+from .assets.versions import with_code_versions
 from .partitions import batch_partitions
 from .resources import AsrModelResource, DiarizationModelResource, SpeakerClusteringResource, WarehouseResource
 from .sensors import DropSensorConfig, drop_sensor, record_run_failures
@@ -47,7 +48,8 @@ nightly_recluster = dg.ScheduleDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles],
+    # code versions name the configured models: change one and the UI marks outputs stale
+    assets=with_code_versions([ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles]),
     jobs=[transcribe_batch, assign_speakers, recluster_speakers],
     schedules=[nightly_recluster],
     sensors=[drop_sensor, record_run_failures, assign_new_speakers],

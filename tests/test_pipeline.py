@@ -6,9 +6,13 @@ import shutil
 import dagster as dg
 import polars as pl
 import pytest
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
 
 from opentranscribe_pipeline.assets import attribute_speakers, diarize, ingest, transcribe
 from opentranscribe_pipeline.assets.checks import schema_check_result
+from opentranscribe_pipeline.assets.versions import with_code_versions
 from opentranscribe_pipeline.batching import BatchLimits, register_drop
 from opentranscribe_pipeline.media_index import MediaIndex
 from opentranscribe_pipeline.partitions import BATCHES
@@ -24,7 +28,7 @@ NODE_OF = {"media": "ingest", "audio": "ingest", "diarization": "diarize", "segm
 
 def run_batch(instance, root, batch_id, selection=BATCH_ASSETS, **asr):
     return dg.materialize(
-        list(selection),
+        with_code_versions(selection),  # as definitions.py does: code versions name the models
         partition_key=batch_id,
         instance=instance,
         resources={
@@ -122,7 +126,15 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path, instance):
     assert "truncated" in md["problems"]
 
 
-def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instance):
+def staleness(instance, batch_id, keys=("media", "transcripts", "diarization", "words")):
+    """What the UI shows for the batch: stale status per asset, for the definitions as they
+    load in the current environment (code versions from the configured models)."""
+    graph = AssetGraph.from_assets(with_code_versions(BATCH_ASSETS))
+    resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+    return {k: resolver.get_status(dg.AssetKey(k), batch_id) for k in keys}
+
+
+def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instance, monkeypatch):
     drop = tmp_path / "drop"
     drop.mkdir()
     for name in ("meeting-02.flac", "lecture_05.ogg", "call-07.flac"):
@@ -143,10 +155,11 @@ def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instan
     assert metadata(again, "media")["files_ingested_this_run"] == 0
     assert wh.read_table("transcripts", batch_id).equals(state1)
     assert wh.read_table("words", batch_id).equals(words1)
+    assert set(staleness(instance, batch_id).values()) == {StaleStatus.FRESH}
 
     # a per-run option redoes named files even when they are current
     forced = dg.materialize(
-        [transcribe],
+        with_code_versions([transcribe]),
         partition_key=batch_id,
         instance=instance,
         resources={"warehouse": WarehouseResource(root=str(root)), "asr": AsrModelResource()},
@@ -154,10 +167,20 @@ def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instan
     )
     assert metadata(forced, "transcripts")["files_transcribed_this_run"] == 1
 
-    # the same weights from another directory are another model version: all redone, once each
+    # the deployment now names another model (the same weights from another directory are
+    # another model version): the UI marks transcripts and what follows stale, not media;
+    # the backfill run redoes every file, once each
     other = tmp_path / "tiny-copy"
     shutil.copytree(resolve_asr_model("packaged:tiny.en").path, other)
-    third = run_batch(instance, root, batch_id, model=str(other))
+    monkeypatch.setenv("OPENTRANSCRIBE_ASR_MODEL", str(other))
+    assert staleness(instance, batch_id) == {
+        "media": StaleStatus.FRESH,
+        "transcripts": StaleStatus.STALE,
+        "diarization": StaleStatus.FRESH,
+        "words": StaleStatus.STALE,
+    }
+    third = run_batch(instance, root, batch_id)
+    assert set(staleness(instance, batch_id).values()) == {StaleStatus.FRESH}
     assert metadata(third, "transcripts")["files_transcribed_this_run"] == 3
     state3 = wh.read_table("transcripts", batch_id)
     assert state3.height == 3 and state3["model_version"].n_unique() == 1

@@ -96,6 +96,23 @@ def _join_parts(parts: tuple[str, ...], target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def asr_model_version(spec: str) -> str:
+    """The version :func:`resolve_asr_model` would record, without joining or loading any
+    weights; an unusable spec gives the spec itself (definitions must load regardless)."""
+    try:
+        if spec.startswith(PACKAGED_PREFIX):
+            dists = PACKAGED_ASR[spec[len(PACKAGED_PREFIX) :]]
+            return "+".join(f"{d}=={importlib.metadata.version(d)}" for d in dists)
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return _fingerprint(path)
+        if spec.startswith(("/", "./", "~")):
+            return spec
+        return f"hub:{spec}"
+    except (KeyError, OSError, importlib.metadata.PackageNotFoundError):
+        return spec
+
+
 def resolve_asr_model(spec: str, cache_dir: Path | None = None) -> ResolvedModel:
     if spec.startswith(PACKAGED_PREFIX):
         name = spec[len(PACKAGED_PREFIX) :]
