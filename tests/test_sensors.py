@@ -7,8 +7,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +22,8 @@ from opentranscribe_pipeline.sensors.drops import Cursor, is_temp_name
 from opentranscribe_pipeline.sensors.sources import safe_relative
 from opentranscribe_pipeline.storage import S3Options, StorageUnavailable, Warehouse, s3_call, s3_client
 
-from .conftest import SAMPLE_DROP, Seaweed, _free_port_pair
+from . import seaweed as seaweed_server
+from .conftest import SAMPLE_DROP
 
 SAMPLES = ("call-07.flac", "interview 01.wav", "lecture_05.ogg")
 
@@ -509,47 +508,14 @@ def test_unreachable_endpoint_is_a_clear_skip(instance, tmp_path):
 @pytest.fixture(scope="module")
 def seaweed_with_auth(tmp_path_factory):
     """A second SeaweedFS that checks credentials (the shared one accepts any)."""
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    workdir = tmp_path_factory.mktemp("seaweed-auth")
-    ports = {n: _free_port_pair() for n in ("master", "volume", "filer", "s3", "admin")}
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "right-key", "AWS_SECRET_ACCESS_KEY": "right-secret"}
-    cmd = [
-        weed,
-        "mini",
-        f"-dir={workdir}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}",
-        f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}",
-        f"-s3.port={ports['s3']}",
-        "-webdav=false",
-        "-admin.ui=false",
-        f"-admin.port={ports['admin']}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-    ]
-    log = open(workdir / "weed.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
-    server = Seaweed(f"http://127.0.0.1:{ports['s3']}", proc, workdir)
-    server.access_key, server.secret_key = "right-key", "right-secret"
-    deadline = time.time() + 60
-    while True:
-        try:
-            server.client().list_buckets()
-            break
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"SeaweedFS with auth did not start: {(workdir / 'weed.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-    yield server
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        server = seaweed_server.start(
+            tmp_path_factory.mktemp("seaweed-auth"), access_key="right-key", secret_key="right-secret"
+        )
+    except seaweed_server.SeaweedUnavailable as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
 
 
 @pytest.mark.s3
