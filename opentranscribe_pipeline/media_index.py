@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
@@ -46,9 +47,8 @@ class MediaIndex:
         return self.wh.path(*INDEX_DIR, media_id[:2], f"{media_id}.json")
 
     def lookup(self, media_id: str) -> Holder | None:
-        try:
-            data = self.wh.get_bytes(self._path(media_id))
-        except FileNotFoundError:
+        data = self.wh.get_if_exists(self._path(media_id))  # one GET
+        if data is None:
             return None
         d = json.loads(data)
         return Holder(d["batch_id"], d["source_uri"])
@@ -64,23 +64,29 @@ class MediaIndex:
 
     # -- one-time build for warehouses written before the index ---------------------------
     def is_built(self) -> bool:
-        return self.wh.exists(self.wh.path(*INDEX_DIR, BUILT))
+        return self.wh.get_if_exists(self.wh.path(*INDEX_DIR, BUILT)) is not None
 
-    def ensure_built(self) -> int:
+    def ensure_built(self, workers: int = 16) -> int:
         """Index every ``ok`` media row of the archive if that was never done; returns how
-        many entries were written (0 when the index already existed)."""
+        many entries were written (0 when the index already existed). Resumable: an
+        interrupted build keeps its entries and the next one skips them."""
         if self.is_built():
             return 0
-        written = 0
+        first: dict[str, tuple[str, str]] = {}
         for batch_id in self.wh.batch_ids("media"):
             df = self.wh.read_table("media", batch_id)
             if df is None:
                 continue
             rows = df.filter(pl.col("status") == "ok").select("media_id", "source_uri").sort("source_uri")
             for media_id, source_uri in rows.iter_rows():
-                if self.lookup(media_id) is None:
-                    self.record(media_id, batch_id, source_uri)
-                    written += 1
+                first.setdefault(media_id, (batch_id, source_uri))
+
+        def add(item) -> bool:
+            media_id, (batch_id, source_uri) = item
+            return self.record(media_id, batch_id, source_uri).batch_id == batch_id
+
+        with ThreadPoolExecutor(workers) as pool:
+            written = sum(pool.map(add, first.items(), chunksize=64))
         self.wh.put_bytes(self.wh.path(*INDEX_DIR, BUILT), INDEX_FORMAT.encode())
         log.info("media index built from existing media tables: %d entries", written)
         return written

@@ -324,6 +324,27 @@ class Warehouse:
     def get_bytes(self, path: str) -> bytes:
         return self._io(lambda: self.fs.cat_file(path), what=f"reading {path}")
 
+    def get_if_exists(self, path: str) -> bytes | None:
+        """The object's bytes, or None when there is none: one GET on S3 (s3fs would add a
+        HEAD, and a listing when the key is missing). For small, hot objects (index entries)."""
+        if self.is_local:
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+        bucket, key = path.split("/", 1)
+        client = s3_client(self.s3)
+        try:
+            return s3_call(
+                lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read(),
+                what=f"reading {path}",
+                endpoint=self.endpoint,
+                bucket=bucket,
+            )
+        except FileNotFoundError:
+            return None
+
     def remove(self, path: str, recursive: bool = False) -> None:
         if self.fs.exists(path):
             self._io(lambda: self.fs.rm(path, recursive=recursive), what=f"removing {path}")
