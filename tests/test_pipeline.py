@@ -112,8 +112,18 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path, instance):
             "segments",
             "words",
         )
-    } | {"every_word_has_a_speaker"}
-    assert all(c.passed for c in checks)
+    } | {
+        "every_word_has_a_speaker",
+        "media_no_failed_files",
+        "transcripts_no_failed_files",
+        "diarization_no_failed_files",
+    }
+    # the UI shows the failed files as a warning on `media`; every other check passes
+    failing = [c for c in checks if not c.passed]
+    assert [(c.check_name, c.severity) for c in failing] == [("media_no_failed_files", dg.AssetCheckSeverity.WARN)]
+    listed = failing[0].metadata["failed"].value
+    assert failing[0].metadata["failed_files"].value == 3
+    assert all(n in listed for n, (status, _) in BAD_INPUTS.items() if status == "failed")
     # the silent file: diarized fine, no speech, no speakers; every word elsewhere has one
     diar = wh.read_table("diarization", batch_id)
     silent_diar = diar.filter(pl.col("media_id") == silence_id).row(0, named=True)
@@ -211,6 +221,10 @@ def test_a_file_failing_in_transcription_does_not_fail_the_batch(tmp_path, insta
     assert broken["status"] == "failed" and "MediaError" in broken["error"]
     assert state.filter(pl.col("media_id") != broken_id)["status"].to_list() == ["ok"]
     assert metadata(result, "transcripts")["files_failed"] == 1
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["transcripts_no_failed_files"].passed
+    assert broken_id in checks["transcripts_no_failed_files"].metadata["failed"].value
+    assert not checks["diarization_no_failed_files"].passed  # the same damaged audio
 
 
 def test_files_arriving_later_become_a_new_batch(tmp_path):

@@ -7,6 +7,7 @@ import sys
 import polars as pl
 import pytest
 
+from opentranscribe_pipeline.media_index import MediaIndex
 from opentranscribe_pipeline.storage import StorageUnavailable, Warehouse, list_source
 
 from .conftest import ROOT, SAMPLE_DROP
@@ -67,6 +68,9 @@ def test_cli_processes_an_s3_drop_into_an_s3_warehouse(seaweed, dagster_home):
     wh = Warehouse(warehouse, seaweed.s3_options())
     audio = wh.scan("audio")
     assert all(uri.startswith(f"s3://{bucket}/warehouse/audio_16k/") for uri in audio["audio_uri"])
+    index = MediaIndex(wh)  # every ingested item is in the archive-wide index, one GET away
+    assert index.entries() == audio.height
+    assert all(index.lookup(m).batch_id == b for m, b in audio.select("media_id", "batch_id").iter_rows())
     wh.fs.invalidate_cache()
     leftovers = wh.fs.find(f"{bucket}/warehouse/_tmp", detail=True)
     assert [p for p, info in leftovers.items() if info["type"] == "file" and info["size"] > 0] == []

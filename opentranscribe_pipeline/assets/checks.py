@@ -1,4 +1,5 @@
-"""Asset checks generated from the pandera models (one factory for every table).
+"""Asset checks: one generated from the pandera model of every table, and a warning check
+per step that lists the files that failed there.
 
 Checks run inside the asset that wrote the table (``check_specs`` on the asset), so they
 see exactly the partition just written, and a failed check carries pandera's failure cases
@@ -50,6 +51,36 @@ def schema_check_result(table: str, df: pl.DataFrame) -> dg.AssetCheckResult:
         check_name=schema_check_name(table),
         passed=True,
         metadata={"rows": dg.MetadataValue.int(df.height)},
+    )
+
+
+def failed_files_check_name(table: str) -> str:
+    return f"{table}_no_failed_files"
+
+
+def failed_files_check_spec(table: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name=failed_files_check_name(table),
+        asset=table,
+        description=f"No file of the batch has status `failed` in `{table}` (warning: the batch still completes;"
+        " the failed files and their errors are listed in the check's metadata).",
+        blocking=False,
+    )
+
+
+def failed_files_check_result(table: str, state: pl.DataFrame, label: str = "media_id") -> dg.AssetCheckResult:
+    """WARN when files of the batch failed at this step, with the files and their errors."""
+    failed = state.filter(pl.col("status") == "failed")
+    return dg.AssetCheckResult(
+        asset_key=table,
+        check_name=failed_files_check_name(table),
+        passed=failed.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "failed_files": dg.MetadataValue.int(failed.height),
+            "files": dg.MetadataValue.int(state.height),
+            "failed": dg.MetadataValue.md(_markdown(failed.select(label, "error").head(100))),
+        },
     )
 
 

@@ -24,7 +24,14 @@ from ..resources import WarehouseResource
 from ..schemas import Audio, Media, conform
 from ..speech.decode import SAMPLE_RATE, MediaError, decode, encode_flac
 from ..storage import S3Options, StorageUnavailable, Warehouse, filesystem, is_local, iter_chunks
-from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema
+from .checks import (
+    failed_files_check_result,
+    failed_files_check_spec,
+    markdown_table,
+    schema_check_result,
+    schema_check_spec,
+    table_schema,
+)
 
 # bump when decoding or resampling changes: files ingested with another version are redone
 INGEST_VERSION = "pyav-16k-mono-flac/1"
@@ -207,7 +214,7 @@ def _reusable(df: pl.DataFrame | None, manifest: pl.DataFrame) -> pl.DataFrame:
             metadata={"dagster/column_schema": table_schema("audio")},
         ),
     ],
-    check_specs=[schema_check_spec("media"), schema_check_spec("audio")],
+    check_specs=[schema_check_spec("media"), schema_check_spec("audio"), failed_files_check_spec("media")],
     partitions_def=batch_partitions,
 )
 def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
@@ -302,3 +309,4 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     )
     yield schema_check_result("media", media)
     yield schema_check_result("audio", audio)
+    yield failed_files_check_result("media", media, label="source_uri")

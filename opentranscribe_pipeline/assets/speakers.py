@@ -48,7 +48,14 @@ from ..speech.cluster import assign_new, recluster
 from ..speech.decode import load_flac
 from ..speech.diarize import Turn
 from ..storage import Warehouse
-from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema
+from .checks import (
+    failed_files_check_result,
+    failed_files_check_spec,
+    markdown_table,
+    schema_check_result,
+    schema_check_spec,
+    table_schema,
+)
 from .perfile import ReprocessConfig, current_ids, data_version, empty, fold, forced_ids, load_previous, usable_audio
 from .speaker_state import (
     PROFILES,
@@ -149,7 +156,7 @@ def _state(batch_id, media_id, *, status, pipeline, embedding_model, model_versi
             ["audio"],
         ),
     ],
-    check_specs=[schema_check_spec(t) for t in DIARIZE_TABLES],
+    check_specs=[*(schema_check_spec(t) for t in DIARIZE_TABLES), failed_files_check_spec("diarization")],
     partitions_def=batch_partitions,
     pool=GPU_POOL,
 )
@@ -283,6 +290,7 @@ def diarize(
     )
     for table in DIARIZE_TABLES:
         yield schema_check_result(table, tables[table])
+    yield failed_files_check_result("diarization", state_df)
 
 
 # --------------------------------------------------------------------------- attribution

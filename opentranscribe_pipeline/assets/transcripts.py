@@ -21,7 +21,14 @@ from ..resources import AsrModelResource, WarehouseResource
 from ..schemas import AsrSegments, AsrWords, Transcripts, conform
 from ..speech.asr import Transcriber, Transcript
 from ..speech.decode import load_flac
-from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema
+from .checks import (
+    failed_files_check_result,
+    failed_files_check_spec,
+    markdown_table,
+    schema_check_result,
+    schema_check_spec,
+    table_schema,
+)
 from .perfile import ReprocessConfig, current_ids, data_version, empty, fold, forced_ids, load_previous, usable_audio
 
 TABLES = ("transcripts", "asr_segments", "asr_words")
@@ -113,7 +120,7 @@ def _spec(table: str, description: str, *kinds: str) -> dg.AssetSpec:
             "asr_words", "ASR words with start/end, score and how the timing was obtained, before speakers (internal)."
         ),
     ],
-    check_specs=[schema_check_spec(t) for t in TABLES],
+    check_specs=[*(schema_check_spec(t) for t in TABLES), failed_files_check_spec("transcripts")],
     partitions_def=batch_partitions,
     pool=GPU_POOL,
 )
@@ -245,3 +252,4 @@ def transcribe(
     yield schema_check_result("transcripts", state)
     yield schema_check_result("asr_segments", segments)
     yield schema_check_result("asr_words", words)
+    yield failed_files_check_result("transcripts", state)

@@ -1,0 +1,48 @@
+"""The `gpu` pool: model steps of concurrent runs never overlap under the shipped
+dagster.yaml (limit 1), other steps run alongside, and the limit is a setting."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import dagster as dg
+
+from opentranscribe_pipeline.definitions import defs
+
+from .conftest import ROOT
+
+
+def test_model_steps_are_in_the_gpu_pool():
+    job = defs.resolve_job_def("transcribe_batch")
+    pools = {node.name: node.definition.pool for node in job.graph.nodes}
+    assert pools == {"ingest": None, "transcribe": "gpu", "diarize": "gpu", "attribute_speakers": None}
+
+
+def run_two_at_once(home, log) -> list[dict]:
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT), "POOL_PROBE_LOG": str(log)}
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.pool_probe"], cwd=ROOT, env=env) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def overlaps(spans: list[dict]) -> bool:
+    a, b = sorted(spans, key=lambda s: s["start"])
+    return b["start"] < a["end"]
+
+
+def test_gpu_steps_of_concurrent_runs_never_overlap_and_the_limit_is_a_setting(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the shipped instance config
+    spans = run_two_at_once(home, tmp_path / "limit1.jsonl")
+    gpu = [s for s in spans if s["kind"] == "gpu"]
+    assert len(gpu) == 2 and not overlaps(gpu)
+
+    # `dagster instance concurrency set gpu 2` (here through the same storage call)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.event_log_storage.set_concurrency_slots("gpu", 2)
+    spans = run_two_at_once(home, tmp_path / "limit2.jsonl")
+    gpu = [s for s in spans if s["kind"] == "gpu"]
+    assert len(gpu) == 2 and overlaps(gpu)
