@@ -358,33 +358,50 @@ class Warehouse:
         return path
 
     def read_table(self, table: str, batch_id: str | None = None) -> pl.DataFrame | None:
-        path = self.table_file(table, batch_id)
-        try:
-            data = self.get_bytes(path)
-        except FileNotFoundError:
-            return None
-        return pl.read_parquet(io.BytesIO(data))
+        data = self.get_if_exists(self.table_file(table, batch_id))
+        return None if data is None else pl.read_parquet(io.BytesIO(data))
 
     def stage(self, table: str, batch_id: str, key: str, df: pl.DataFrame) -> None:
         buf = io.BytesIO()
         df.write_parquet(buf)
         self.put_bytes(join_uri(self.staging_dir(table, batch_id), f"{key}.parquet"), buf.getvalue())
 
+    def files_under(self, d: str) -> list[str]:
+        """Every object below the folder ``d``: one listing request per 1,000 on S3 (s3fs's
+        ``find`` adds a HEAD and a second listing when there are none)."""
+        if self.is_local:
+            try:
+                return self.fs.find(d)
+            except FileNotFoundError:
+                return []
+        bucket, key = d.split("/", 1)
+        client = s3_client(self.s3)
+
+        def list_all():
+            paths = []
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/"):
+                paths += [f"{bucket}/{o['Key']}" for o in page.get("Contents", [])]
+            return paths
+
+        return s3_call(list_all, what=f"listing {d}", endpoint=self.endpoint, bucket=bucket)
+
     def staged(self, table: str, batch_id: str) -> dict[str, pl.DataFrame]:
         """Results staged by an earlier, unfinished run of this batch: key -> rows."""
-        d = self.staging_dir(table, batch_id)
-        try:
-            paths = self._io(lambda: self.fs.find(d), what=f"listing {d}")
-        except FileNotFoundError:
-            return {}
+        paths = self.files_under(self.staging_dir(table, batch_id))
         out = {}
         for p in paths:
-            if p.endswith(".parquet"):
-                out[posixpath.basename(p)[: -len(".parquet")]] = pl.read_parquet(io.BytesIO(self.get_bytes(p)))
+            if p.endswith(".parquet") and (data := self.get_if_exists(p)) is not None:
+                out[posixpath.basename(p)[: -len(".parquet")]] = pl.read_parquet(io.BytesIO(data))
         return out
 
     def clear_staging(self, table: str, batch_id: str) -> None:
-        self.remove(self.staging_dir(table, batch_id), recursive=True)
+        """Delete the staged files (one listing when there are none)."""
+        d = self.staging_dir(table, batch_id)
+        paths = self.files_under(d)
+        if paths:
+            self._io(lambda: self.fs.rm(paths), what=f"removing {d}")
+        if self.is_local and self.fs.exists(d):
+            self.fs.rm(d, recursive=True)
 
     def batch_ids(self, table: str, prefix: str = "") -> list[str]:
         d = self.path(table)
