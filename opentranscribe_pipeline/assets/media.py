@@ -108,26 +108,19 @@ def ingest_file(
             _row(batch_id, source_uri, size, status="failed", error=f"cannot read source: {type(exc).__name__}: {exc}"),
             None,
         )
-    first = seen.get(media_id)
-    note = "same bytes as"
-    if first is None:
-        held = index.lookup(media_id)
-        # an entry of this very batch was left by a run killed before it staged the row
-        if held is not None and held.batch_id != batch_id:
-            first, note = held.source_uri, f"already in the archive (batch {held.batch_id}) as"
-    if first is not None:
+
+    def duplicate(note: str, first: str) -> IngestResult:
+        error = f"duplicate: {note} {first}"
         return IngestResult(
-            _row(
-                batch_id,
-                source_uri,
-                size,
-                media_id=media_id,
-                status="skipped",
-                error=f"duplicate: {note} {first}",
-                duplicate_of=first,
-            ),
-            None,
+            _row(batch_id, source_uri, size, media_id=media_id, status="skipped", error=error, duplicate_of=first), None
         )
+
+    if media_id in seen:
+        return duplicate("same bytes as", seen[media_id])
+    held = index.lookup(media_id)
+    # an entry naming this very batch was left by a run killed before it staged the row
+    if held is not None and held.batch_id != batch_id:
+        return duplicate(f"already in the archive (batch {held.batch_id}) as", held.source_uri)
     seen[media_id] = source_uri
     if problem is not None:
         status = "skipped" if problem.skip else "failed"
@@ -140,18 +133,7 @@ def ingest_file(
         wh.put_bytes(audio_path, encode_flac(decoded.samples))
     held = index.record(media_id, batch_id, source_uri)  # before the ok row is staged
     if held.batch_id != batch_id:  # another batch claimed the bytes since the lookup
-        return IngestResult(
-            _row(
-                batch_id,
-                source_uri,
-                size,
-                media_id=media_id,
-                status="skipped",
-                error=f"duplicate: already in the archive (batch {held.batch_id}) as {held.source_uri}",
-                duplicate_of=held.source_uri,
-            ),
-            None,
-        )
+        return duplicate(f"already in the archive (batch {held.batch_id}) as", held.source_uri)
     media = _row(
         batch_id,
         source_uri,
