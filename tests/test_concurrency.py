@@ -23,7 +23,11 @@ def test_model_steps_are_in_the_gpu_pool():
 def run_two_at_once(home, log) -> list[dict]:
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT), "POOL_PROBE_LOG": str(log)}
     procs = [subprocess.Popen([sys.executable, "-m", "tests.pool_probe"], cwd=ROOT, env=env) for _ in range(2)]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    try:
+        assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    finally:
+        for p in procs:
+            p.kill()
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
@@ -36,6 +40,9 @@ def test_gpu_steps_of_concurrent_runs_never_overlap_and_the_limit_is_a_setting(t
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the shipped instance config
+    # create the SQLite storage once: two processes creating it at the same moment race
+    # (both stamp the schema version and the instance cannot be opened afterwards)
+    dg.DagsterInstance.from_config(str(home)).dispose()
     spans = run_two_at_once(home, tmp_path / "limit1.jsonl")
     gpu = [s for s in spans if s["kind"] == "gpu"]
     assert len(gpu) == 2 and not overlaps(gpu)
