@@ -9,6 +9,7 @@ import dagster as dg
 from . import settings
 from .assets import attribute_speakers, cluster_speakers, diarize, ingest, speaker_profiles, transcribe
 from .assets.versions import with_code_versions
+from .executors import batch_executor
 from .partitions import batch_partitions
 from .resources import AsrModelResource, DiarizationModelResource, SpeakerClusteringResource, WarehouseResource
 from .sensors import DropSensorConfig, drop_sensor, record_run_failures
@@ -23,6 +24,7 @@ transcribe_batch = dg.define_asset_job(
     selection=dg.AssetSelection.assets(ingest, transcribe, diarize, attribute_speakers),
     partitions_def=batch_partitions,
     description="One batch of files: media -> audio -> transcripts, speaker turns and embeddings -> segments, words.",
+    executor_def=batch_executor(),  # Celery when OPENTRANSCRIBE_CELERY_BROKER is set, else multiprocess
 )
 
 assign_speakers = dg.define_asset_job(

@@ -37,3 +37,14 @@ def diarization_pipeline() -> str:
 def recluster_cron() -> str:
     """When the archive-wide speaker re-clustering runs (read when definitions load)."""
     return env("OPENTRANSCRIBE_RECLUSTER_CRON", DEFAULT_RECLUSTER_CRON)
+
+
+def celery_broker() -> str | None:
+    """Broker URL (e.g. ``redis://host:6379/0``): when set, batch runs hand their steps to
+    Celery workers, model steps on the ``gpu`` queue. Unset: the multiprocess executor."""
+    return env("OPENTRANSCRIBE_CELERY_BROKER")
+
+
+def celery_backend() -> str | None:
+    """Result backend URL; defaults to the broker."""
+    return env("OPENTRANSCRIBE_CELERY_BACKEND") or celery_broker()

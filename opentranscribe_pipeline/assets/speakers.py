@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from ..executors import MODEL_STEP_TAGS
 from ..partitions import batch_partitions
 from ..resources import DiarizationModelResource, SpeakerClusteringResource, WarehouseResource
 from ..schemas import (
@@ -159,6 +160,7 @@ def _state(batch_id, media_id, *, status, pipeline, embedding_model, model_versi
     check_specs=[*(schema_check_spec(t) for t in DIARIZE_TABLES), failed_files_check_spec("diarization")],
     partitions_def=batch_partitions,
     pool=GPU_POOL,
+    op_tags=MODEL_STEP_TAGS,  # the `gpu` queue when steps run on Celery
 )
 def diarize(
     context: dg.AssetExecutionContext,

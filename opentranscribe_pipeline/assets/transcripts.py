@@ -16,6 +16,7 @@ import traceback
 import dagster as dg
 import polars as pl
 
+from ..executors import MODEL_STEP_TAGS
 from ..partitions import batch_partitions
 from ..resources import AsrModelResource, WarehouseResource
 from ..schemas import AsrSegments, AsrWords, Transcripts, conform
@@ -123,6 +124,7 @@ def _spec(table: str, description: str, *kinds: str) -> dg.AssetSpec:
     check_specs=[*(schema_check_spec(t) for t in TABLES), failed_files_check_spec("transcripts")],
     partitions_def=batch_partitions,
     pool=GPU_POOL,
+    op_tags=MODEL_STEP_TAGS,  # the `gpu` queue when steps run on Celery
 )
 def transcribe(
     context: dg.AssetExecutionContext, config: ReprocessConfig, warehouse: WarehouseResource, asr: AsrModelResource
