@@ -132,3 +132,34 @@ def build_bad_drop(target: Path, good: tuple[str, ...] = ("interview 01.wav", "l
     shutil.copy(SAMPLE_DROP / "podcast 04.m4a", target / "entrevista ñandú 北京.m4a")
     (target / "README.txt").write_text("not media: ignored at registration\n")
     return target
+
+
+def shipped_instance(home: Path) -> Path:
+    """A DAGSTER_HOME holding the shipped dagster.yaml (queued runs, `gpu` pool limit 1), its
+    SQLite storage created here: two processes creating it at the same moment race."""
+    import dagster as dg
+
+    home.mkdir(parents=True)
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    dg.DagsterInstance.from_config(str(home)).dispose()
+    return home
+
+
+def register_one_file_batches(tmp_path: Path, home: Path, root: Path, files=("meeting-02.flac", "call-07.flac")):
+    """One drop (and batch) per sample file, registered as partitions of ``home``'s instance."""
+    import dagster as dg
+
+    from opentranscribe_pipeline.batching import register_drop
+    from opentranscribe_pipeline.partitions import BATCHES
+    from opentranscribe_pipeline.storage import Warehouse
+
+    wh = Warehouse(str(root))
+    batch_ids = []
+    for i, name in enumerate(files):
+        drop = tmp_path / f"drop-{'abcdefgh'[i]}"
+        drop.mkdir()
+        shutil.copy(SAMPLE_DROP / name, drop / name)
+        batch_ids += register_drop(wh, str(drop)).new_batch_ids
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions(BATCHES, batch_ids)
+    return wh, batch_ids

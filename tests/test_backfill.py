@@ -3,7 +3,6 @@ queued by the shipped dagster.yaml's run coordinator and run by a real `dagster-
 the code location loaded from workspace.yaml."""
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,11 +12,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from opentranscribe_pipeline.batching import register_drop
-from opentranscribe_pipeline.partitions import BATCHES
-from opentranscribe_pipeline.storage import Warehouse
-
-from .conftest import ROOT, SAMPLE_DROP
+from .conftest import ROOT, register_one_file_batches, shipped_instance
 
 BIN = Path(sys.executable).parent
 GPU_STEPS = ("transcribe", "diarize")
@@ -42,9 +37,7 @@ def transcripts_metadata(instance, run_id) -> dict:
 
 @pytest.mark.slow
 def test_backfill_of_batch_partitions_runs_through_the_daemon(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # queued runs, gpu pool limit 1
+    home = shipped_instance(tmp_path / "home")
     root = tmp_path / "warehouse"
     env = {
         **os.environ,
@@ -52,14 +45,7 @@ def test_backfill_of_batch_partitions_runs_through_the_daemon(tmp_path):
         "OPENTRANSCRIBE_WAREHOUSE": str(root),
         "OPENTRANSCRIBE_INCOMING": "",  # the drop sensor skips: only the backfill starts batch runs
     }
-    wh = Warehouse(str(root))
-    batch_ids = []
-    for drop, name in (("drop-a", "meeting-02.flac"), ("drop-b", "call-07.flac")):
-        (tmp_path / drop).mkdir()
-        shutil.copy(SAMPLE_DROP / name, tmp_path / drop / name)
-        batch_ids += register_drop(wh, str(tmp_path / drop)).new_batch_ids
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.add_dynamic_partitions(BATCHES, batch_ids)
+    wh, batch_ids = register_one_file_batches(tmp_path, home, root)
 
     launched = subprocess.run(
         [BIN / "dagster", "job", "backfill", "-w", "workspace.yaml", "-j", "transcribe_batch"]

@@ -14,11 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from opentranscribe_pipeline.batching import register_drop
-from opentranscribe_pipeline.partitions import BATCHES
-from opentranscribe_pipeline.storage import Warehouse
-
-from .conftest import ROOT, SAMPLE_DROP
+from .conftest import ROOT, register_one_file_batches, shipped_instance
 from .seaweed import free_port
 
 BIN = Path(sys.executable).parent
@@ -82,9 +78,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_batch_runs_on_celery_workers_with_model_steps_on_the_gpu_queue(tmp_path, redis_url):
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = shipped_instance(tmp_path / "home")
     root = tmp_path / "warehouse"
     env = {
         **os.environ,
@@ -93,14 +87,7 @@ def test_batch_runs_on_celery_workers_with_model_steps_on_the_gpu_queue(tmp_path
         "OPENTRANSCRIBE_CELERY_BROKER": redis_url,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the worker CLI runs `celery`
     }
-    wh = Warehouse(str(root))
-    batch_ids = []
-    for drop, name in (("drop-a", "meeting-02.flac"), ("drop-b", "call-07.flac")):
-        (tmp_path / drop).mkdir()
-        shutil.copy(SAMPLE_DROP / name, tmp_path / drop / name)
-        batch_ids += register_drop(wh, str(tmp_path / drop)).new_batch_ids
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.add_dynamic_partitions(BATCHES, batch_ids)
+    wh, batch_ids = register_one_file_batches(tmp_path, home, root)
 
     config = tmp_path / "celery.yaml"
     config.write_text(json.dumps({"execution": {"config": {"broker": redis_url, "backend": redis_url}}}))

@@ -3,7 +3,6 @@ dagster.yaml (limit 1), other steps run alongside, and the limit is a setting.""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ import dagster as dg
 
 from opentranscribe_pipeline.definitions import defs
 
-from .conftest import ROOT
+from .conftest import ROOT, shipped_instance
 
 
 def test_model_steps_are_in_the_gpu_pool():
@@ -37,12 +36,7 @@ def overlaps(spans: list[dict]) -> bool:
 
 
 def test_gpu_steps_of_concurrent_runs_never_overlap_and_the_limit_is_a_setting(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the shipped instance config
-    # create the SQLite storage once: two processes creating it at the same moment race
-    # (both stamp the schema version and the instance cannot be opened afterwards)
-    dg.DagsterInstance.from_config(str(home)).dispose()
+    home = shipped_instance(tmp_path / "home")
     spans = run_two_at_once(home, tmp_path / "limit1.jsonl")
     gpu = [s for s in spans if s["kind"] == "gpu"]
     assert len(gpu) == 2 and not overlaps(gpu)
