@@ -91,6 +91,18 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def free_device_memory() -> None:
+    """After dropping a model: collect it and hand cached CUDA memory back to the device."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 class Transcriber:
     """Load once, transcribe many arrays, free. Use as a context manager."""
 
@@ -128,14 +140,7 @@ class Transcriber:
     def close(self) -> None:
         self._pipeline = None
         self._align.clear()
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        free_device_memory()
 
     @property
     def multilingual(self) -> bool:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .asr import free_device_memory
 from .decode import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -325,16 +326,7 @@ class Diarizer:
     def close(self) -> None:
         self.pipeline = None
         self.encoder = None
-        import gc
-
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        free_device_memory()
 
     def diarize(self, samples: np.ndarray) -> Diarization:
         import torch
