@@ -28,7 +28,8 @@ from .. import settings as env_settings
 from ..batching import BatchLimits
 from ..partitions import BATCHES, batch_partitions
 from ..resources import WarehouseResource
-from ..storage import S3Options, StorageUnavailable
+from ..resources.storage import S3Settings
+from ..storage import StorageUnavailable
 from .drops import Cursor, DropScanner, DropSettings
 from .sources import open_source
 
@@ -42,7 +43,7 @@ def _float_env(name: str) -> float | None:
     return float(value)
 
 
-class DropSensorConfig(dg.ConfigurableResource):
+class DropSensorConfig(S3Settings):
     """Where drops arrive and when one counts as complete (see README, "Drop sensor")."""
 
     incoming: str | None = Field(
@@ -62,19 +63,6 @@ class DropSensorConfig(dg.ConfigurableResource):
     sweep_drops_per_tick: int = Field(default=1, description="registered drops re-checked per tick, round robin")
     watch_hours: float = Field(default=24.0, description="re-check a registered drop every tick for this long")
     watch_max: int = Field(default=10, description="at most this many drops re-checked every tick")
-    s3_endpoint_url: str | None = None
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: str | None = None
-    s3_region: str | None = None
-
-    def s3_options(self) -> S3Options:
-        env = S3Options.from_env()
-        return S3Options(
-            endpoint_url=self.s3_endpoint_url or env.endpoint_url,
-            access_key_id=self.s3_access_key_id or env.access_key_id,
-            secret_access_key=self.s3_secret_access_key or env.secret_access_key,
-            region=self.s3_region or env.region,
-        )
 
     def drop_settings(self) -> DropSettings | None:
         """The effective settings, environment included; None when no incoming URI is set."""
