@@ -124,10 +124,8 @@ class AsrSegments(_TimedTable):
     language: str = pa.Field(nullable=True)
     avg_logprob: pl.Float64 = pa.Field(nullable=True)
 
-    @pa.dataframe_check
-    @classmethod
-    def unique_key(cls, data) -> pl.LazyFrame:
-        return data.lazyframe.select(~pl.struct("media_id", "segment_id").is_duplicated())
+    class Config:
+        unique = ["media_id", "segment_id"]  # the row's identity (parent Config options are inherited)
 
 
 class AsrWords(_TimedTable):
@@ -143,10 +141,8 @@ class AsrWords(_TimedTable):
     score: pl.Float64 = pa.Field(nullable=True)
     timing_source: str = pa.Field(isin=TIMING_SOURCES)
 
-    @pa.dataframe_check
-    @classmethod
-    def unique_key(cls, data) -> pl.LazyFrame:
-        return data.lazyframe.select(~pl.struct("media_id", "segment_id", "word_index").is_duplicated())
+    class Config:
+        unique = ["media_id", "segment_id", "word_index"]  # the row's identity (parent Config options are inherited)
 
 
 class Segments(_TimedTable):
@@ -162,10 +158,8 @@ class Segments(_TimedTable):
     speaker: str = pa.Field(nullable=True)  # null only where diarization failed for the file
     avg_logprob: pl.Float64 = pa.Field(nullable=True)
 
-    @pa.dataframe_check
-    @classmethod
-    def unique_key(cls, data) -> pl.LazyFrame:
-        return data.lazyframe.select(~pl.struct("media_id", "segment_id").is_duplicated())
+    class Config:
+        unique = ["media_id", "segment_id"]  # the row's identity (parent Config options are inherited)
 
 
 class Words(_TimedTable):
@@ -182,10 +176,8 @@ class Words(_TimedTable):
     speaker_overlap: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)
     timing_source: str = pa.Field(isin=TIMING_SOURCES)
 
-    @pa.dataframe_check
-    @classmethod
-    def unique_key(cls, data) -> pl.LazyFrame:
-        return data.lazyframe.select(~pl.struct("media_id", "segment_id", "word_index").is_duplicated())
+    class Config:
+        unique = ["media_id", "segment_id", "word_index"]  # the row's identity (parent Config options are inherited)
 
 
 EMBEDDING_DIM = 256  # resemblyzer GE2E and pyannote's WeSpeaker ResNet34 both give 256-d
@@ -232,10 +224,8 @@ class SpeakerEmbeddings(_Table):
     speech_s: pl.Float64 = pa.Field(ge=0)
     model: str
 
-    @pa.dataframe_check
-    @classmethod
-    def unique_key(cls, data) -> pl.LazyFrame:
-        return data.lazyframe.select(~pl.struct("media_id", "speaker").is_duplicated())
+    class Config:
+        unique = ["media_id", "speaker"]  # the row's identity (parent Config options are inherited)
 
     @pa.dataframe_check
     @classmethod
@@ -256,10 +246,8 @@ class SpeakerClusters(_Table):
     method: str = pa.Field(isin=("full", "incremental"))
     clustered_at: pl.Datetime(time_unit="us", time_zone="UTC")
 
-    @pa.dataframe_check
-    @classmethod
-    def unique_key(cls, data) -> pl.LazyFrame:
-        return data.lazyframe.select(~pl.struct("media_id", "speaker").is_duplicated())
+    class Config:
+        unique = ["media_id", "speaker"]  # the row's identity (parent Config options are inherited)
 
 
 class SpeakerCentroids(_Table):
