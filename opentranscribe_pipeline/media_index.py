@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -93,9 +92,5 @@ class MediaIndex:
 
     def entries(self) -> int:
         """Number of indexed media items (lists the index; for tests and reports)."""
-        root = self.wh.path(*INDEX_DIR)
-        try:
-            paths = self.wh.fs.find(root)
-        except FileNotFoundError:
-            return 0
-        return sum(1 for p in paths if posixpath.basename(p).endswith(".json"))
+        paths = self.wh.files_under(self.wh.path(*INDEX_DIR))
+        return sum(1 for p in paths if p.endswith(".json"))

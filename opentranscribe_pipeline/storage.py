@@ -326,7 +326,7 @@ class Warehouse:
 
     def get_if_exists(self, path: str) -> bytes | None:
         """The object's bytes, or None when there is none: one GET on S3 (s3fs would add a
-        HEAD, and a listing when the key is missing). For small, hot objects (index entries)."""
+        HEAD, and a listing when the key is missing). Tables, staged rows, index entries."""
         if self.is_local:
             try:
                 with open(path, "rb") as f:
