@@ -84,6 +84,20 @@ def failed_files_check_result(table: str, state: pl.DataFrame, label: str = "med
     )
 
 
+def table_spec(
+    table: str, description: str, *, group: str, deps: list[str] | tuple[str, ...] = (), kinds: tuple[str, ...] = ()
+) -> dg.AssetSpec:
+    """The spec of an asset that is one warehouse table: Parquet, its column schema shown."""
+    return dg.AssetSpec(
+        table,
+        deps=list(deps),
+        description=description,
+        kinds={"parquet", *kinds},
+        group_name=group,
+        metadata={"dagster/column_schema": table_schema(table)},
+    )
+
+
 def table_schema(table: str) -> dg.TableSchema:
     """The model as a Dagster TableSchema, shown as the asset's column list in the UI."""
     schema = TABLES[table].to_schema()

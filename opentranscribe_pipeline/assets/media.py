@@ -30,7 +30,7 @@ from .checks import (
     markdown_table,
     schema_check_result,
     schema_check_spec,
-    table_schema,
+    table_spec,
 )
 
 # bump when decoding or resampling changes: files ingested with another version are redone
@@ -181,19 +181,17 @@ def _reusable(df: pl.DataFrame | None, manifest: pl.DataFrame) -> pl.DataFrame:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
+        table_spec(
             "media",
-            description="One row per source file: media_id (SHA-256), probe results, status and error.",
-            kinds={"parquet", "pyav"},
-            group_name="transcription",
-            metadata={"dagster/column_schema": table_schema("media")},
+            "One row per source file: media_id (SHA-256), probe results, status and error.",
+            group="transcription",
+            kinds=("pyav",),
         ),
-        dg.AssetSpec(
+        table_spec(
             "audio",
-            description="16 kHz mono FLAC per usable media item, and the table that lists them.",
-            kinds={"parquet", "flac"},
-            group_name="transcription",
-            metadata={"dagster/column_schema": table_schema("audio")},
+            "16 kHz mono FLAC per usable media item, and the table that lists them.",
+            group="transcription",
+            kinds=("flac",),
         ),
     ],
     check_specs=[schema_check_spec("media"), schema_check_spec("audio"), failed_files_check_spec("media")],

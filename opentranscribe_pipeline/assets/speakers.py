@@ -56,6 +56,7 @@ from .checks import (
     schema_check_result,
     schema_check_spec,
     table_schema,
+    table_spec,
 )
 from .perfile import ReprocessConfig, current_ids, data_version, empty, fold, forced_ids, load_previous, usable_audio
 from .speaker_state import (
@@ -81,14 +82,7 @@ GROUP = "speakers"
 
 
 def _spec(table: str, description: str, deps: list[str], *kinds: str) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        table,
-        deps=deps,
-        description=description,
-        kinds={"parquet", *kinds},
-        group_name=GROUP,
-        metadata={"dagster/column_schema": table_schema(table)},
-    )
+    return table_spec(table, description, group=GROUP, deps=deps, kinds=kinds)
 
 
 def _now() -> dt.datetime:
@@ -445,29 +439,20 @@ def _cluster_rows(emb: pl.DataFrame, ids: list[str], sims: np.ndarray, method: s
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
+        _spec(
             "speaker_clusters",
-            deps=["speaker_embeddings", "speaker_profiles"],
-            description="Archive-wide: the global speaker id of every (media, local speaker).",
-            kinds={"parquet"},
-            group_name=GROUP,
-            metadata={"dagster/column_schema": table_schema("speaker_clusters")},
+            "Archive-wide: the global speaker id of every (media, local speaker).",
+            ["speaker_embeddings", "speaker_profiles"],
         ),
-        dg.AssetSpec(
+        _spec(
             "speaker_centroids",
-            deps=["speaker_embeddings"],
-            description="Clustering state: one centroid per global id; merged ids point to their heir.",
-            kinds={"parquet"},
-            group_name=GROUP,
-            metadata={"dagster/column_schema": table_schema("speaker_centroids")},
+            "Clustering state: one centroid per global id; merged ids point to their heir.",
+            ["speaker_embeddings"],
         ),
-        dg.AssetSpec(
+        _spec(
             "speaker_suggestions",
-            deps=["speaker_profiles"],
-            description="Unnamed global speakers close to a named one, with a confidence.",
-            kinds={"parquet"},
-            group_name=GROUP,
-            metadata={"dagster/column_schema": table_schema("speaker_suggestions")},
+            "Unnamed global speakers close to a named one, with a confidence.",
+            ["speaker_profiles"],
         ),
     ],
     check_specs=[

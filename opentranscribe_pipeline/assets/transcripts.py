@@ -28,7 +28,7 @@ from .checks import (
     markdown_table,
     schema_check_result,
     schema_check_spec,
-    table_schema,
+    table_spec,
 )
 from .perfile import ReprocessConfig, current_ids, data_version, empty, fold, forced_ids, load_previous, usable_audio
 
@@ -103,14 +103,7 @@ def _state_row(
 
 
 def _spec(table: str, description: str, *kinds: str) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        table,
-        deps=["media", "audio"],
-        description=description,
-        kinds={"parquet", *kinds},
-        group_name="transcription",
-        metadata={"dagster/column_schema": table_schema(table)},
-    )
+    return table_spec(table, description, group="transcription", deps=["media", "audio"], kinds=kinds)
 
 
 @dg.multi_asset(
