@@ -1,32 +1,86 @@
-"""Environment-driven defaults, read when called (never at import time).
+"""Every environment variable and shared constant, in one place.
 
-Every knob has a built-in default that works offline on one machine; environment variables
-override it, and Dagster run config overrides both (the resources' fields).
+Variables are read when a function here is called (never at import time), so a test or a
+deployment that sets them before the code location loads gets what it set. Every knob has
+a built-in default that works offline on one machine; environment variables override it,
+and Dagster run config overrides both (the resources' fields). No module outside this one
+reads ``os.environ`` for the project's own settings, and no library code writes it.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+# -- constants: named once, used everywhere ---------------------------------------------------
 DEFAULT_WAREHOUSE = "warehouse"
 DEFAULT_ASR_MODEL = "packaged:base"
+DEFAULT_DIARIZATION = "packaged"
+DEFAULT_RECLUSTER_CRON = "0 3 * * *"
+
+# A batch (one dynamic partition) holds at most this many files and hours of audio.
+BATCH_MAX_FILES = 200
+BATCH_MAX_HOURS = 20.0
+# The object whose presence marks a drop as complete.
+READY_MARKER = "_READY"
+# Local folders: files modified more recently than this are still being written.
+DEFAULT_SETTLE_SECONDS = 30.0
+
+# Dagster concurrency pools (limits in dagster.yaml) and the Celery queue of model steps.
+GPU_POOL = "gpu"  # model steps: one model on a device at a time
+SPEAKER_INDEX_POOL = "speaker_index"  # archive-wide speaker state: one writer per instance
+GPU_QUEUE = "gpu"  # Celery queue the model steps are routed to
+CELERY_QUEUE_TAG = "dagster-celery/queue"
 
 
 def env(name: str, default: str | None = None) -> str | None:
+    """The variable's value, or ``default`` when it is unset or empty."""
     value = os.environ.get(name)
     return value if value not in (None, "") else default
 
 
+def _optional_float(name: str) -> float | None:
+    """A float, or None when unset or switched off (``off``/``none``/``no``)."""
+    value = env(name)
+    if value is None or value.strip().lower() in ("off", "none", "no"):
+        return None
+    return float(value)
+
+
+# -- storage ------------------------------------------------------------------------------------
 def warehouse_root() -> str:
     return env("OPENTRANSCRIBE_WAREHOUSE", DEFAULT_WAREHOUSE)
 
 
+def s3_endpoint_url() -> str | None:
+    """botocore's own variables, so one setting serves the AWS CLI and the pipeline."""
+    return env("AWS_ENDPOINT_URL")
+
+
+def s3_access_key_id() -> str | None:
+    return env("AWS_ACCESS_KEY_ID")
+
+
+def s3_secret_access_key() -> str | None:
+    return env("AWS_SECRET_ACCESS_KEY")
+
+
+def s3_region() -> str | None:
+    return env("AWS_DEFAULT_REGION")
+
+
+def model_cache_dir() -> Path:
+    """Where packaged split models are joined: ``OPENTRANSCRIBE_CACHE``, else
+    ``$XDG_CACHE_HOME/opentranscribe`` (``~/.cache/opentranscribe``)."""
+    base = env("OPENTRANSCRIBE_CACHE") or os.path.join(
+        env("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "opentranscribe"
+    )
+    return Path(base)
+
+
+# -- models -------------------------------------------------------------------------------------
 def asr_model() -> str:
     return env("OPENTRANSCRIBE_ASR_MODEL", DEFAULT_ASR_MODEL)
-
-
-DEFAULT_DIARIZATION = "packaged"
-DEFAULT_RECLUSTER_CRON = "0 3 * * *"
 
 
 def diarization_pipeline() -> str:
@@ -34,6 +88,40 @@ def diarization_pipeline() -> str:
     return env("OPENTRANSCRIBE_DIARIZATION", DEFAULT_DIARIZATION)
 
 
+def pyannote_metrics_enabled() -> bool:
+    """pyannote.audio reports usage metrics unless told not to: off unless
+    ``PYANNOTE_METRICS_ENABLED`` says otherwise (the variable pyannote itself reads)."""
+    return (env("PYANNOTE_METRICS_ENABLED", "0") or "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+# -- drops and batches --------------------------------------------------------------------------
+def incoming() -> str | None:
+    """The prefix whose subfolders are drops (``s3://bucket/prefix`` or a local folder)."""
+    return env("OPENTRANSCRIBE_INCOMING")
+
+
+def ready_marker() -> str:
+    return env("OPENTRANSCRIBE_READY_MARKER", READY_MARKER)
+
+
+def quiet_minutes() -> float | None:
+    """Complete a drop after this long without changes; unset: the marker is required."""
+    return _optional_float("OPENTRANSCRIBE_QUIET_MINUTES")
+
+
+def settle_seconds() -> float | None:
+    return _optional_float("OPENTRANSCRIBE_SETTLE_SECONDS")
+
+
+def batch_max_files() -> int:
+    return int(env("OPENTRANSCRIBE_MAX_FILES", str(BATCH_MAX_FILES)))
+
+
+def batch_max_hours() -> float:
+    return float(env("OPENTRANSCRIBE_MAX_HOURS", str(BATCH_MAX_HOURS)))
+
+
+# -- orchestration ------------------------------------------------------------------------------
 def recluster_cron() -> str:
     """When the archive-wide speaker re-clustering runs (read when definitions load)."""
     return env("OPENTRANSCRIBE_RECLUSTER_CRON", DEFAULT_RECLUSTER_CRON)
@@ -48,3 +136,9 @@ def celery_broker() -> str | None:
 def celery_backend() -> str | None:
     """Result backend URL; defaults to the broker."""
     return env("OPENTRANSCRIBE_CELERY_BACKEND") or celery_broker()
+
+
+def dagster_home() -> Path | None:
+    """``DAGSTER_HOME`` if set (Dagster's own variable)."""
+    value = env("DAGSTER_HOME")
+    return Path(value) if value else None
