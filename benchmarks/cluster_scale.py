@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 def synth(n: int, voices: int, seed: int = 0, first_voice: int = 0):
     """``n`` local speakers of voices ``first_voice .. voices-1`` (the voices themselves are
     fixed: the same voice index is the same voice in every call)."""
-    from opentranscribe_pipeline.speech.cluster import normalize
+    from opentranscribe_pipeline.speakers.cluster import normalize
 
     vrng = np.random.default_rng(12345)
     base = normalize(vrng.normal(size=256))
@@ -57,7 +57,7 @@ def purity_coverage(pred, true):
 
 
 def case_full(n: int, voices: int) -> dict:
-    from opentranscribe_pipeline.speech.cluster import VoiceIndex, recluster
+    from opentranscribe_pipeline.speakers.cluster import VoiceIndex, recluster
 
     X, labels, w = synth(n, voices)
     t = time.perf_counter()
@@ -99,7 +99,7 @@ def case_linkage(n: int, voices: int) -> dict:
 
 
 def case_assign(n: int, voices: int) -> dict:
-    from opentranscribe_pipeline.speech.cluster import VoiceIndex, assign_new, recluster
+    from opentranscribe_pipeline.speakers.cluster import VoiceIndex, assign_new, recluster
 
     X, labels, w = synth(n, voices)
     _, _, index, _ = recluster(X, w, [None] * n, VoiceIndex(model="m"))

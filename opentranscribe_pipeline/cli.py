@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import settings
+
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
@@ -24,11 +26,10 @@ EXIT_USAGE = 2
 
 def _dagster_home() -> Path:
     """DAGSTER_HOME, or ``./.dagster`` seeded with ``./dagster.yaml`` (what ``make`` uses)."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        home = str(Path.cwd() / ".dagster")
-        os.environ["DAGSTER_HOME"] = home
-    path = Path(home)
+    path = settings.dagster_home()
+    if path is None:  # DagsterInstance.get() reads the variable: the entry point sets it
+        path = Path.cwd() / ".dagster"
+        os.environ["DAGSTER_HOME"] = str(path)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / "dagster.yaml").exists() and Path("dagster.yaml").exists():
         shutil.copy("dagster.yaml", path / "dagster.yaml")
@@ -97,15 +98,13 @@ def _run_tags() -> dict:
 
 def run_clustering(instance, warehouse_uri: str, args, mode: str, batch_ids: list[str] | None = None):
     """``assign_speakers`` (incremental, the batches given) or ``recluster_speakers`` (full), in process."""
-    from .definitions import defs
-    from .sensors.speakers import ASSIGN_JOB, CLUSTER_OP
+    from .definitions import ASSIGN_JOB, RECLUSTER_JOB, clustering_run_config, defs
 
-    job = defs.resolve_job_def(ASSIGN_JOB if mode == "incremental" else "recluster_speakers")
-    op_config = {"mode": mode, "batch_ids": list(batch_ids or [])}
+    job = defs.resolve_job_def(ASSIGN_JOB if mode == "incremental" else RECLUSTER_JOB)
     return job.execute_in_process(
         run_config={
+            **clustering_run_config(mode, batch_ids),
             "loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "WARNING"}}},
-            "ops": {CLUSTER_OP: {"config": op_config}},
             "resources": {
                 "warehouse": {"config": {"root": warehouse_uri}},
                 "diarization": {"config": _diarization_config(args)},
@@ -121,7 +120,7 @@ def cmd_process(args) -> int:
     from dagster import DagsterInstance
 
     from .batching import BatchLimits, register_drop
-    from .definitions import defs
+    from .definitions import BATCH_JOB, defs
     from .partitions import BATCHES
     from .storage import StorageUnavailable, Warehouse
 
@@ -153,7 +152,7 @@ def cmd_process(args) -> int:
     for run_id in recover_interrupted_runs(instance):
         print(f"recovered interrupted run {run_id}: marked failed, its gpu slot released")
     instance.add_dynamic_partitions(BATCHES, reg.batch_ids)
-    job = defs.resolve_job_def("transcribe_batch")
+    job = defs.resolve_job_def(BATCH_JOB)
     run_config = {
         "loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "WARNING"}}},
         "resources": {
@@ -222,7 +221,7 @@ def summarize(warehouse, batch_ids: list[str]) -> dict:
 
 
 def _global_speakers(warehouse, batch_ids: list[str]) -> int:
-    from .assets.speaker_state import read_clusters
+    from .speakers.state import read_clusters
 
     return read_clusters(warehouse, batch_ids)["global_speaker_id"].n_unique()
 
@@ -244,28 +243,17 @@ def print_summary(warehouse, batch_ids: list[str], wall_s: float) -> None:
         print(f"  {status:7s} {uri}: {error}")
 
 
-def read_any_table(warehouse, table: str):
-    """Any table of the contract, per-batch or archive-wide, as one frame (None if absent)."""
-    from .assets import speaker_state
-
-    if table == speaker_state.CLUSTERS:
-        df = speaker_state.read_clusters(warehouse)
-        return df if df.height else None
-    if table in (speaker_state.CENTROIDS, speaker_state.PROFILES, speaker_state.SUGGESTIONS):
-        return warehouse.read_table(table)
-    return warehouse.scan(table)
-
-
 def cmd_show(args) -> int:
     """Row counts per table and the first transcript lines: what analysts will query."""
     import polars as pl
 
     from .schemas import TABLES
+    from .speakers.state import read_archive_table
     from .storage import StorageUnavailable, Warehouse
 
     warehouse = Warehouse(args.warehouse, _s3_options())
     try:
-        frames = {t: read_any_table(warehouse, t) for t in TABLES}
+        frames = {t: read_archive_table(warehouse, t) for t in TABLES}
     except StorageUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -295,34 +283,39 @@ def cmd_show(args) -> int:
 
 def cmd_speakers(args) -> int:
     """List global speakers, name one, or re-cluster the archive."""
-    import datetime as dt
-
-    import polars as pl
-
-    from .assets import speaker_state
-    from .schemas import SpeakerProfiles, conform
+    from .speakers import state
     from .storage import StorageUnavailable, Warehouse
 
     warehouse = Warehouse(args.warehouse, _s3_options())
+    if args.action == "recluster":
+        from dagster import DagsterInstance
+
+        try:
+            warehouse.check_reachable()
+        except StorageUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        _dagster_home()
+        result = run_clustering(DagsterInstance.get(), warehouse.root_uri, args, "full")
+        print("re-clustered" if result.success else f"error: run {result.run_id} failed")
+        return EXIT_OK if result.success else EXIT_RUN_FAILED
+    if args.action == "name" and (not args.id or not args.name or not args.name.strip()):
+        print("error: usage: opentranscribe speakers name ID NAME", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        centroids = speaker_state.read_small(warehouse, speaker_state.CENTROIDS, speaker_state.SpeakerCentroids)
-        profiles = speaker_state.read_small(warehouse, speaker_state.PROFILES, SpeakerProfiles)
+        if args.action == "list":
+            active, retired = state.active_speakers(warehouse)
+        else:
+            target = state.name_speaker(warehouse, args.id, args.name.strip())
     except StorageUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except state.UnknownSpeaker as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
     if args.action == "list":
-        active = centroids.filter(pl.col("status") == "active").join(
-            profiles.select("global_speaker_id", "name"), on="global_speaker_id", how="left"
-        )
-        suggestions = warehouse.read_table(speaker_state.SUGGESTIONS)
-        if suggestions is not None:
-            active = active.join(
-                suggestions.select("global_speaker_id", "suggested_name", "similarity", "confidence"),
-                on="global_speaker_id",
-                how="left",
-            )
-        print(f"{active.height} global speakers ({centroids.height - active.height} merged or retired ids)")
-        for row in active.sort("global_speaker_id").iter_rows(named=True):
+        print(f"{active.height} global speakers ({retired} merged or retired ids)")
+        for row in active.iter_rows(named=True):
             hint = ""
             if row.get("suggested_name"):
                 hint = f"  maybe {row['suggested_name']!r} ({row['confidence']}, similarity {row['similarity']:.2f})"
@@ -330,38 +323,8 @@ def cmd_speakers(args) -> int:
                 f"  {row['global_speaker_id']}  {row['n_members']:5d} files  {row['speech_s']:8.1f} s  {row['name'] or '-'}{hint}"
             )
         return EXIT_OK
-    if args.action == "recluster":
-        from dagster import DagsterInstance
-
-        _dagster_home()
-        result = run_clustering(DagsterInstance.get(), warehouse.root_uri, args, "full")
-        print("re-clustered" if result.success else f"error: run {result.run_id} failed")
-        return EXIT_OK if result.success else EXIT_RUN_FAILED
-    # name
-    if not args.id or not args.name or not args.name.strip():
-        print("error: usage: opentranscribe speakers name ID NAME", file=sys.stderr)
-        return EXIT_USAGE
-    rows = centroids.filter(pl.col("global_speaker_id") == args.id)
-    if rows.is_empty():
-        print(
-            f"error: no global speaker {args.id!r} in {warehouse.root_uri} "
-            f"({centroids.filter(pl.col('status') == 'active').height} known; see `opentranscribe speakers list`)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    target = args.id
-    merged = dict(zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into")))
-    while target in merged:
-        target = merged[target]
     if target != args.id:
         print(f"{args.id} was merged into {target}; naming {target}")
-    row = conform(
-        pl.DataFrame([{"global_speaker_id": target, "name": args.name.strip(), "named_at": dt.datetime.now(dt.UTC)}]),
-        SpeakerProfiles,
-    )
-    profiles = pl.concat([profiles.filter(pl.col("global_speaker_id") != target), row]).sort("global_speaker_id")
-    SpeakerProfiles.validate(profiles)
-    warehouse.write_table(speaker_state.PROFILES, profiles)
     print(f"{target} is now {args.name.strip()!r}")
     return EXIT_OK
 
@@ -373,8 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="local folder or s3://bucket/prefix (S3 settings from AWS_* variables)")
     p.add_argument("--warehouse", required=True, help="where tables and audio go: local path or s3://bucket/prefix")
     p.add_argument("--drop", help="drop name (default: the source folder's name)")
-    p.add_argument("--max-files", type=int, default=200, help="files per batch (default 200)")
-    p.add_argument("--max-hours", type=float, default=20.0, help="hours of audio per batch (default 20)")
+    p.add_argument(
+        "--max-files",
+        type=int,
+        default=settings.batch_max_files(),
+        help=f"files per batch (default OPENTRANSCRIBE_MAX_FILES or {settings.BATCH_MAX_FILES})",
+    )
+    p.add_argument(
+        "--max-hours",
+        type=float,
+        default=settings.batch_max_hours(),
+        help=f"hours of audio per batch (default OPENTRANSCRIBE_MAX_HOURS or {settings.BATCH_MAX_HOURS:g})",
+    )
     p.add_argument("--model", help="ASR model: packaged:base (default), packaged:tiny.en, a directory or a hub id")
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--compute-type", dest="compute_type", help="int8, float16, float32 ... (default per device)")

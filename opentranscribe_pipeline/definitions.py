@@ -1,26 +1,30 @@
-"""The code location: every asset, check, job and resource, listed explicitly."""
+"""The code location: every asset, check, job and resource, listed explicitly.
+
+The CLI runs the same jobs from here (``opentranscribe process``), so a run started from a
+terminal is the same graph, resources and checks as one started from the UI.
+"""
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 
 from . import settings
 from .assets import attribute_speakers, cluster_speakers, diarize, ingest, speaker_profiles, transcribe
+from .assets.clustering import clustering_run_config
 from .assets.versions import with_code_versions
 from .executors import batch_executor
 from .partitions import batch_partitions
 from .resources import AsrModelResource, DiarizationModelResource, SpeakerClusteringResource, WarehouseResource
 from .sensors import DropSensorConfig, drop_sensor, record_run_failures
-from .sensors.speakers import ASSIGN_JOB, CLUSTER_OP, assign_new_speakers
+from .sensors.speakers import ASSIGN_JOB, assign_new_speakers
 
-# pyannote.audio reports usage metrics unless told not to; this is the application entry
-# point, so the default is decided here rather than inside library code.
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+BATCH_JOB = "transcribe_batch"
+RECLUSTER_JOB = "recluster_speakers"
+
+__all__ = ["ASSIGN_JOB", "BATCH_JOB", "RECLUSTER_JOB", "clustering_run_config", "defs"]
 
 transcribe_batch = dg.define_asset_job(
-    "transcribe_batch",
+    BATCH_JOB,
     selection=dg.AssetSelection.assets(ingest, transcribe, diarize, attribute_speakers),
     partitions_def=batch_partitions,
     description="One batch of files: media -> audio -> transcripts, speaker turns and embeddings -> segments, words.",
@@ -30,14 +34,14 @@ transcribe_batch = dg.define_asset_job(
 assign_speakers = dg.define_asset_job(
     ASSIGN_JOB,
     selection=dg.AssetSelection.assets(cluster_speakers),
-    config={"ops": {CLUSTER_OP: {"config": {"mode": "incremental"}}}},
+    config=clustering_run_config("incremental"),
     description="Give the speakers of new batches global ids (run by the assign_new_speakers sensor).",
 )
 
 recluster_speakers = dg.define_asset_job(
-    "recluster_speakers",
+    RECLUSTER_JOB,
     selection=dg.AssetSelection.assets(cluster_speakers),
-    config={"ops": {CLUSTER_OP: {"config": {"mode": "full"}}}},
+    config=clustering_run_config("full"),
     description="Re-cluster every speaker of the archive, keeping global ids stable.",
 )
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 import dagster as dg
 
 from . import settings
+from .settings import CELERY_QUEUE_TAG, GPU_QUEUE
 
-GPU_QUEUE = "gpu"
-CELERY_QUEUE_TAG = "dagster-celery/queue"
 # op tags of the model steps: the Celery queue they are routed to
 MODEL_STEP_TAGS = {CELERY_QUEUE_TAG: GPU_QUEUE}
 

@@ -9,7 +9,7 @@ import time
 
 import dagster as dg
 
-from opentranscribe_pipeline.assets.transcripts import GPU_POOL
+from opentranscribe_pipeline.settings import GPU_POOL
 
 HOLD_S = 4.0  # long enough that two runs started together overlap unless the pool forbids it
 

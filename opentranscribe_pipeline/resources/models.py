@@ -6,8 +6,8 @@ import dagster as dg
 from pydantic import Field
 
 from .. import settings
-from ..speech.asr import AsrOptions, Transcriber, resolve_device
-from ..speech.cluster import ClusterParams
+from ..speakers.cluster import ClusterParams
+from ..speech.asr import TIMING_ALIGNMENT, TIMING_CROSS_ATTENTION, AsrOptions, Transcriber, resolve_device
 from ..speech.diarize import DiarizationOptions, Diarizer, embedding_model_name, pipeline_version
 from ..speech.models import ResolvedModel, resolve_asr_model
 
@@ -53,6 +53,15 @@ class AsrModelResource(dg.ConfigurableResource):
             align_model=self.align_model,
             hf_token=self.hf_token,
         )
+
+    def timing_method(self) -> str:
+        """How word timings are obtained: wav2vec2 alignment when configured, else Whisper's
+        cross-attention."""
+        return f"{TIMING_ALIGNMENT}:{self.align_model}" if self.align_model else TIMING_CROSS_ATTENTION
+
+    def model_version(self, resolved: ResolvedModel | None = None) -> str:
+        """Changes whenever the transcripts could change: outputs of another version are stale."""
+        return f"{(resolved or self.resolved()).version}|{self.timing_method()}"
 
     def transcriber(self) -> Transcriber:
         return Transcriber(self.resolved(), self.options())

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ..assets.clustering import clustering_run_config
+
 ASSIGN_JOB = "assign_speakers"
-CLUSTER_OP = "cluster_speakers"
-
-
-def assign_run_config(batch_ids: list[str]) -> dict:
-    return {"ops": {CLUSTER_OP: {"config": {"mode": "incremental", "batch_ids": list(batch_ids)}}}}
 
 
 @dg.asset_sensor(
@@ -34,6 +31,6 @@ def assign_new_speakers(context: dg.SensorEvaluationContext, asset_event: dg.Eve
         return dg.SkipReason("speaker_embeddings materialized without a batch partition")
     return dg.RunRequest(
         run_key=f"assign-{asset_event.run_id}-{batch_id}",
-        run_config=assign_run_config([batch_id]),
+        run_config=clustering_run_config("incremental", [batch_id]),
         tags={"opentranscribe/batch": batch_id},
     )

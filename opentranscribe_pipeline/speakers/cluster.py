@@ -92,6 +92,16 @@ class VoiceIndex:
             gid = self.merged[gid]
         return gid
 
+    def similarities(self, gids: list[str], vectors: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each vector to the centroid of its id (1.0 for an id this
+        index does not hold)."""
+        pos = {g: k for k, g in enumerate(self.ids)}
+        out = np.ones(len(gids), np.float64)
+        for i, (gid, v) in enumerate(zip(gids, vectors)):
+            if gid in pos:
+                out[i] = float(self.centroids[pos[gid]] @ np.asarray(v))
+        return out
+
     def _append(self, gid: str, vector: np.ndarray, weight: float) -> int:
         v = normalize(vector)[None]
         self.centroids = v if self.centroids.size == 0 else np.vstack([self.centroids, v])
@@ -173,7 +183,7 @@ def _seed(X: np.ndarray, threshold: float) -> np.ndarray:
     return _means(X, np.ones(len(X)), labels, int(labels.max()) + 1)[0]
 
 
-def _merge_close(C: np.ndarray, w: np.ndarray, threshold: float, chunk: int) -> np.ndarray:
+def _merge_close(C: np.ndarray, threshold: float, chunk: int) -> np.ndarray:
     """Union-find over centroid pairs above ``threshold``; returns each centroid's group."""
     parent = np.arange(len(C))
 
@@ -198,7 +208,6 @@ def _merge_close(C: np.ndarray, w: np.ndarray, threshold: float, chunk: int) -> 
 
 @dataclass
 class ReclusterReport:
-    clusters: int = 0
     kept_ids: int = 0
     new_ids: int = 0
     merges: list[tuple[str, str]] = field(default_factory=list)  # (retired id, surviving id)
@@ -247,7 +256,7 @@ def recluster(
             unassigned = unassigned[~ok]
         used, labels = np.unique(labels, return_inverse=True)
         C, cw = _means(X, w, labels, len(used))
-        group = _merge_close(C, cw, params.merge_threshold, params.chunk_rows)
+        group = _merge_close(C, params.merge_threshold, params.chunk_rows)
         if group.max() + 1 < len(C):
             C, cw = _means(X, w, group[labels], int(group.max()) + 1)
     labels, sim = _best(X, C, params.chunk_rows)
@@ -261,7 +270,6 @@ def recluster(
     new_index.centroids = C.astype(np.float32)
     new_index.weights = cw
     new_index.members = np.bincount(labels, minlength=len(C)).astype(np.int64)
-    report.clusters = len(C)
     return [names[k] for k in labels], sim.astype(np.float64), new_index, report
 
 

@@ -1,0 +1,130 @@
+"""``segments``, ``words``: the ASR output with a file-local speaker on every word.
+
+Per batch, CPU only: the ASR segments and words joined with the speaker turns
+(``speech/attribute.py``), recomputed for the whole batch each time (it costs a fraction of
+a second per hour of audio).
+"""
+
+import dagster as dg
+import polars as pl
+
+from ..partitions import batch_partitions
+from ..resources import WarehouseResource
+from ..schemas import AsrSegments, AsrWords, Segments, SpeakerTurns, Words, conform
+from ..speech.attribute import attribute_file
+from ..speech.diarize import Turn
+from .checks import markdown_table, schema_check_result, schema_check_spec, table_spec
+from .modelstep import empty
+
+
+def attribute_batch(
+    batch_id: str,
+    asr_segments: pl.DataFrame,
+    asr_words: pl.DataFrame,
+    turns: pl.DataFrame,
+    diarized_ok: set[str],
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """segments and words of the batch with speakers; also the media ids that fell back to
+    SPEAKER_00 (words heard, but diarization found no speech)."""
+    seg_by = asr_segments.partition_by("media_id", as_dict=True)
+    word_by = asr_words.partition_by("media_id", as_dict=True)
+    turn_by = turns.partition_by("media_id", as_dict=True)
+    out_s, out_w, fallback = [], [], []
+    for (media_id,), segs in seg_by.items():
+        words = word_by.get((media_id,))
+        words_rows = words.to_dicts() if words is not None else []
+        if media_id not in diarized_ok:  # diarization failed or not run: speaker stays null
+            out_s.append(segs.with_columns(speaker=pl.lit(None, pl.Utf8)))
+            if words is not None:
+                out_w.append(
+                    words.with_columns(speaker=pl.lit(None, pl.Utf8), speaker_overlap=pl.lit(None, pl.Float64))
+                )
+            continue
+        tdf = turn_by.get((media_id,))
+        file_turns = (
+            [Turn(*r) for r in tdf.select("start_s", "end_s", "speaker").iter_rows()] if tdf is not None else []
+        )
+        if not file_turns and words_rows:
+            # words were heard where diarization found no speech: one speaker, documented
+            start = min(w["start_s"] for w in words_rows)
+            end = max(w["end_s"] for w in words_rows)
+            file_turns = [Turn(start, max(end, start), "SPEAKER_00")]
+            fallback.append(media_id)
+        seg_rows, word_rows = attribute_file(segs.to_dicts(), words_rows, file_turns)
+        out_s.append(pl.DataFrame(seg_rows, infer_schema_length=None))
+        if word_rows:
+            out_w.append(pl.DataFrame(word_rows, infer_schema_length=None))
+    segments = pl.concat([conform(df, Segments) for df in out_s]) if out_s else empty(Segments)
+    words = pl.concat([conform(df, Words) for df in out_w]) if out_w else empty(Words)
+    segments = segments.with_columns(batch_id=pl.lit(batch_id)).sort("media_id", "segment_id")
+    words = words.with_columns(batch_id=pl.lit(batch_id)).sort("media_id", "segment_id", "word_index")
+    return segments, words, fallback
+
+
+WORDS_HAVE_SPEAKERS = "every_word_has_a_speaker"
+
+
+DEPS = ("asr_segments", "asr_words", "speaker_turns", "diarization")
+
+
+def _spec(table: str, description: str) -> dg.AssetSpec:
+    return table_spec(table, description, group="speakers", deps=DEPS)
+
+
+@dg.multi_asset(
+    specs=[
+        _spec("segments", "Sentences with start/end, text, language and speaker, split where the speaker changes."),
+        _spec("words", "Words with start/end, score, speaker and how timing and speaker were obtained."),
+    ],
+    check_specs=[
+        schema_check_spec("segments"),
+        schema_check_spec("words"),
+        dg.AssetCheckSpec(
+            WORDS_HAVE_SPEAKERS,
+            asset="words",
+            description="No word of a successfully diarized file lacks a speaker.",
+            blocking=True,
+        ),
+    ],
+    partitions_def=batch_partitions,
+)
+def attribute_speakers(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Give every word and segment its file-local speaker (CPU only, whole batch)."""
+    batch_id = context.partition_key
+    wh = warehouse.get()
+    asr_segments = wh.read_table("asr_segments", batch_id)
+    asr_words = wh.read_table("asr_words", batch_id)
+    diar = wh.read_table("diarization", batch_id)
+    if asr_segments is None or asr_words is None or diar is None:
+        raise dg.Failure(f"batch {batch_id!r}: materialize `transcripts` and `diarization` before `segments`")
+    turns = wh.read_table("speaker_turns", batch_id)
+    turns = conform(turns, SpeakerTurns) if turns is not None else empty(SpeakerTurns)
+    ok = set(diar.filter(pl.col("status") == "ok")["media_id"].to_list())
+    segments, words, fallback = attribute_batch(
+        batch_id, conform(asr_segments, AsrSegments), conform(asr_words, AsrWords), turns, ok
+    )
+    wh.write_table("segments", segments, batch_id)
+    wh.write_table("words", words, batch_id)
+    missing = words.filter(pl.col("speaker").is_null() & pl.col("media_id").is_in(list(ok)))
+    no_diarization = sorted(set(words["media_id"].to_list()) - ok)
+    nearest = words.filter(pl.col("speaker_overlap") == 0.0).height
+    meta = {
+        "files_without_diarization": len(no_diarization),
+        "files_single_speaker_fallback": len(fallback),
+        "words_by_nearest_turn": nearest,
+    }
+    yield dg.MaterializeResult(asset_key="segments", metadata={"dagster/row_count": segments.height, **meta})
+    yield dg.MaterializeResult(asset_key="words", metadata={"dagster/row_count": words.height, **meta})
+    yield schema_check_result("segments", segments)
+    yield schema_check_result("words", words)
+    yield dg.AssetCheckResult(
+        asset_key="words",
+        check_name=WORDS_HAVE_SPEAKERS,
+        passed=missing.height == 0,
+        metadata={
+            "words_without_speaker": missing.height,
+            "files_with_failed_diarization": dg.MetadataValue.md(
+                markdown_table(pl.DataFrame({"media_id": no_diarization}, schema={"media_id": pl.Utf8}).head(100))
+            ),
+        },
+    )

@@ -1,0 +1,186 @@
+"""``speaker_clusters``, ``speaker_centroids``, ``speaker_suggestions``: archive-wide voices.
+
+Not partitioned. ``mode: incremental`` assigns the speakers of the named batches to existing
+voices (run by the ``assign_new_speakers`` sensor whenever ``speaker_embeddings`` lands for
+a batch); ``mode: full`` re-clusters everything (the nightly schedule). Both keep ids
+stable. The logic is Dagster-free, in ``speakers/`` (maths in ``cluster.py``, the runs in
+``identity.py``, the tables in ``state.py``); this module reads, calls and reports.
+"""
+
+import base64
+import time
+from typing import Literal
+
+import dagster as dg
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from ..resources import DiarizationModelResource, SpeakerClusteringResource, WarehouseResource
+from ..settings import SPEAKER_INDEX_POOL
+from ..speakers import state
+from ..speakers.identity import Assignment, assign_batches, follow_merges, recluster_all, suggest, unknown_profile_ids
+from ..speakers.speaker_map import speaker_map_png
+from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema, table_spec
+
+GROUP = "speakers"
+CLUSTER_OP = "cluster_speakers"
+PROFILE_IDS_CHECK = "profiles_name_known_speakers"
+
+
+class ClusterConfig(dg.Config):
+    mode: Literal["full", "incremental"] = Field(
+        default="full", description="full: re-cluster the archive; incremental: assign the speakers of `batch_ids`"
+    )
+    batch_ids: list[str] = Field(default_factory=list, description="batches to assign (incremental mode)")
+
+
+def clustering_run_config(mode: Literal["full", "incremental"], batch_ids: list[str] | None = None) -> dict:
+    """Run config of a clustering job (the sensor, the schedule's job and the CLI use it)."""
+    return {"ops": {CLUSTER_OP: {"config": {"mode": mode, "batch_ids": list(batch_ids or [])}}}}
+
+
+def _assignment_metadata(outcome: Assignment, batch_ids: list[str]) -> dict:
+    report = outcome.report
+    if report is None:
+        return {"batches": ", ".join(batch_ids)[:2000], "new_local_speakers_assigned": outcome.newly_assigned}
+    return {
+        "ids_kept": report.kept_ids,
+        "ids_new": report.new_ids,
+        "merges": dg.MetadataValue.md(
+            markdown_table(pl.DataFrame(report.merges, schema=["retired_id", "into"], orient="row"))
+        ),
+        "splits": dg.MetadataValue.md(
+            markdown_table(pl.DataFrame(report.splits, schema=["id", "new_id"], orient="row"))
+        ),
+    }
+
+
+def _speaker_map(rows: pl.DataFrame, emb: pl.DataFrame) -> tuple[bytes, dg.MetadataValue]:
+    vectors = rows.join(emb.select("media_id", "speaker", "embedding"), on=["media_id", "speaker"])["embedding"]
+    png = speaker_map_png(np.asarray(vectors.to_numpy()), rows["global_speaker_id"].to_list())
+    return png, dg.MetadataValue.md(f"![speaker map](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def _spec(table: str, description: str, deps: list[str]) -> dg.AssetSpec:
+    return table_spec(table, description, group=GROUP, deps=deps)
+
+
+@dg.multi_asset(
+    name=CLUSTER_OP,
+    specs=[
+        _spec(
+            "speaker_clusters",
+            "Archive-wide: the global speaker id of every (media, local speaker).",
+            ["speaker_embeddings", "speaker_profiles"],
+        ),
+        _spec(
+            "speaker_centroids",
+            "Clustering state: one centroid per global id; merged ids point to their heir.",
+            ["speaker_embeddings"],
+        ),
+        _spec(
+            "speaker_suggestions",
+            "Unnamed global speakers close to a named one, with a confidence.",
+            ["speaker_profiles"],
+        ),
+    ],
+    check_specs=[
+        schema_check_spec("speaker_clusters"),
+        schema_check_spec("speaker_centroids"),
+        schema_check_spec("speaker_suggestions"),
+        dg.AssetCheckSpec(
+            PROFILE_IDS_CHECK,
+            asset="speaker_suggestions",
+            description="Every name in speaker_profiles refers to a global id the clustering knows.",
+        ),
+    ],
+    pool=SPEAKER_INDEX_POOL,
+)
+def cluster_speakers(
+    context: dg.AssetExecutionContext,
+    config: ClusterConfig,
+    warehouse: WarehouseResource,
+    diarization: DiarizationModelResource,
+    clustering: SpeakerClusteringResource,
+):
+    """Global speaker ids: assign new batches (incremental) or re-cluster everything (full)."""
+    wh = warehouse.get()
+    model = diarization.embedding_model()
+    started = time.perf_counter()
+    full = config.mode == "full"
+    if not full and not config.batch_ids:
+        raise dg.Failure("incremental clustering needs batch_ids (the sensor and the CLI pass them)")
+    emb_all = state.read_embeddings(wh, None if full else config.batch_ids)
+    other = emb_all.filter(pl.col("model") != model)
+    emb = emb_all.filter(pl.col("model") == model)
+    if other.height:
+        context.log.warning(
+            "%d speaker embeddings were made by another model than %s (batches %s): they are not "
+            "clustered (vectors of different models are never compared); re-materialize "
+            "`diarization` for those batches to include them",
+            other.height,
+            model,
+            sorted(set(other["batch_id"].to_list()))[:20],
+        )
+    index, centroid_rows = state.load_index(wh, model)
+    if full:
+        outcome = recluster_all(emb, state.read_clusters(wh), index, clustering.params())
+        state.replace_all_clusters(wh, outcome.rows)
+    else:
+        outcome = assign_batches(emb, state.read_clusters(wh, config.batch_ids), index, clustering.params())
+        state.write_clusters(wh, outcome.rows, config.batch_ids)
+    centroids = state.save_index(wh, outcome.index, centroid_rows)
+    profiles, conflicts = state.read_profiles(wh), []
+    if outcome.report is not None and outcome.report.merges:
+        profiles, conflicts = follow_merges(profiles, outcome.report.merges)
+        state.write_profiles(wh, profiles)
+    suggestions = suggest(outcome.index, profiles, clustering.accept_threshold, clustering.suggest_threshold)
+    state.write_suggestions(wh, suggestions)
+    unknown = unknown_profile_ids(profiles, centroids)
+
+    rows = outcome.rows
+    meta = {
+        "mode": config.mode,
+        "model": model,
+        "threshold": clustering.threshold,
+        "local_speakers_this_run": rows.height,
+        "global_speakers_active": len(outcome.index),
+        "embeddings_of_other_models_skipped": other.height,
+        "elapsed_s": round(time.perf_counter() - started, 3),
+        **_assignment_metadata(outcome, sorted(config.batch_ids)),
+    }
+    if rows.height:
+        png, meta["speaker_map"] = _speaker_map(rows, emb)
+        wh.put_bytes(wh.path("_reports", "speaker_map.png"), png)
+    yield dg.MaterializeResult(asset_key="speaker_clusters", metadata={**meta, "dagster/row_count": rows.height})
+    yield dg.MaterializeResult(
+        asset_key="speaker_centroids", metadata={"dagster/row_count": centroids.height, "model": model}
+    )
+    yield dg.MaterializeResult(
+        asset_key="speaker_suggestions",
+        metadata={
+            "dagster/row_count": suggestions.height,
+            "named_speakers": profiles.height,
+            "name_conflicts_on_merge": dg.MetadataValue.md("\n".join(f"- {c}" for c in conflicts) or "(none)"),
+        },
+    )
+    yield schema_check_result("speaker_clusters", rows)
+    yield schema_check_result("speaker_centroids", centroids)
+    yield schema_check_result("speaker_suggestions", suggestions)
+    yield dg.AssetCheckResult(
+        asset_key="speaker_suggestions",
+        check_name=PROFILE_IDS_CHECK,
+        passed=not unknown,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"unknown_ids": ", ".join(unknown) or "(none)"},
+    )
+
+
+speaker_profiles = dg.AssetSpec(
+    "speaker_profiles",
+    description="Names people gave to global speakers (`opentranscribe speakers name ID NAME`).",
+    kinds={"parquet"},
+    group_name=GROUP,
+    metadata={"dagster/column_schema": table_schema("speaker_profiles")},
+)

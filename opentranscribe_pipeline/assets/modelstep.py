@@ -1,0 +1,326 @@
+"""The per-file model step: one shape for every stage that runs a model over a batch.
+
+A model stage (transcription, diarization; translation and text embeddings next) writes one
+*state* table (one row per media item: status, error, model version, timings) and some *row*
+tables (segments, turns, ...). Everything but the model call is the same for all of them,
+and lives here:
+
+1. **to-do list**: the batch's wanted files minus those whose state row is ``ok`` with the
+   current model version, plus the files forced in run config (``force``);
+2. **one model load**, only when something is left to do (``with load() as model``);
+3. **per file**: ``process(model, item)``; an exception becomes a ``failed`` state row with
+   the error, and the batch goes on;
+4. **staging**: a finished file's rows are staged first and its state row last, so a staged
+   state row means the file is complete (``Warehouse.stage``); a run killed midway resumes
+   from the staged files;
+5. **fold**: kept rows plus new rows are written as the visible per-batch tables, state
+   table last, and the staging area is cleared;
+6. **report**: the standard metadata (files, audio hours, real-time factor, load time,
+   failures), a schema check per table and the failed-files check.
+
+A stage supplies a :class:`ModelStage` (its tables), its model version, the wanted files and
+a per-file function returning :class:`FileOutput`. See ``assets/transcription.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from ..schemas import TABLES, conform
+from ..storage import Warehouse
+from .checks import failed_files_check_result, failed_files_check_spec, markdown_table, schema_check_result
+
+Model = TypeVar("Model")
+
+
+def empty(model) -> pl.DataFrame:
+    return conform(pl.DataFrame(), model).clear()
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class ModelStage:
+    """The tables of a model stage. ``failed_state`` holds the stage's own state columns
+    for a file that failed (counts at zero); ``verb`` names the work in metadata
+    (``files_<verb>_this_run``)."""
+
+    state_table: str
+    row_tables: tuple[str, ...]
+    sort_keys: Mapping[str, tuple[str, ...]]
+    verb: str
+    failed_state: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return (self.state_table, *self.row_tables)
+
+    def check_specs(self) -> list[dg.AssetCheckSpec]:
+        from .checks import schema_check_spec
+
+        return [*(schema_check_spec(t) for t in self.tables), failed_files_check_spec(self.state_table)]
+
+
+@dataclass(frozen=True)
+class FileOutput:
+    """What a stage's per-file function returns for one file that worked."""
+
+    rows: Mapping[str, pl.DataFrame]  # one frame per row table of the stage
+    state: Mapping[str, Any] = field(default_factory=dict)  # the stage's own state columns
+    summary: str = ""  # one line for the run log
+
+
+class ReprocessConfig(dg.Config):
+    """Run config of the model steps: ``force`` redoes the named files even when current."""
+
+    force: list[str] = Field(
+        default_factory=list,
+        description="media ids (or unique prefixes of at least 8 characters) or source file names to redo in this run",
+    )
+
+
+# -- the to-do list -------------------------------------------------------------------------
+def load_previous(wh: Warehouse, batch_id: str, stage: ModelStage) -> dict[str, pl.DataFrame]:
+    """Visible tables of the batch, with staged results of an unfinished run taking precedence."""
+    out = {}
+    for table in stage.tables:
+        model = TABLES[table]
+        visible = wh.read_table(table, batch_id)
+        visible = conform(visible, model) if visible is not None else empty(model)
+        staged = wh.staged(table, batch_id)
+        if staged:
+            staged_df = pl.concat([conform(df, model) for df in staged.values()])
+            visible = pl.concat([visible.filter(~pl.col("media_id").is_in(list(staged))), staged_df])
+        out[table] = visible
+    # staged rows of a file whose state row was not staged yet are incomplete: drop them
+    done_ids = out[stage.state_table]["media_id"].implode()
+    for table in stage.row_tables:
+        out[table] = out[table].filter(pl.col("media_id").is_in(done_ids))
+    return out
+
+
+def current_ids(prev_state: pl.DataFrame, wanted_ids: pl.Series, model_version: str) -> pl.DataFrame:
+    """State rows that need no work: ok, made with ``model_version``, still wanted."""
+    return prev_state.filter(
+        (pl.col("status") == "ok")
+        & (pl.col("model_version") == model_version)
+        & pl.col("media_id").is_in(wanted_ids.implode())
+    )
+
+
+def forced_ids(wh: Warehouse, batch_id: str, wanted_ids: pl.Series, force: list[str]) -> set[str]:
+    """Media ids of the batch named in ``force`` by media id, id prefix, or source file name."""
+    if not force:
+        return set()
+    media = wh.read_table("media", batch_id)
+    names = {}
+    if media is not None:
+        for uri, mid in media.select("source_uri", "media_id").iter_rows():
+            if mid:
+                names.setdefault(uri.rsplit("/", 1)[-1], mid)
+                names.setdefault(uri, mid)
+    out = set()
+    for item in force:
+        if item in names:
+            out.add(names[item])
+        elif len(item) >= 8:
+            out.update(m for m in wanted_ids.to_list() if m.startswith(item))
+    return out
+
+
+def usable_audio(wh: Warehouse, batch_id: str, step: str) -> pl.DataFrame:
+    """media_id, audio_uri, duration_s of the batch's usable files (media status ok)."""
+    media = wh.read_table("media", batch_id)
+    audio = wh.read_table("audio", batch_id)
+    if media is None or audio is None:
+        raise dg.Failure(f"batch {batch_id!r} has no media/audio tables yet; materialize `media` before `{step}`")
+    return (
+        media.filter(pl.col("status") == "ok")
+        .select("media_id")
+        .join(audio.select("media_id", "audio_uri", "duration_s"), on="media_id")
+        .unique("media_id")
+        .sort("media_id")
+    )
+
+
+# -- the fold -------------------------------------------------------------------------------
+def fold(
+    wh: Warehouse,
+    batch_id: str,
+    stage: ModelStage,
+    prev: dict[str, pl.DataFrame],
+    new: dict[str, list[pl.DataFrame]],
+    wanted_ids: pl.Series,
+) -> dict[str, pl.DataFrame]:
+    """Merge kept and new rows, write every table (state last) and clear the staging area."""
+    redone_frames = [df["media_id"] for df in new[stage.state_table]]
+    redone = pl.concat(redone_frames).implode() if redone_frames else pl.Series([], dtype=pl.Utf8).implode()
+    keep = wanted_ids.implode()
+    out = {}
+    for table, old in prev.items():
+        kept = old.filter(pl.col("media_id").is_in(keep) & ~pl.col("media_id").is_in(redone))
+        out[table] = pl.concat([kept, *new[table]]).sort(list(stage.sort_keys[table]))
+    for table in [*stage.row_tables, stage.state_table]:
+        wh.write_table(table, out[table], batch_id)
+    for table in stage.tables:
+        wh.clear_staging(table, batch_id)
+    return out
+
+
+def data_version(state: pl.DataFrame) -> dg.DataVersion:
+    """Changes when any file's output changes model version or status: Dagster marks
+    downstream assets stale from it."""
+    rows = state.select("media_id", "status", "model_version").sort("media_id").rows()
+    return dg.DataVersion(hashlib.sha256(repr(rows).encode()).hexdigest()[:16])
+
+
+# -- the step -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepResult:
+    """The folded tables of the batch plus what this run did."""
+
+    stage: ModelStage
+    tables: dict[str, pl.DataFrame]
+    run_state: pl.DataFrame  # state rows written by this run
+    kept: int  # files already current
+    load_s: float
+    elapsed_s: float
+
+    @property
+    def state(self) -> pl.DataFrame:
+        return self.tables[self.stage.state_table]
+
+    def metadata(self) -> dict[str, Any]:
+        """The standard metadata of the state table's materialization."""
+        run_ok = self.run_state.filter(pl.col("status") == "ok")
+        audio_s = float(run_ok["audio_s"].sum() or 0)
+        infer_s = float(run_ok["elapsed_s"].sum() or 0)
+        failed = self.state.filter(pl.col("status") == "failed")
+        return {
+            "dagster/row_count": self.state.height,
+            f"files_{self.stage.verb}_this_run": run_ok.height,
+            "files_current_kept": self.kept,
+            "files_failed": failed.height,
+            "audio_hours_this_run": round(audio_s / 3600, 4),
+            "inference_s": round(infer_s, 2),
+            "model_load_s": round(self.load_s, 2),
+            "elapsed_s": round(self.elapsed_s, 2),
+            "real_time_factor": round(infer_s / audio_s, 4) if audio_s else 0.0,
+            "failures": dg.MetadataValue.md(markdown_table(failed.select("media_id", "error").head(100))),
+        }
+
+    def results(self, common: Mapping[str, Any], state_extra: Mapping[str, Any] = {}) -> Iterator:  # noqa: B006
+        """One MaterializeResult per table (``common`` metadata on each), the schema checks
+        and the failed-files check."""
+        yield dg.MaterializeResult(
+            asset_key=self.stage.state_table,
+            data_version=data_version(self.state),
+            metadata={**common, **self.metadata(), **state_extra},
+        )
+        for table in self.stage.row_tables:
+            yield dg.MaterializeResult(
+                asset_key=table, metadata={**common, "dagster/row_count": self.tables[table].height}
+            )
+        for table in self.stage.tables:
+            yield schema_check_result(table, self.tables[table])
+        yield failed_files_check_result(self.stage.state_table, self.state)
+
+
+def run_model_step(
+    context: dg.AssetExecutionContext,
+    wh: Warehouse,
+    stage: ModelStage,
+    *,
+    wanted: pl.DataFrame,
+    model_version: str,
+    state_columns: Mapping[str, Any],
+    force: list[str],
+    load: Callable[[], AbstractContextManager[Model]],
+    process: Callable[[Model, dict[str, Any]], FileOutput],
+) -> StepResult:
+    """Run ``process`` over every wanted file of the partition that is not current.
+
+    ``wanted`` has one row per file the stage should cover (``media_id`` and whatever
+    ``process`` needs, ``duration_s`` for the real-time factor); ``state_columns`` are the
+    columns every state row of this run shares (model names)."""
+    batch_id = context.partition_key
+    state_model = TABLES[stage.state_table]
+    prev = load_previous(wh, batch_id, stage)
+    current = current_ids(prev[stage.state_table], wanted["media_id"], model_version)
+    forced = forced_ids(wh, batch_id, wanted["media_id"], force)
+    if forced:
+        context.log.info("forced to redo %d file(s): %s", len(forced), sorted(forced))
+        current = current.filter(~pl.col("media_id").is_in(list(forced)))
+    todo = wanted.filter(~pl.col("media_id").is_in(current["media_id"].implode()))
+    context.log.info(
+        "batch %s: %d usable files, %d current, %d to be %s with %s",
+        batch_id,
+        wanted.height,
+        current.height,
+        todo.height,
+        stage.verb,
+        model_version,
+    )
+
+    def state_row(media_id: str, status: str, error: str | None, own: Mapping[str, Any], audio_s, elapsed_s):
+        row = {
+            **state_columns,
+            **own,
+            "batch_id": batch_id,
+            "media_id": media_id,
+            "status": status,
+            "error": error,
+            "audio_s": float(audio_s or 0.0),
+            "elapsed_s": float(elapsed_s),
+            "model_version": model_version,
+            "processed_at": utc_now(),
+        }
+        return conform(pl.DataFrame([row]), state_model)
+
+    new: dict[str, list[pl.DataFrame]] = {t: [] for t in stage.tables}
+    started = time.perf_counter()
+    load_s = 0.0
+    if todo.height:
+        t_load = time.perf_counter()
+        with load() as model:
+            load_s = time.perf_counter() - t_load
+            for item in todo.iter_rows(named=True):
+                media_id = item["media_id"]
+                t0 = time.perf_counter()
+                try:
+                    out = process(model, item)
+                except Exception as exc:  # one bad file must not fail the batch
+                    context.log.error("%s failed for %s: %s", stage.verb, media_id, traceback.format_exc(limit=3))
+                    error = f"{type(exc).__name__}: {exc}"
+                    row = state_row(
+                        media_id, "failed", error, stage.failed_state, item.get("duration_s"), time.perf_counter() - t0
+                    )
+                    wh.stage(stage.state_table, batch_id, media_id, row)
+                    new[stage.state_table].append(row)
+                    continue
+                elapsed = time.perf_counter() - t0
+                row = state_row(media_id, "ok", None, out.state, item.get("duration_s"), elapsed)
+                # rows first, state last: a staged state row means the file's rows are staged too
+                for table in stage.row_tables:
+                    wh.stage(table, batch_id, media_id, out.rows[table])
+                    new[table].append(out.rows[table])
+                wh.stage(stage.state_table, batch_id, media_id, row)
+                new[stage.state_table].append(row)
+                context.log.info("%s: %s in %.1f s", media_id[:12], out.summary or stage.verb, elapsed)
+
+    tables = fold(wh, batch_id, stage, prev, new, wanted["media_id"])
+    run_state = pl.concat(new[stage.state_table]) if new[stage.state_table] else empty(state_model)
+    return StepResult(stage, tables, run_state, current.height, load_s, time.perf_counter() - started)

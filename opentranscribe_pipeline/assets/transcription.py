@@ -1,0 +1,132 @@
+"""``transcripts``, ``asr_segments``, ``asr_words``: WhisperX over every usable file of a batch.
+
+The analyst-facing ``segments`` and ``words`` tables are made from these plus the speaker
+turns (``assets/attribution.py``), so they always carry a speaker.
+
+A model stage on the per-file model step (``assets/modelstep.py``): the model is loaded
+once per run and only if some file needs it; files already transcribed with the same model
+version (``transcripts.model_version``) are kept, so a re-run of a finished batch costs a
+few table reads. Inference runs in the ``gpu`` concurrency pool, one model on the device at
+a time.
+"""
+
+import dagster as dg
+import polars as pl
+
+from ..executors import MODEL_STEP_TAGS
+from ..partitions import batch_partitions
+from ..resources import AsrModelResource, WarehouseResource
+from ..schemas import AsrSegments, AsrWords, conform
+from ..settings import GPU_POOL
+from ..speech.asr import Transcriber, Transcript
+from ..speech.decode import load_flac
+from .checks import table_spec
+from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, run_model_step, usable_audio
+
+STAGE = ModelStage(
+    state_table="transcripts",
+    row_tables=("asr_segments", "asr_words"),
+    sort_keys={
+        "transcripts": ("media_id",),
+        "asr_segments": ("media_id", "segment_id"),
+        "asr_words": ("media_id", "segment_id", "word_index"),
+    },
+    verb="transcribed",
+    failed_state={"n_segments": 0, "n_words": 0},
+)
+
+
+def transcript_frames(batch_id: str, media_id: str, tx: Transcript) -> tuple[pl.DataFrame, pl.DataFrame]:
+    seg_rows, word_rows = [], []
+    for seg_id, seg in enumerate(tx.segments):
+        seg_rows.append(
+            {
+                "batch_id": batch_id,
+                "media_id": media_id,
+                "segment_id": seg_id,
+                "start_s": float(seg.start_s),
+                "end_s": float(seg.end_s),
+                "text": seg.text,
+                "language": tx.language,
+                "avg_logprob": seg.avg_logprob,
+            }
+        )
+        for idx, w in enumerate(seg.words):
+            word_rows.append(
+                {
+                    "batch_id": batch_id,
+                    "media_id": media_id,
+                    "segment_id": seg_id,
+                    "word_index": idx,
+                    "word": w.word,
+                    "start_s": float(w.start_s),
+                    "end_s": float(w.end_s),
+                    "score": None if w.score != w.score else float(w.score),  # NaN -> null
+                    "timing_source": w.timing_source,
+                }
+            )
+    segments = conform(pl.DataFrame(seg_rows), AsrSegments) if seg_rows else empty(AsrSegments)
+    words = conform(pl.DataFrame(word_rows), AsrWords) if word_rows else empty(AsrWords)
+    return segments, words
+
+
+def _spec(table: str, description: str, *kinds: str) -> dg.AssetSpec:
+    return table_spec(table, description, group="transcription", deps=["media", "audio"], kinds=kinds)
+
+
+@dg.multi_asset(
+    specs=[
+        _spec("transcripts", "Per media item: transcription status, language, counts, model and version.", "whisperx"),
+        _spec("asr_segments", "ASR sentences with start/end, text and language, before speakers (internal)."),
+        _spec(
+            "asr_words", "ASR words with start/end, score and how the timing was obtained, before speakers (internal)."
+        ),
+    ],
+    check_specs=STAGE.check_specs(),
+    partitions_def=batch_partitions,
+    pool=GPU_POOL,
+    op_tags=MODEL_STEP_TAGS,  # the `gpu` queue when steps run on Celery
+)
+def transcribe(
+    context: dg.AssetExecutionContext, config: ReprocessConfig, warehouse: WarehouseResource, asr: AsrModelResource
+):
+    """Transcribe every usable file of the batch that lacks a current transcript."""
+    batch_id = context.partition_key
+    wh = warehouse.get()
+    options = asr.options()
+    resolved = asr.resolved()
+    model_version = asr.model_version(resolved)
+
+    def transcribe_file(transcriber: Transcriber, item: dict) -> FileOutput:
+        tx = transcriber.transcribe(load_flac(wh.get_bytes(item["audio_uri"])))
+        segments, words = transcript_frames(batch_id, item["media_id"], tx)
+        return FileOutput(
+            rows={"asr_segments": segments, "asr_words": words},
+            state={
+                "language": tx.language,
+                "language_probability": tx.language_probability,
+                "n_segments": len(tx.segments),
+                "n_words": tx.n_words,
+            },
+            summary=f"{tx.n_words} words ({item['duration_s']:.1f} s of audio)",
+        )
+
+    step = run_model_step(
+        context,
+        wh,
+        STAGE,
+        wanted=usable_audio(wh, batch_id, "transcripts"),
+        model_version=model_version,
+        state_columns={"asr_model": resolved.spec, "timing_method": asr.timing_method()},
+        force=config.force,
+        load=asr.transcriber,
+        process=transcribe_file,
+    )
+    yield from step.results(
+        common={"model": resolved.spec, "model_version": model_version},
+        state_extra={
+            "device": options.device,
+            "compute_type": options.compute_type,
+            "batch_size": options.batch_size,
+        },
+    )
