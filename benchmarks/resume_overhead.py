@@ -133,8 +133,8 @@ def fake_media(batch_id: str, n: int, salt: str):
 def duplicate_check(server, sizes: list[int], per_batch: int, new: int, workers: int) -> list[dict]:
     import json
 
-    from opentranscribe_pipeline.media_index import MediaIndex
     from opentranscribe_pipeline.storage import Warehouse
+    from opentranscribe_pipeline.storage.media_index import MediaIndex
 
     bucket = server.make_bucket("dedupe")
     wh = Warehouse(f"s3://{bucket}/warehouse", server.s3_options())
@@ -188,8 +188,8 @@ def duplicate_check(server, sizes: list[int], per_batch: int, new: int, workers:
 
 def build_cost(server, batches: int, per_batch: int) -> dict:
     """One-time build of the index for a warehouse written before it existed."""
-    from opentranscribe_pipeline.media_index import MediaIndex
     from opentranscribe_pipeline.storage import Warehouse
+    from opentranscribe_pipeline.storage.media_index import MediaIndex
 
     bucket = server.make_bucket("migrate")
     wh = Warehouse(f"s3://{bucket}/warehouse", server.s3_options())

@@ -14,11 +14,11 @@ from opentranscribe_pipeline.assets import attribute_speakers, diarize, ingest, 
 from opentranscribe_pipeline.assets.checks import schema_check_result
 from opentranscribe_pipeline.assets.versions import with_code_versions
 from opentranscribe_pipeline.batching import BatchLimits, register_drop
-from opentranscribe_pipeline.media_index import MediaIndex
 from opentranscribe_pipeline.partitions import BATCHES
 from opentranscribe_pipeline.resources import AsrModelResource, DiarizationModelResource, WarehouseResource
 from opentranscribe_pipeline.speech.models import resolve_asr_model
 from opentranscribe_pipeline.storage import Warehouse
+from opentranscribe_pipeline.storage.media_index import MediaIndex
 
 from .conftest import BAD_INPUTS, SAMPLE_DROP, build_bad_drop
 

@@ -7,8 +7,8 @@ import sys
 import polars as pl
 import pytest
 
-from opentranscribe_pipeline.media_index import MediaIndex
 from opentranscribe_pipeline.storage import StorageUnavailable, Warehouse, list_source
+from opentranscribe_pipeline.storage.media_index import MediaIndex
 
 from .conftest import ROOT, SAMPLE_DROP
 
@@ -71,9 +71,8 @@ def test_cli_processes_an_s3_drop_into_an_s3_warehouse(seaweed, dagster_home):
     index = MediaIndex(wh)  # every ingested item is in the archive-wide index, one GET away
     assert index.entries() == audio.height
     assert all(index.lookup(m).batch_id == b for m, b in audio.select("media_id", "batch_id").iter_rows())
-    wh.fs.invalidate_cache()
-    leftovers = wh.fs.find(f"{bucket}/warehouse/_tmp", detail=True)
-    assert [p for p, info in leftovers.items() if info["type"] == "file" and info["size"] > 0] == []
+    leftovers = wh.backend.listing(f"{bucket}/warehouse/_tmp")
+    assert [p for p, size in leftovers if size > 0] == []
 
 
 def test_unreachable_endpoint_is_a_clear_error(dagster_home, tmp_path):

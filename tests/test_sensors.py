@@ -19,8 +19,8 @@ from opentranscribe_pipeline.partitions import BATCHES
 from opentranscribe_pipeline.resources import WarehouseResource
 from opentranscribe_pipeline.sensors import DropSensorConfig, build_drop_sensor, record_run_failures
 from opentranscribe_pipeline.sensors.drops import Cursor, is_temp_name
-from opentranscribe_pipeline.sensors.sources import safe_relative
 from opentranscribe_pipeline.storage import S3Options, StorageUnavailable, Warehouse, s3_call, s3_client
+from opentranscribe_pipeline.storage.sources import safe_relative
 
 from . import seaweed as seaweed_server
 from .conftest import SAMPLE_DROP

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
-from ..media_index import MediaIndex
 from ..partitions import batch_partitions
 from ..resources import WarehouseResource
 from ..schemas import Audio, Media, conform
 from ..speech.decode import SAMPLE_RATE, MediaError, decode, encode_flac
 from ..storage import S3Options, StorageUnavailable, Warehouse, filesystem, is_local, iter_chunks
+from ..storage.media_index import MediaIndex
 from .checks import (
     failed_files_check_result,
     failed_files_check_spec,

@@ -30,8 +30,8 @@ from ..partitions import BATCHES, batch_partitions
 from ..resources import WarehouseResource
 from ..resources.storage import S3Settings
 from ..storage import StorageUnavailable
+from ..storage.sources import open_source
 from .drops import Cursor, DropScanner, DropSettings
-from .sources import open_source
 
 DEFAULT_MARKER = "_READY"
 

@@ -71,7 +71,7 @@ from ..batching import (
     write_batches,
 )
 from ..storage import S3Options, SourceObject, Warehouse, with_retries
-from .sources import Entry, LocalSource, S3Source, safe_relative
+from ..storage.sources import Entry, LocalSource, S3Source, safe_relative
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ Read it with ``pl.scan_parquet("<warehouse>/run_failures/*.parquet")``.
 from __future__ import annotations
 
 import datetime as dt
-import io
 
 import dagster as dg
 import pandera.polars as pa
@@ -86,12 +85,13 @@ def run_warehouse(context: dg.RunFailureSensorContext, default: WarehouseResourc
     return default.get()
 
 
+def failures_path(warehouse: Warehouse, run_id: str) -> str:
+    return warehouse.path(TABLE, f"{run_id}.parquet")
+
+
 def write_failures(warehouse: Warehouse, df: pl.DataFrame) -> str:
-    buf = io.BytesIO()
-    df.write_parquet(buf, compression="zstd")
-    path = warehouse.path(TABLE, f"{df['run_id'][0]}.parquet")
-    warehouse.put_bytes(path, buf.getvalue())
-    return path
+    """Write one failed run's rows (atomically; a re-delivered event rewrites the file)."""
+    return warehouse.write_parquet(failures_path(warehouse, df["run_id"][0]), df)
 
 
 @dg.run_failure_sensor(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .storage import Warehouse
+from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,12 @@
-"""Where drops arrive: an ``s3://bucket/prefix`` or a local folder, behind one small interface.
+"""Where audio comes from: listing and reading the objects of a source (a local folder or an
+``s3://bucket/prefix``), beside the warehouse that stores what is made of them.
 
-Both sources answer the same four questions with S3 semantics, so the drop sensor has one
+- :func:`list_source`: every object below a URI, for registering a whole drop at once (CLI);
+- :func:`filesystem` / :func:`iter_chunks`: streaming reads of one source object (fsspec);
+- :class:`S3Source` / :class:`LocalSource` (:func:`open_source`): the drop sensor's view of
+  the incoming prefix, described below.
+
+Both drop sources answer the same four questions with S3 semantics, so the drop sensor has one
 code path:
 
 - ``list_drops(after, limit)``: top-level folder names, in the store's listing order, after
@@ -26,10 +32,67 @@ from __future__ import annotations
 import os
 import posixpath
 import stat as stat_mod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..storage import S3Options, StorageUnavailable, s3_call, s3_client, split_uri
+import fsspec
 
+from .backends import S3Options, open_backend, s3_client, split_uri
+from .retries import StorageUnavailable, s3_call
+
+
+# -- whole-source listing and streaming reads -----------------------------------------------
+@dataclass(frozen=True)
+class SourceObject:
+    uri: str  # what is recorded in the tables (s3://bucket/key or an absolute local path)
+    relative: str  # path below the drop root, '/'-separated
+    size_bytes: int
+
+
+def list_source(source_uri: str, s3: S3Options | None = None) -> list[SourceObject]:
+    """Every object below ``source_uri`` (recursively), sorted by relative path. A local
+    folder that is not there is a FileNotFoundError; the store's trouble a StorageUnavailable
+    naming the endpoint."""
+    backend = open_backend(source_uri, s3)
+    root = backend.root
+    if backend.is_local and not os.path.isdir(root):
+        raise FileNotFoundError(root)
+    try:
+        found = backend.listing(root)
+    except (StorageUnavailable, FileNotFoundError):
+        raise
+    except Exception as exc:  # anything the retries did not classify
+        raise StorageUnavailable(f"listing {source_uri} at {backend.endpoint}: {type(exc).__name__}: {exc}") from None
+    out = []
+    for path, size in found:
+        rel = path[len(root) :].lstrip("/")
+        if not rel or rel.endswith("/"):  # folder placeholders some tools create
+            continue
+        out.append(SourceObject(uri=backend.uri(path), relative=rel, size_bytes=size))
+    return sorted(out, key=lambda o: o.relative)
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
+def filesystem(uri: str, s3: S3Options | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """An fsspec filesystem and path for streaming one source object (``fs.open``)."""
+    protocol, path = split_uri(uri)
+    if protocol == "file":
+        return fsspec.filesystem("file", auto_mkdir=True), path
+    if protocol in ("s3", "s3a"):
+        return fsspec.filesystem("s3", **(s3 or S3Options()).storage_options()), path
+    return fsspec.filesystem(protocol), path
+
+
+def iter_chunks(f, size: int = 8 << 20) -> Iterator[bytes]:
+    while chunk := f.read(size):
+        yield chunk
+
+
+# -- drop sources (the drop sensor) ---------------------------------------------------------
 # After this character no other can follow in a key, so "<drop>/" + LAST sorts after every
 # key of the drop and before the next drop, under byte order and SeaweedFS's per-folder order.
 LAST = "\U0010ffff"
