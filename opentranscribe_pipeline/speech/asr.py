@@ -3,13 +3,14 @@
 A :class:`Transcriber` holds one loaded model for a whole batch of files (load once, loop,
 free), which is what makes a batch cheaper than a per-file task chain.
 
-Word timings come from one of two places, and every word says which:
+Word timings come from one of two aligners, and every word says how it got its time
+(``Word.timing_source``):
 - ``alignment``: a wav2vec2 CTC model through ``whisperx.align`` (configure ``align_model``;
   WhisperX's default models need hub access);
 - ``cross_attention``: Whisper's own cross-attention DTW (faster-whisper's ``find_alignment``)
   over the same VAD chunks, used when no alignment model is configured, e.g. offline;
-- ``interpolated``: a word the aligner could not place (digits, symbols) gets the span
-  between its neighbours, so no word ever lacks a time.
+- ``interpolated``: a word the wav2vec2 aligner could not place (digits, symbols) gets the
+  span between its neighbours, so no word ever lacks a time.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import gc
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .decode import SAMPLE_RATE
-from .models import ResolvedModel
+from .models import ResolvedModel, set_pyannote_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +81,13 @@ class AsrOptions:
     hf_token: str | None = field(default=None, repr=False)
 
 
+class LanguageGuess(NamedTuple):
+    language: str
+    probability: float
+
+
 class AsrOutOfMemory(RuntimeError):
-    pass
+    """The model ran out of device memory; the message names ``batch_size`` to lower."""
 
 
 def resolve_device(device: str) -> str:
@@ -121,6 +128,7 @@ class Transcriber:
         self.close()
 
     def load(self) -> None:
+        set_pyannote_telemetry()  # WhisperX's VAD is a pyannote model
         import whisperx
 
         opts = self.options
@@ -151,18 +159,18 @@ class Transcriber:
         return f"{TIMING_ALIGNMENT}:{self.options.align_model}" if self.options.align_model else TIMING_CROSS_ATTENTION
 
     # -- steps -----------------------------------------------------------------------------
-    def detect_language(self, samples: np.ndarray) -> tuple[str, float]:
+    def detect_language(self, samples: np.ndarray) -> LanguageGuess:
         """Language of the speech in ``samples``: English-only models say so; multilingual
         ones vote over up to four 30 s windows of VAD-filtered speech, not just the first
         30 s of the file (music or silence there misleads WhisperX's detector)."""
         if self.options.language:
-            return self.options.language, 1.0
+            return LanguageGuess(self.options.language, 1.0)
         if not self.multilingual:
-            return "en", 1.0
+            return LanguageGuess("en", 1.0)
         language, probability, _ = self._pipeline.model.detect_language(
             audio=samples, vad_filter=True, language_detection_segments=4
         )
-        return language, float(probability)
+        return LanguageGuess(language, float(probability))
 
     def transcribe(self, samples: np.ndarray) -> Transcript:
         if self._pipeline is None:

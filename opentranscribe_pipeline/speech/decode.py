@@ -2,8 +2,9 @@
 
 One pass over each file: probe the container, decode the best audio stream, resample to
 16 kHz mono float32, and check that what decoded covers what the container declared (a
-truncated upload decodes "fine" but short). Failures are :class:`MediaError` with a reason
-code that the pipeline records per file; they never escape as FFmpeg's raw messages.
+truncated upload decodes "fine" but short). Failures are :class:`MediaError`: a
+:class:`MediaProblem` code to branch on, and a one-line detail naming the problem (what the
+pipeline records in the file's ``error``); they never escape as FFmpeg's raw messages.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 from fractions import Fraction
 from typing import BinaryIO
 
@@ -25,14 +27,25 @@ COVERAGE_SLACK_S = 0.5
 log = logging.getLogger(__name__)
 
 
+class MediaProblem(StrEnum):
+    """Why a file cannot become audio (a string: ``MediaProblem.TRUNCATED == "truncated"``)."""
+
+    NOT_MEDIA = "not_media"  # FFmpeg cannot open it: not a media file, or empty
+    NO_AUDIO = "no_audio"  # a media file without an audio stream (skipped, not failed)
+    DECODE_ERROR = "decode_error"  # the audio stream breaks off with a decoding error
+    NO_AUDIO_DATA = "no_audio_data"  # an audio stream that decodes to no samples
+    TRUNCATED = "truncated"  # decodes, but to less than the container declares
+
+
 class MediaError(Exception):
-    """A file that cannot become audio. ``reason`` is a short code, ``str()`` the detail.
+    """A file that cannot become audio. ``reason`` is a :class:`MediaProblem`, ``str()``
+    the human-readable detail.
 
     ``skip`` is true when nothing is wrong with the file but it has nothing for us (a
     video without an audio track): the pipeline records it as ``skipped``, not ``failed``.
     """
 
-    def __init__(self, reason: str, detail: str, *, skip: bool = False):
+    def __init__(self, reason: MediaProblem, detail: str, *, skip: bool = False):
         super().__init__(detail)
         self.reason = reason
         self.skip = skip
@@ -105,12 +118,12 @@ def decode(source: str | BinaryIO, *, name: str = "") -> DecodedAudio:
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        raise MediaError("not_media", f"not a readable media file ({exc.strerror or exc})") from None
+        raise MediaError(MediaProblem.NOT_MEDIA, f"not a readable media file ({exc.strerror or exc})") from None
     with container:
         info = _probe(container)
         if not container.streams.audio:
             what = f"video only: {info.video_codec} {info.width}x{info.height}" if info.video_codec else "no streams"
-            raise MediaError("no_audio", f"no audio stream ({what})", skip=True)
+            raise MediaError(MediaProblem.NO_AUDIO, f"no audio stream ({what})", skip=True)
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
@@ -125,16 +138,16 @@ def decode(source: str | BinaryIO, *, name: str = "") -> DecodedAudio:
         except av.error.FFmpegError as exc:
             decoded_s = sum(len(c) for c in chunks) / SAMPLE_RATE
             raise MediaError(
-                "decode_error", f"decoding failed after {decoded_s:.1f} s: {exc.strerror or exc}"
+                MediaProblem.DECODE_ERROR, f"decoding failed after {decoded_s:.1f} s: {exc.strerror or exc}"
             ) from None
     samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
     decoded = DecodedAudio(info=info, samples=samples)
     if decoded.duration_s == 0:
-        raise MediaError("no_audio_data", "the audio stream decoded to no samples")
+        raise MediaError(MediaProblem.NO_AUDIO_DATA, "the audio stream decoded to no samples")
     declared = info.duration_s
     if declared and decoded.duration_s < declared * MIN_COVERAGE - COVERAGE_SLACK_S:
         raise MediaError(
-            "truncated",
+            MediaProblem.TRUNCATED,
             f"truncated: decoded {decoded.duration_s:.1f} s of the {declared:.1f} s the container declares",
         )
     log.debug("decoded %s: %.1f s of %s", label, decoded.duration_s, info.audio_codec)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from .asr import free_device_memory
 from .decode import SAMPLE_RATE
+from .models import set_pyannote_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ class SpeakerVoice:
     speech_s: float  # seconds of speech this speaker has alone (no overlap)
 
 
-@dataclass
-class Diarization:
+@dataclass(frozen=True)
+class DiarizationResult:
+    """One file's speakers: its turns, and one voice embedding per speaker."""
+
     turns: list[Turn] = field(default_factory=list)  # may overlap
     exclusive_turns: list[Turn] = field(default_factory=list)  # one speaker at a time
     voices: list[SpeakerVoice] = field(default_factory=list)
@@ -313,12 +315,8 @@ class Diarizer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @property
-    def embedding_model(self) -> str:
-        return embedding_model_name(self.options.pipeline)
-
     def load(self) -> None:
-        os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+        set_pyannote_telemetry()
         self.pipeline = load_pipeline(self.options)
         if self.options.pipeline == PACKAGED:
             self.encoder = self.pipeline._embedding
@@ -328,21 +326,21 @@ class Diarizer:
         self.encoder = None
         free_device_memory()
 
-    def diarize(self, samples: np.ndarray) -> Diarization:
+    def diarize(self, samples: np.ndarray) -> DiarizationResult:
         import torch
 
         if self.pipeline is None:
             raise RuntimeError("Diarizer used outside its `with` block")
         samples = np.asarray(samples, dtype=np.float32)
         if samples.size == 0:
-            return Diarization(note="empty audio")
+            return DiarizationResult(note="empty audio")
         kwargs = {}
         for key in ("num_speakers", "min_speakers", "max_speakers"):
             if getattr(self.options, key) is not None:
                 kwargs[key] = getattr(self.options, key)
         # pyannote pads chunks shorter than its 5 s window; below one frame it has nothing to do
         if samples.size < SAMPLE_RATE // 10:
-            return Diarization(note="shorter than 0.1 s: no speaker turns")
+            return DiarizationResult(note="shorter than 0.1 s: no speaker turns")
         file = {"waveform": torch.from_numpy(samples)[None], "sample_rate": SAMPLE_RATE, "uri": "media"}
         out = self.pipeline(file, **kwargs)
         annotation = getattr(out, "speaker_diarization", out)
@@ -352,7 +350,7 @@ class Diarizer:
         turns = _clip(_annotation_turns(annotation), duration)
         exclusive_turns = _clip(_annotation_turns(exclusive), duration) if exclusive is not None else _exclusive(turns)
         if not turns:
-            return Diarization(note="no speech found")
+            return DiarizationResult(note="no speech found")
         # stable local labels: SPEAKER_00 speaks first
         order: list[str] = []
         for t in sorted(turns, key=lambda t: t.start_s):
@@ -363,7 +361,7 @@ class Diarizer:
         turns = _relabel(turns, mapping)
         exclusive_turns = _relabel([t for t in exclusive_turns if t.speaker in mapping], mapping)
         voices = self._voices(samples, exclusive_turns, out, labels, mapping)
-        return Diarization(turns=turns, exclusive_turns=exclusive_turns, voices=voices)
+        return DiarizationResult(turns=turns, exclusive_turns=exclusive_turns, voices=voices)
 
     def _voices(self, samples, exclusive_turns, out, labels, mapping) -> list[SpeakerVoice]:
         seconds = speech_seconds(exclusive_turns)
@@ -386,13 +384,6 @@ class Diarizer:
                 s = mapping[label]
                 voices.append(SpeakerVoice(s, v / norm, round(seconds.get(s, 0.0), 3)))
         return sorted(voices, key=lambda v: v.speaker)
-
-    def embed_spans(self, samples: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray | None:
-        """Embedding of the given time spans (used for fallbacks); None without an encoder."""
-        if self.encoder is None:
-            return None
-        v = self.encoder.embed_many([self.speech_of(samples, [Turn(a, b, "") for a, b in spans])])[0]
-        return v if np.all(np.isfinite(v)) else None
 
     @staticmethod
     def speech_of(samples: np.ndarray, turns: list[Turn]) -> np.ndarray:

