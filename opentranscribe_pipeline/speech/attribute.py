@@ -21,6 +21,7 @@ Pure functions over plain arrays; no Dagster, no models.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -101,7 +102,14 @@ def join_words(words: list[str], language: str | None) -> str:
     return sep.join(w for w in words if w).strip()
 
 
-def attribute_file(segments: list[dict], words: list[dict], turns: list[Turn]) -> tuple[list[dict], list[dict]]:
+class AttributedFile(NamedTuple):
+    """One file's rows with a speaker on each (unpacks as ``segments, words``)."""
+
+    segments: list[dict]
+    words: list[dict]
+
+
+def attribute_file(segments: list[dict], words: list[dict], turns: list[Turn]) -> AttributedFile:
     """Speakers for one file's ASR output.
 
     ``segments``: dicts with segment_id, start_s, end_s, text, language (plus any other
@@ -159,4 +167,4 @@ def attribute_file(segments: list[dict], words: list[dict], turns: list[Turn]) -
     for s in out_segments:
         if s["end_s"] < s["start_s"]:
             s["end_s"] = s["start_s"]
-    return out_segments, out_words
+    return AttributedFile(out_segments, out_words)
