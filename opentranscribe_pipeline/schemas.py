@@ -8,6 +8,7 @@ result as a Dagster asset check. Times are float64 seconds from the start of the
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pandera.polars as pa
@@ -325,3 +326,8 @@ _SAFE = re.compile(r"[^a-z0-9._-]+")
 
 def slug(text: str, max_len: int = 40) -> str:
     return _SAFE.sub("-", text.lower()).strip("-.")[:max_len] or "drop"
+
+
+def utc_now() -> dt.datetime:
+    """The time written to ``processed_at`` / ``clustered_at`` / ``named_at``: always UTC."""
+    return dt.datetime.now(dt.UTC)

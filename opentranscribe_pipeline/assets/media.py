@@ -8,7 +8,6 @@ through the archive-wide media index, one lookup per file). A bad file becomes a
 with the reason; it never fails the batch.
 """
 
-import datetime as dt
 import hashlib
 import os
 import tempfile
@@ -20,7 +19,7 @@ import polars as pl
 
 from ..partitions import batch_partitions
 from ..resources import WarehouseResource
-from ..schemas import Audio, Media, conform
+from ..schemas import Audio, Media, conform, utc_now
 from ..speech.decode import SAMPLE_RATE, MediaError, decode, encode_flac
 from ..storage import S3Options, StorageUnavailable, Warehouse, filesystem, is_local, iter_chunks
 from ..storage.media_index import MediaIndex
@@ -32,6 +31,7 @@ from .checks import (
     schema_check_spec,
     table_spec,
 )
+from .modelstep import publish, with_staged
 
 # bump when decoding or resampling changes: files ingested with another version are redone
 INGEST_VERSION = "pyav-16k-mono-flac/1"
@@ -44,17 +44,13 @@ class IngestResult:
     audio: dict | None
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _row(batch_id: str, source_uri: str, size: int, **kw) -> dict:
     return {
         "batch_id": batch_id,
         "source_uri": source_uri,
         "size_bytes": size,
         "ingest_version": INGEST_VERSION,
-        "processed_at": _now(),
+        "processed_at": utc_now(),
         **kw,
     }
 
@@ -162,10 +158,8 @@ def ingest_file(
     return IngestResult(media, audio)
 
 
-def _reusable(df: pl.DataFrame | None, manifest: pl.DataFrame) -> pl.DataFrame:
+def _reusable(df: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFrame:
     """Rows from an earlier run that still describe the same file with the same ingest."""
-    if df is None or df.is_empty():
-        return conform(pl.DataFrame(), Media).clear()
     sizes = manifest.select("source_uri", pl.col("size_bytes").alias("_size"))
     return (
         conform(df, Media)
@@ -177,6 +171,34 @@ def _reusable(df: pl.DataFrame | None, manifest: pl.DataFrame) -> pl.DataFrame:
         )
         .drop("_size")
     )
+
+
+def stage_files(
+    context: dg.AssetExecutionContext,
+    wh: Warehouse,
+    batch_id: str,
+    todo: pl.DataFrame,
+    seen: dict[str, str],
+    index: MediaIndex,
+) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
+    """Ingest each file of ``todo`` and stage its rows (audio first: a staged media row
+    always has its audio row next to it). Returns the new media and audio rows."""
+    new_media, new_audio = [], []
+    for i, (source_uri, size) in enumerate(todo.select("source_uri", "size_bytes").iter_rows()):
+        result = ingest_file(wh, batch_id, source_uri, size, seen, index)
+        key = hashlib.sha256(source_uri.encode()).hexdigest()[:24]
+        media_df = conform(pl.DataFrame([result.media]), Media)
+        if result.audio is not None:
+            audio_df = conform(pl.DataFrame([result.audio]), Audio)
+            wh.stage("audio", batch_id, key, audio_df)
+            new_audio.append(audio_df)
+        wh.stage("media", batch_id, key, media_df)
+        new_media.append(media_df)
+        if result.media["status"] != "ok":
+            context.log.warning("%s: %s (%s)", source_uri, result.media["status"], result.media.get("error"))
+        if (i + 1) % 25 == 0:
+            context.log.info("ingested %d/%d", i + 1, todo.height)
+    return new_media, new_audio
 
 
 @dg.multi_asset(
@@ -206,25 +228,10 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         raise dg.Failure(f"batch {batch_id!r} is not registered in {wh.root_uri} (no batches/batch_id={batch_id})")
     started = time.perf_counter()
 
-    previous = _reusable(wh.read_table("media", batch_id), manifest)
-    staged_media = wh.staged("media", batch_id)
-    staged_audio = wh.staged("audio", batch_id)
-    staged = _reusable(
-        pl.concat([conform(df, Media) for df in staged_media.values()]) if staged_media else None, manifest
-    )
-    kept = pl.concat([staged, previous.filter(~pl.col("source_uri").is_in(staged["source_uri"].implode()))])
-    prev_audio = wh.read_table("audio", batch_id)
-    kept_audio_frames = [conform(df, Audio) for df in staged_audio.values()]
-    if prev_audio is not None:
-        kept_audio_frames.append(conform(prev_audio, Audio))
-    kept_ids = kept.filter(pl.col("status") == "ok")["media_id"]
-    kept_audio = (
-        pl.concat(kept_audio_frames)
-        .unique("media_id", keep="first")
-        .filter(pl.col("media_id").is_in(kept_ids.implode()))
-        if kept_audio_frames
-        else conform(pl.DataFrame(), Audio).clear()
-    )
+    # what an earlier run finished (visible) or staged before it was killed
+    kept = _reusable(with_staged(wh, "media", batch_id, "source_uri"), manifest)
+    kept_ok = kept.filter(pl.col("status") == "ok")["media_id"].implode()
+    kept_audio = with_staged(wh, "audio", batch_id, "media_id").filter(pl.col("media_id").is_in(kept_ok))
 
     seen = {m: u for m, u in kept.filter(pl.col("media_id").is_not_null()).select("media_id", "source_uri").iter_rows()}
     todo = manifest.filter(~pl.col("source_uri").is_in(kept["source_uri"].implode()))
@@ -237,29 +244,10 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         if built:
             context.log.info("media index built from existing media tables: %d entries", built)
 
-    new_media, new_audio = [], []
-    for i, (source_uri, size) in enumerate(todo.select("source_uri", "size_bytes").iter_rows()):
-        result = ingest_file(wh, batch_id, source_uri, size, seen, index)
-        key = hashlib.sha256(source_uri.encode()).hexdigest()[:24]
-        media_df = conform(pl.DataFrame([result.media]), Media)
-        # audio first: a staged media row always has its audio row next to it
-        if result.audio is not None:
-            audio_df = conform(pl.DataFrame([result.audio]), Audio)
-            wh.stage("audio", batch_id, key, audio_df)
-            new_audio.append(audio_df)
-        wh.stage("media", batch_id, key, media_df)
-        new_media.append(media_df)
-        if result.media["status"] != "ok":
-            context.log.warning("%s: %s (%s)", source_uri, result.media["status"], result.media.get("error"))
-        if (i + 1) % 25 == 0:
-            context.log.info("ingested %d/%d", i + 1, todo.height)
-
+    new_media, new_audio = stage_files(context, wh, batch_id, todo, seen, index)
     media = pl.concat([kept, *new_media]).sort("source_uri")
     audio = pl.concat([kept_audio, *new_audio]).unique("media_id", keep="first").sort("media_id")
-    wh.write_table("audio", audio, batch_id)
-    wh.write_table("media", media, batch_id)
-    wh.clear_staging("media", batch_id)
-    wh.clear_staging("audio", batch_id)
+    publish(wh, batch_id, {"audio": audio, "media": media})  # media last: it is what a re-run trusts
 
     counts = dict(media.group_by("status").len().iter_rows())
     hours = float(audio["duration_s"].sum() or 0) / 3600

@@ -24,7 +24,6 @@ a per-file function returning :class:`FileOutput`. See ``assets/transcription.py
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import time
 import traceback
@@ -37,7 +36,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ..schemas import TABLES, conform
+from ..schemas import TABLES, conform, utc_now
 from ..storage import Warehouse
 from .checks import failed_files_check_result, failed_files_check_spec, markdown_table, schema_check_result
 
@@ -46,10 +45,6 @@ Model = TypeVar("Model")
 
 def empty(model) -> pl.DataFrame:
     return conform(pl.DataFrame(), model).clear()
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -93,18 +88,34 @@ class ReprocessConfig(dg.Config):
 
 
 # -- the to-do list -------------------------------------------------------------------------
+def with_staged(wh: Warehouse, table: str, batch_id: str, key: str) -> pl.DataFrame:
+    """The batch's visible rows of ``table`` with the rows staged by an unfinished run on
+    top: staged rows replace the visible rows with the same ``key`` value, and the rows of
+    the item a staged file is named after (model steps stage under the media id, so a file
+    redone with no rows at all still replaces its old rows)."""
+    model = TABLES[table]
+    visible = wh.read_table(table, batch_id)
+    visible = conform(visible, model) if visible is not None else empty(model)
+    staged = wh.staged(table, batch_id)
+    if not staged:
+        return visible
+    staged_df = pl.concat([conform(df, model) for df in staged.values()])
+    replaced = [*staged_df[key].unique().to_list(), *staged]
+    return pl.concat([visible.filter(~pl.col(key).is_in(replaced)), staged_df])
+
+
+def publish(wh: Warehouse, batch_id: str, tables: Mapping[str, pl.DataFrame]) -> None:
+    """Write the batch's tables in the order given (the state table last: it is what a
+    re-run trusts), then clear their staging areas."""
+    for table, df in tables.items():
+        wh.write_table(table, df, batch_id)
+    for table in tables:
+        wh.clear_staging(table, batch_id)
+
+
 def load_previous(wh: Warehouse, batch_id: str, stage: ModelStage) -> dict[str, pl.DataFrame]:
     """Visible tables of the batch, with staged results of an unfinished run taking precedence."""
-    out = {}
-    for table in stage.tables:
-        model = TABLES[table]
-        visible = wh.read_table(table, batch_id)
-        visible = conform(visible, model) if visible is not None else empty(model)
-        staged = wh.staged(table, batch_id)
-        if staged:
-            staged_df = pl.concat([conform(df, model) for df in staged.values()])
-            visible = pl.concat([visible.filter(~pl.col("media_id").is_in(list(staged))), staged_df])
-        out[table] = visible
+    out = {table: with_staged(wh, table, batch_id, "media_id") for table in stage.tables}
     # staged rows of a file whose state row was not staged yet are incomplete: drop them
     done_ids = out[stage.state_table]["media_id"].implode()
     for table in stage.row_tables:
@@ -173,10 +184,7 @@ def fold(
     for table, old in prev.items():
         kept = old.filter(pl.col("media_id").is_in(keep) & ~pl.col("media_id").is_in(redone))
         out[table] = pl.concat([kept, *new[table]]).sort(list(stage.sort_keys[table]))
-    for table in [*stage.row_tables, stage.state_table]:
-        wh.write_table(table, out[table], batch_id)
-    for table in stage.tables:
-        wh.clear_staging(table, batch_id)
+    publish(wh, batch_id, {t: out[t] for t in [*stage.row_tables, stage.state_table]})
     return out
 
 
@@ -239,6 +247,35 @@ class StepResult:
         yield failed_files_check_result(self.stage.state_table, self.state)
 
 
+def to_do(
+    context: dg.AssetExecutionContext,
+    wh: Warehouse,
+    stage: ModelStage,
+    wanted: pl.DataFrame,
+    model_version: str,
+    force: list[str],
+) -> tuple[dict[str, pl.DataFrame], int, pl.DataFrame]:
+    """The batch's previous tables, how many wanted files are current, and the files to do."""
+    batch_id = context.partition_key
+    prev = load_previous(wh, batch_id, stage)
+    current = current_ids(prev[stage.state_table], wanted["media_id"], model_version)
+    forced = forced_ids(wh, batch_id, wanted["media_id"], force)
+    if forced:
+        context.log.info("forced to redo %d file(s): %s", len(forced), sorted(forced))
+        current = current.filter(~pl.col("media_id").is_in(list(forced)))
+    todo = wanted.filter(~pl.col("media_id").is_in(current["media_id"].implode()))
+    context.log.info(
+        "batch %s: %d usable files, %d current, %d to be %s with %s",
+        batch_id,
+        wanted.height,
+        current.height,
+        todo.height,
+        stage.verb,
+        model_version,
+    )
+    return prev, current.height, todo
+
+
 def run_model_step(
     context: dg.AssetExecutionContext,
     wh: Warehouse,
@@ -258,34 +295,18 @@ def run_model_step(
     columns every state row of this run shares (model names)."""
     batch_id = context.partition_key
     state_model = TABLES[stage.state_table]
-    prev = load_previous(wh, batch_id, stage)
-    current = current_ids(prev[stage.state_table], wanted["media_id"], model_version)
-    forced = forced_ids(wh, batch_id, wanted["media_id"], force)
-    if forced:
-        context.log.info("forced to redo %d file(s): %s", len(forced), sorted(forced))
-        current = current.filter(~pl.col("media_id").is_in(list(forced)))
-    todo = wanted.filter(~pl.col("media_id").is_in(current["media_id"].implode()))
-    context.log.info(
-        "batch %s: %d usable files, %d current, %d to be %s with %s",
-        batch_id,
-        wanted.height,
-        current.height,
-        todo.height,
-        stage.verb,
-        model_version,
-    )
+    prev, kept, todo = to_do(context, wh, stage, wanted, model_version, force)
+    shared = {**state_columns, "batch_id": batch_id, "model_version": model_version}
 
-    def state_row(media_id: str, status: str, error: str | None, own: Mapping[str, Any], audio_s, elapsed_s):
+    def state_row(item: dict, error: str | None, own: Mapping[str, Any], elapsed_s: float) -> pl.DataFrame:
         row = {
-            **state_columns,
+            **shared,
             **own,
-            "batch_id": batch_id,
-            "media_id": media_id,
-            "status": status,
+            "media_id": item["media_id"],
+            "status": "failed" if error else "ok",
             "error": error,
-            "audio_s": float(audio_s or 0.0),
+            "audio_s": float(item.get("duration_s") or 0.0),
             "elapsed_s": float(elapsed_s),
-            "model_version": model_version,
             "processed_at": utc_now(),
         }
         return conform(pl.DataFrame([row]), state_model)
@@ -298,21 +319,17 @@ def run_model_step(
         with load() as model:
             load_s = time.perf_counter() - t_load
             for item in todo.iter_rows(named=True):
-                media_id = item["media_id"]
-                t0 = time.perf_counter()
+                media_id, t0 = item["media_id"], time.perf_counter()
                 try:
                     out = process(model, item)
                 except Exception as exc:  # one bad file must not fail the batch
                     context.log.error("%s failed for %s: %s", stage.verb, media_id, traceback.format_exc(limit=3))
-                    error = f"{type(exc).__name__}: {exc}"
-                    row = state_row(
-                        media_id, "failed", error, stage.failed_state, item.get("duration_s"), time.perf_counter() - t0
-                    )
+                    row = state_row(item, f"{type(exc).__name__}: {exc}", stage.failed_state, time.perf_counter() - t0)
                     wh.stage(stage.state_table, batch_id, media_id, row)
                     new[stage.state_table].append(row)
                     continue
                 elapsed = time.perf_counter() - t0
-                row = state_row(media_id, "ok", None, out.state, item.get("duration_s"), elapsed)
+                row = state_row(item, None, out.state, elapsed)
                 # rows first, state last: a staged state row means the file's rows are staged too
                 for table in stage.row_tables:
                     wh.stage(table, batch_id, media_id, out.rows[table])
@@ -323,4 +340,4 @@ def run_model_step(
 
     tables = fold(wh, batch_id, stage, prev, new, wanted["media_id"])
     run_state = pl.concat(new[stage.state_table]) if new[stage.state_table] else empty(state_model)
-    return StepResult(stage, tables, run_state, current.height, load_s, time.perf_counter() - started)
+    return StepResult(stage, tables, run_state, kept, load_s, time.perf_counter() - started)

@@ -12,18 +12,13 @@ The clustering maths is in :mod:`.cluster`; the tables these read and write, in 
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from ..schemas import EMBEDDING_DIM, SpeakerClusters, SpeakerProfiles, SpeakerSuggestions, conform, empty_frame
+from ..schemas import EMBEDDING_DIM, SpeakerClusters, SpeakerProfiles, SpeakerSuggestions, conform, empty_frame, utc_now
 from .cluster import ClusterParams, ReclusterReport, VoiceIndex, assign_new, recluster
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from ..schemas import (
     SpeakerSuggestions,
     conform,
     empty_frame,
+    utc_now,
 )
 from ..storage import Warehouse
 from .cluster import VoiceIndex, id_number, normalize
-from .identity import utc_now
 
 CLUSTERS = "speaker_clusters"
 CENTROIDS = "speaker_centroids"
