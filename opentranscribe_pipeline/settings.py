@@ -90,7 +90,11 @@ def diarization_pipeline() -> str:
 
 def pyannote_metrics_enabled() -> bool:
     """pyannote.audio reports usage metrics unless told not to: off unless
-    ``PYANNOTE_METRICS_ENABLED`` says otherwise (the variable pyannote itself reads)."""
+    ``PYANNOTE_METRICS_ENABLED`` says otherwise (the variable pyannote itself reads).
+
+    Read this before pyannote is imported: pyannote 4.0.7 writes ``true`` into the variable
+    on import when it is unset. ``speech.models.set_pyannote_telemetry`` applies it through
+    pyannote's own ``set_telemetry_metrics`` whenever a model is loaded."""
     return (env("PYANNOTE_METRICS_ENABLED", "0") or "0").strip().lower() in ("1", "true", "yes", "on")
 
 

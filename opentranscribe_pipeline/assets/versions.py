@@ -7,7 +7,7 @@ definitions load. Point the deployment at another model, or upgrade the package 
 packaged one, and reload the code location: the UI shows ``transcripts`` (or
 ``diarization``) and everything downstream as stale. A backfill of the stale partitions then
 redoes only the files whose per-file ``model_version`` differs from the model now used;
-files already made with it are kept (``perfile.current_ids``).
+files already made with it are kept (``modelstep.current_ids``).
 
 A model chosen per run in the launchpad still decides what is redone (per-file versions),
 but only the deployment's model is visible as a code version.
