@@ -6,9 +6,6 @@ import shutil
 import dagster as dg
 import polars as pl
 import pytest
-from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-from dagster._core.loader import LoadingContextForTest
 
 from opentranscribe_pipeline.assets import attribute_speakers, diarize, ingest, transcribe
 from opentranscribe_pipeline.assets.checks import schema_check_result
@@ -20,7 +17,7 @@ from opentranscribe_pipeline.speech.models import resolve_asr_model
 from opentranscribe_pipeline.storage import Warehouse
 from opentranscribe_pipeline.storage.media_index import MediaIndex
 
-from .conftest import BAD_INPUTS, SAMPLE_DROP, build_bad_drop
+from ..conftest import BAD_INPUTS, SAMPLE_DROP, build_bad_drop
 
 BATCH_ASSETS = (ingest, transcribe, diarize, attribute_speakers)
 NODE_OF = {"media": "ingest", "audio": "ingest", "diarization": "diarize", "segments": "attribute_speakers"}
@@ -136,12 +133,42 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path, instance):
     assert "truncated" in md["problems"]
 
 
+FRESH, STALE = "fresh", "stale"
+
+
 def staleness(instance, batch_id, keys=("media", "transcripts", "diarization", "words")):
-    """What the UI shows for the batch: stale status per asset, for the definitions as they
-    load in the current environment (code versions from the configured models)."""
-    graph = AssetGraph.from_assets(with_code_versions(BATCH_ASSETS))
-    resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
-    return {k: resolver.get_status(dg.AssetKey(k), batch_id) for k in keys}
+    """What the UI shows for the batch, for the definitions as they load in the current
+    environment (code versions from the configured models), read through public APIs as
+    Dagster decides it: a materialization is stale when its definition now carries another
+    code version than the one it was made with, or when an asset it was made from has been
+    materialized since with another data version."""
+    specs = {spec.key: spec for a in with_code_versions(BATCH_ASSETS) for spec in a.specs}
+
+    def latest(key: dg.AssetKey, at_or_before: int | None = None) -> dg.EventLogRecord:
+        filter_ = dg.AssetRecordsFilter(
+            asset_key=key,
+            asset_partitions=[batch_id],
+            before_storage_id=None if at_or_before is None else at_or_before + 1,
+        )
+        [record] = instance.fetch_materializations(filter_, limit=1).records
+        return record
+
+    def data_version(record: dg.EventLogRecord) -> str:
+        return record.asset_materialization.tags["dagster/data_version"]
+
+    def is_stale(key: dg.AssetKey) -> bool:
+        made = latest(key).asset_materialization.tags
+        assert specs[key].code_version, key  # without one the UI has nothing to compare
+        if made["dagster/code_version"] != specs[key].code_version:
+            return True
+        for dep in (d.asset_key for d in specs[key].deps):
+            used = int(made[f"dagster/input_event_pointer/{dep.to_user_string()}"])  # storage id of the input
+            now = latest(dep)
+            if now.storage_id > used and data_version(now) != data_version(latest(dep, at_or_before=used)):
+                return True
+        return False
+
+    return {k: STALE if is_stale(dg.AssetKey(k)) else FRESH for k in keys}
 
 
 def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instance, monkeypatch):
@@ -165,7 +192,7 @@ def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instan
     assert metadata(again, "media")["files_ingested_this_run"] == 0
     assert wh.read_table("transcripts", batch_id).equals(state1)
     assert wh.read_table("words", batch_id).equals(words1)
-    assert set(staleness(instance, batch_id).values()) == {StaleStatus.FRESH}
+    assert set(staleness(instance, batch_id).values()) == {FRESH}
 
     # a per-run option redoes named files even when they are current
     forced = dg.materialize(
@@ -184,13 +211,13 @@ def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instan
     shutil.copytree(resolve_asr_model("packaged:tiny.en").path, other)
     monkeypatch.setenv("OPENTRANSCRIBE_ASR_MODEL", str(other))
     assert staleness(instance, batch_id) == {
-        "media": StaleStatus.FRESH,
-        "transcripts": StaleStatus.STALE,
-        "diarization": StaleStatus.FRESH,
-        "words": StaleStatus.STALE,
+        "media": FRESH,
+        "transcripts": STALE,
+        "diarization": FRESH,
+        "words": STALE,
     }
     third = run_batch(instance, root, batch_id)
-    assert set(staleness(instance, batch_id).values()) == {StaleStatus.FRESH}
+    assert set(staleness(instance, batch_id).values()) == {FRESH}
     assert metadata(third, "transcripts")["files_transcribed_this_run"] == 3
     state3 = wh.read_table("transcripts", batch_id)
     assert state3.height == 3 and state3["model_version"].n_unique() == 1
