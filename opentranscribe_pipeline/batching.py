@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from .schemas import Batches, conform, slug
+from .settings import BATCH_MAX_FILES, BATCH_MAX_HOURS
 from .storage import S3Options, SourceObject, Warehouse, filesystem, is_local, list_source
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,8 @@ FALLBACK_BYTES_PER_SECOND = 16_000
 
 @dataclass(frozen=True)
 class BatchLimits:
-    max_files: int = 200
-    max_hours: float = 20.0
+    max_files: int = BATCH_MAX_FILES
+    max_hours: float = BATCH_MAX_HOURS
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The Dagster sensor that turns complete drops into batch partitions and runs.
 
 Sensors take no run config, so the settings come from the ``drop_sensor_config`` resource,
-whose unset fields fall back to environment variables read on every tick (never at import):
+whose unset fields fall back to environment variables read on every tick (never at import),
+through :mod:`opentranscribe_pipeline.settings`, which also holds the defaults:
 
 | field | environment | default |
 |---|---|---|
@@ -24,7 +25,7 @@ from collections.abc import Callable
 import dagster as dg
 from pydantic import Field
 
-from .. import settings as env_settings
+from .. import settings
 from ..batching import BatchLimits
 from ..partitions import BATCHES, batch_partitions
 from ..resources import WarehouseResource
@@ -33,15 +34,6 @@ from ..storage import StorageUnavailable
 from ..storage.sources import open_source
 from .drops import Cursor, DropScanner, DropSettings
 
-DEFAULT_MARKER = "_READY"
-
-
-def _float_env(name: str) -> float | None:
-    value = env_settings.env(name)
-    if value is None or value.strip().lower() in ("off", "none", "no"):
-        return None
-    return float(value)
-
 
 class DropSensorConfig(S3Settings):
     """Where drops arrive and when one counts as complete (see README, "Drop sensor")."""
@@ -49,15 +41,21 @@ class DropSensorConfig(S3Settings):
     incoming: str | None = Field(
         default=None, description="s3://bucket/prefix or a local folder whose subfolders are drops"
     )
-    marker: str | None = Field(default=None, description="name of the completion marker object (default _READY)")
+    marker: str | None = Field(
+        default=None, description=f"name of the completion marker object (default {settings.READY_MARKER})"
+    )
     quiet_minutes: float | None = Field(
         default=None, description="also complete a drop after this long without changes (unset or < 0: marker only)"
     )
     settle_seconds: float | None = Field(
-        default=None, description="local folders: files modified more recently than this are still being written"
+        default=None,
+        description="local folders: files modified more recently than this are still being written "
+        f"(default {settings.DEFAULT_SETTLE_SECONDS:g})",
     )
-    max_files: int | None = Field(default=None, description="files per batch (default 200)")
-    max_hours: float | None = Field(default=None, description="hours of audio per batch (default 20)")
+    max_files: int | None = Field(default=None, description=f"files per batch (default {settings.BATCH_MAX_FILES})")
+    max_hours: float | None = Field(
+        default=None, description=f"hours of audio per batch (default {settings.BATCH_MAX_HOURS:g})"
+    )
     max_files_per_tick: int = Field(default=1000, description="files registered per tick at most (the rest: next tick)")
     max_pending_drops: int = Field(default=100, description="incomplete drops tracked at once (bounds the cursor)")
     sweep_drops_per_tick: int = Field(default=1, description="registered drops re-checked per tick, round robin")
@@ -65,20 +63,21 @@ class DropSensorConfig(S3Settings):
     watch_max: int = Field(default=10, description="at most this many drops re-checked every tick")
 
     def drop_settings(self) -> DropSettings | None:
-        """The effective settings, environment included; None when no incoming URI is set."""
-        incoming = self.incoming or env_settings.env("OPENTRANSCRIBE_INCOMING")
+        """The effective settings, environment included (through :mod:`..settings`, read now);
+        None when no incoming URI is set."""
+        incoming = self.incoming or settings.incoming()
         if not incoming:
             return None
-        quiet = self.quiet_minutes if self.quiet_minutes is not None else _float_env("OPENTRANSCRIBE_QUIET_MINUTES")
-        settle = self.settle_seconds if self.settle_seconds is not None else _float_env("OPENTRANSCRIBE_SETTLE_SECONDS")
-        max_files = self.max_files or int(env_settings.env("OPENTRANSCRIBE_MAX_FILES", "200"))
-        max_hours = self.max_hours or float(env_settings.env("OPENTRANSCRIBE_MAX_HOURS", "20"))
+        quiet = self.quiet_minutes if self.quiet_minutes is not None else settings.quiet_minutes()
+        settle = self.settle_seconds if self.settle_seconds is not None else settings.settle_seconds()
+        max_files = self.max_files or settings.batch_max_files()
+        max_hours = self.max_hours or settings.batch_max_hours()
         return DropSettings(
             incoming=incoming,
             s3=self.s3_options(),
-            marker=self.marker or env_settings.env("OPENTRANSCRIBE_READY_MARKER", DEFAULT_MARKER),
+            marker=self.marker or settings.ready_marker(),
             quiet_s=None if quiet is None or quiet < 0 else quiet * 60.0,
-            settle_s=30.0 if settle is None else settle,
+            settle_s=settings.DEFAULT_SETTLE_SECONDS if settle is None else settle,
             limits=BatchLimits(max_files=max_files, max_hours=max_hours),
             max_files_per_tick=max(self.max_files_per_tick, max_files),
             max_pending_drops=self.max_pending_drops,
@@ -109,27 +108,27 @@ def build_drop_sensor(
         context: dg.SensorEvaluationContext, drop_sensor_config: DropSensorConfig, warehouse: WarehouseResource
     ):
         try:
-            settings = drop_sensor_config.drop_settings()
+            config = drop_sensor_config.drop_settings()
         except ValueError as exc:
             return dg.SkipReason(f"drop sensor misconfigured: {exc}")
-        if settings is None:
+        if config is None:
             return dg.SkipReason("no incoming prefix: set OPENTRANSCRIBE_INCOMING (or drop_sensor_config.incoming)")
 
         def has_partition(batch_id: str) -> bool:
             return context.instance.has_dynamic_partition(BATCHES, batch_id)
 
         try:
-            source = open_source(settings.incoming, settings.s3)
+            source = open_source(config.incoming, config.s3)
             scanner = DropScanner(
-                settings, source, warehouse.get(), has_partition=has_partition, clock=clock, logger=context.log
+                config, source, warehouse.get(), has_partition=has_partition, clock=clock, logger=context.log
             )
             result = scanner.tick(Cursor.parse(context.cursor))
         except StorageUnavailable as exc:  # the incoming prefix cannot be listed: keep the cursor, try again
             context.log.error(f"drop sensor: {exc}")
-            return dg.SkipReason(f"cannot watch {settings.incoming}: {exc}")
+            return dg.SkipReason(f"cannot watch {config.incoming}: {exc}")
         except Exception as exc:  # never let one tick's surprise stop the sensor
             context.log.exception("drop sensor tick failed")
-            return dg.SkipReason(f"drop sensor tick failed on {settings.incoming}: {type(exc).__name__}: {exc}")
+            return dg.SkipReason(f"drop sensor tick failed on {config.incoming}: {type(exc).__name__}: {exc}")
 
         for error in result.errors:
             context.log.error(f"drop sensor: {error}")

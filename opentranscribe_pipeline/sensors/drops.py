@@ -12,30 +12,41 @@ Vocabulary
   in progress: temporary names (``*.part``, ``*.tmp``, ``.*``, ...) written less than an hour
   ago, and, in local folders, files modified less than ``settle_s`` ago. S3 multipart
   uploads that are not completed are invisible to listings, so they are never seen at all.
-- *walk*: registering a complete drop: its listing is read in the store's order, media files
-  no batch holds yet are probed and cut into batches (``batching.plan_batches``), each batch
-  gets a ``batches`` manifest and becomes a dynamic partition with one run request. A walk
-  may span ticks (``max_files_per_tick``); batches are only ever cut by the batch limits.
+- *walk*: registering a complete drop, in four steps (:meth:`DropScanner._walk`): **scan**
+  its listing in the store's order for media files no batch holds yet, **plan** them into
+  batches (``batching.plan_batches``), **register** each batch (a ``batches`` manifest, then a
+  dynamic partition with one run request), **finish** (ledger, cursor). A walk may span ticks
+  (``max_files_per_tick``); batches are only ever cut by the batch limits.
 
 State
 -----
-Per tick the cost follows what is new, never the size of the archive:
+Per tick the cost follows what is new, never the size of the archive. The state is a few
+frozen dataclasses, each with its own JSON form:
 
-- the **cursor** (JSON, bounded: at most ``max_pending_drops`` + ``watch_max`` entries)
-  holds ``hwm``, the last top-level drop name seen, ``sweep``, a round-robin position, the
-  ``pending`` drops (seen, not complete or being walked) and the ``watch`` list (drops
-  registered in the last ``watch_s`` seconds, with the last key registered);
-- a **ledger** object per registered drop, ``<warehouse>/_drops/<drop>.json``, holds what the
-  cursor may forget: the last key walked, the next batch number, the marker's signature.
+- the **cursor** (:class:`Cursor`, JSON, bounded: at most ``max_pending_drops`` +
+  ``watch_max`` entries) holds ``hwm``, the last top-level drop name seen, ``sweep``, a
+  round-robin position, the ``pending`` drops (:class:`PendingDrop`: seen, not complete or
+  being walked, with the :class:`Walk` in progress if any) and the ``watch`` list
+  (:class:`WatchedDrop`: drops registered in the last ``watch_s`` seconds);
+- a **ledger** object per registered drop (:class:`Ledger`,
+  ``<warehouse>/_drops/<drop>.json``) holds what the cursor may forget: the last key walked,
+  the next batch number, the marker's signature, and the :class:`OpenWalk` if a walk that
+  wrote batches has not finished.
+
+Both JSON forms keep the short keys of the first version (``since``, ``base``, ``seq``, ``n``,
+``sig``, ...; the dataclasses give them their names), so cursors and ledgers written by
+either version read the same and ``CURSOR_VERSION`` stays 1. A cursor of another version, or
+one that does not parse, is dropped with a warning and the sensor starts over: drops are
+found again by the listing and the sweep, and their ledgers keep anything from being
+registered twice.
 
 A tick: (1) lists top-level folders after ``hwm`` (one request) and admits new drops to
 ``pending``; (2) checks each watched drop for late files (``HeadObject`` on the marker and
 one ``ListObjectsV2``: the whole drop if small, else ``StartAfter`` = last key walked); (3)
-sweeps ``sweep_per_tick``
-drops of the whole archive, round robin, the same way using their ledgers (this finds late
-files in old drops and drops whose names sort before ``hwm``); (4) advances pending drops:
-one ``HeadObject`` on the marker while it is missing, a listing of the drop once it is there
-(or every tick in quiet-period mode), then the walk.
+sweeps ``sweep_per_tick`` drops of the whole archive, round robin, the same way using their
+ledgers (this finds late files in old drops and drops whose names sort before ``hwm``); (4)
+advances pending drops: one ``HeadObject`` on the marker while it is missing, a listing of
+the drop once it is there (or every tick in quiet-period mode), then the walk.
 
 Late files: a drop that held fewer than ``SMALL_DROP`` keys is re-listed whole when checked
 (one request either way) and compared with the number of keys walked, so a late key is seen
@@ -57,8 +68,8 @@ import json
 import logging
 import posixpath
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 
 from ..batching import (
     BatchLimits,
@@ -70,7 +81,8 @@ from ..batching import (
     probe_durations,
     write_batches,
 )
-from ..storage import S3Options, SourceObject, Warehouse, with_retries
+from ..settings import DEFAULT_SETTLE_SECONDS, READY_MARKER
+from ..storage import S3Options, SourceObject, Warehouse
 from ..storage.sources import Entry, LocalSource, S3Source, safe_relative
 
 log = logging.getLogger(__name__)
@@ -104,9 +116,9 @@ JUNK_NAMES = frozenset({".DS_Store", ".localized", "Thumbs.db", "desktop.ini"})
 class DropSettings:
     incoming: str
     s3: S3Options = S3Options()
-    marker: str = "_READY"
+    marker: str = READY_MARKER
     quiet_s: float | None = None  # None: the marker is required
-    settle_s: float = 30.0  # local folders: a file modified more recently is still being written
+    settle_s: float = DEFAULT_SETTLE_SECONDS  # local folders: a file modified more recently is still being written
     limits: BatchLimits = BatchLimits()
     max_files_per_tick: int = 1000
     max_pending_drops: int = 100
@@ -128,13 +140,120 @@ def is_junk(rel: str) -> bool:
     return name in JUNK_NAMES or name.startswith("._")
 
 
-# -- cursor --------------------------------------------------------------------------------
+# -- state: what the cursor and the ledgers hold ------------------------------------------------
+@dataclass(frozen=True)
+class Registered:
+    """Where the last finished walk of a drop left it."""
+
+    last_key: str | None  # the last key walked, in the store's order (None: the drop was empty)
+    marker: str | None  # the marker's signature the walk answered (None: quiet period, no marker)
+    next_seq: int  # the number of the drop's next batch
+    key_count: int | None  # keys of the drop up to ``last_key`` (None: unknown)
+
+
+@dataclass(frozen=True)
+class WatchedDrop(Registered):
+    """A drop registered recently: checked for late files every tick until ``until``."""
+
+    until: float
+
+    def to_json(self) -> dict:
+        return {
+            "last": self.last_key,
+            "marker": self.marker,
+            "seq": self.next_seq,
+            "n": self.key_count,
+            "until": self.until,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> WatchedDrop:
+        return cls(
+            last_key=data.get("last"),
+            marker=data.get("marker"),
+            next_seq=int(data.get("seq", 0)),
+            key_count=data.get("n"),
+            until=float(data.get("until", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Walk:
+    """A walk in progress (it may span ticks)."""
+
+    start_seq: int  # the drop's first batch number this walk may write
+    marker: str | None  # the marker's signature that started it
+    key_count: int | None  # keys of the drop dealt with so far, from its first key (None: unknown)
+    after: str | None = None  # the last key dealt with (None: nothing yet; start where the drop says)
+
+    def to_json(self) -> dict:
+        return {"start_seq": self.start_seq, "after": self.after, "marker": self.marker, "n": self.key_count}
+
+    @classmethod
+    def from_json(cls, data: dict, *, default_key_count: int | None) -> Walk:
+        return cls(
+            start_seq=int(data["start_seq"]),
+            marker=data.get("marker"),
+            key_count=data.get("n", default_key_count),
+            after=data.get("after"),
+        )
+
+
+@dataclass(frozen=True)
+class PendingDrop:
+    """A drop seen but not (completely) registered: waiting for completion, or being walked."""
+
+    since: float  # when the sensor started tracking it (eviction picks the oldest)
+    last_key: str | None  # the previous walk's last key: listings start after it unless ``relist_all``
+    relist_all: bool  # list the whole drop (a new drop, or late keys that may sort anywhere)
+    marker: str | None  # the marker's signature at the previous registration (None: none yet)
+    next_seq: int
+    key_count: int | None = None  # keys up to ``last_key`` (None: unknown)
+    quiet_digest: str | None = None  # quiet-period mode: the listing's digest when last seen
+    changed_at: float | None = None  # ... and when that digest last changed
+    walk: Walk | None = None
+
+    @classmethod
+    def new(cls, now: float) -> PendingDrop:
+        return cls(since=now, last_key=None, relist_all=True, marker=None, next_seq=0)
+
+    def to_json(self) -> dict:
+        data = {
+            "since": self.since,
+            "base": self.last_key,
+            "full": self.relist_all,
+            "marker": self.marker,
+            "seq": self.next_seq,
+        }
+        optional = {"n": self.key_count, "sig": self.quiet_digest, "changed": self.changed_at}
+        data.update({key: value for key, value in optional.items() if value is not None})
+        if self.walk is not None:
+            data["walk"] = self.walk.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> PendingDrop:
+        relist_all, key_count = bool(data.get("full")), data.get("n")
+        walk = data.get("walk")
+        return cls(
+            since=float(data["since"]),
+            last_key=data.get("base"),
+            relist_all=relist_all,
+            marker=data.get("marker"),
+            next_seq=int(data.get("seq", 0)),
+            key_count=key_count,
+            quiet_digest=data.get("sig"),
+            changed_at=data.get("changed"),
+            walk=Walk.from_json(walk, default_key_count=0 if relist_all else key_count) if walk else None,
+        )
+
+
 @dataclass
 class Cursor:
     hwm: str | None = None  # last top-level drop name listed, in the store's order
     sweep: str | None = None  # round-robin position of the sweep (None: from the start)
-    pending: dict[str, dict] = field(default_factory=dict)
-    watch: dict[str, dict] = field(default_factory=dict)
+    pending: dict[str, PendingDrop] = field(default_factory=dict)
+    watch: dict[str, WatchedDrop] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, text: str | None) -> Cursor:
@@ -144,26 +263,110 @@ class Cursor:
             data = json.loads(text)
             if data.get("v") != CURSOR_VERSION:
                 raise ValueError(f"cursor version {data.get('v')!r}")
-            return cls(data.get("hwm"), data.get("sweep"), dict(data.get("pending", {})), dict(data.get("watch", {})))
-        except (ValueError, TypeError, AttributeError) as exc:
+            return cls(
+                hwm=data.get("hwm"),
+                sweep=data.get("sweep"),
+                pending={name: PendingDrop.from_json(p) for name, p in data.get("pending", {}).items()},
+                watch={name: WatchedDrop.from_json(w) for name, w in data.get("watch", {}).items()},
+            )
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
             # a lost cursor is recoverable: drops are re-discovered, ledgers prevent re-registration
             log.warning("ignoring unreadable drop sensor cursor (%s); starting over", exc)
             return cls()
 
     def dump(self) -> str:
-        data = {"v": CURSOR_VERSION, "hwm": self.hwm, "sweep": self.sweep, "pending": self.pending, "watch": self.watch}
+        data = {
+            "v": CURSOR_VERSION,
+            "hwm": self.hwm,
+            "sweep": self.sweep,
+            "pending": {name: p.to_json() for name, p in self.pending.items()},
+            "watch": {name: w.to_json() for name, w in self.watch.items()},
+        }
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def copy(self) -> Cursor:
-        return Cursor.parse(self.dump())
+        return Cursor(self.hwm, self.sweep, dict(self.pending), dict(self.watch))  # entries are frozen
+
+    def tracks(self, drop: str) -> bool:
+        return drop in self.pending or drop in self.watch
 
 
-@dataclass
+@dataclass(frozen=True)
+class OpenWalk:
+    """The ledger's copy of a walk that wrote batches and has not finished (resumed from
+    there if the cursor is lost)."""
+
+    last_key: str | None  # as in PendingDrop
+    relist_all: bool
+    start_seq: int
+    marker: str | None  # the marker's signature that started the walk
+
+    def to_json(self) -> dict:
+        return {"base": self.last_key, "full": self.relist_all, "start_seq": self.start_seq, "marker": self.marker}
+
+    @classmethod
+    def from_json(cls, data: dict) -> OpenWalk:
+        return cls(
+            last_key=data.get("base"),
+            relist_all=bool(data.get("full")),
+            start_seq=int(data["start_seq"]),
+            marker=data.get("marker"),
+        )
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """``<warehouse>/_drops/<batch prefix>.json``: what the cursor may forget about a drop.
+    While a walk is open, ``last_key`` and ``marker`` are still the previous walk's and
+    ``next_seq`` counts the open walk's batches."""
+
+    drop: str
+    source: str  # the drop's URI
+    last_key: str | None
+    next_seq: int
+    marker: str | None
+    key_count: int | None  # keys in the drop when last walked (None: unknown)
+    open_walk: OpenWalk | None
+    updated_at: float
+
+    def registered(self) -> Registered:
+        return Registered(self.last_key, self.marker, self.next_seq, self.key_count)
+
+    def to_json(self) -> bytes:
+        data = {
+            "drop": self.drop,
+            "source": self.source,
+            "last_key": self.last_key,
+            "seq": self.next_seq,
+            "marker": self.marker,
+            "n_keys": self.key_count,
+            "open": self.open_walk.to_json() if self.open_walk else None,
+            "updated_at": self.updated_at,
+        }
+        return json.dumps(data, ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Ledger:
+        data = json.loads(raw)
+        return cls(
+            drop=data.get("drop"),
+            source=data.get("source"),
+            last_key=data["last_key"],
+            next_seq=int(data["seq"]),
+            marker=data["marker"],
+            key_count=data.get("n_keys"),
+            open_walk=OpenWalk.from_json(data["open"]) if data.get("open") else None,
+            updated_at=float(data.get("updated_at", 0)),
+        )
+
+
+# -- what a tick returns ------------------------------------------------------------------------
+@dataclass(frozen=True)
 class NewBatch:
     batch_id: str
     drop: str
     source_uri: str  # the drop folder
-    files: int
+    files: int  # -1: a batch registered earlier whose run is requested again
 
 
 @dataclass
@@ -181,7 +384,27 @@ class TickResult:
         return "; ".join(parts)
 
 
-# -- the tick ------------------------------------------------------------------------------
+# -- the walk's intermediate results ------------------------------------------------------------
+@dataclass(frozen=True)
+class Scan:
+    """What one tick's listing of a drop found."""
+
+    start: str | None  # the key the listing started after (None: the drop's first key)
+    new: list[SourceObject]  # media files no batch holds yet, in the store's order
+    positions: list[tuple[str, int]]  # per new file: its key and the keys dealt with up to it
+    last_key: str | None  # the last key dealt with (None: none)
+    keys_seen: int  # keys dealt with
+    finished: bool  # the listing was read to its end
+    paused: bool  # stopped before an object still in progress
+
+
+@dataclass(frozen=True)
+class Plan:
+    batches: list[list[tuple[SourceObject, float]]]  # (file, duration in seconds) per batch
+    scan: Scan  # narrowed to the files those batches hold when the open last batch waits
+
+
+# -- the tick ------------------------------------------------------------------------------------
 class DropScanner:
     def __init__(
         self,
@@ -193,389 +416,416 @@ class DropScanner:
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | logging.LoggerAdapter | None = None,
     ):
-        self.s = settings
+        self.settings = settings
         self.source = source
         self.wh = warehouse
         self.has_partition = has_partition or (lambda _: False)
         self.clock = clock
         self.log = logger or log
         self.now = clock()
-        self.used = 0  # files registered this tick
+        self.files_registered = 0  # this tick, across drops (bounded by max_files_per_tick)
 
-    # ---- helpers
+    # ---- ledger
     def _ledger_path(self, drop: str) -> str:
         return self.wh.path(LEDGER_DIR, f"{batch_prefix(drop)}.json")
 
-    def read_ledger(self, drop: str) -> dict | None:
+    def read_ledger(self, drop: str) -> Ledger | None:
         path = self._ledger_path(drop)
-        try:  # a ranged read: one GET (s3fs would HEAD first for a plain one)
-            raw = with_retries(
-                lambda: self.wh.fs.cat_file(path, start=0), what=f"reading {path}", endpoint=self.wh.endpoint
-            )
-        except FileNotFoundError:
+        raw = self.wh.get_if_exists(path)  # one GET on S3
+        if raw is None:
             return None
-        data = json.loads(raw)
-        if data.get("drop") != drop:  # two drop names with one batch prefix: cannot happen (hash suffix)
-            raise ValueError(f"ledger {self._ledger_path(drop)} belongs to drop {data.get('drop')!r}")
-        return data
+        ledger = Ledger.from_json(raw)
+        if ledger.drop != drop:  # two drop names with one batch prefix: cannot happen (hash suffix)
+            raise ValueError(f"ledger {path} belongs to drop {ledger.drop!r}")
+        return ledger
 
-    def _write_ledger(
-        self,
-        drop: str,
-        *,
-        last_key: str | None,
-        seq: int,
-        marker: str | None,
-        n_keys: int | None = None,
-        open_walk=None,
-    ) -> None:
-        data = {
-            "drop": drop,
-            "source": self.source.drop_uri(drop),
-            "last_key": last_key,
-            "seq": seq,
-            "marker": marker,
-            "n_keys": n_keys,  # keys in the drop when last walked (None: unknown)
-            "open": open_walk,
-            "updated_at": self.now,
-        }
-        raw, path = json.dumps(data, ensure_ascii=False).encode(), self._ledger_path(drop)
-        if self.wh.is_local:
-            self.wh.put_bytes(path, raw)  # temporary file, then rename
-        else:  # one S3 PUT is atomic already: readers see the old object or the new one
-            with_retries(lambda: self.wh.fs.pipe_file(path, raw), what=f"writing {path}", endpoint=self.wh.endpoint)
+    def _write_ledger(self, drop: str, registered: Registered, open_walk: OpenWalk | None = None) -> None:
+        ledger = Ledger(
+            drop=drop,
+            source=self.source.drop_uri(drop),
+            last_key=registered.last_key,
+            next_seq=registered.next_seq,
+            marker=registered.marker,
+            key_count=registered.key_count,
+            open_walk=open_walk,
+            updated_at=self.now,
+        )
+        self.wh.put_bytes(self._ledger_path(drop), ledger.to_json())  # atomic: one PUT, or a rename
 
-    def _in_progress(self, e: Entry) -> bool:
-        if e.rel == self.s.marker or is_junk(e.rel):
+    # ---- helpers
+    def _in_progress(self, entry: Entry) -> bool:
+        if entry.rel == self.settings.marker or is_junk(entry.rel):
             return False
-        age = self.now - e.mtime
-        if is_temp_name(e.rel):
+        age = self.now - entry.mtime
+        if is_temp_name(entry.rel):
             return age < ABANDONED_S
-        return self.source.local and age < self.s.settle_s
+        return self.source.local and age < self.settings.settle_s
 
     def _over_time(self) -> bool:
-        return self.clock() - self.now > self.s.tick_budget_s
+        return self.clock() - self.now > self.settings.tick_budget_s
 
     @staticmethod
     def _digest(entries: list[Entry]) -> str:
-        h = hashlib.sha256()
-        for e in entries:
-            h.update(f"{e.rel}\t{e.signature}\n".encode("utf-8", "surrogateescape"))
-        return f"{len(entries)}:{h.hexdigest()[:16]}"
+        digest = hashlib.sha256()
+        for entry in entries:
+            digest.update(f"{entry.rel}\t{entry.signature}\n".encode("utf-8", "surrogateescape"))
+        return f"{len(entries)}:{digest.hexdigest()[:16]}"
 
-    def _marker_sig(self, drop: str) -> str | None:
-        mk = self.source.stat(drop, self.s.marker)
-        return mk.signature if mk else None
+    def _marker_signature(self, drop: str) -> str | None:
+        marker = self.source.stat(drop, self.settings.marker)
+        return marker.signature if marker else None
 
-    # ---- phases
-    def tick(self, cursor: Cursor) -> TickResult:
-        cur = cursor.copy()
-        res = TickResult(cursor=cur)
-        self.wh.fs.invalidate_cache()  # listings cached by s3fs in a long-lived code server go stale
-
-        # (1) new top-level drops; a failure here fails the tick (the cursor is kept)
-        names, _ = self.source.list_drops(cur.hwm, self.s.max_pending_drops)
-        for name in names:
-            if not safe_relative(name):
-                self.log.warning("drop sensor: ignoring unsafe drop name %r", name)
-                cur.hwm = name
-                continue
-            if name not in cur.pending and name not in cur.watch and not self._make_room(cur):
-                res.notes.append(f"{len(cur.pending)} drops pending (the limit): new ones wait")
-                break  # hwm stays before it: looked at again next tick
-            try:
-                self._admit(name, cur, res)
-            except Exception as exc:
-                res.errors.append(f"drop {name!r}: {exc}")
-                break
-            cur.hwm = name
-
-        # (2) recently registered drops: late files
-        for name, w in list(cur.watch.items()):
-            if w.get("until", 0) < self.now:
-                del cur.watch[name]
-            elif not self._over_time():
-                self._guarded(res, name, lambda n=name, w=w: self._check(n, w, cur))
-
-        # (3) sweep: a few drops of the whole archive per tick
-        if self.s.sweep_per_tick > 0 and not self._over_time():
-            self._guarded(res, "(sweep)", lambda: self._sweep(cur, res))
-
-        # (4) pending drops: completion, then the walk
-        for name in list(cur.pending):
-            if self._over_time() or self.used >= self.s.max_files_per_tick:
-                res.notes.append("tick budget used: the rest continues next tick")
-                break
-            before = json.dumps(cur.pending[name])
-            ok = self._guarded(res, name, lambda n=name: self._advance(n, cur, res))
-            if not ok and name in cur.pending:
-                cur.pending[name] = json.loads(before)
-        return res
-
-    def _make_room(self, cur: Cursor) -> bool:
-        """A free pending slot, if need be by dropping the drop that has waited longest (over
-        ``EVICT_AFTER_S``, not being walked): folders abandoned without a marker must not
-        block new drops. An evicted drop comes back through the sweep."""
-        if len(cur.pending) < self.s.max_pending_drops:
-            return True
-        waiting = [n for n, p in cur.pending.items() if "walk" not in p and self.now - p["since"] > EVICT_AFTER_S]
-        if not waiting:
-            return False
-        oldest = min(waiting, key=lambda n: cur.pending[n]["since"])
-        self.log.info(
-            "drop sensor: drop %r still incomplete after %.0f h; looked at again by the sweep",
-            oldest,
-            (self.now - cur.pending[oldest]["since"]) / 3600,
-        )
-        del cur.pending[oldest]
-        return True
-
-    def _guarded(self, res: TickResult, name: str, fn) -> bool:
+    def _guarded(self, result: TickResult, name: str, fn: Callable[[], None]) -> bool:
         try:
             fn()
             return True
         except Exception as exc:  # one broken drop never stops the others
             msg = f"drop {name!r}: {type(exc).__name__}: {exc}" if name != "(sweep)" else f"sweep: {exc}"
             self.log.error("drop sensor: %s", msg)
-            res.errors.append(msg)
+            result.errors.append(msg)
             return False
 
-    def _admit(self, name: str, cur: Cursor, res: TickResult, ledger: dict | None | bool = False) -> None:
-        """A drop seen for the first time (or again, after the cursor was lost); ``ledger``
-        if the caller has read it already."""
-        if name in cur.pending or name in cur.watch:
+    # ---- phases of a tick
+    def tick(self, cursor: Cursor) -> TickResult:
+        result = TickResult(cursor=cursor.copy())
+        self.wh.fs.invalidate_cache()  # listings cached by s3fs in a long-lived code server go stale
+        self._discover(result.cursor, result)  # (1)
+        self._check_watched(result.cursor, result)  # (2)
+        if self.settings.sweep_per_tick > 0 and not self._over_time():  # (3)
+            self._guarded(result, "(sweep)", lambda: self._sweep(result.cursor, result))
+        self._advance_pending(result.cursor, result)  # (4)
+        return result
+
+    def _discover(self, cursor: Cursor, result: TickResult) -> None:
+        """New top-level drops after the high-water mark; a failure to list fails the tick
+        (the cursor is kept)."""
+        names, _ = self.source.list_drops(cursor.hwm, self.settings.max_pending_drops)
+        for name in names:
+            if not safe_relative(name):
+                self.log.warning("drop sensor: ignoring unsafe drop name %r", name)
+                cursor.hwm = name
+                continue
+            if not cursor.tracks(name) and not self._make_room(cursor):
+                result.notes.append(f"{len(cursor.pending)} drops pending (the limit): new ones wait")
+                break  # hwm stays before it: looked at again next tick
+            try:
+                self._admit(name, cursor, result)
+            except Exception as exc:
+                result.errors.append(f"drop {name!r}: {exc}")
+                break
+            cursor.hwm = name
+
+    def _check_watched(self, cursor: Cursor, result: TickResult) -> None:
+        """Recently registered drops: late files."""
+        for name, watched in list(cursor.watch.items()):
+            if watched.until < self.now:
+                del cursor.watch[name]
+            elif not self._over_time():
+                self._guarded(result, name, lambda n=name, w=watched: self._check(n, w, cursor))
+
+    def _advance_pending(self, cursor: Cursor, result: TickResult) -> None:
+        """Pending drops: completion, then the walk. A drop whose step fails keeps the state
+        it had before the step."""
+        for name in list(cursor.pending):
+            if self._over_time() or self.files_registered >= self.settings.max_files_per_tick:
+                result.notes.append("tick budget used: the rest continues next tick")
+                break
+            before = cursor.pending[name]
+            ok = self._guarded(result, name, lambda n=name: self._advance(n, cursor, result))
+            if not ok and name in cursor.pending:
+                cursor.pending[name] = before
+
+    def _make_room(self, cursor: Cursor) -> bool:
+        """A free pending slot, if need be by dropping the drop that has waited longest (over
+        ``EVICT_AFTER_S``, not being walked): folders abandoned without a marker must not
+        block new drops. An evicted drop comes back through the sweep."""
+        if len(cursor.pending) < self.settings.max_pending_drops:
+            return True
+        waiting = [
+            name
+            for name, pending in cursor.pending.items()
+            if pending.walk is None and self.now - pending.since > EVICT_AFTER_S
+        ]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda name: cursor.pending[name].since)
+        self.log.info(
+            "drop sensor: drop %r still incomplete after %.0f h; looked at again by the sweep",
+            oldest,
+            (self.now - cursor.pending[oldest].since) / 3600,
+        )
+        del cursor.pending[oldest]
+        return True
+
+    def _admit(self, name: str, cursor: Cursor, result: TickResult) -> None:
+        """A drop seen for the first time (or again, after the cursor was lost)."""
+        if cursor.tracks(name):
             return
-        if ledger is False:
-            ledger = self.read_ledger(name)
+        ledger = self.read_ledger(name)
         if ledger is None:
-            cur.pending[name] = {"since": self.now, "base": None, "full": True, "marker": None, "seq": 0}
-            self.log.info("drop sensor: new drop %r", name)
+            self._admit_new(name, cursor)
         else:
-            self._known(name, ledger, cur, res)
+            self._known(name, ledger, cursor, result)
 
-    def _known(self, name: str, ledger: dict, cur: Cursor, res: TickResult) -> None:
+    def _admit_new(self, name: str, cursor: Cursor) -> None:
+        cursor.pending[name] = PendingDrop.new(self.now)
+        self.log.info("drop sensor: new drop %r", name)
+
+    def _known(self, name: str, ledger: Ledger, cursor: Cursor, result: TickResult) -> None:
         """A registered drop the cursor does not track (lost cursor, sweep)."""
-        if self.now - ledger.get("updated_at", 0) < self.s.watch_s:
-            self._relaunch(name, ledger["seq"], res)
-        if ledger.get("open"):
-            self._resume(name, ledger, cur)
+        if self.now - ledger.updated_at < self.settings.watch_s:
+            self._relaunch(name, ledger.next_seq, result)
+        if ledger.open_walk is not None:
+            self._resume(name, ledger, cursor)
         else:
-            w = {
-                "last": ledger["last_key"],
-                "marker": ledger["marker"],
-                "seq": ledger["seq"],
-                "n": ledger.get("n_keys"),
-            }
-            self._check(name, w, cur)
+            self._check(name, ledger.registered(), cursor)
 
-    def _relaunch(self, name: str, seq: int, res: TickResult) -> None:
+    def _relaunch(self, name: str, next_seq: int, result: TickResult) -> None:
         """Run requests for the drop's newest batches that have no partition: a tick that
         died after writing them, before Dagster saw its result (instance queries only; only
         for ledgers written in the last ``watch_s``, so partitions an operator deleted long
         after stay deleted)."""
         prefix, missing = batch_prefix(name), []
-        for s in range(seq - 1, -1, -1):
-            batch_id = batch_id_for(prefix, s)
+        for seq in range(next_seq - 1, -1, -1):
+            batch_id = batch_id_for(prefix, seq)
             if self.has_partition(batch_id):
                 break
             missing.append(batch_id)
         for batch_id in reversed(missing):
-            res.batches.append(NewBatch(batch_id, name, self.source.drop_uri(name), -1))
+            result.batches.append(NewBatch(batch_id, name, self.source.drop_uri(name), -1))
 
-    def _resume(self, name: str, ledger: dict, cur: Cursor) -> None:
+    def _resume(self, name: str, ledger: Ledger, cursor: Cursor) -> None:
         """A walk interrupted together with its cursor: carry on from its ledger."""
-        o = ledger["open"]
-        cur.pending[name] = {
-            "since": self.now,
-            "base": o.get("base"),
-            "full": bool(o.get("full")),
-            "marker": ledger.get("marker"),
-            "seq": ledger["seq"],
-            "walk": {"start_seq": o["start_seq"], "after": None, "marker": o.get("marker")},
-        }
+        open_walk = ledger.open_walk
+        cursor.pending[name] = PendingDrop(
+            since=self.now,
+            last_key=open_walk.last_key,
+            relist_all=open_walk.relist_all,
+            marker=ledger.marker,
+            next_seq=ledger.next_seq,
+            walk=Walk(
+                start_seq=open_walk.start_seq,
+                marker=open_walk.marker,
+                key_count=0 if open_walk.relist_all else None,
+            ),
+        )
 
-    def _check(self, name: str, w: dict, cur: Cursor) -> None:
+    def _check(self, name: str, registered: Registered, cursor: Cursor) -> None:
         """Late files in a registered drop: 1 HeadObject + 1 ListObjectsV2. A drop that held
         fewer than a page of keys is listed whole (one request all the same), so a late key
         is seen wherever it sorts; a bigger one from its last key on (``StartAfter``)."""
-        marker = self._marker_sig(name)
-        rewritten = marker is not None and marker != w.get("marker")
-        n, last, anywhere = w.get("n"), w.get("last"), False
-        if n is not None and n < SMALL_DROP:
+        marker = self._marker_signature(name)
+        rewritten = marker is not None and marker != registered.marker
+        key_count, last_key, before_last = registered.key_count, registered.last_key, False
+        if key_count is not None and key_count < SMALL_DROP:
             entries, more = self.source.list_drop(name, None, limit=1)
-            rels = [e.rel for e in entries]
-            upto = rels.index(last) + 1 if last in rels else 0
-            late = [e for e in entries[upto:] if e.rel != self.s.marker]
-            anywhere = more or upto > n or (last not in rels and len(rels) > n)  # new keys before the last one
+            rels = [entry.rel for entry in entries]
+            upto = rels.index(last_key) + 1 if last_key in rels else 0
+            late = [entry for entry in entries[upto:] if entry.rel != self.settings.marker]
+            # new keys sorting before the last one
+            before_last = more or upto > key_count or (last_key not in rels and len(rels) > key_count)
         else:
-            entries, _ = self.source.list_drop(name, last, limit=1)
-            late = [e for e in entries if e.rel != self.s.marker]
-        if not (late or rewritten or anywhere):
+            entries, _ = self.source.list_drop(name, last_key, limit=1)
+            late = [entry for entry in entries if entry.rel != self.settings.marker]
+        if not (late or rewritten or before_last):
             return
-        if len(cur.pending) >= self.s.max_pending_drops:
+        if len(cursor.pending) >= self.settings.max_pending_drops:
             return  # looked at again by a later check
         self.log.info(
             "drop sensor: drop %r has %s", name, "a re-written marker" if rewritten else f"{len(late)}+ late object(s)"
         )
-        cur.pending[name] = {
-            "since": self.now,
-            "base": w.get("last"),
-            "full": rewritten or anywhere,  # late keys may sort anywhere: re-list all of it
-            "marker": w.get("marker"),
-            "seq": w.get("seq", 0),
-            "n": n,
-        }
-        cur.watch.pop(name, None)
+        cursor.pending[name] = PendingDrop(
+            since=self.now,
+            last_key=last_key,
+            relist_all=rewritten or before_last,  # late keys may sort anywhere: re-list all of it
+            marker=registered.marker,
+            next_seq=registered.next_seq,
+            key_count=key_count,
+        )
+        cursor.watch.pop(name, None)
 
-    def _sweep(self, cur: Cursor, res: TickResult) -> None:
-        names, more = self.source.list_drops(cur.sweep, self.s.sweep_per_tick)
-        cur.sweep = names[-1] if more and names else None
+    def _sweep(self, cursor: Cursor, result: TickResult) -> None:
+        names, more = self.source.list_drops(cursor.sweep, self.settings.sweep_per_tick)
+        cursor.sweep = names[-1] if more and names else None
         for name in names:
-            if name in cur.pending or name in cur.watch or not safe_relative(name):
+            if cursor.tracks(name) or not safe_relative(name):
                 continue
             ledger = self.read_ledger(name)
-            if ledger is None:
-                if self._make_room(cur):
-                    self._admit(name, cur, res, ledger=None)  # e.g. a new drop whose name sorts before hwm
-            else:
-                self._known(name, ledger, cur, res)
+            if ledger is not None:
+                self._known(name, ledger, cursor, result)
+            elif self._make_room(cursor):
+                self._admit_new(name, cursor)  # e.g. a new drop whose name sorts before hwm
 
-    def _advance(self, name: str, cur: Cursor, res: TickResult) -> None:
-        p = cur.pending[name]
-        if "walk" in p:
-            self._walk(name, p, cur, res)
+    def _advance(self, name: str, cursor: Cursor, result: TickResult) -> None:
+        """Completion of a pending drop (marker, or quiet period), then the start of its walk."""
+        pending = cursor.pending[name]
+        if pending.walk is not None:
+            self._walk(name, cursor, result)
             return
-        marker = self._marker_sig(name)
-        signalled = marker is not None and marker != p.get("marker")
-        if not signalled and self.s.quiet_s is None:
+        marker = self._marker_signature(name)
+        signalled = marker is not None and marker != pending.marker
+        if not signalled and self.settings.quiet_s is None:
             return  # waiting for the marker
-        full = p["full"] or (signalled and p.get("marker") is not None)
-        entries, _ = self.source.list_drop(name, None if full else p["base"])
+        # a re-written marker: late keys may sort anywhere, so re-list it all
+        relist_all = pending.relist_all or (signalled and pending.marker is not None)
+        entries, _ = self.source.list_drop(name, None if relist_all else pending.last_key)
         if not signalled:  # quiet-period rule, on what the sensor itself saw change
             digest = self._digest(entries)
-            if digest != p.get("sig"):
-                p["sig"], p["changed"] = digest, self.now
-            if self.now - p["changed"] < self.s.quiet_s:
+            if digest != pending.quiet_digest:
+                pending = cursor.pending[name] = replace(pending, quiet_digest=digest, changed_at=self.now)
+            if self.now - pending.changed_at < self.settings.quiet_s:
                 return
-        p["full"] = full  # a re-written marker: late keys may sort anywhere, so re-list it all
-        busy = [e.rel for e in entries if self._in_progress(e)]
+        pending = cursor.pending[name] = replace(pending, relist_all=relist_all)
+        busy = [entry.rel for entry in entries if self._in_progress(entry)]
         if busy:
-            res.notes.append(f"drop {name!r}: waiting for {len(busy)} object(s) in progress ({busy[0]})")
+            result.notes.append(f"drop {name!r}: waiting for {len(busy)} object(s) in progress ({busy[0]})")
             return
-        p["walk"] = {"start_seq": p["seq"], "after": None, "marker": marker}
-        self._walk(name, p, cur, res, entries=entries)
+        walk = Walk(start_seq=pending.next_seq, marker=marker, key_count=0 if relist_all else pending.key_count)
+        cursor.pending[name] = replace(pending, walk=walk)
+        self._walk(name, cursor, result, entries=entries)
 
-    def _walk(self, name: str, p: dict, cur: Cursor, res: TickResult, entries: list[Entry] | None = None) -> None:
-        w = p["walk"]
-        budget = self.s.max_files_per_tick - self.used
+    # ---- the walk: scan, plan, register, finish
+    def _walk(self, name: str, cursor: Cursor, result: TickResult, entries: list[Entry] | None = None) -> None:
+        """One tick's share of a drop's walk; ``entries``: the completion check's listing."""
+        pending = cursor.pending[name]
+        budget = self.settings.max_files_per_tick - self.files_registered
         if budget <= 0:
             return
-        prefix = batch_prefix(name)
-        seq = p["seq"]
+        held, next_seq = self._held(name, pending, result)
+        scan = self._scan(name, pending, held, budget, entries, result)
+        plan = self._plan(scan)
+        next_seq = self._register(name, plan, next_seq, result)
+        self._finish(name, pending, plan, next_seq, cursor, result)
 
-        # what the drop's batches already hold
-        known: set[str] = set()
-        if p["full"] and w["start_seq"] > 0:
-            known |= known_sources(self.wh, [batch_id_for(prefix, s) for s in range(w["start_seq"])])
-        if w.get("after") is None and seq > w["start_seq"]:  # resumed without progress: this walk's batches
-            known |= known_sources(self.wh, [batch_id_for(prefix, s) for s in range(w["start_seq"], seq)])
-        orphans = []  # batches nobody told us about: a tick that died, or the CLI
-        while self.wh.exists(self.wh.table_file("batches", batch_id_for(prefix, seq))):
-            orphans.append(batch_id_for(prefix, seq))
-            seq += 1
+    def _held(self, name: str, pending: PendingDrop, result: TickResult) -> tuple[set[str], int]:
+        """Source URIs the drop's batches already hold that this walk could list again, and
+        the next free batch number. Batches past ``pending.next_seq`` were written by a tick
+        that died, or by the CLI: their runs are requested again if they have no partition."""
+        walk, prefix, next_seq = pending.walk, batch_prefix(name), pending.next_seq
+        held: set[str] = set()
+        if pending.relist_all and walk.start_seq > 0:  # earlier walks' batches
+            held |= known_sources(self.wh, [batch_id_for(prefix, seq) for seq in range(walk.start_seq)])
+        if walk.after is None and next_seq > walk.start_seq:  # resumed without progress: this walk's batches
+            held |= known_sources(self.wh, [batch_id_for(prefix, seq) for seq in range(walk.start_seq, next_seq)])
+        orphans = []
+        while self.wh.exists(self.wh.table_file("batches", batch_id_for(prefix, next_seq))):
+            orphans.append(batch_id_for(prefix, next_seq))
+            next_seq += 1
         if orphans:
-            known |= known_sources(self.wh, orphans)
-            for b in orphans:
-                if not self.has_partition(b):
-                    res.batches.append(NewBatch(b, name, self.source.drop_uri(name), -1))
+            held |= known_sources(self.wh, orphans)
+            for batch_id in orphans:
+                if not self.has_partition(batch_id):
+                    result.batches.append(NewBatch(batch_id, name, self.source.drop_uri(name), -1))
+        return held, next_seq
 
-        start = w["after"] if w.get("after") is not None else (None if p["full"] else p["base"])
-
-        def pages():
-            if entries is not None:  # the completion check's listing, already in hand
-                yield entries, False
+    def _pages(self, name: str, start: str | None, budget: int) -> Iterator[tuple[list[Entry], bool]]:
+        after = start
+        while True:
+            page, more = self.source.list_drop(name, after, limit=max(budget, 1000))
+            yield page, more
+            if not more or not page:
                 return
-            after = start
-            while True:
-                page, more = self.source.list_drop(name, after, limit=max(budget, 1000))
-                yield page, more
-                if not more or not page:
-                    return
-                after = page[-1].rel
+            after = page[-1].rel
 
+    def _scan(
+        self,
+        name: str,
+        pending: PendingDrop,
+        held: set[str],
+        budget: int,
+        entries: list[Entry] | None,
+        result: TickResult,
+    ) -> Scan:
+        """Read the drop's listing in the store's order from where the walk stands, up to
+        ``budget`` new media files; never past an object still being written."""
+        walk = pending.walk
+        start = walk.after if walk.after is not None else (None if pending.relist_all else pending.last_key)
+        pages = iter([(entries, False)]) if entries is not None else self._pages(name, start, budget)
         new: list[SourceObject] = []
-        new_rel: list[str] = []
-        new_count: list[int] = []  # keys dealt with up to each new file
-        consumed = None  # the last entry dealt with, in the store's order
-        if "n" not in w:  # keys of the drop walked so far (None: unknown)
-            w["n"] = 0 if p["full"] else p.get("n")
-        count = 0
-        stopped = cut = exhausted = False
-        unsafe = 0
-        for page, more in pages():
-            for e in page:
-                if self._in_progress(e):
-                    stopped = True  # never read past something still being written
+        positions: list[tuple[str, int]] = []
+        last_key, keys_seen, unsafe = None, 0, 0
+        stopped = full = exhausted = False
+        for page, more in pages:
+            for entry in page:
+                stopped = self._in_progress(entry)  # never read past something still being written
+                full = len(new) >= budget
+                if stopped or full:
                     break
-                if len(new) >= budget:
-                    cut = True
-                    break
-                consumed = e.rel
-                count += 1
-                if e.rel == self.s.marker or not is_media_name(e.rel):
+                last_key, keys_seen = entry.rel, keys_seen + 1
+                if entry.rel == self.settings.marker or not is_media_name(entry.rel):
                     continue
-                if not safe_relative(e.rel):
+                if not safe_relative(entry.rel):
                     unsafe += 1
                     continue
-                uri = self.source.object_uri(name, e.rel)
-                if uri in known:
-                    continue
-                new.append(SourceObject(uri=uri, relative=e.rel, size_bytes=e.size))
-                new_rel.append(e.rel)
-                new_count.append(count)
-            if stopped or cut:
+                uri = self.source.object_uri(name, entry.rel)
+                if uri not in held:
+                    new.append(SourceObject(uri=uri, relative=entry.rel, size_bytes=entry.size))
+                    positions.append((entry.rel, keys_seen))
+            if stopped or full:
                 break
             exhausted = not more
         if unsafe:
             self.log.warning("drop sensor: drop %r: %d key(s) with '.', '..' or empty segments skipped", name, unsafe)
-            res.notes.append(f"drop {name!r}: {unsafe} unsafe key(s) skipped")
+            result.notes.append(f"drop {name!r}: {unsafe} unsafe key(s) skipped")
+        return Scan(start, new, positions, last_key, keys_seen, finished=exhausted, paused=stopped)
 
-        finished = exhausted and not (stopped or cut)
-        planned = plan_batches(list(zip(new, probe_durations(new, self.s.s3))), self.s.limits) if new else []
-        if not finished and len(planned) > 1 and len(planned[-1]) < self.s.limits.max_files:
-            planned = planned[:-1]  # the open last batch waits for the rest: ticks never cut batches
-            kept = sum(len(b) for b in planned)
-            consumed, count = new_rel[kept - 1], new_count[kept - 1]
-        ids = []
-        for b_members in planned:
-            (batch_id,) = write_batches(self.wh, name, [b_members], seq)
-            ids.append(batch_id)
-            seq += 1
-            self.used += len(b_members)
-            res.batches.append(NewBatch(batch_id, name, self.source.drop_uri(name), len(b_members)))
-        n_keys = None if w["n"] is None else w["n"] + count
-        if finished:
-            last = consumed if consumed is not None else start  # the last key, in the store's own order
-            self._write_ledger(name, last_key=last, seq=seq, marker=w["marker"], n_keys=n_keys)
-            del cur.pending[name]
-            cur.watch[name] = {
-                "last": last,
-                "marker": w["marker"],
-                "seq": seq,
-                "n": n_keys,
-                "until": self.now + self.s.watch_s,
-            }
-            if len(cur.watch) > self.s.watch_max:
-                for old in sorted(cur.watch, key=lambda n: cur.watch[n]["until"])[: len(cur.watch) - self.s.watch_max]:
-                    del cur.watch[old]  # the sweep still visits it
-            self.log.info("drop sensor: drop %r registered up to %r (%d batch(es) this tick)", name, last, len(ids))
-        else:
-            if consumed is not None:
-                w["after"], w["n"] = consumed, n_keys
-            if seq != p["seq"]:
-                open_walk = {"base": p["base"], "full": p["full"], "start_seq": w["start_seq"], "marker": w["marker"]}
-                # the ledger keeps the old last key and marker until the walk ends
-                self._write_ledger(name, last_key=p["base"], seq=seq, marker=p.get("marker"), open_walk=open_walk)
-            p["seq"] = seq
-            if stopped:
-                res.notes.append(f"drop {name!r}: paused before an object still in progress")
+    def _plan(self, scan: Scan) -> Plan:
+        """Batches of the new files, cut by the batch limits only: a walk that continues next
+        tick keeps its open last batch for then (and stops its position before it)."""
+        if not scan.new:
+            return Plan([], scan)
+        limits = self.settings.limits
+        batches = plan_batches(list(zip(scan.new, probe_durations(scan.new, self.settings.s3))), limits)
+        if not scan.finished and len(batches) > 1 and len(batches[-1]) < limits.max_files:
+            batches = batches[:-1]
+            last_key, keys_seen = scan.positions[sum(len(b) for b in batches) - 1]
+            scan = replace(scan, last_key=last_key, keys_seen=keys_seen)
+        return Plan(batches, scan)
+
+    def _register(self, name: str, plan: Plan, next_seq: int, result: TickResult) -> int:
+        """One manifest per batch (membership fixed from here on); returns the next free number."""
+        for members in plan.batches:
+            (batch_id,) = write_batches(self.wh, name, [members], next_seq)
+            next_seq += 1
+            self.files_registered += len(members)
+            result.batches.append(NewBatch(batch_id, name, self.source.drop_uri(name), len(members)))
+        return next_seq
+
+    def _finish(
+        self, name: str, pending: PendingDrop, plan: Plan, next_seq: int, cursor: Cursor, result: TickResult
+    ) -> None:
+        """Save where the walk stands: the ledger (after the manifests), then the cursor."""
+        scan, walk = plan.scan, pending.walk
+        key_count = None if walk.key_count is None else walk.key_count + scan.keys_seen
+        if not scan.finished:
+            self._checkpoint(name, pending, scan, next_seq, key_count, cursor)
+            if scan.paused:
+                result.notes.append(f"drop {name!r}: paused before an object still in progress")
+            return
+        last_key = scan.last_key if scan.last_key is not None else scan.start  # in the store's own order
+        registered = Registered(last_key, walk.marker, next_seq, key_count)
+        self._write_ledger(name, registered)
+        del cursor.pending[name]
+        cursor.watch[name] = WatchedDrop(
+            last_key, walk.marker, next_seq, key_count, until=self.now + self.settings.watch_s
+        )
+        if len(cursor.watch) > self.settings.watch_max:
+            by_age = sorted(cursor.watch, key=lambda drop: cursor.watch[drop].until)
+            for old in by_age[: len(cursor.watch) - self.settings.watch_max]:
+                del cursor.watch[old]  # the sweep still visits it
+        self.log.info(
+            "drop sensor: drop %r registered up to %r (%d batch(es) this tick)", name, last_key, len(plan.batches)
+        )
+
+    def _checkpoint(
+        self, name: str, pending: PendingDrop, scan: Scan, next_seq: int, key_count: int | None, cursor: Cursor
+    ) -> None:
+        """A walk that continues next tick: its position in the cursor, and, once it wrote
+        batches, an open walk in the ledger (which keeps the old last key and marker)."""
+        walk = pending.walk
+        if scan.last_key is not None:
+            walk = replace(walk, after=scan.last_key, key_count=key_count)
+        if next_seq != pending.next_seq:
+            open_walk = OpenWalk(pending.last_key, pending.relist_all, walk.start_seq, walk.marker)
+            self._write_ledger(name, Registered(pending.last_key, pending.marker, next_seq, None), open_walk)
+        cursor.pending[name] = replace(pending, next_seq=next_seq, walk=walk)

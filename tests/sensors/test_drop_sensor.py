@@ -1,5 +1,6 @@
-"""The drop sensor and the run-failure sensor, on real listings: a local folder and a real S3
-server (SeaweedFS on loopback). No listing is patched; quiet periods use an injected clock."""
+"""The drop sensor through Dagster's sensor context, on real listings: a local folder and a real
+S3 server (SeaweedFS on loopback). No listing is patched; quiet periods use an injected clock.
+(Its state and its walk's steps alone: test_drop_state.py, test_walk_steps.py.)"""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ import pytest
 from opentranscribe_pipeline.batching import batch_prefix, register_drop
 from opentranscribe_pipeline.partitions import BATCHES
 from opentranscribe_pipeline.resources import WarehouseResource
-from opentranscribe_pipeline.sensors import DropSensorConfig, build_drop_sensor, record_run_failures
+from opentranscribe_pipeline.sensors import DropSensorConfig, build_drop_sensor
 from opentranscribe_pipeline.sensors.drops import Cursor, is_temp_name
 from opentranscribe_pipeline.storage import S3Options, StorageUnavailable, Warehouse, s3_call, s3_client
 from opentranscribe_pipeline.storage.sources import safe_relative
 
-from . import seaweed as seaweed_server
-from .conftest import SAMPLE_DROP
+from .. import seaweed as seaweed_server
+from ..conftest import SAMPLE_DROP
 
 SAMPLES = ("call-07.flac", "interview 01.wav", "lecture_05.ogg")
 
@@ -558,36 +559,3 @@ def test_transient_errors_are_retried_with_backoff():
     with pytest.raises(StorageUnavailable, match=r"access denied to bucket 'b' at http://s3.example"):
         s3_call(denied, what="listing", endpoint="http://s3.example", bucket="b", base_delay=0.01)
     assert len(attempts) == 1  # not transient: no retry
-
-
-# -- run failures --------------------------------------------------------------------------
-@dg.op
-def explode():
-    raise ValueError("decoder exploded on batch input")
-
-
-@dg.job
-def failing_job():
-    explode()
-
-
-def test_run_failure_sensor_records_what_broke(tmp_path, instance):
-    result = failing_job.execute_in_process(
-        instance=instance, raise_on_error=False, tags={"dagster/partition": "drop-1-0003"}
-    )
-    assert not result.success
-    ctx = dg.build_run_status_sensor_context(
-        sensor_name="record_run_failures",
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        resources={"warehouse": WarehouseResource(root=str(tmp_path / "wh"))},
-    ).for_run_failure()
-    record_run_failures(ctx)
-    df = pl.read_parquet(tmp_path / "wh" / "run_failures" / f"{result.run_id}.parquet")
-    row = df.row(0, named=True)
-    assert df.height == 1
-    assert row["run_id"] == result.run_id and row["job_name"] == "failing_job"
-    assert row["partition_key"] == "drop-1-0003" and row["step_key"] == "explode"
-    assert "decoder exploded on batch input" in row["error"] and row["failed_at"] is not None
-    assert list((tmp_path / "wh" / "_tmp").iterdir()) == []  # written atomically, nothing left behind
