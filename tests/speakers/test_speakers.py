@@ -1,8 +1,10 @@
-"""Speakers: attribution rules, clustering ids, the real diarizer, and real Dagster runs."""
+"""Speakers: attribution rules, the real diarizer, and real Dagster runs (diarization,
+attribution, clustering, the assignment sensor). The clustering maths: test_cluster.py."""
 
-import datetime as dt
+import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -10,7 +12,7 @@ import polars as pl
 import pytest
 
 from opentranscribe_pipeline.assets import attribute_speakers, cluster_speakers, diarize, ingest, transcribe
-from opentranscribe_pipeline.assets.speaker_state import follow_merges, read_clusters
+from opentranscribe_pipeline.assets.clustering import clustering_run_config
 from opentranscribe_pipeline.batching import register_drop
 from opentranscribe_pipeline.cli import main as cli_main
 from opentranscribe_pipeline.partitions import BATCHES
@@ -20,15 +22,14 @@ from opentranscribe_pipeline.resources import (
     SpeakerClusteringResource,
     WarehouseResource,
 )
-from opentranscribe_pipeline.schemas import SpeakerProfiles, conform
 from opentranscribe_pipeline.sensors.speakers import assign_new_speakers
+from opentranscribe_pipeline.speakers.state import read_clusters
 from opentranscribe_pipeline.speech.attribute import assign_word_speakers, attribute_file
-from opentranscribe_pipeline.speech.cluster import VoiceIndex, assign_new, normalize, recluster
 from opentranscribe_pipeline.speech.decode import decode
 from opentranscribe_pipeline.speech.diarize import DiarizationOptions, Diarizer, Turn
 from opentranscribe_pipeline.storage import Warehouse
 
-from .conftest import SAMPLE_DROP
+from ..conftest import SAMPLE_DROP
 
 TRUTH = json.loads((SAMPLE_DROP.parent / "truth.json").read_text())
 
@@ -69,76 +70,6 @@ def test_segments_split_where_the_speaker_changes_and_keep_every_word():
     assert len(out) == 5 and all(w["speaker"] for w in out)
     assert [(w["segment_id"], w["word_index"]) for w in out] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]
     assert segs[0]["start_s"] == 0.0 and segs[1]["end_s"] == 4.0
-
-
-# ----------------------------------------------------------------------------- clustering
-def _voices(rng, k, dim=256):
-    base = normalize(rng.normal(size=dim))
-    return normalize(base * 1.2 + normalize(rng.normal(size=(k, dim))))
-
-
-def _samples(rng, centers, labels, noise=0.02):
-    return normalize(centers[labels] + rng.normal(size=(len(labels), centers.shape[1])).astype(np.float32) * noise)
-
-
-def test_recluster_keeps_ids_and_mints_only_for_new_voices():
-    rng = np.random.default_rng(1)
-    centers = _voices(rng, 12)
-    labels = np.repeat(np.arange(8), 10)
-    X = _samples(rng, centers, labels)
-    ids, sims, index, report = recluster(X, np.full(len(X), 10.0), [None] * len(X), VoiceIndex(model="m"))
-    assert len(set(ids)) == 8 and report.new_ids == 8 and sims.min() > 0.8
-    by_voice = {lab: ids[i] for i, lab in enumerate(labels)}
-    assert all(ids[i] == by_voice[lab] for i, lab in enumerate(labels))  # one id per voice
-
-    # new batches: 4 known voices again plus 4 new ones
-    labels2 = np.repeat(np.array([0, 1, 2, 3, 8, 9, 10, 11]), 5)
-    X2 = _samples(rng, centers, labels2)
-    ids2, _, index2, report2 = recluster(
-        np.vstack([X, X2]), np.full(len(X) + len(X2), 10.0), ids + [None] * len(X2), index
-    )
-    assert ids2[: len(ids)] == ids  # nobody's id changed
-    assert report2.kept_ids == 8 and report2.new_ids == 4
-    new_voice_ids = {ids2[len(ids) + i] for i, lab in enumerate(labels2) if lab >= 8}
-    assert len(new_voice_ids) == 4 and not new_voice_ids & set(ids)
-    assert {ids2[len(ids) + i] for i, lab in enumerate(labels2) if lab == 0} == {by_voice[0]}
-
-
-def test_merges_and_splits_are_reported_and_names_follow_merges():
-    rng = np.random.default_rng(2)
-    centers = _voices(rng, 3)
-    labels = np.repeat(np.arange(3), 6)
-    X = _samples(rng, centers, labels)
-    # a previous clustering that had split voice 0 into two ids and merged voices 1 and 2
-    previous = ["spk-000001"] * 3 + ["spk-000002"] * 3 + ["spk-000003"] * 12
-    index = VoiceIndex(model="m", next_number=4)
-    ids, _, new_index, report = recluster(X, np.full(len(X), 5.0), previous, index)
-    assert len(set(ids[:6])) == 1 and ids[0] in {"spk-000001", "spk-000002"}
-    assert len(report.merges) == 1 and report.merges[0][1] == ids[0]
-    assert len({ids[6], ids[12]}) == 2 and "spk-000003" in {ids[6], ids[12]}
-    assert report.splits and report.splits[0][0] == "spk-000003"
-    retired = report.merges[0][0]
-    assert new_index.resolve(retired) == ids[0]
-    named_at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    profiles = conform(
-        pl.DataFrame({"global_speaker_id": [retired], "name": ["Ada"], "named_at": [named_at]}), SpeakerProfiles
-    )
-    moved, conflicts = follow_merges(profiles, report.merges)
-    assert dict(zip(moved["global_speaker_id"], moved["name"])) == {retired: "Ada", ids[0]: "Ada"} and not conflicts
-
-
-def test_assigning_a_batch_compares_with_centroids_only():
-    rng = np.random.default_rng(3)
-    centers = _voices(rng, 5)
-    index = VoiceIndex(model="m")
-    first, _ = assign_new(index, _samples(rng, centers, np.arange(5)), np.full(5, 8.0))
-    assert len(set(first)) == 5 and len(index) == 5
-    second, sims = assign_new(index, _samples(rng, centers, np.array([4, 3, 0])), np.full(3, 8.0))
-    assert second == [first[4], first[3], first[0]] and sims.min() > 0.8
-    assert index.members.sum() == 8 and len(index) == 5
-    # a speaker far from every voice mints a new id
-    [new], _ = assign_new(index, normalize(np.random.default_rng(9).normal(size=(1, 256))), np.array([3.0]))
-    assert new not in first and len(index) == 6
 
 
 # ----------------------------------------------------------------------------- diarizer
@@ -208,9 +139,18 @@ def _cluster(instance, root, mode, batch_ids=()):
     )
 
 
+def _fingerprint(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    """Two batches (drops) of the sample archive processed through the whole batch graph."""
+def processed(tmp_path_factory):
+    """Two batches (drops) of the sample archive processed through the whole batch graph, once
+    per module (the real models make this the slow part). Shared, so read-only: tests that
+    cluster, name or rewrite work on ``archive``, their own copy; the teardown fails if a test
+    wrote here."""
     tmp = tmp_path_factory.mktemp("speakers")
     root = tmp / "warehouse"
     with dg.instance_for_test() as instance:
@@ -231,6 +171,20 @@ def archive(tmp_path_factory):
             )
             assert result.success
             batches.append(batch_id)
+        before = _fingerprint(root)
+        yield instance, root, tuple(batches)
+        assert _fingerprint(root) == before, "a test wrote to the shared warehouse: use the `archive` fixture"
+
+
+@pytest.fixture
+def archive(processed, tmp_path):
+    """A test's own copy of the processed warehouse, with a fresh Dagster instance: what one
+    test clusters, names or rewrites never reaches another."""
+    _, shared_root, batches = processed
+    root = tmp_path / "warehouse"
+    shutil.copytree(shared_root, root)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(BATCHES, list(batches))
         yield instance, root, batches
 
 
@@ -283,9 +237,9 @@ def test_every_word_has_the_right_speaker_and_voices_share_ids_across_files(arch
 def test_full_recluster_keeps_ids_names_follow_and_bad_profiles_are_reported(archive, capsys):
     instance, root, batches = archive
     wh = Warehouse(str(root))
-    if not read_clusters(wh).height:
-        for b in batches:
-            assert _cluster(instance, root, "incremental", [b]).success
+    assert not read_clusters(wh).height  # a copy nobody clustered yet
+    for b in batches:
+        assert _cluster(instance, root, "incremental", [b]).success
     before = read_clusters(wh).select("media_id", "speaker", "global_speaker_id").sort("media_id", "speaker")
     gid = before["global_speaker_id"][0]
     assert cli_main(["speakers", "name", gid, "Ada Lovelace", "--warehouse", str(root)]) == 0
@@ -321,40 +275,76 @@ def test_full_recluster_keeps_ids_names_follow_and_bad_profiles_are_reported(arc
 def test_embeddings_of_another_model_are_never_compared(archive):
     instance, root, batches = archive
     wh = Warehouse(str(root))
-    if not read_clusters(wh).height:
-        for b in batches:
-            assert _cluster(instance, root, "incremental", [b]).success
+    assert not read_clusters(wh).height  # a copy nobody clustered yet
+    for b in batches:
+        assert _cluster(instance, root, "incremental", [b]).success
     original = wh.read_table("speaker_embeddings", batches[1])
-    try:
-        wh.write_table("speaker_embeddings", original.with_columns(model=pl.lit("some-other-encoder")), batches[1])
-        result = _cluster(instance, root, "full")
-        assert result.success
-        [mat] = [
-            m
-            for m in result.asset_materializations_for_node("cluster_speakers")
-            if m.asset_key.path == ["speaker_clusters"]
-        ]
-        assert mat.metadata["embeddings_of_other_models_skipped"].value == original.height
-        clusters = read_clusters(wh)
-        assert set(clusters["batch_id"]) == {batches[0]}  # the other model's speakers are not clustered
-    finally:
-        wh.write_table("speaker_embeddings", original, batches[1])
-        assert _cluster(instance, root, "full").success
+    wh.write_table("speaker_embeddings", original.with_columns(model=pl.lit("some-other-encoder")), batches[1])
+    result = _cluster(instance, root, "full")
+    assert result.success
+    [mat] = [
+        m
+        for m in result.asset_materializations_for_node("cluster_speakers")
+        if m.asset_key.path == ["speaker_clusters"]
+    ]
+    assert mat.metadata["embeddings_of_other_models_skipped"].value == original.height
+    clusters = read_clusters(wh)
+    assert set(clusters["batch_id"]) == {batches[0]}  # the other model's speakers are not clustered
+    # re-diarized with the configured model: the next full run clusters them again
+    wh.write_table("speaker_embeddings", original, batches[1])
+    assert _cluster(instance, root, "full").success
     assert set(read_clusters(wh)["batch_id"]) == set(batches)
 
 
-def test_sensor_requests_an_assignment_when_embeddings_land(archive):
-    instance, root, batches = archive
-    with dg.build_sensor_context(instance=instance) as context:
-        result = assign_new_speakers(context)  # a generator, evaluated inside the context
-        requests = [r for r in result if isinstance(r, dg.RunRequest)]
+def _tick(instance, cursor=None) -> tuple[list, str | None]:
+    """One evaluation of the sensor: what it returned, and the cursor it leaves."""
+    with dg.build_sensor_context(instance=instance, cursor=cursor) as context:
+        result = list(assign_new_speakers(context))  # a generator, evaluated inside the context
+        return result, context.cursor
+
+
+def test_sensor_requests_an_assignment_when_embeddings_land(processed):
+    instance, root, batches = processed  # read-only: the sensor only reads the event log
+    result, cursor = _tick(instance)
+    requests = [r for r in result if isinstance(r, dg.RunRequest)]
     assert requests, "a materialization of speaker_embeddings must request a run"
-    config = requests[-1].run_config["ops"]["cluster_speakers"]["config"]
-    assert config["mode"] == "incremental" and config["batch_ids"][0] in batches
+    for request in requests:
+        config = request.run_config["ops"]["cluster_speakers"]["config"]
+        assert config["mode"] == "incremental" and config["batch_ids"][0] in batches
+        assert config["batch_ids"] == [request.tags["opentranscribe/batch"]]  # one batch per run
+        assert request.run_key.endswith(config["batch_ids"][0])
+    # an asset sensor reads the newest materialization: the second batch's
+    assert [r.run_config for r in requests] == [clustering_run_config("incremental", [batches[1]])]
+    again, _ = _tick(instance, cursor)
+    assert [r for r in again if isinstance(r, dg.RunRequest)] == []  # nothing new: no second run
+    assert [type(r) for r in again] == [dg.SkipReason]
+
+
+def test_every_batch_whose_embeddings_land_gets_its_own_assignment_run():
+    """Batches landing one after another, a tick after each: one request per batch, each
+    naming just its batch, with distinct run keys; a materialization without a batch
+    partition is skipped with the reason."""
+    batch_ids = ["drop-a-0000", "drop-a-0001", "drop-b-0000"]
+    with dg.instance_for_test() as instance:
+        cursor, requests = None, []
+        for batch_id in batch_ids:
+            instance.report_runless_asset_event(dg.AssetMaterialization("speaker_embeddings", partition=batch_id))
+            result, cursor = _tick(instance, cursor)
+            assert [type(r) for r in result] == [dg.RunRequest], result
+            requests += result
+        for batch_id, request in zip(batch_ids, requests, strict=True):
+            assert request.run_config == clustering_run_config("incremental", [batch_id])
+            assert request.tags == {"opentranscribe/batch": batch_id}
+        assert len({r.run_key for r in requests}) == len(batch_ids)
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("speaker_embeddings"))
+        result, _ = _tick(instance, cursor)
+        assert [type(r) for r in result] == [dg.SkipReason]
+        assert "without a batch partition" in result[0].skip_message
 
 
 def test_failed_diarization_leaves_words_without_speaker_and_says_so(tmp_path):
-    from opentranscribe_pipeline.assets.speakers import attribute_batch
+    from opentranscribe_pipeline.assets.attribution import attribute_batch
 
     mid = "a" * 64
     segs = pl.DataFrame(
@@ -384,7 +374,7 @@ def test_failed_diarization_leaves_words_without_speaker_and_says_so(tmp_path):
         },
         schema_overrides={"segment_id": pl.Int32, "word_index": pl.Int32, "score": pl.Float64},
     )
-    from opentranscribe_pipeline.assets.perfile import empty
+    from opentranscribe_pipeline.assets.modelstep import empty
     from opentranscribe_pipeline.schemas import SpeakerTurns
 
     s, w, fallback = attribute_batch("b", segs, words, empty(SpeakerTurns), diarized_ok=set())
