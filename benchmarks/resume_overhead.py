@@ -162,7 +162,6 @@ def duplicate_check(server, sizes: list[int], per_batch: int, new: int, workers:
             wh.put_bytes(wh.path("_index", "media", "_built"), b"1")
         prime_s = time.perf_counter() - t0
         have = size
-        wh.fs.invalidate_cache()
         with COUNTER.measure() as scan:
             archive = scan_media_tables(wh, "new-batch")
             found_scan = sum(m in archive for m in new_ids)

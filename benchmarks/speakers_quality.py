@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 import make_sample_archive as gen  # noqa: E402
 
+from opentranscribe_pipeline.speakers.cluster import VoiceIndex, assign_new, recluster  # noqa: E402
 from opentranscribe_pipeline.speech.asr import AsrOptions, Transcriber  # noqa: E402
 from opentranscribe_pipeline.speech.attribute import attribute_file  # noqa: E402
-from opentranscribe_pipeline.speakers.cluster import VoiceIndex, assign_new, recluster  # noqa: E402
 from opentranscribe_pipeline.speech.diarize import DiarizationOptions, Diarizer  # noqa: E402
 from opentranscribe_pipeline.speech.models import resolve_asr_model  # noqa: E402
 

@@ -19,7 +19,8 @@ from opentranscribe_pipeline.batching import batch_prefix, register_drop
 from opentranscribe_pipeline.partitions import BATCHES
 from opentranscribe_pipeline.resources import WarehouseResource
 from opentranscribe_pipeline.sensors import DropSensorConfig, build_drop_sensor
-from opentranscribe_pipeline.sensors.drops import Cursor, is_temp_name
+from opentranscribe_pipeline.sensors.drop_state import Cursor
+from opentranscribe_pipeline.sensors.drops import is_temp_name
 from opentranscribe_pipeline.storage import S3Options, StorageUnavailable, Warehouse, s3_call, s3_client
 from opentranscribe_pipeline.storage.sources import safe_relative
 
@@ -88,7 +89,6 @@ class Harness:
         return t
 
     def manifest(self) -> pl.DataFrame:
-        self.warehouse.fs.invalidate_cache()
         df = self.warehouse.scan("batches")
         return df.sort("batch_id", "source_uri") if df is not None else pl.DataFrame()
 
@@ -366,7 +366,7 @@ def test_cursor_stays_small(tmp_path, instance):
         t = h.tick()
         assert len(t.state["pending"]) <= 5 and len(t.state["watch"]) <= 3
     assert t.state["hwm"] == "drop-029" and len(t.cursor) < 2000
-    assert len(h.warehouse.fs.ls(h.warehouse.path("_drops"))) == 30
+    assert len(h.warehouse.list_names(h.warehouse.path("_drops"))) == 30
 
 
 def test_abandoned_incomplete_drops_do_not_block_new_ones(tmp_path, instance):

@@ -11,18 +11,14 @@ import pytest
 
 from opentranscribe_pipeline.batching import BatchLimits, batch_id_for, write_batches
 from opentranscribe_pipeline.sensors import drops
+from opentranscribe_pipeline.sensors.drop_state import Cursor, Ledger, PendingDrop, Walk, WatchedDrop
 from opentranscribe_pipeline.sensors.drops import (
-    Cursor,
     DropScanner,
     DropSettings,
-    Ledger,
     NewBatch,
-    PendingDrop,
     Plan,
     Scan,
     TickResult,
-    Walk,
-    WatchedDrop,
 )
 from opentranscribe_pipeline.storage import SourceObject, Warehouse
 from opentranscribe_pipeline.storage.sources import Entry, LocalSource
