@@ -85,8 +85,6 @@ def diarize(
     """Diarize every usable file of the batch that lacks current turns and embeddings."""
     batch_id = context.partition_key
     wh = warehouse.get()
-    options = diarization.options()
-    model_version = diarization.model_version()
     embedding_model = diarization.embedding_model()
 
     def diarize_file(diarizer: Diarizer, item: dict) -> FileOutput:
@@ -107,19 +105,16 @@ def diarize(
         context,
         wh,
         STAGE,
+        model=diarization,
         wanted=usable_audio(wh, batch_id, "diarization"),
-        model_version=model_version,
-        state_columns={"pipeline": options.pipeline, "embedding_model": embedding_model},
         force=config.force,
-        load=diarization.diarizer,
         process=diarize_file,
     )
     notes = step.state.filter(pl.col("note").is_not_null())
     yield from step.results(
-        common={"pipeline": options.pipeline, "model_version": model_version, "embedding_model": embedding_model},
         state_extra={
             "speakers_per_file_mean": round(float(step.state["n_speakers"].mean() or 0), 3),
-            "device": options.device,
+            "device": diarization.options().device,
             "notes": dg.MetadataValue.md(markdown_table(notes.select("media_id", "note").head(100))),
-        },
+        }
     )

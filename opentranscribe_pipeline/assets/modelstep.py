@@ -7,8 +7,8 @@ and lives here:
 
 1. **to-do list**: the batch's wanted files minus those whose state row is ``ok`` with the
    current model version, plus the files forced in run config (``force``);
-2. **one model load**, only when something is left to do (``with load() as model``);
-3. **per file**: ``process(model, item)``; an exception becomes a ``failed`` state row with
+2. **one model load**, only when something is left to do (``with model.load() as loaded``);
+3. **per file**: ``process(loaded, item)``; an exception becomes a ``failed`` state row with
    the error, and the batch goes on;
 4. **staging**: a finished file's rows are staged first and its state row last, so a staged
    state row means the file is complete (``Warehouse.stage``); a run killed midway resumes
@@ -18,8 +18,9 @@ and lives here:
 6. **report**: the standard metadata (files, audio hours, real-time factor, load time,
    failures), a schema check per table and the failed-files check.
 
-A stage supplies a :class:`ModelStage` (its tables), its model version, the wanted files and
-a per-file function returning :class:`FileOutput`. See ``assets/transcription.py``.
+A stage supplies a :class:`ModelStage` (its tables), its model (a resource that is a
+:class:`StageModel`: version, columns naming it, loader), the wanted files and a per-file
+function returning :class:`FileOutput`. See ``assets/transcription.py``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import dagster as dg
 import polars as pl
@@ -69,6 +70,18 @@ class ModelStage:
         return [*(schema_check_spec(t) for t in self.tables), failed_files_check_spec(self.state_table)]
 
 
+class StageModel(Protocol[Model]):
+    """What a model stage's resource offers the step (``AsrModelResource``,
+    ``DiarizationModelResource``): its version, the state columns that name it, and a
+    context manager that loads it once and frees the device afterwards."""
+
+    def model_version(self) -> str: ...
+
+    def model_columns(self) -> dict[str, Any]: ...
+
+    def load(self) -> AbstractContextManager[Model]: ...
+
+
 @dataclass(frozen=True)
 class FileOutput:
     """What a stage's per-file function returns for one file that worked."""
@@ -88,15 +101,20 @@ class ReprocessConfig(dg.Config):
 
 
 # -- the to-do list -------------------------------------------------------------------------
-def with_staged(wh: Warehouse, table: str, batch_id: str, key: str) -> pl.DataFrame:
+def with_staged(
+    wh: Warehouse, table: str, batch_id: str, key: str, only: Collection[str] | None = None
+) -> pl.DataFrame:
     """The batch's visible rows of ``table`` with the rows staged by an unfinished run on
     top: staged rows replace the visible rows with the same ``key`` value, and the rows of
     the item a staged file is named after (model steps stage under the media id, so a file
-    redone with no rows at all still replaces its old rows)."""
+    redone with no rows at all still replaces its old rows). ``only``: overlay just the staged
+    files of these names."""
     model = TABLES[table]
     visible = wh.read_table(table, batch_id)
     visible = conform(visible, model) if visible is not None else empty(model)
     staged = wh.staged(table, batch_id)
+    if only is not None:
+        staged = {name: df for name, df in staged.items() if name in only}
     if not staged:
         return visible
     staged_df = pl.concat([conform(df, model) for df in staged.values()])
@@ -115,11 +133,15 @@ def publish(wh: Warehouse, batch_id: str, tables: Mapping[str, pl.DataFrame]) ->
 
 def load_previous(wh: Warehouse, batch_id: str, stage: ModelStage) -> dict[str, pl.DataFrame]:
     """Visible tables of the batch, with staged results of an unfinished run taking precedence."""
-    out = {table: with_staged(wh, table, batch_id, "media_id") for table in stage.tables}
-    # staged rows of a file whose state row was not staged yet are incomplete: drop them
-    done_ids = out[stage.state_table]["media_id"].implode()
+    state = with_staged(wh, stage.state_table, batch_id, "media_id")
+    # a file whose state row was not staged yet is incomplete: its staged rows are ignored
+    # (the visible rows stay, and so does the visible state row that vouches for them)
+    complete = set(wh.staged(stage.state_table, batch_id))
+    out = {stage.state_table: state}
+    done_ids = state["media_id"].implode()
     for table in stage.row_tables:
-        out[table] = out[table].filter(pl.col("media_id").is_in(done_ids))
+        rows = with_staged(wh, table, batch_id, "media_id", only=complete)
+        out[table] = rows.filter(pl.col("media_id").is_in(done_ids))
     return out
 
 
@@ -201,6 +223,7 @@ class StepResult:
     """The folded tables of the batch plus what this run did."""
 
     stage: ModelStage
+    model: dict[str, Any]  # model_version and the model columns: on every table's metadata
     tables: dict[str, pl.DataFrame]
     run_state: pl.DataFrame  # state rows written by this run
     kept: int  # files already current
@@ -230,13 +253,14 @@ class StepResult:
             "failures": dg.MetadataValue.md(markdown_table(failed.select("media_id", "error").head(100))),
         }
 
-    def results(self, common: Mapping[str, Any], state_extra: Mapping[str, Any] = {}) -> Iterator:  # noqa: B006
-        """One MaterializeResult per table (``common`` metadata on each), the schema checks
-        and the failed-files check."""
+    def results(self, state_extra: Mapping[str, Any] | None = None, **common: Any) -> Iterator:
+        """One MaterializeResult per table (the model and ``common`` metadata on each, and
+        ``state_extra`` on the state table's), the schema checks and the failed-files check."""
+        common = {**self.model, **common}
         yield dg.MaterializeResult(
             asset_key=self.stage.state_table,
             data_version=data_version(self.state),
-            metadata={**common, **self.metadata(), **state_extra},
+            metadata={**common, **self.metadata(), **(state_extra or {})},
         )
         for table in self.stage.row_tables:
             yield dg.MaterializeResult(
@@ -281,22 +305,21 @@ def run_model_step(
     wh: Warehouse,
     stage: ModelStage,
     *,
+    model: StageModel[Model],
     wanted: pl.DataFrame,
-    model_version: str,
-    state_columns: Mapping[str, Any],
     force: list[str],
-    load: Callable[[], AbstractContextManager[Model]],
     process: Callable[[Model, dict[str, Any]], FileOutput],
 ) -> StepResult:
     """Run ``process`` over every wanted file of the partition that is not current.
 
     ``wanted`` has one row per file the stage should cover (``media_id`` and whatever
-    ``process`` needs, ``duration_s`` for the real-time factor); ``state_columns`` are the
-    columns every state row of this run shares (model names)."""
+    ``process`` needs, ``duration_s`` for the real-time factor)."""
     batch_id = context.partition_key
     state_model = TABLES[stage.state_table]
+    model_version = model.model_version()
+    model_meta = {**model.model_columns(), "model_version": model_version}
     prev, kept, todo = to_do(context, wh, stage, wanted, model_version, force)
-    shared = {**state_columns, "batch_id": batch_id, "model_version": model_version}
+    shared = {**model_meta, "batch_id": batch_id}
 
     def state_row(item: dict, error: str | None, own: Mapping[str, Any], elapsed_s: float) -> pl.DataFrame:
         row = {
@@ -316,12 +339,12 @@ def run_model_step(
     load_s = 0.0
     if todo.height:
         t_load = time.perf_counter()
-        with load() as model:
+        with model.load() as loaded:
             load_s = time.perf_counter() - t_load
             for item in todo.iter_rows(named=True):
                 media_id, t0 = item["media_id"], time.perf_counter()
                 try:
-                    out = process(model, item)
+                    out = process(loaded, item)
                 except Exception as exc:  # one bad file must not fail the batch
                     context.log.error("%s failed for %s: %s", stage.verb, media_id, traceback.format_exc(limit=3))
                     row = state_row(item, f"{type(exc).__name__}: {exc}", stage.failed_state, time.perf_counter() - t0)
@@ -340,4 +363,4 @@ def run_model_step(
 
     tables = fold(wh, batch_id, stage, prev, new, wanted["media_id"])
     run_state = pl.concat(new[stage.state_table]) if new[stage.state_table] else empty(state_model)
-    return StepResult(stage, tables, run_state, kept, load_s, time.perf_counter() - started)
+    return StepResult(stage, model_meta, tables, run_state, kept, load_s, time.perf_counter() - started)

@@ -93,9 +93,6 @@ def transcribe(
     """Transcribe every usable file of the batch that lacks a current transcript."""
     batch_id = context.partition_key
     wh = warehouse.get()
-    options = asr.options()
-    resolved = asr.resolved()
-    model_version = asr.model_version(resolved)
 
     def transcribe_file(transcriber: Transcriber, item: dict) -> FileOutput:
         tx = transcriber.transcribe(load_flac(wh.get_bytes(item["audio_uri"])))
@@ -115,18 +112,12 @@ def transcribe(
         context,
         wh,
         STAGE,
+        model=asr,
         wanted=usable_audio(wh, batch_id, "transcripts"),
-        model_version=model_version,
-        state_columns={"asr_model": resolved.spec, "timing_method": asr.timing_method()},
         force=config.force,
-        load=asr.transcriber,
         process=transcribe_file,
     )
+    options = asr.options()
     yield from step.results(
-        common={"model": resolved.spec, "model_version": model_version},
-        state_extra={
-            "device": options.device,
-            "compute_type": options.compute_type,
-            "batch_size": options.batch_size,
-        },
+        state_extra={"device": options.device, "compute_type": options.compute_type, "batch_size": options.batch_size}
     )

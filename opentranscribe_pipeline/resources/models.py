@@ -59,11 +59,16 @@ class AsrModelResource(dg.ConfigurableResource):
         cross-attention."""
         return f"{TIMING_ALIGNMENT}:{self.align_model}" if self.align_model else TIMING_CROSS_ATTENTION
 
-    def model_version(self, resolved: ResolvedModel | None = None) -> str:
+    def model_version(self) -> str:
         """Changes whenever the transcripts could change: outputs of another version are stale."""
-        return f"{(resolved or self.resolved()).version}|{self.timing_method()}"
+        return f"{self.resolved().version}|{self.timing_method()}"
 
-    def transcriber(self) -> Transcriber:
+    def model_columns(self) -> dict[str, str]:
+        """The ``transcripts`` columns that name the model (a ``StageModel``)."""
+        return {"asr_model": self.resolved().spec, "timing_method": self.timing_method()}
+
+    def load(self) -> Transcriber:
+        """The model, loaded on ``with`` and freed after (a ``StageModel``)."""
         return Transcriber(self.resolved(), self.options())
 
 
@@ -103,7 +108,12 @@ class DiarizationModelResource(dg.ConfigurableResource):
         knobs = f"n={o.num_speakers},min={o.min_speakers},max={o.max_speakers}"
         return f"{pipeline_version(o.pipeline)}|{knobs}|{self.embedding_model()}"
 
-    def diarizer(self) -> Diarizer:
+    def model_columns(self) -> dict[str, str]:
+        """The ``diarization`` columns that name the models (a ``StageModel``)."""
+        return {"pipeline": self.options().pipeline, "embedding_model": self.embedding_model()}
+
+    def load(self) -> Diarizer:
+        """The pipeline, loaded on ``with`` and freed after (a ``StageModel``)."""
         return Diarizer(self.options())
 
 

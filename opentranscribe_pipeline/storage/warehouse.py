@@ -53,23 +53,9 @@ class Warehouse:
         self.root = self.backend.root
         self.is_local = self.backend.is_local
         self.endpoint = self.backend.endpoint
-        self._fs = None
 
     def __repr__(self) -> str:
         return f"Warehouse({self.root_uri!r})"
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fs": None}
-
-    @property
-    def fs(self):
-        """An fsspec filesystem on the root. Legacy: pipeline code uses the methods below
-        (retried, counted); this remains only for callers not yet switched."""
-        if self._fs is None:
-            from .sources import filesystem
-
-            self._fs = filesystem(self.root_uri, self.s3)[0]
-        return self._fs
 
     # -- paths -----------------------------------------------------------------------------
     def path(self, *parts: str) -> str:

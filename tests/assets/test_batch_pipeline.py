@@ -225,7 +225,7 @@ def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instan
     words3 = wh.read_table("words", batch_id)
     assert words3.height == words1.height
     assert words3.select("media_id", "segment_id", "word_index").is_duplicated().sum() == 0
-    assert not wh.fs.exists(wh.staging_dir("asr_words", batch_id))
+    assert wh.files_under(wh.staging_dir("asr_words", batch_id)) == []
 
 
 def test_a_file_failing_in_transcription_does_not_fail_the_batch(tmp_path, instance):

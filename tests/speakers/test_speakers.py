@@ -269,7 +269,7 @@ def test_full_recluster_keeps_ids_names_follow_and_bad_profiles_are_reported(arc
         if m.asset_key.path == ["speaker_clusters"]
     ]
     assert mat.metadata["speaker_map"].value.startswith("![speaker map](data:image/png;base64,")
-    assert wh.fs.exists(wh.path("_reports", "speaker_map.png"))
+    assert wh.exists(wh.path("_reports", "speaker_map.png"))
 
 
 def test_embeddings_of_another_model_are_never_compared(archive):
