@@ -339,14 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-files",
         type=int,
-        default=settings.batch_max_files(),
-        help=f"files per batch (default OPENTRANSCRIBE_MAX_FILES or {settings.BATCH_MAX_FILES})",
+        default=settings.BATCH_MAX_FILES,
+        help=f"files per batch (default {settings.BATCH_MAX_FILES})",
     )
     p.add_argument(
         "--max-hours",
         type=float,
-        default=settings.batch_max_hours(),
-        help=f"hours of audio per batch (default OPENTRANSCRIBE_MAX_HOURS or {settings.BATCH_MAX_HOURS:g})",
+        default=settings.BATCH_MAX_HOURS,
+        help=f"hours of audio per batch (default {settings.BATCH_MAX_HOURS:g})",
     )
     p.add_argument("--model", help="ASR model: packaged:base (default), packaged:tiny.en, a directory or a hub id")
     p.add_argument("--device", help="auto (default), cpu or cuda")
@@ -394,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    # The application entry point decides before anything imports pyannote, which writes
+    # "true" into this variable on import when it is unset (library code never writes it).
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
     if not args.verbose and args.command in ("process", "speakers"):
         _quiet_model_libraries()

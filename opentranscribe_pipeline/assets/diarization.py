@@ -22,6 +22,7 @@ from .modelstep import FileOutput, ModelStage, ReprocessConfig, run_model_step, 
 
 GROUP = "speakers"
 STAGE = ModelStage(
+    name="diarization",
     state_table="diarization",
     row_tables=("speaker_turns", "speaker_embeddings"),
     sort_keys={

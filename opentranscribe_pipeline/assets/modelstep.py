@@ -50,10 +50,11 @@ def empty(model) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class ModelStage:
-    """The tables of a model stage. ``failed_state`` holds the stage's own state columns
+    """The name and tables of a model stage. ``failed_state`` holds the stage's own state columns
     for a file that failed (counts at zero); ``verb`` names the work in metadata
     (``files_<verb>_this_run``)."""
 
+    name: str  # "transcription": log lines
     state_table: str
     row_tables: tuple[str, ...]
     sort_keys: Mapping[str, tuple[str, ...]]
@@ -102,17 +103,22 @@ class ReprocessConfig(dg.Config):
 
 # -- the to-do list -------------------------------------------------------------------------
 def with_staged(
-    wh: Warehouse, table: str, batch_id: str, key: str, only: Collection[str] | None = None
+    wh: Warehouse,
+    table: str,
+    batch_id: str,
+    key: str,
+    only: Collection[str] | None = None,
+    staged: dict[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """The batch's visible rows of ``table`` with the rows staged by an unfinished run on
     top: staged rows replace the visible rows with the same ``key`` value, and the rows of
     the item a staged file is named after (model steps stage under the media id, so a file
     redone with no rows at all still replaces its old rows). ``only``: overlay just the staged
-    files of these names."""
+    files of these names; ``staged``: the staged files if already read."""
     model = TABLES[table]
     visible = wh.read_table(table, batch_id)
     visible = conform(visible, model) if visible is not None else empty(model)
-    staged = wh.staged(table, batch_id)
+    staged = wh.staged(table, batch_id) if staged is None else staged
     if only is not None:
         staged = {name: df for name, df in staged.items() if name in only}
     if not staged:
@@ -131,18 +137,20 @@ def publish(wh: Warehouse, batch_id: str, tables: Mapping[str, pl.DataFrame]) ->
         wh.clear_staging(table, batch_id)
 
 
-def load_previous(wh: Warehouse, batch_id: str, stage: ModelStage) -> dict[str, pl.DataFrame]:
-    """Visible tables of the batch, with staged results of an unfinished run taking precedence."""
-    state = with_staged(wh, stage.state_table, batch_id, "media_id")
+def load_previous(wh: Warehouse, batch_id: str, stage: ModelStage) -> tuple[dict[str, pl.DataFrame], set[str]]:
+    """Visible tables of the batch, with staged results of an unfinished run taking
+    precedence; also the media ids whose state row is staged."""
+    staged_state = wh.staged(stage.state_table, batch_id)
+    state = with_staged(wh, stage.state_table, batch_id, "media_id", staged=staged_state)
     # a file whose state row was not staged yet is incomplete: its staged rows are ignored
     # (the visible rows stay, and so does the visible state row that vouches for them)
-    complete = set(wh.staged(stage.state_table, batch_id))
+    complete = set(staged_state)
     out = {stage.state_table: state}
     done_ids = state["media_id"].implode()
     for table in stage.row_tables:
         rows = with_staged(wh, table, batch_id, "media_id", only=complete)
         out[table] = rows.filter(pl.col("media_id").is_in(done_ids))
-    return out
+    return out, complete
 
 
 def current_ids(prev_state: pl.DataFrame, wanted_ids: pl.Series, model_version: str) -> pl.DataFrame:
@@ -278,10 +286,11 @@ def to_do(
     wanted: pl.DataFrame,
     model_version: str,
     force: list[str],
-) -> tuple[dict[str, pl.DataFrame], int, pl.DataFrame]:
-    """The batch's previous tables, how many wanted files are current, and the files to do."""
+) -> tuple[dict[str, pl.DataFrame], int, pl.DataFrame, set[str]]:
+    """The batch's previous tables, how many wanted files are current, the files to do and
+    the files of those whose state row an earlier run staged."""
     batch_id = context.partition_key
-    prev = load_previous(wh, batch_id, stage)
+    prev, staged_state = load_previous(wh, batch_id, stage)
     current = current_ids(prev[stage.state_table], wanted["media_id"], model_version)
     forced = forced_ids(wh, batch_id, wanted["media_id"], force)
     if forced:
@@ -297,7 +306,7 @@ def to_do(
         stage.verb,
         model_version,
     )
-    return prev, current.height, todo
+    return prev, current.height, todo, staged_state & set(todo["media_id"].to_list())
 
 
 def run_model_step(
@@ -318,7 +327,7 @@ def run_model_step(
     state_model = TABLES[stage.state_table]
     model_version = model.model_version()
     model_meta = {**model.model_columns(), "model_version": model_version}
-    prev, kept, todo = to_do(context, wh, stage, wanted, model_version, force)
+    prev, kept, todo, stale_state = to_do(context, wh, stage, wanted, model_version, force)
     shared = {**model_meta, "batch_id": batch_id}
 
     def state_row(item: dict, error: str | None, own: Mapping[str, Any], elapsed_s: float) -> pl.DataFrame:
@@ -343,10 +352,12 @@ def run_model_step(
             load_s = time.perf_counter() - t_load
             for item in todo.iter_rows(named=True):
                 media_id, t0 = item["media_id"], time.perf_counter()
+                if media_id in stale_state:  # a killed run's state row must not vouch for new rows
+                    wh.unstage(stage.state_table, batch_id, media_id)
                 try:
                     out = process(loaded, item)
                 except Exception as exc:  # one bad file must not fail the batch
-                    context.log.error("%s failed for %s: %s", stage.verb, media_id, traceback.format_exc(limit=3))
+                    context.log.error("%s failed for %s: %s", stage.name, media_id, traceback.format_exc(limit=3))
                     row = state_row(item, f"{type(exc).__name__}: {exc}", stage.failed_state, time.perf_counter() - t0)
                     wh.stage(stage.state_table, batch_id, media_id, row)
                     new[stage.state_table].append(row)

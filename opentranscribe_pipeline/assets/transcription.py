@@ -24,6 +24,7 @@ from .checks import table_spec
 from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, run_model_step, usable_audio
 
 STAGE = ModelStage(
+    name="transcription",
     state_table="transcripts",
     row_tables=("asr_segments", "asr_words"),
     sort_keys={
@@ -119,5 +120,6 @@ def transcribe(
     )
     options = asr.options()
     yield from step.results(
-        state_extra={"device": options.device, "compute_type": options.compute_type, "batch_size": options.batch_size}
+        state_extra={"device": options.device, "compute_type": options.compute_type, "batch_size": options.batch_size},
+        model=asr.resolved().spec,
     )

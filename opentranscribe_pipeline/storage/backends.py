@@ -232,7 +232,7 @@ class S3Backend:
 
     is_local = False
 
-    def __init__(self, root: str, s3: S3Options, *, attempts: int = 3, base_delay: float = 0.5):
+    def __init__(self, root: str, s3: S3Options, *, attempts: int = 4, base_delay: float = 0.5):
         self.root = root.rstrip("/")
         self.s3 = s3
         self.endpoint = s3.endpoint_url or "AWS S3"

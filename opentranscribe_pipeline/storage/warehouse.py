@@ -153,9 +153,16 @@ class Warehouse:
         return pl.concat(frames, how="vertical_relaxed") if frames else None
 
     # -- staging ---------------------------------------------------------------------------
+    def staging_file(self, table: str, batch_id: str, key: str) -> str:
+        return join_uri(self.staging_dir(table, batch_id), f"{key}.parquet")
+
     def stage(self, table: str, batch_id: str, key: str, df: pl.DataFrame) -> None:
         """Stage one file's rows of a running batch (folded into the table at the end)."""
-        self.write_parquet(join_uri(self.staging_dir(table, batch_id), f"{key}.parquet"), df)
+        self.write_parquet(self.staging_file(table, batch_id, key), df)
+
+    def unstage(self, table: str, batch_id: str, key: str) -> None:
+        """Remove one staged file (absent: nothing to do)."""
+        self.remove(self.staging_file(table, batch_id, key))
 
     def staged(self, table: str, batch_id: str) -> dict[str, pl.DataFrame]:
         """Results staged by an earlier, unfinished run of this batch: key -> rows."""

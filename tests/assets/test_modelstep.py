@@ -32,6 +32,7 @@ from opentranscribe_pipeline.storage import Warehouse
 
 BATCH = "drop-0000"
 STAGE = ModelStage(
+    name="measurement",
     state_table="transcripts",
     row_tables=("asr_segments", "asr_words"),
     sort_keys={
@@ -63,6 +64,8 @@ class ByteCounter:
 
     loads: int = 0
     attempted: list[str] = field(default_factory=list)
+    # per file: was a state row staged for it while the stage worked on it?
+    staged_state_seen: dict[str, bool] = field(default_factory=dict)
 
     version: str = "bytes/1"
 
@@ -134,6 +137,7 @@ def measuring_asset(counter: ByteCounter) -> dg.AssetsDefinition:
 
         def measure_file(model: ByteCounter, item: dict) -> FileOutput:
             model.attempted.append(item["media_id"])
+            model.staged_state_seen[item["media_id"]] = item["media_id"] in wh.staged("transcripts", batch_id)
             data = wh.get_bytes(item["audio_uri"])
             if data.startswith(b"BAD"):
                 raise ValueError(f"not audio ({len(data)} bytes)")
@@ -446,3 +450,20 @@ def test_rows_staged_without_a_state_row_never_replace_a_current_files_rows(batc
     batch.run()
     after = batch.wh.read_table("asr_segments", BATCH).filter(pl.col("media_id") == a)
     assert after["text"].to_list() == before["text"].to_list() == ["3500 bytes"]
+
+
+def test_a_killed_runs_staged_state_row_never_vouches_for_a_redone_files_new_rows(batch):
+    """A run killed after staging bad.mp3's (failed) state row left it staged; the next run
+    redoes bad.mp3 (failed files are retried). While it works on the file, no staged state row
+    may exist for it: were this run killed after staging the new rows and before the new state
+    row, the old state row would otherwise be taken as the record of those rows."""
+    wh = batch.wh
+    batch.run()  # bad.mp3 failed, visible
+    stale = batch.state().filter(pl.col("media_id") == BAD)
+    wh.stage("transcripts", BATCH, BAD, stale)  # what a killed retry would have left behind
+    wh.put_bytes(wh.audio_path(BAD), b"\x05" * 2_000)  # repaired
+    batch.counter.staged_state_seen.clear()
+    batch.run()
+    assert batch.counter.staged_state_seen == {BAD: False}
+    assert batch.status()[BAD] == "ok"
+    assert wh.staged("transcripts", BATCH) == {}
