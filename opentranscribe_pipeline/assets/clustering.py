@@ -3,8 +3,10 @@
 Not partitioned. ``mode: incremental`` assigns the speakers of the named batches to existing
 voices (run by the ``assign_new_speakers`` sensor whenever ``speaker_embeddings`` lands for
 a batch); ``mode: full`` re-clusters everything (the nightly schedule). Both keep ids
-stable. The logic is Dagster-free, in ``speakers/`` (maths in ``cluster.py``, the runs in
-``identity.py``, the tables in ``state.py``); this module reads, calls and reports.
+stable, and each run commits one generation of the archive-wide state (``speakers/state.py``:
+a kill at any point or a second machine never loses or reuses an id). The logic is
+Dagster-free, in ``speakers/`` (maths in ``cluster.py``, frames in ``identity.py``, the run
+in ``runs.py``, the state in ``state.py``); this module calls it and reports.
 """
 
 import base64
@@ -18,9 +20,10 @@ from pydantic import Field
 
 from ..resources import DiarizationModelResource, SpeakerClusteringResource, WarehouseResource
 from ..settings import SPEAKER_INDEX_POOL
-from ..speakers import state
-from ..speakers.identity import Assignment, assign_batches, follow_merges, recluster_all, suggest, unknown_profile_ids
+from ..speakers.identity import Assignment
+from ..speakers.runs import cluster_archive
 from ..speakers.speaker_map import speaker_map_png
+from ..speakers.state import ConcurrentSpeakerWrite, SpeakerStateBusy
 from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema, table_spec
 
 GROUP = "speakers"
@@ -108,12 +111,21 @@ def cluster_speakers(
     wh = warehouse.get()
     model = diarization.embedding_model()
     started = time.perf_counter()
-    full = config.mode == "full"
-    if not full and not config.batch_ids:
-        raise dg.Failure("incremental clustering needs batch_ids (the sensor and the CLI pass them)")
-    emb_all = state.read_embeddings(wh, None if full else config.batch_ids)
-    other = emb_all.filter(pl.col("model") != model)
-    emb = emb_all.filter(pl.col("model") == model)
+    try:
+        run = cluster_archive(
+            wh,
+            mode=config.mode,
+            model=model,
+            params=clustering.params(),
+            accept_threshold=clustering.accept_threshold,
+            suggest_threshold=clustering.suggest_threshold,
+            batch_ids=config.batch_ids,
+        )
+    except ValueError as exc:  # incremental without batch ids
+        raise dg.Failure(f"{exc} (the sensor and the CLI pass them)") from None
+    except (ConcurrentSpeakerWrite, SpeakerStateBusy) as exc:
+        raise dg.Failure(str(exc)) from None
+    other = run.other_models
     if other.height:
         context.log.warning(
             "%d speaker embeddings were made by another model than %s (batches %s): they are not "
@@ -123,57 +135,43 @@ def cluster_speakers(
             model,
             sorted(set(other["batch_id"].to_list()))[:20],
         )
-    index, centroid_rows = state.load_index(wh, model)
-    if full:
-        outcome = recluster_all(emb, state.read_clusters(wh), index, clustering.params())
-        state.replace_all_clusters(wh, outcome.rows)
-    else:
-        outcome = assign_batches(emb, state.read_clusters(wh, config.batch_ids), index, clustering.params())
-        state.write_clusters(wh, outcome.rows, config.batch_ids)
-    centroids = state.save_index(wh, outcome.index, centroid_rows)
-    profiles, conflicts = state.read_profiles(wh), []
-    if outcome.report is not None and outcome.report.merges:
-        profiles, conflicts = follow_merges(profiles, outcome.report.merges)
-        state.write_profiles(wh, profiles)
-    suggestions = suggest(outcome.index, profiles, clustering.accept_threshold, clustering.suggest_threshold)
-    state.write_suggestions(wh, suggestions)
-    unknown = unknown_profile_ids(profiles, centroids)
-
-    rows = outcome.rows
+    rows = run.outcome.rows
     meta = {
         "mode": config.mode,
         "model": model,
         "threshold": clustering.threshold,
         "local_speakers_this_run": rows.height,
-        "global_speakers_active": len(outcome.index),
+        "global_speakers_active": len(run.outcome.index),
         "embeddings_of_other_models_skipped": other.height,
+        "generation": run.generation.number,
+        "commit_attempts": run.attempts,
         "elapsed_s": round(time.perf_counter() - started, 3),
-        **_assignment_metadata(outcome, sorted(config.batch_ids)),
+        **_assignment_metadata(run.outcome, sorted(config.batch_ids)),
     }
     if rows.height:
-        png, meta["speaker_map"] = _speaker_map(rows, emb)
+        png, meta["speaker_map"] = _speaker_map(rows, run.embeddings)
         wh.put_bytes(wh.path("_reports", "speaker_map.png"), png)
     yield dg.MaterializeResult(asset_key="speaker_clusters", metadata={**meta, "dagster/row_count": rows.height})
     yield dg.MaterializeResult(
-        asset_key="speaker_centroids", metadata={"dagster/row_count": centroids.height, "model": model}
+        asset_key="speaker_centroids", metadata={"dagster/row_count": run.centroids.height, "model": model}
     )
     yield dg.MaterializeResult(
         asset_key="speaker_suggestions",
         metadata={
-            "dagster/row_count": suggestions.height,
-            "named_speakers": profiles.height,
-            "name_conflicts_on_merge": dg.MetadataValue.md("\n".join(f"- {c}" for c in conflicts) or "(none)"),
+            "dagster/row_count": run.suggestions.height,
+            "named_speakers": run.profiles.height,
+            "name_conflicts_on_merge": dg.MetadataValue.md("\n".join(f"- {c}" for c in run.name_conflicts) or "(none)"),
         },
     )
     yield schema_check_result("speaker_clusters", rows)
-    yield schema_check_result("speaker_centroids", centroids)
-    yield schema_check_result("speaker_suggestions", suggestions)
+    yield schema_check_result("speaker_centroids", run.centroids)
+    yield schema_check_result("speaker_suggestions", run.suggestions)
     yield dg.AssetCheckResult(
         asset_key="speaker_suggestions",
         check_name=PROFILE_IDS_CHECK,
-        passed=not unknown,
+        passed=not run.unknown_profile_ids,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"unknown_ids": ", ".join(unknown) or "(none)"},
+        metadata={"unknown_ids": ", ".join(run.unknown_profile_ids) or "(none)"},
     )
 
 

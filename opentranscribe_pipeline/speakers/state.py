@@ -1,17 +1,47 @@
-"""Archive-wide speaker tables on the warehouse: clusters, centroids, profiles, suggestions.
+"""Archive-wide speaker state: generations, one manifest written last, one writer at a time.
 
-``speaker_clusters`` is one table in one directory, written as one Parquet file per batch
-(``<root>/speaker_clusters/part-<batch_id>.parquet``): assigning a new batch writes one
-small file instead of rewriting the archive, and analysts read the directory as one table
-(``read_parquet('<root>/speaker_clusters/*.parquet')``). The other three tables are small
-(one row per voice or per name) and are single files, ``<table>/part-0.parquet``.
+The state is four tables that must agree: ``speaker_clusters`` (the global id of every local
+speaker), ``speaker_centroids`` (one centroid per id, merged ids pointing to their heir),
+``speaker_profiles`` (names) and ``speaker_suggestions``, plus the number of the next id to
+mint. A kill between two of their files, or two machines writing at once, must never lose
+or reuse an id. So:
 
-Every read and write goes through the :class:`~opentranscribe_pipeline.storage.Warehouse`
-(its retries, its atomic writes, its one Parquet serialiser). The CLI and the clustering
-asset both use these functions; neither touches the files directly.
+- **Generations.** A writer puts every file it changes under ``<root>/_speakers/gen-<N>/``
+  (immutable once written), then commits one small ``<root>/_speakers/manifest.json`` naming
+  the generation's files (unchanged cluster parts keep pointing to the generation that wrote
+  them) and ``next_number``. The manifest is the commit point: a kill before it leaves the
+  previous generation in force, whole; a kill after it leaves the new one.
+- **Compare-and-swap.** The manifest is written only if it is still the version the writer
+  read (``storage.conditional``: S3 ``If-Match``/``If-None-Match``, ``flock`` locally), so of
+  two writers on two machines exactly one commits; the other gets
+  :class:`ConcurrentSpeakerWrite` and nothing of its work is visible.
+- **A lease** (``_speakers/lease.json``, created conditionally, with an expiry) makes a second
+  writer wait for the first instead of failing; an expired lease (its holder died) is taken
+  over conditionally.
+- **Ids** are minted from ``next_number`` of the manifest, which is never behind any id the
+  generation holds.
+- **Published copies.** After a commit the generation is copied to the tables analysts read,
+  ``<root>/speaker_clusters/part-<batch_id>.parquet`` and ``<root>/<table>/part-0.parquet``
+  (each copy atomic); ``_speakers/published.json`` records which generation they show. A kill
+  mid-copy is repaired by the next writer (:meth:`SpeakerState.ensure_published`). Readers in
+  this package (the clustering asset, the CLI) read the generation itself.
+
+A warehouse written before generations existed has no manifest: its visible tables are read
+as generation 0 (the next id above every id found in clusters, centroids and profiles) and
+the first commit turns it into generations.
 """
 
 from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -28,14 +58,298 @@ from ..schemas import (
     utc_now,
 )
 from ..storage import Warehouse
+from ..storage.conditional import PreconditionFailed, read_versioned, write_if
 from .cluster import VoiceIndex, id_number, normalize
+
+log = logging.getLogger(__name__)
 
 CLUSTERS = "speaker_clusters"
 CENTROIDS = "speaker_centroids"
 PROFILES = "speaker_profiles"
 SUGGESTIONS = "speaker_suggestions"
 ARCHIVE_TABLES = (CLUSTERS, CENTROIDS, PROFILES, SUGGESTIONS)
+SMALL_TABLES = (CENTROIDS, PROFILES, SUGGESTIONS)
+MODELS = {
+    CLUSTERS: SpeakerClusters,
+    CENTROIDS: SpeakerCentroids,
+    PROFILES: SpeakerProfiles,
+    SUGGESTIONS: SpeakerSuggestions,
+}
+STATE_DIR = "_speakers"
+FORMAT = 1
 _PART_PREFIX, _PART_SUFFIX = "part-", ".parquet"
+_GEN_RE = re.compile(r"gen-(\d+)/")
+
+
+class ConcurrentSpeakerWrite(RuntimeError):
+    """Another writer committed a generation while this one worked; nothing of this one is
+    visible. Running it again starts from the new generation."""
+
+
+class SpeakerStateBusy(RuntimeError):
+    """Another writer holds the lease and did not finish within the wait."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One consistent state: where each table's file is (relative to the warehouse root)."""
+
+    number: int
+    next_number: int  # the next global id number to mint
+    tables: dict[str, str] = field(default_factory=dict)  # centroids/profiles/suggestions -> path
+    clusters: dict[str, str] = field(default_factory=dict)  # batch_id -> path of its part
+    version: str | None = None  # the manifest's storage version this was read with (None: none)
+
+    def to_json(self) -> bytes:
+        body = {
+            "format": FORMAT,
+            "generation": self.number,
+            "next_number": self.next_number,
+            "tables": self.tables,
+            "clusters": dict(sorted(self.clusters.items())),
+            "written_at": utc_now().isoformat(),
+            "writer": f"{socket.gethostname()}:{os.getpid()}",
+        }
+        return json.dumps(body, ensure_ascii=False, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, version: str) -> Generation:
+        body = json.loads(raw)
+        if body.get("format") != FORMAT:
+            raise ValueError(f"speaker state manifest format {body.get('format')!r}, expected {FORMAT}")
+        return cls(
+            number=int(body["generation"]),
+            next_number=int(body["next_number"]),
+            tables=dict(body.get("tables", {})),
+            clusters=dict(body.get("clusters", {})),
+            version=version,
+        )
+
+
+def visible_table_path(table: str) -> str:
+    return f"{table}/part-0.parquet"
+
+
+def visible_cluster_path(batch_id: str) -> str:
+    return f"{CLUSTERS}/{_PART_PREFIX}{batch_id}{_PART_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one writer changes: new rows per table (None: unchanged)."""
+
+    clusters: dict[str, pl.DataFrame | None] = field(default_factory=dict)  # batch -> rows (None: drop the part)
+    replace_all_clusters: bool = False  # batches not in ``clusters`` lose their part
+    centroids: pl.DataFrame | None = None
+    profiles: pl.DataFrame | None = None
+    suggestions: pl.DataFrame | None = None
+    next_number: int | None = None
+
+
+class SpeakerState:
+    """The archive-wide speaker state of one warehouse (Dagster-free)."""
+
+    def __init__(self, wh: Warehouse, *, lease_ttl_s: float = 900.0, lease_wait_s: float = 600.0):
+        self.wh = wh
+        self.lease_ttl_s = lease_ttl_s
+        self.lease_wait_s = lease_wait_s
+
+    def _path(self, *parts: str) -> str:
+        return self.wh.path(*parts)
+
+    @property
+    def manifest_path(self) -> str:
+        return self._path(STATE_DIR, "manifest.json")
+
+    # -- reading ---------------------------------------------------------------------------
+    def current(self) -> Generation:
+        """The committed generation (generation 0 from the visible tables when none was)."""
+        found = read_versioned(self.wh, self.manifest_path)
+        if found is not None:
+            return Generation.from_json(found.data, found.version)
+        return self._legacy()
+
+    def _legacy(self) -> Generation:
+        """A warehouse written before generations: its visible tables as they are."""
+        tables = {t: visible_table_path(t) for t in SMALL_TABLES}
+        names = self.wh.list_names(self._path(CLUSTERS))
+        batches = [n[len(_PART_PREFIX) : -len(_PART_SUFFIX)] for n in names if n.startswith(_PART_PREFIX)]
+        gen = Generation(0, 1, tables, {b: visible_cluster_path(b) for b in batches if b})
+        ids = [
+            *self.read(gen, CENTROIDS)["global_speaker_id"].to_list(),
+            *self.read(gen, PROFILES)["global_speaker_id"].to_list(),
+            *self.read_clusters(gen)["global_speaker_id"].to_list(),
+        ]
+        return replace(gen, next_number=max((id_number(g) for g in ids), default=0) + 1)
+
+    def read(self, gen: Generation, table: str) -> pl.DataFrame:
+        """One of the small tables (centroids, profiles, suggestions) of ``gen``."""
+        path = gen.tables.get(table)
+        df = self.wh.read_parquet(self._path(path)) if path else None
+        return conform(df, MODELS[table]) if df is not None else empty_frame(MODELS[table])
+
+    def profiles(self, gen: Generation) -> tuple[pl.DataFrame, bool]:
+        """The names of ``gen``, or the visible ``speaker_profiles`` file when a person wrote
+        it by hand since (it differs from what ``gen`` published); and whether it was. Call
+        after :meth:`ensure_published`, so a copy a killed writer left behind is not taken
+        for an edit."""
+        names = self.read(gen, PROFILES)
+        path = visible_table_path(PROFILES)
+        if gen.tables.get(PROFILES) == path:
+            return names, False  # generation 0: the visible file is the state
+        visible = self.wh.read_parquet(self._path(path))
+        if visible is None:
+            return names, False
+        visible = conform(visible, SpeakerProfiles)
+        edited = not visible.sort("global_speaker_id").equals(names.sort("global_speaker_id"))
+        if edited:
+            log.info("speaker_profiles was edited by hand: %d names taken from it", visible.height)
+        return (visible, True) if edited else (names, False)
+
+    def read_clusters(self, gen: Generation, batch_ids: list[str] | None = None) -> pl.DataFrame:
+        wanted = sorted(gen.clusters) if batch_ids is None else [b for b in batch_ids if b in gen.clusters]
+        frames = [df for b in wanted if (df := self.wh.read_parquet(self._path(gen.clusters[b]))) is not None]
+        return pl.concat([conform(f, SpeakerClusters) for f in frames]) if frames else empty_frame(SpeakerClusters)
+
+    # -- writing ---------------------------------------------------------------------------
+    def commit(self, base: Generation, change: Change) -> Generation:
+        """Write the changed files as generation ``base.number + 1``, then the manifest, if
+        the manifest is still ``base``; then publish. Raises :class:`ConcurrentSpeakerWrite`
+        when another writer committed first."""
+        number = base.number + 1
+        gen_dir = f"{STATE_DIR}/gen-{number:06d}"
+        tables = dict(base.tables)
+        for table, df in (
+            (CENTROIDS, change.centroids),
+            (PROFILES, change.profiles),
+            (SUGGESTIONS, change.suggestions),
+        ):
+            if df is not None:
+                MODELS[table].validate(df)
+                tables[table] = f"{gen_dir}/{table}.parquet"
+                self.wh.write_parquet(self._path(tables[table]), df)
+        clusters = {} if change.replace_all_clusters else dict(base.clusters)
+        for batch_id, rows in sorted(change.clusters.items()):
+            if rows is None or rows.is_empty():
+                clusters.pop(batch_id, None)
+                continue
+            clusters[batch_id] = f"{gen_dir}/{CLUSTERS}/{_PART_PREFIX}{batch_id}{_PART_SUFFIX}"
+            self.wh.write_parquet(self._path(clusters[batch_id]), rows.sort("media_id", "speaker"))
+        next_number = max(base.next_number, change.next_number or 0)
+        new = Generation(number, next_number, tables, clusters)
+        try:
+            version = write_if(self.wh, self.manifest_path, new.to_json(), expect=base.version)
+        except PreconditionFailed:
+            raise ConcurrentSpeakerWrite(
+                f"another writer committed speaker state generation {number} (or later) in {self.wh.root_uri} "
+                "while this run worked; nothing of this run was committed: run it again"
+            ) from None
+        new = replace(new, version=version)
+        self.publish(new, base)
+        self._collect_garbage(new)
+        return new
+
+    def publish(self, gen: Generation, previous: Generation | None = None) -> None:
+        """Copy ``gen`` to the tables analysts read: what changed since ``previous``, or
+        everything. Each copy is atomic; ``published.json`` is written last."""
+        for table in SMALL_TABLES:
+            path = gen.tables.get(table)
+            if path and (previous is None or previous.tables.get(table) != path):
+                self._copy(path, visible_table_path(table))
+        for batch_id, path in gen.clusters.items():
+            if previous is None or previous.clusters.get(batch_id) != path:
+                self._copy(path, visible_cluster_path(batch_id))
+        gone = set(previous.clusters) - set(gen.clusters) if previous is not None else None
+        if gone is None:  # a full publish also removes parts of batches the generation lacks
+            names = self.wh.list_names(self._path(CLUSTERS))
+            gone = {n[len(_PART_PREFIX) : -len(_PART_SUFFIX)] for n in names if n.startswith(_PART_PREFIX)}
+            gone -= set(gen.clusters)
+        self.wh.remove([self._path(visible_cluster_path(b)) for b in sorted(gone)])
+        self.wh.put_bytes(self._path(STATE_DIR, "published.json"), json.dumps({"generation": gen.number}).encode())
+
+    def _copy(self, source: str, target: str) -> None:
+        if source != target:
+            self.wh.put_bytes(self._path(target), self.wh.get_bytes(self._path(source)))
+
+    def ensure_published(self, gen: Generation) -> bool:
+        """Re-publish ``gen`` whole if the visible tables show another generation (a writer
+        was killed while copying). Returns whether it did."""
+        if gen.version is None:
+            return False  # nothing committed yet: the visible tables are the state
+        raw = self.wh.get_if_exists(self._path(STATE_DIR, "published.json"))
+        if raw is not None and json.loads(raw).get("generation") == gen.number:
+            return False
+        log.warning("speaker tables show another generation than %d: publishing it again", gen.number)
+        self.publish(gen)
+        return True
+
+    def _collect_garbage(self, gen: Generation, keep: int = 2) -> None:
+        """Remove generation files that ``gen`` does not use and that are more than ``keep``
+        generations old (a reader still holding a recent manifest finds its files)."""
+        used = set(gen.tables.values()) | set(gen.clusters.values())
+        stale = []
+        for path in self.wh.files_under(self._path(STATE_DIR)):
+            rel = path[len(self._path("")) :].lstrip("/")
+            m = _GEN_RE.search(rel)
+            if m and int(m.group(1)) < gen.number - keep and rel not in used:
+                stale.append(path)
+        if stale:
+            self.wh.remove(stale)
+
+    # -- one writer at a time --------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the writer lease: wait (up to ``lease_wait_s``) while another writer holds a
+        live one, take over one whose holder let it expire."""
+        path = self._path(STATE_DIR, "lease.json")
+        me = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        deadline = time.monotonic() + self.lease_wait_s
+        delay = 0.2
+        while True:
+            body = json.dumps({"owner": me, "expires_at": time.time() + self.lease_ttl_s}).encode()
+            held = read_versioned(self.wh, path)
+            try:
+                if held is None:
+                    write_if(self.wh, path, body, expect=None)
+                    break
+                lease = json.loads(held.data)
+                if lease.get("expires_at", 0) < time.time() or _holder_died(lease.get("owner", "")):
+                    log.warning(
+                        "taking over the speaker state lease of %s (expired or its process died)", lease.get("owner")
+                    )
+                    write_if(self.wh, path, body, expect=held.version)
+                    break
+            except PreconditionFailed:
+                pass  # someone else got it first
+            if time.monotonic() > deadline:
+                owner = json.loads(held.data).get("owner") if held is not None else "?"
+                raise SpeakerStateBusy(
+                    f"the speaker state of {self.wh.root_uri} is being written by {owner}; "
+                    f"waited {self.lease_wait_s:.0f} s (it expires by itself if that writer died)"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        try:
+            yield
+        finally:
+            held = read_versioned(self.wh, path)
+            if held is not None and json.loads(held.data).get("owner") == me:
+                self.wh.remove(path)
+
+
+def _holder_died(owner: str) -> bool:
+    """A lease holder on this very host whose process no longer exists (killed)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 # -- speaker_embeddings (per batch, written by diarization) ---------------------------------
@@ -48,93 +362,14 @@ def read_embeddings(wh: Warehouse, batch_ids: list[str] | None = None) -> pl.Dat
     return pl.concat([conform(f, SpeakerEmbeddings) for f in frames]) if frames else empty_frame(SpeakerEmbeddings)
 
 
-# -- speaker_clusters: one file per batch ----------------------------------------------------
-def cluster_part(wh: Warehouse, batch_id: str) -> str:
-    return wh.path(CLUSTERS, f"{_PART_PREFIX}{batch_id}{_PART_SUFFIX}")
-
-
-def cluster_batches(wh: Warehouse) -> list[str]:
-    """Batches that have a ``speaker_clusters`` part."""
-    names = wh.list_names(wh.path(CLUSTERS))
-    return sorted(
-        n[len(_PART_PREFIX) : -len(_PART_SUFFIX)]
-        for n in names
-        if n.startswith(_PART_PREFIX) and n.endswith(_PART_SUFFIX)
-    )
-
-
-def read_clusters(wh: Warehouse, batch_ids: list[str] | None = None) -> pl.DataFrame:
-    """``speaker_clusters`` rows of the named batches, or of the whole archive (``None``)."""
-    wanted = cluster_batches(wh) if batch_ids is None else batch_ids
-    frames = [df for b in wanted if (df := wh.read_parquet(cluster_part(wh, b))) is not None]
-    return pl.concat([conform(f, SpeakerClusters) for f in frames]) if frames else empty_frame(SpeakerClusters)
-
-
-def write_clusters(wh: Warehouse, rows: pl.DataFrame, batch_ids: list[str]) -> None:
-    """Replace the parts of ``batch_ids`` with ``rows`` (a batch without rows loses its part)."""
-    by_batch = rows.partition_by("batch_id", as_dict=True)
-    for batch_id in batch_ids:
-        part = by_batch.get((batch_id,))
-        if part is None:
-            wh.remove(cluster_part(wh, batch_id))
-        else:
-            wh.write_parquet(cluster_part(wh, batch_id), part.sort("media_id", "speaker"))
-
-
-def replace_all_clusters(wh: Warehouse, rows: pl.DataFrame) -> list[str]:
-    """The whole table becomes ``rows``: parts of batches not in ``rows`` (speakers gone,
-    or of another model) are removed. Returns the batches written."""
-    written = sorted(set(rows["batch_id"].to_list()))
-    write_clusters(wh, rows, written)
-    for batch_id in set(cluster_batches(wh)) - set(written):
-        wh.remove(cluster_part(wh, batch_id))
-    return written
-
-
-# -- the small archive-wide tables -----------------------------------------------------------
-def read_small(wh: Warehouse, table: str, model) -> pl.DataFrame:
-    df = wh.read_table(table)
-    return conform(df, model) if df is not None else empty_frame(model)
-
-
-def read_centroids(wh: Warehouse) -> pl.DataFrame:
-    return read_small(wh, CENTROIDS, SpeakerCentroids)
-
-
-def read_profiles(wh: Warehouse) -> pl.DataFrame:
-    return read_small(wh, PROFILES, SpeakerProfiles)
-
-
-def write_profiles(wh: Warehouse, profiles: pl.DataFrame) -> None:
-    SpeakerProfiles.validate(profiles)
-    wh.write_table(PROFILES, profiles)
-
-
-def read_suggestions(wh: Warehouse) -> pl.DataFrame:
-    return read_small(wh, SUGGESTIONS, SpeakerSuggestions)
-
-
-def write_suggestions(wh: Warehouse, suggestions: pl.DataFrame) -> None:
-    wh.write_table(SUGGESTIONS, suggestions)
-
-
-def read_archive_table(wh: Warehouse, table: str) -> pl.DataFrame | None:
-    """Any table of the contract, per-batch or archive-wide, as one frame (None if absent)."""
-    if table == CLUSTERS:
-        df = read_clusters(wh)
-        return df if df.height else None
-    if table in ARCHIVE_TABLES:
-        return wh.read_table(table)
-    return wh.scan(table)
-
-
-# -- speaker_centroids: the clustering state -------------------------------------------------
-def load_index(wh: Warehouse, model: str) -> tuple[VoiceIndex, pl.DataFrame]:
-    """The index of ``model`` plus every centroid row (all models, all statuses)."""
-    rows = read_centroids(wh)
-    profiles = read_profiles(wh)
-    numbers = [id_number(g) for g in rows["global_speaker_id"].to_list() + profiles["global_speaker_id"].to_list()]
-    index = VoiceIndex(model=model, next_number=max(numbers, default=0) + 1)
+# -- the index of one embedding model ---------------------------------------------------------
+def load_index(state: SpeakerState, gen: Generation, model: str) -> tuple[VoiceIndex, pl.DataFrame]:
+    """The index of ``model`` in ``gen`` plus every centroid row (all models, all statuses).
+    Ids are minted from the generation's ``next_number`` (and above any named id)."""
+    rows = state.read(gen, CENTROIDS)
+    named = [id_number(g) for g in state.read(gen, PROFILES)["global_speaker_id"].to_list()]
+    known = [id_number(g) for g in rows["global_speaker_id"].to_list()]
+    index = VoiceIndex(model=model, next_number=max([gen.next_number - 1, *named, *known]) + 1)
     merged = rows.filter(pl.col("status") == "merged")
     index.merged = dict(zip(merged["global_speaker_id"].to_list(), merged["merged_into"].to_list()))
     active = rows.filter((pl.col("model") == model) & (pl.col("status") == "active"))
@@ -146,8 +381,8 @@ def load_index(wh: Warehouse, model: str) -> tuple[VoiceIndex, pl.DataFrame]:
     return index, rows
 
 
-def save_index(wh: Warehouse, index: VoiceIndex, previous_rows: pl.DataFrame) -> pl.DataFrame:
-    """Write this model's active centroids; keep other models' rows; never forget an id."""
+def centroid_rows(index: VoiceIndex, previous_rows: pl.DataFrame) -> pl.DataFrame:
+    """This model's active centroids; other models' rows kept; no id ever forgotten."""
     now = utc_now()
     active = pl.DataFrame(
         {
@@ -178,22 +413,38 @@ def save_index(wh: Warehouse, index: VoiceIndex, previous_rows: pl.DataFrame) ->
         .otherwise(pl.col("status")),
         merged_into=pl.when(mine & heir.is_not_null()).then(heir).otherwise(pl.col("merged_into")),
     )
-    out = pl.concat([active, old]).sort("global_speaker_id")
-    SpeakerCentroids.validate(out)
-    wh.write_table(CENTROIDS, out)
-    return out
+    return pl.concat([active, old]).sort("global_speaker_id")
 
 
-# -- what people do: list and name voices ----------------------------------------------------
+# -- what readers and people use -------------------------------------------------------------
+def read_clusters(wh: Warehouse, batch_ids: list[str] | None = None) -> pl.DataFrame:
+    """``speaker_clusters`` rows of the named batches (or all) in the committed generation."""
+    state = SpeakerState(wh)
+    return state.read_clusters(state.current(), batch_ids)
+
+
+def read_archive_table(wh: Warehouse, table: str) -> pl.DataFrame | None:
+    """Any table of the contract, per-batch or archive-wide, as one frame (None if absent).
+    Archive-wide speaker tables come from the committed generation."""
+    if table in ARCHIVE_TABLES:
+        state = SpeakerState(wh)
+        gen = state.current()
+        df = state.read_clusters(gen) if table == CLUSTERS else state.read(gen, table)
+        return df if df.height or (table != CLUSTERS and gen.tables.get(table)) else None
+    return wh.scan(table)
+
+
 def active_speakers(wh: Warehouse) -> tuple[pl.DataFrame, int]:
     """Active global speakers with their name and best suggestion, and how many ids are
     merged or retired."""
-    centroids = read_centroids(wh)
+    state = SpeakerState(wh)
+    gen = state.current()
+    centroids = state.read(gen, CENTROIDS)
     active = centroids.filter(pl.col("status") == "active").join(
-        read_profiles(wh).select("global_speaker_id", "name"), on="global_speaker_id", how="left"
+        state.read(gen, PROFILES).select("global_speaker_id", "name"), on="global_speaker_id", how="left"
     )
     active = active.join(
-        read_suggestions(wh).select("global_speaker_id", "suggested_name", "similarity", "confidence"),
+        state.read(gen, SUGGESTIONS).select("global_speaker_id", "suggested_name", "similarity", "confidence"),
         on="global_speaker_id",
         how="left",
     )
@@ -204,21 +455,38 @@ class UnknownSpeaker(LookupError):
     """No global speaker with that id in the warehouse."""
 
 
-def name_speaker(wh: Warehouse, global_speaker_id: str, name: str) -> str:
-    """Give a voice a name; a merged id names the voice that absorbed it. Returns the id
-    that was named."""
-    centroids = read_centroids(wh)
-    if centroids.filter(pl.col("global_speaker_id") == global_speaker_id).is_empty():
-        known = centroids.filter(pl.col("status") == "active").height
-        raise UnknownSpeaker(
-            f"no global speaker {global_speaker_id!r} in {wh.root_uri} ({known} known; see `opentranscribe speakers list`)"
-        )
-    merged = dict(zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into")))
-    target = global_speaker_id
-    while target in merged:
-        target = merged[target]
-    row = conform(pl.DataFrame([{"global_speaker_id": target, "name": name, "named_at": utc_now()}]), SpeakerProfiles)
-    profiles = read_profiles(wh)
-    profiles = pl.concat([profiles.filter(pl.col("global_speaker_id") != target), row]).sort("global_speaker_id")
-    write_profiles(wh, profiles)
-    return target
+def name_speaker(wh: Warehouse, global_speaker_id: str, name: str, *, attempts: int = 3) -> str:
+    """Give a voice a name (a new generation); a merged id names the voice that absorbed
+    it. Returns the id that was named."""
+    state = SpeakerState(wh)
+    for attempt in range(attempts):
+        with state.writer():
+            gen = state.current()
+            centroids = state.read(gen, CENTROIDS)
+            if centroids.filter(pl.col("global_speaker_id") == global_speaker_id).is_empty():
+                known = centroids.filter(pl.col("status") == "active").height
+                raise UnknownSpeaker(
+                    f"no global speaker {global_speaker_id!r} in {wh.root_uri} "
+                    f"({known} known; see `opentranscribe speakers list`)"
+                )
+            merged = dict(
+                zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into"))
+            )
+            target = global_speaker_id
+            while target in merged:
+                target = merged[target]
+            row = conform(
+                pl.DataFrame([{"global_speaker_id": target, "name": name, "named_at": utc_now()}]), SpeakerProfiles
+            )
+            state.ensure_published(gen)
+            profiles = state.profiles(gen)[0]
+            profiles = pl.concat([profiles.filter(pl.col("global_speaker_id") != target), row]).sort(
+                "global_speaker_id"
+            )
+            try:
+                state.commit(gen, Change(profiles=profiles))
+                return target
+            except ConcurrentSpeakerWrite:
+                if attempt == attempts - 1:
+                    raise
+    raise AssertionError("unreachable")

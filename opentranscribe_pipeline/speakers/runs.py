@@ -1,0 +1,113 @@
+"""One clustering run over the warehouse: read, cluster, commit a generation (Dagster-free).
+
+The clustering asset and the tests call :func:`cluster_archive`; it holds the writer lease
+for the whole read-compute-commit, so the generation it builds on is the one it replaces,
+and retries from the new generation if another writer (another machine) committed first.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from .cluster import ClusterParams
+from .identity import Assignment, assign_batches, follow_merges, recluster_all, suggest, unknown_profile_ids
+from .state import (
+    Change,
+    ConcurrentSpeakerWrite,
+    Generation,
+    SpeakerState,
+    centroid_rows,
+    load_index,
+    read_embeddings,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusteringRun:
+    """What one run did, for the asset's metadata and the tests."""
+
+    outcome: Assignment
+    generation: Generation
+    embeddings: pl.DataFrame  # the clustered embeddings (of ``model``)
+    other_models: pl.DataFrame  # embeddings of other models: never compared, not clustered
+    centroids: pl.DataFrame
+    profiles: pl.DataFrame
+    suggestions: pl.DataFrame
+    name_conflicts: list[str]
+    unknown_profile_ids: list[str]
+    attempts: int
+
+
+def cluster_archive(
+    wh,
+    *,
+    mode: Literal["full", "incremental"],
+    model: str,
+    params: ClusterParams,
+    accept_threshold: float,
+    suggest_threshold: float,
+    batch_ids: list[str] | None = None,
+    state: SpeakerState | None = None,
+    attempts: int = 3,
+) -> ClusteringRun:
+    """Re-cluster every speaker of ``model`` (``full``) or assign the speakers of
+    ``batch_ids`` (``incremental``), and commit the result as one generation."""
+    full = mode == "full"
+    if not full and not batch_ids:
+        raise ValueError("incremental clustering needs batch_ids")
+    state = state or SpeakerState(wh)
+    emb_all = read_embeddings(wh, None if full else batch_ids)
+    emb = emb_all.filter(pl.col("model") == model)
+    other = emb_all.filter(pl.col("model") != model)
+    for attempt in range(1, attempts + 1):
+        with state.writer():
+            gen = state.current()
+            state.ensure_published(gen)
+            index, previous_centroids = load_index(state, gen, model)
+            if full:
+                outcome = recluster_all(emb, state.read_clusters(gen), index, params)
+                parts = {b: rows for (b,), rows in outcome.rows.partition_by("batch_id", as_dict=True).items()}
+            else:
+                outcome = assign_batches(emb, state.read_clusters(gen, batch_ids), index, params)
+                by_batch = outcome.rows.partition_by("batch_id", as_dict=True)
+                parts = {b: by_batch.get((b,)) for b in batch_ids}
+            centroids = centroid_rows(outcome.index, previous_centroids)
+            (profiles, edited), conflicts = state.profiles(gen), []
+            merged = outcome.report is not None and bool(outcome.report.merges)
+            if merged:
+                profiles, conflicts = follow_merges(profiles, outcome.report.merges)
+            suggestions = suggest(outcome.index, profiles, accept_threshold, suggest_threshold)
+            change = Change(
+                clusters=parts,
+                replace_all_clusters=full,
+                centroids=centroids,
+                profiles=profiles if merged or edited else None,
+                suggestions=suggestions,
+                next_number=outcome.index.next_number,
+            )
+            try:
+                new = state.commit(gen, change)
+            except ConcurrentSpeakerWrite:
+                if attempt == attempts:
+                    raise
+                log.warning("another writer committed first; clustering again from its generation")
+                continue
+        return ClusteringRun(
+            outcome=outcome,
+            generation=new,
+            embeddings=emb,
+            other_models=other,
+            centroids=centroids,
+            profiles=profiles,
+            suggestions=suggestions,
+            name_conflicts=conflicts,
+            unknown_profile_ids=unknown_profile_ids(profiles, centroids),
+            attempts=attempt,
+        )
+    raise AssertionError("unreachable")
