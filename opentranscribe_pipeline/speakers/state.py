@@ -34,9 +34,11 @@ the first commit turns it into generations.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
+import posixpath
 import re
 import socket
 import time
@@ -78,6 +80,8 @@ MODELS = {
 STATE_DIR = "_speakers"
 FORMAT = 1
 _PART_PREFIX, _PART_SUFFIX = "part-", ".parquet"
+_COMPACT_PREFIX = "compact-"  # speaker_clusters/compact-<generation>.parquet: every batch not in a delta part
+COMPACT_AFTER = 32  # delta parts that may pile up before the next commit compacts them
 _GEN_RE = re.compile(r"gen-(\d+)/")
 
 
@@ -97,8 +101,14 @@ class Generation:
     number: int
     next_number: int  # the next global id number to mint
     tables: dict[str, str] = field(default_factory=dict)  # centroids/profiles/suggestions -> path
-    clusters: dict[str, str] = field(default_factory=dict)  # batch_id -> path of its part
+    clusters: dict[str, str] = field(default_factory=dict)  # batch_id -> its delta part (since the base)
+    base: str | None = None  # the compact part: every other batch's rows, sorted by global id
+    base_batches: tuple[str, ...] = ()  # the batches the base holds
     version: str | None = None  # the manifest's storage version this was read with (None: none)
+
+    @property
+    def batches(self) -> set[str]:
+        return set(self.base_batches) | set(self.clusters)
 
     def to_json(self) -> bytes:
         body = {
@@ -107,6 +117,8 @@ class Generation:
             "next_number": self.next_number,
             "tables": self.tables,
             "clusters": dict(sorted(self.clusters.items())),
+            "base": self.base,
+            "base_batches": sorted(self.base_batches),
             "written_at": utc_now().isoformat(),
             "writer": f"{socket.gethostname()}:{os.getpid()}",
         }
@@ -122,6 +134,8 @@ class Generation:
             next_number=int(body["next_number"]),
             tables=dict(body.get("tables", {})),
             clusters=dict(body.get("clusters", {})),
+            base=body.get("base"),
+            base_batches=tuple(body.get("base_batches", ())),
             version=version,
         )
 
@@ -207,9 +221,43 @@ class SpeakerState:
         return (visible, True) if edited else (names, False)
 
     def read_clusters(self, gen: Generation, batch_ids: list[str] | None = None) -> pl.DataFrame:
-        wanted = sorted(gen.clusters) if batch_ids is None else [b for b in batch_ids if b in gen.clusters]
-        frames = [df for b in wanted if (df := self.wh.read_parquet(self._path(gen.clusters[b]))) is not None]
+        """``speaker_clusters`` rows of the named batches (or all): the base part (one file)
+        filtered to them, plus their delta parts."""
+        wanted = sorted(gen.batches) if batch_ids is None else [b for b in batch_ids if b in gen.batches]
+        frames = []
+        from_base = [b for b in wanted if b in set(gen.base_batches)]
+        if from_base and gen.base:
+            base = self.wh.read_parquet(self._path(gen.base))
+            if base is not None:
+                frames.append(base if batch_ids is None else base.filter(pl.col("batch_id").is_in(from_base)))
+        for b in wanted:
+            if b in gen.clusters and (df := self.wh.read_parquet(self._path(gen.clusters[b]))) is not None:
+                frames.append(df)
         return pl.concat([conform(f, SpeakerClusters) for f in frames]) if frames else empty_frame(SpeakerClusters)
+
+    def locations(self, gen: Generation, global_speaker_ids: list[str]) -> pl.DataFrame:
+        """Where the named global ids speak: ``global_speaker_id, batch_id, media_id,
+        speaker``. Reads the base part (one file, sorted by global id, so its row-group
+        statistics skip what does not match) and the few delta parts."""
+        ids = pl.Series(global_speaker_ids, dtype=pl.Utf8).implode()
+        columns = ["global_speaker_id", "batch_id", "media_id", "speaker"]
+        frames = []
+        if gen.base:
+            data = self.wh.get_if_exists(self._path(gen.base))
+            if data is not None:
+                frames.append(
+                    pl.scan_parquet(io.BytesIO(data))
+                    .select(columns)
+                    .filter(pl.col("global_speaker_id").is_in(ids))
+                    .collect()
+                )
+        for path in gen.clusters.values():
+            df = self.wh.read_parquet(self._path(path))
+            if df is not None:
+                frames.append(df.select(columns).filter(pl.col("global_speaker_id").is_in(ids)))
+        if not frames:
+            return pl.DataFrame(schema={c: pl.Utf8 for c in columns})
+        return pl.concat(frames).sort(columns)
 
     # -- writing ---------------------------------------------------------------------------
     def commit(self, base: Generation, change: Change) -> Generation:
@@ -228,15 +276,9 @@ class SpeakerState:
                 MODELS[table].validate(df)
                 tables[table] = f"{gen_dir}/{table}.parquet"
                 self.wh.write_parquet(self._path(tables[table]), df)
-        clusters = {} if change.replace_all_clusters else dict(base.clusters)
-        for batch_id, rows in sorted(change.clusters.items()):
-            if rows is None or rows.is_empty():
-                clusters.pop(batch_id, None)
-                continue
-            clusters[batch_id] = f"{gen_dir}/{CLUSTERS}/{_PART_PREFIX}{batch_id}{_PART_SUFFIX}"
-            self.wh.write_parquet(self._path(clusters[batch_id]), rows.sort("media_id", "speaker"))
+        clusters, compact, compact_batches = self._cluster_parts(base, change, gen_dir)
         next_number = max(base.next_number, change.next_number or 0)
-        new = Generation(number, next_number, tables, clusters)
+        new = Generation(number, next_number, tables, clusters, compact, compact_batches)
         try:
             version = write_if(self.wh, self.manifest_path, new.to_json(), expect=base.version)
         except PreconditionFailed:
@@ -249,22 +291,54 @@ class SpeakerState:
         self._collect_garbage(new)
         return new
 
+    def _cluster_parts(
+        self, base: Generation, change: Change, gen_dir: str
+    ) -> tuple[dict[str, str], str | None, tuple[str, ...]]:
+        """Write the changed batches' rows: as delta parts (one small file per batch, O(batch)),
+        or, on a full re-clustering, when a batch already in the base changes, or when more
+        than ``COMPACT_AFTER`` deltas pile up, as a new compact base of every batch."""
+        changed = {b: rows for b, rows in change.clusters.items() if rows is not None and not rows.is_empty()}
+        dropped = {b for b, rows in change.clusters.items() if rows is None or rows.is_empty()}
+        deltas = {b: p for b, p in base.clusters.items() if b not in change.clusters}
+        touches_base = bool(set(change.clusters) & set(base.base_batches))
+        if not (change.replace_all_clusters or touches_base or len(deltas) + len(changed) > COMPACT_AFTER):
+            for batch_id, rows in sorted(changed.items()):
+                deltas[batch_id] = f"{gen_dir}/{CLUSTERS}/{_PART_PREFIX}{batch_id}{_PART_SUFFIX}"
+                self.wh.write_parquet(self._path(deltas[batch_id]), rows.sort("media_id", "speaker"))
+            return deltas, base.base, base.base_batches
+        if change.replace_all_clusters:
+            frames = list(changed.values())
+        else:
+            keep = sorted(base.batches - set(change.clusters))
+            frames = [self.read_clusters(base, keep), *changed.values()] if keep else list(changed.values())
+        rows = (
+            pl.concat([conform(f, SpeakerClusters) for f in frames]) if frames else empty_frame(SpeakerClusters)
+        ).sort("global_speaker_id", "batch_id", "media_id", "speaker")
+        batches = tuple(sorted(set(rows["batch_id"].to_list()) - dropped))
+        if not batches:
+            return {}, None, ()
+        path = f"{gen_dir}/{CLUSTERS}/{_COMPACT_PREFIX}{gen_dir.rsplit('-', 1)[-1]}{_PART_SUFFIX}"
+        self.wh.write_parquet(self._path(path), rows.filter(pl.col("batch_id").is_in(list(batches))))
+        return {}, path, batches
+
     def publish(self, gen: Generation, previous: Generation | None = None) -> None:
         """Copy ``gen`` to the tables analysts read: what changed since ``previous``, or
-        everything. Each copy is atomic; ``published.json`` is written last."""
+        everything; then remove visible cluster parts the generation no longer has. Each copy
+        is atomic; ``published.json`` is written last."""
         for table in SMALL_TABLES:
             path = gen.tables.get(table)
             if path and (previous is None or previous.tables.get(table) != path):
                 self._copy(path, visible_table_path(table))
-        for batch_id, path in gen.clusters.items():
-            if previous is None or previous.clusters.get(batch_id) != path:
-                self._copy(path, visible_cluster_path(batch_id))
-        gone = set(previous.clusters) - set(gen.clusters) if previous is not None else None
-        if gone is None:  # a full publish also removes parts of batches the generation lacks
-            names = self.wh.list_names(self._path(CLUSTERS))
-            gone = {n[len(_PART_PREFIX) : -len(_PART_SUFFIX)] for n in names if n.startswith(_PART_PREFIX)}
-            gone -= set(gen.clusters)
-        self.wh.remove([self._path(visible_cluster_path(b)) for b in sorted(gone)])
+        wanted = {visible_cluster_path(b): p for b, p in gen.clusters.items()}
+        if gen.base:
+            wanted[f"{CLUSTERS}/{posixpath.basename(gen.base)}"] = gen.base
+        before = set(previous.clusters.values()) | {previous.base} if previous is not None else set()
+        for target, source in sorted(wanted.items()):
+            if source not in before:
+                self._copy(source, target)
+        names = self.wh.list_names(self._path(CLUSTERS))
+        stale = [f"{CLUSTERS}/{n}" for n in names if n.endswith(_PART_SUFFIX) and f"{CLUSTERS}/{n}" not in wanted]
+        self.wh.remove([self._path(s) for s in stale])
         self.wh.put_bytes(self._path(STATE_DIR, "published.json"), json.dumps({"generation": gen.number}).encode())
 
     def _copy(self, source: str, target: str) -> None:
@@ -286,7 +360,7 @@ class SpeakerState:
     def _collect_garbage(self, gen: Generation, keep: int = 2) -> None:
         """Remove generation files that ``gen`` does not use and that are more than ``keep``
         generations old (a reader still holding a recent manifest finds its files)."""
-        used = set(gen.tables.values()) | set(gen.clusters.values())
+        used = set(gen.tables.values()) | set(gen.clusters.values()) | {gen.base}
         stale = []
         for path in self.wh.files_under(self._path(STATE_DIR)):
             rel = path[len(self._path("")) :].lstrip("/")
@@ -421,6 +495,15 @@ def read_clusters(wh: Warehouse, batch_ids: list[str] | None = None) -> pl.DataF
     """``speaker_clusters`` rows of the named batches (or all) in the committed generation."""
     state = SpeakerState(wh)
     return state.read_clusters(state.current(), batch_ids)
+
+
+def speaker_locations(wh: Warehouse, global_speaker_ids: list[str]) -> pl.DataFrame:
+    """Where the named global speakers speak (``global_speaker_id, batch_id, media_id,
+    speaker``) in the committed generation: one read of the compact part plus the few delta
+    parts, whatever the size of the archive. Merged ids are not followed: pass the ids you
+    want (``speaker_centroids.merged_into`` names heirs)."""
+    state = SpeakerState(wh)
+    return state.locations(state.current(), global_speaker_ids)
 
 
 def read_archive_table(wh: Warehouse, table: str) -> pl.DataFrame | None:

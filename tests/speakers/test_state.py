@@ -341,3 +341,59 @@ def test_a_commit_on_a_stale_generation_is_refused_and_changes_nothing(tmp_path)
     with pytest.raises(ConcurrentSpeakerWrite, match="run it again"):
         state.commit(stale, Change(clusters={"a": None}))
     assert sorted(state.current().clusters) == ["a", "b"]
+
+
+# -- compact clusters ----------------------------------------------------------------------------
+def visible_clusters(root: Path) -> pl.DataFrame:
+    return pl.read_parquet(str(root / "speaker_clusters" / "*.parquet"))
+
+
+def test_incremental_runs_write_small_deltas_that_compaction_folds_into_one_part(tmp_path):
+    """Each incremental run writes one delta part (O(batch)); past COMPACT_AFTER deltas a
+    commit folds them into one compact part sorted by global id. Analysts' glob over
+    speaker_clusters/ sees every batch exactly once at every generation, and
+    speaker_locations finds a voice's batches from the compact part and the deltas."""
+    from opentranscribe_pipeline.speakers.state import COMPACT_AFTER, speaker_locations
+
+    root = tmp_path / "wh"
+    wh = Warehouse(str(root))
+    rng = np.random.default_rng(3)
+    batches = [f"b{i:03d}" for i in range(COMPACT_AFTER + 6)]
+    for i, batch in enumerate(batches):
+        write_batch(wh, batch, sorted(rng.choice(10, size=2, replace=False).tolist()), seed=200 + i)
+        assign(wh, batch)
+        visible = visible_clusters(root)
+        assert visible.select("media_id", "speaker").is_duplicated().sum() == 0
+        assert sorted(set(visible["batch_id"])) == batches[: i + 1]
+    gen = SpeakerState(wh).current()
+    assert gen.base is not None and len(gen.base_batches) == COMPACT_AFTER + 1
+    assert sorted(gen.clusters) == batches[COMPACT_AFTER + 1 :]
+    names = sorted(p.name for p in (root / "speaker_clusters").iterdir())
+    assert names[0].startswith("compact-") and len(names) == 1 + len(gen.clusters)
+    compact = pl.read_parquet(root / "speaker_clusters" / names[0])
+    assert compact["global_speaker_id"].is_sorted()
+    ids = check_identity(wh)
+    everything = read_clusters(wh)
+    for voice in (0, 5):
+        found = speaker_locations(wh, [ids[voice]])
+        expected = everything.filter(pl.col("global_speaker_id") == ids[voice])
+        assert sorted(found["media_id"]) == sorted(expected["media_id"]) and found.height > 0
+    # re-assigning a batch the compact part holds rewrites the compact part, no duplicates
+    assign(wh, batches[0])
+    assert visible_clusters(root).select("media_id", "speaker").is_duplicated().sum() == 0
+    assert check_identity(wh) == ids
+
+
+def test_a_full_recluster_writes_one_compact_part(tmp_path):
+    root = tmp_path / "wh"
+    wh = Warehouse(str(root))
+    for i in range(5):
+        write_batch(wh, f"b{i}", [i, i + 1], seed=300 + i)
+        assign(wh, f"b{i}")
+    before = check_identity(wh)
+    run = cluster_archive(
+        wh, mode="full", model=MODEL, params=ClusterParams(), accept_threshold=0.78, suggest_threshold=0.70
+    )
+    assert run.generation.clusters == {} and len(run.generation.base_batches) == 5
+    assert [p.name for p in (root / "speaker_clusters").iterdir()] == [Path(run.generation.base).name]
+    assert check_identity(wh) == before
