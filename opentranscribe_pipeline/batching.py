@@ -5,6 +5,10 @@ media files that no batch of the drop holds yet, and splits them into batches of
 ``max_files`` files and ``max_hours`` of audio. Each batch's membership is written once, as
 the ``batches`` table partition of that batch, and never changes: files that arrive later
 become a new batch of the same drop.
+
+In a local folder, symbolic links and special files (fifos, sockets, devices) are never
+opened: registration lists them in ``Registration.skipped`` with the reason, and nothing of
+them is registered.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import polars as pl
 from .schemas import Batches, conform, slug
 from .settings import BATCH_MAX_FILES, BATCH_MAX_HOURS
 from .storage import S3Options, SourceObject, Warehouse, filesystem, is_local, list_source
+from .storage.sources import open_local_regular
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,8 @@ class Registration:
     new_files: int = 0
     known_files: int = 0
     ignored: list[str] = field(default_factory=list)  # non-media names, not registered
+    # (relative path, reason): links and special files of a local folder, never opened
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def is_media_name(name: str) -> bool:
@@ -85,9 +92,15 @@ def probe_duration_s(obj: SourceObject, s3: S3Options | None) -> float:
     import av
 
     fs, path = filesystem(obj.uri, s3)
-    known = not is_local(fs) and obj.size_bytes > 0
+    local = is_local(fs)
+    known = not local and obj.size_bytes > 0
     try:
-        with fs.open(path, "rb", block_size=1 << 18, **({"size": obj.size_bytes} if known else {})) as f:
+        opened = (
+            open_local_regular(path)  # never through a link put there since the listing
+            if local
+            else fs.open(path, "rb", block_size=1 << 18, **({"size": obj.size_bytes} if known else {}))
+        )
+        with opened as f:
             if known:  # the listing gave the size: s3fs would otherwise HEAD the object before reading
                 f.details = {"name": path, "size": obj.size_bytes, "type": "file"}
             with av.open(f, metadata_errors="ignore") as c:
@@ -176,7 +189,9 @@ def register_drop(
     drop = drop or posixpath.basename(source_uri.rstrip("/")) or "drop"
     prefix = batch_prefix(drop)
     reg = Registration(drop=drop)
-    objects = list_source(source_uri, s3)
+    objects = list_source(source_uri, s3, skipped=reg.skipped)
+    for rel, why in reg.skipped:
+        log.warning("%s: %s", posixpath.join(source_uri, rel), why)
     media = [o for o in objects if is_media_name(o.relative)]
     reg.ignored = [o.relative for o in objects if not is_media_name(o.relative)]
 

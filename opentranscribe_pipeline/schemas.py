@@ -55,6 +55,13 @@ class Media(_Table):
     height: pl.Int64 = pa.Field(nullable=True, gt=0)
     fps: pl.Float64 = pa.Field(nullable=True, gt=0)
     duplicate_of: str = pa.Field(nullable=True)  # source_uri of the copy that was processed
+    # decoding damage tolerated (damaged packets skipped, junk at the end); null: not decoded
+    decode_warnings: pl.Int64 = pa.Field(nullable=True, ge=0)
+    audio_tracks: pl.Int64 = pa.Field(nullable=True, ge=0)  # audio streams in the file
+    audio_track: pl.Int64 = pa.Field(nullable=True, ge=0)  # the one decoded (0-based)
+    # share of 30 ms frames above -60 dBFS; silent: (almost) none, the speech models skip it
+    active_fraction: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)
+    silent: pl.Boolean = pa.Field(nullable=True)
     ingest_version: str
     processed_at: pl.Datetime(time_unit="us", time_zone="UTC")
 

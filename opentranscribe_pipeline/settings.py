@@ -146,3 +146,27 @@ def dagster_home() -> Path | None:
     """``DAGSTER_HOME`` if set (Dagster's own variable)."""
     value = env("DAGSTER_HOME")
     return Path(value) if value else None
+
+
+# -- hostile media (ingest) ---------------------------------------------------------------------
+def max_decoded_hours() -> float:
+    """Ceiling on a file's decoded duration: ``OPENTRANSCRIBE_MAX_DECODED_HOURS``, default 12.
+    A longer file is recorded ``failed`` (``too long: ...``); decoding stops at the ceiling."""
+    value = env("OPENTRANSCRIBE_MAX_DECODED_HOURS")
+    return float(value) if value else 12.0
+
+
+def min_bytes_per_second() -> float:
+    """A file decoding longer than its size allows at this many bytes per second of audio
+    (and past 10 minutes) is recorded ``failed`` (``implausible duration: ...``):
+    ``OPENTRANSCRIBE_MIN_BYTES_PER_SECOND``, default 125 (1 kbit/s; ``0``: no such check)."""
+    value = env("OPENTRANSCRIBE_MIN_BYTES_PER_SECOND")
+    return float(value) if value else 125.0
+
+
+def audio_track() -> int | None:
+    """Which audio stream of a file with several to decode, 0-based among its audio streams:
+    ``OPENTRANSCRIBE_AUDIO_TRACK``; unset (or a file without that track): the stream flagged
+    default, else the first."""
+    value = env("OPENTRANSCRIBE_AUDIO_TRACK")
+    return int(value) if value else None

@@ -6,6 +6,14 @@ probed, the audio decoded and checked for truncation, and the 16 kHz mono FLAC w
 two names are stored and transcribed once; bytes another batch already holds are found
 through the archive-wide media index, one lookup per file). A bad file becomes a ``failed``/``skipped`` row
 with the reason; it never fails the batch.
+
+Hostile files cost little: a local source is opened without following a link (a file swapped
+for a link or fifo since registration is ``skipped``, never read); decoding stops at the
+ceiling on decoded duration (``OPENTRANSCRIBE_MAX_DECODED_HOURS``) or when a file decodes far
+longer than its size makes plausible (both ``failed`` with the reason, before any model step
+sees them); damaged packets and trailing junk are tolerated and counted (``decode_warnings``);
+the number of audio tracks and the one used are recorded; and a cheap energy check on the
+16 kHz samples marks ``silent`` files, which the speech models skip (``usable_audio``).
 """
 
 import hashlib
@@ -17,12 +25,14 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
+from .. import settings
 from ..partitions import batch_partitions
 from ..resources import WarehouseResource
 from ..schemas import Audio, Media, conform, utc_now
-from ..speech.decode import SAMPLE_RATE, MediaError, decode, encode_flac
+from ..speech.decode import SAMPLE_RATE, MediaError, activity, decode, encode_flac
 from ..storage import S3Options, StorageUnavailable, Warehouse, filesystem, is_local, iter_chunks
 from ..storage.media_index import MediaIndex
+from ..storage.sources import NotRegularFile, open_local_regular
 from .checks import (
     failed_files_check_result,
     failed_files_check_spec,
@@ -36,6 +46,8 @@ from .modelstep import publish, with_staged
 # bump when decoding or resampling changes: files ingested with another version are redone
 INGEST_VERSION = "pyav-16k-mono-flac/1"
 KEEP_STATUSES = ("ok", "skipped")  # failed files are retried on every run
+# a file with less than this much sound above -60 dBFS in all is silent: no speech model runs
+SILENT_MAX_ACTIVE_S = 0.25
 
 
 @dataclass
@@ -57,33 +69,42 @@ def _row(batch_id: str, source_uri: str, size: int, **kw) -> dict:
 
 def hash_and_decode(source_uri: str, s3: S3Options | None):
     """SHA-256 of the bytes plus decoded audio (or the MediaError). Remote objects are
-    streamed once to a temporary file, hashed on the way."""
+    streamed once to a temporary file, hashed on the way; a local file is opened once, never
+    through a link (:class:`NotRegularFile` otherwise), and decoded from that same open file."""
     fs, path = filesystem(source_uri, s3)
     h = hashlib.sha256()
+    limits = {
+        "max_duration_s": settings.max_decoded_hours() * 3600,
+        "min_bytes_per_second": settings.min_bytes_per_second(),
+        "audio_track": settings.audio_track(),
+    }
     if is_local(fs):
-        with open(path, "rb") as f:
+        with open_local_regular(path) as f:
             for chunk in iter_chunks(f):
                 h.update(chunk)
-        local_path, cleanup = path, None
-    else:
-        tmp = tempfile.NamedTemporaryFile(prefix="ot-media-", delete=False)
-        try:
-            with tmp, fs.open(path, "rb", block_size=8 << 20) as src:
-                for chunk in iter_chunks(src):
-                    h.update(chunk)
-                    tmp.write(chunk)
-        except Exception:
-            os.unlink(tmp.name)
-            raise
-        local_path, cleanup = tmp.name, tmp.name
+            f.seek(0)
+            try:
+                decoded = decode(f, name=source_uri, size_bytes=os.fstat(f.fileno()).st_size, **limits)
+                return h.hexdigest(), decoded, None
+            except MediaError as exc:
+                return h.hexdigest(), None, exc
+    tmp = tempfile.NamedTemporaryFile(prefix="ot-media-", delete=False)
+    try:
+        with tmp, fs.open(path, "rb", block_size=8 << 20) as src:
+            for chunk in iter_chunks(src):
+                h.update(chunk)
+                tmp.write(chunk)
+    except Exception:
+        os.unlink(tmp.name)
+        raise
     try:
         try:
-            return h.hexdigest(), decode(local_path, name=source_uri), None
+            decoded = decode(tmp.name, name=source_uri, size_bytes=os.path.getsize(tmp.name), **limits)
+            return h.hexdigest(), decoded, None
         except MediaError as exc:
             return h.hexdigest(), None, exc
     finally:
-        if cleanup:
-            os.unlink(cleanup)
+        os.unlink(tmp.name)
 
 
 def ingest_file(
@@ -99,6 +120,8 @@ def ingest_file(
         return IngestResult(_row(batch_id, source_uri, 0, status="failed", error="empty file (0 bytes)"), None)
     try:
         media_id, decoded, problem = hash_and_decode(source_uri, wh.s3)
+    except NotRegularFile as exc:  # a link or special file now: never read, not retried
+        return IngestResult(_row(batch_id, source_uri, size, status="skipped", error=str(exc)), None)
     except (OSError, StorageUnavailable) as exc:
         return IngestResult(
             _row(batch_id, source_uri, size, status="failed", error=f"cannot read source: {type(exc).__name__}: {exc}"),
@@ -124,6 +147,7 @@ def ingest_file(
             _row(batch_id, source_uri, size, media_id=media_id, status=status, error=str(problem)), None
         )
     info = decoded.info
+    active = activity(decoded.samples)
     audio_path = wh.audio_path(media_id)
     if not wh.exists(audio_path):
         wh.put_bytes(audio_path, encode_flac(decoded.samples))
@@ -146,6 +170,11 @@ def ingest_file(
         width=info.width,
         height=info.height,
         fps=info.fps,
+        decode_warnings=decoded.decode_warnings,
+        audio_tracks=decoded.audio_tracks,
+        audio_track=decoded.audio_track,
+        active_fraction=active,
+        silent=active * decoded.duration_s < SILENT_MAX_ACTIVE_S,
     )
     audio = {
         "batch_id": batch_id,
@@ -250,6 +279,7 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     publish(wh, batch_id, {"audio": audio, "media": media})  # media last: it is what a re-run trusts
 
     counts = dict(media.group_by("status").len().iter_rows())
+    silent = media.filter((pl.col("status") == "ok") & pl.col("silent").fill_null(False))
     hours = float(audio["duration_s"].sum() or 0) / 3600
     problems = media.filter(pl.col("status") != "ok").select("source_uri", "status", "error")
     yield dg.MaterializeResult(
@@ -259,6 +289,7 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
             "files_ok": counts.get("ok", 0),
             "files_failed": counts.get("failed", 0),
             "files_skipped": counts.get("skipped", 0),
+            "files_silent": silent.height,  # ok, but no speech model runs on them
             "files_ingested_this_run": todo.height,
             "audio_hours": round(hours, 4),
             "elapsed_s": round(time.perf_counter() - started, 2),

@@ -183,13 +183,18 @@ def forced_ids(wh: Warehouse, batch_id: str, wanted_ids: pl.Series, force: list[
 
 
 def usable_audio(wh: Warehouse, batch_id: str, step: str) -> pl.DataFrame:
-    """media_id, audio_uri, duration_s of the batch's usable files (media status ok)."""
+    """media_id, audio_uri, duration_s of the batch's usable files: media status ok and not
+    ``silent`` (the ingest energy check found no sound: no speech model runs on it; tables
+    written before that check have no ``silent`` column and every ok file is usable)."""
     media = wh.read_table("media", batch_id)
     audio = wh.read_table("audio", batch_id)
     if media is None or audio is None:
         raise dg.Failure(f"batch {batch_id!r} has no media/audio tables yet; materialize `media` before `{step}`")
+    usable = pl.col("status") == "ok"
+    if "silent" in media.columns:
+        usable &= ~pl.col("silent").fill_null(False)
     return (
-        media.filter(pl.col("status") == "ok")
+        media.filter(usable)
         .select("media_id")
         .join(audio.select("media_id", "audio_uri", "duration_s"), on="media_id")
         .unique("media_id")

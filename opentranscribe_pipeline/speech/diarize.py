@@ -212,6 +212,24 @@ def packaged_pipeline(options: DiarizationOptions):
     from pyannote.audio.pipelines.utils import get_model
     from pyannote.pipeline.parameter import ParamDict, Uniform
 
+    class Clustering(AgglomerativeClustering):
+        """pyannote's clustering, except when no embedding qualifies for training (a file
+        with under a second of speech, the share of a 5 s chunk pyannote asks of a speaker
+        on their own): pyannote would then take the mean of an empty array (numpy's "Mean of
+        empty slice" warning) for a NaN centroid; here that one cluster gets its NaN centroid
+        without averaging nothing. Same result, no warning."""
+
+        def __call__(self, embeddings, segmentations=None, **kwargs):
+            train, _, _ = self.filter_embeddings(embeddings, segmentations=segmentations)
+            if len(train) == 0:
+                num_chunks, num_speakers, dimension = embeddings.shape
+                return (
+                    np.zeros((num_chunks, num_speakers), dtype=np.int8),
+                    np.ones((num_chunks, num_speakers, 1)),
+                    np.full((1, dimension), np.nan),
+                )
+            return super().__call__(embeddings, segmentations=segmentations, **kwargs)
+
     class PackagedSpeakerDiarization(SpeakerDiarization):
         def __init__(self):  # noqa: D401 - see packaged_pipeline
             Pipeline.__init__(self)
@@ -237,7 +255,7 @@ def packaged_pipeline(options: DiarizationOptions):
             self.segmentation = ParamDict(threshold=Uniform(0.1, 0.9), min_duration_off=Uniform(0.0, 1.0))
             self._embedding = ResemblyzerEmbedding(options.device)
             self._audio = Audio(sample_rate=SAMPLE_RATE, mono="downmix")
-            self.clustering = AgglomerativeClustering(metric="cosine")
+            self.clustering = Clustering(metric="cosine")
             self._expects_num_speakers = False
 
     pipeline = PackagedSpeakerDiarization().instantiate(PACKAGED_PARAMS)

@@ -25,6 +25,12 @@ it, which is correct under either order. The local source sorts like AWS S3.
 Nothing outside the configured prefix is ever returned: drop names and relative keys with
 empty, ``.`` or ``..`` segments are reported as unsafe (see :func:`safe_relative`), and the
 local source neither follows symbolic links nor lists them.
+
+Local folders, in both paths (:func:`list_source` and :class:`LocalSource`), are walked with
+``lstat`` and never through a link: symbolic links (to files or folders) and special files
+(fifos, sockets, devices) are never opened, and each is reported with its reason
+(:func:`skip_reason`). :func:`open_local_regular` opens a listed file for reading without
+following a link placed there since, and refuses anything that is not a regular file.
 """
 
 from __future__ import annotations
@@ -41,6 +47,95 @@ from .backends import S3Options, open_backend, s3_client, split_uri
 from .retries import StorageUnavailable, s3_call
 
 
+# -- local files: never through a link -------------------------------------------------------
+def skip_reason(st: os.stat_result) -> str | None:
+    """Why a local entry (its ``lstat``) is never read, or None for a regular file."""
+    mode = st.st_mode
+    if stat_mod.S_ISREG(mode):
+        return None
+    if stat_mod.S_ISLNK(mode):
+        return "symbolic link: not followed"
+    if stat_mod.S_ISDIR(mode):
+        return "a folder, not a file"
+    if stat_mod.S_ISFIFO(mode):
+        kind = "fifo"
+    elif stat_mod.S_ISSOCK(mode):
+        kind = "socket"
+    elif stat_mod.S_ISCHR(mode) or stat_mod.S_ISBLK(mode):
+        kind = "device"
+    else:
+        kind = "special file"
+    return f"not a regular file ({kind}): not read"
+
+
+class NotRegularFile(OSError):
+    """A local source that is (now) a link or a special file: never read. ``str()`` is the
+    reason recorded for it."""
+
+
+def open_local_regular(path: str):
+    """Open a local file for reading without following a symbolic link at ``path`` and
+    without blocking on a fifo (``O_NOFOLLOW | O_NONBLOCK``); anything but a regular file is
+    a :class:`NotRegularFile` (checked before opening with ``lstat`` and after with ``fstat``
+    on what was opened, so a file swapped for a link or fifo since it was listed is refused).
+    Returns a binary file object whose ``name`` is ``path``."""
+    reason = skip_reason(os.lstat(path))
+    if reason:
+        raise NotRegularFile(reason)
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+    def opener(file: str, mode_flags: int) -> int:
+        try:
+            fd = os.open(file, mode_flags | flags)
+        except OSError:
+            if os.path.islink(file):  # swapped for a link between the lstat and the open (ELOOP)
+                raise NotRegularFile("symbolic link: not followed") from None
+            raise
+        try:
+            reason = skip_reason(os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        if reason:
+            os.close(fd)
+            raise NotRegularFile(reason)
+        return fd
+
+    return open(path, "rb", opener=opener)
+
+
+def _walk_local(top: str, strict: bool = True) -> tuple[list[tuple[str, os.stat_result]], list[tuple[str, str]]]:
+    """Regular files below ``top`` (path, lstat) and skipped entries (path, reason); never
+    descends into a linked folder and never stats through a link. ``top`` itself unreadable:
+    an OSError if ``strict``, else nothing found."""
+    files, skipped = [], []
+
+    def onerror(exc: OSError) -> None:
+        if exc.filename and os.path.abspath(exc.filename) != os.path.abspath(top):
+            skipped.append((exc.filename, f"cannot list: {exc.strerror or exc}"))
+        elif strict and not isinstance(exc, FileNotFoundError):
+            raise exc
+
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False, onerror=onerror):
+        for name in list(dirnames):
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):  # os.walk lists a link to a folder among the folders
+                dirnames.remove(name)
+                skipped.append((full, "symbolic link: not followed"))
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:  # removed (or renamed) while we looked
+                continue
+            reason = skip_reason(st)
+            if reason:
+                skipped.append((full, reason))
+            else:
+                files.append((full, st))
+    return files, skipped
+
+
 # -- whole-source listing and streaming reads -----------------------------------------------
 @dataclass(frozen=True)
 class SourceObject:
@@ -49,14 +144,37 @@ class SourceObject:
     size_bytes: int
 
 
-def list_source(source_uri: str, s3: S3Options | None = None) -> list[SourceObject]:
+def list_source(
+    source_uri: str, s3: S3Options | None = None, *, skipped: list[tuple[str, str]] | None = None
+) -> list[SourceObject]:
     """Every object below ``source_uri`` (recursively), sorted by relative path. A local
     folder that is not there is a FileNotFoundError; the store's trouble a StorageUnavailable
-    naming the endpoint."""
+    naming the endpoint.
+
+    In a local folder only regular files are listed: symbolic links and special files are
+    never followed nor opened; each is appended to ``skipped`` (if given) as ``(relative
+    path, reason)``."""
     backend = open_backend(source_uri, s3)
     root = backend.root
-    if backend.is_local and not os.path.isdir(root):
-        raise FileNotFoundError(root)
+    if backend.is_local:
+        if not os.path.isdir(root):
+            raise FileNotFoundError(root)
+        top = root.rstrip("/") or "/"
+
+        def rel_of(path: str) -> str:
+            return posixpath.relpath(path.replace(os.sep, "/"), top)
+
+        try:
+            files, passed = _walk_local(top)
+        except OSError as exc:
+            raise StorageUnavailable(f"listing {source_uri}: {type(exc).__name__}: {exc}") from None
+        if skipped is not None:
+            skipped.extend(sorted((rel_of(p), why) for p, why in passed))
+        out = [
+            SourceObject(uri=backend.uri(p.replace(os.sep, "/")), relative=rel_of(p), size_bytes=st.st_size)
+            for p, st in files
+        ]
+        return sorted(out, key=lambda o: o.relative)
     try:
         found = backend.listing(root)
     except (StorageUnavailable, FileNotFoundError):
@@ -212,6 +330,8 @@ class LocalSource:
         self.root = posixpath.normpath(path)
         self.endpoint = self.root
         self.bucket = None
+        # (drop, relative path) -> why it was not listed (links, special files), per walk
+        self.skipped: dict[tuple[str, str], str] = {}
 
     def _root_entries(self) -> list[os.DirEntry]:
         try:
@@ -233,19 +353,14 @@ class LocalSource:
 
     def _walk(self, drop: str) -> list[Entry]:
         top = posixpath.join(self.root, drop)
-        out = []
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-            for name in filenames:
-                full = os.path.join(dirpath, name)
-                try:
-                    st = os.lstat(full)
-                except FileNotFoundError:  # removed (or renamed) while we looked
-                    continue
-                if not stat_mod.S_ISREG(st.st_mode):  # symlinks, sockets, fifos: never read
-                    continue
-                rel = posixpath.relpath(full, top).replace(os.sep, "/")
-                out.append(Entry(rel, st.st_size, st.st_mtime, f"{st.st_mtime_ns}-{st.st_size}"))
+        files, skipped = _walk_local(top, strict=False)
+
+        def rel_of(full: str) -> str:
+            return posixpath.relpath(full, top).replace(os.sep, "/")
+
+        self.skipped = {k: v for k, v in self.skipped.items() if k[0] != drop}
+        self.skipped.update({(drop, rel_of(p)): why for p, why in skipped})
+        out = [Entry(rel_of(p), st.st_size, st.st_mtime, f"{st.st_mtime_ns}-{st.st_size}") for p, st in files]
         out.sort(key=lambda e: e.rel.encode("utf-8", "surrogateescape"))
         return out
 

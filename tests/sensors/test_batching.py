@@ -64,3 +64,50 @@ def test_media_names():
         assert is_media_name(name), name
     for name in (".hidden.wav", "dir/.x.flac", "notes.txt", "_READY", "a.wav.part", "wav", "dir.wav/readme"):
         assert not is_media_name(name), name
+
+
+def test_local_listings_skip_links_and_special_files_with_a_reason(tmp_path):
+    """The CLI's listing (list_source) and the sensor's (LocalSource) agree: regular files
+    only; links (to files or folders, inside or outside the drop) and fifos are reported."""
+    import os
+    import socket
+
+    from opentranscribe_pipeline.storage.sources import LocalSource, list_source, open_local_regular
+
+    drop = tmp_path / "in" / "d"
+    (drop / "sub").mkdir(parents=True)
+    (drop / "a.wav").write_bytes(b"x" * 10)
+    (drop / "sub" / "b.wav").write_bytes(b"y" * 5)
+    os.symlink("/etc/passwd", drop / "evil.wav")
+    os.symlink(drop / "a.wav", drop / "same.wav")
+    os.symlink(drop / "sub", drop / "loop")
+    os.mkfifo(drop / "f.wav")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(drop / "s.wav"))
+    try:
+        skipped: list[tuple[str, str]] = []
+        listed = list_source(str(drop), skipped=skipped)
+        assert [(o.relative, o.size_bytes) for o in listed] == [("a.wav", 10), ("sub/b.wav", 5)]
+        expected = [
+            ("evil.wav", "symbolic link: not followed"),
+            ("f.wav", "not a regular file (fifo): not read"),
+            ("loop", "symbolic link: not followed"),
+            ("s.wav", "not a regular file (socket): not read"),
+            ("same.wav", "symbolic link: not followed"),
+        ]
+        assert skipped == expected
+        source = LocalSource(str(tmp_path / "in"))
+        entries, more = source.list_drop("d", None)
+        assert [e.rel for e in entries] == ["a.wav", "sub/b.wav"] and not more
+        assert sorted((rel, why) for (_, rel), why in source.skipped.items()) == expected
+        for name in ("evil.wav", "f.wav", "s.wav"):
+            try:
+                open_local_regular(str(drop / name))
+            except OSError as exc:
+                assert str(exc) == dict(expected)[name]
+            else:
+                raise AssertionError(f"{name} was opened")
+        with open_local_regular(str(drop / "a.wav")) as f:
+            assert f.read() == b"x" * 10 and f.name == str(drop / "a.wav")
+    finally:
+        sock.close()
