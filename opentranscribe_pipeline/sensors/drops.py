@@ -545,6 +545,14 @@ class DropScanner:
         if unsafe:
             self.log.warning("drop sensor: drop %r: %d key(s) with '.', '..' or empty segments skipped", name, unsafe)
             result.notes.append(f"drop {name!r}: {unsafe} unsafe key(s) skipped")
+        # local folders: links and special files are never listed as entries; say which
+        not_read = sorted(
+            (rel, why) for (drop, rel), why in getattr(self.source, "skipped", {}).items() if drop == name
+        )
+        for rel, why in not_read[:20]:
+            self.log.warning("drop sensor: drop %r: %s skipped (%s)", name, rel, why)
+        if not_read:
+            result.notes.append(f"drop {name!r}: {len(not_read)} link(s) or special file(s) skipped")
         return Scan(start, new, positions, last_key, keys_seen, finished=exhausted, paused=stopped)
 
     def _plan(self, scan: Scan) -> Plan:

@@ -248,3 +248,18 @@ def test_walk_runs_the_steps_in_order(incoming, tmp_path):
     assert [b.batch_id for b in result.batches] == ["d-0000", "d-0001"] and "d" in cursor.watch
     members = [scanner.wh.read_table("batches", b.batch_id)["source_uri"].to_list() for b in result.batches]
     assert members == [[uri(incoming, "a.wav"), uri(incoming, "c.wav")], [uri(incoming, "d.wav")]]
+
+
+def test_scan_names_links_and_special_files_it_never_reads(incoming, tmp_path):
+    """A link to /etc/passwd and a fifo in a local drop are never listed as entries; the
+    tick's notes say how many were skipped and the log names them."""
+    import os
+
+    drop = incoming / "d"
+    (drop / "evil.wav").symlink_to("/etc/passwd")
+    os.mkfifo(drop / "pipe.wav")
+    scanner = make_scanner(incoming, tmp_path)
+    result = TickResult(Cursor())
+    scan = scanner._scan("d", walking(), set(), 100, None, result)
+    assert rels(scan.new) == ["a.wav", "c.wav", "d.wav"]
+    assert result.notes == ["drop 'd': 2 link(s) or special file(s) skipped"]
