@@ -2,8 +2,9 @@
 
 Each batch runs as a real Dagster run in the ``DAGSTER_HOME`` instance (``dagster dev``
 shows them afterwards). The exit status is non-zero only when the pipeline itself broke
-(a run failed, storage unreachable), never because some input files were bad: those are
-reported in the summary and recorded in the ``media`` / ``transcripts`` tables.
+(a run failed: 1; storage unusable: 2), never because some input files were bad: those are
+reported in the summary and recorded in the ``media`` / ``transcripts`` tables. A storage
+error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +22,20 @@ from . import settings
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # unusable arguments or storage
+
+# Errors of a failed step that mean the storage, not the pipeline, is at fault (exit 2).
+STORAGE_ERROR_CLASSES = frozenset(
+    {
+        "StorageUnavailable",
+        "StorageUnreachable",
+        "AccessDenied",
+        "NoSuchBucket",
+        "InvalidKey",
+        "NotADirectory",
+        "DiskFull",
+    }
+)
 
 
 def _dagster_home() -> Path:
@@ -92,6 +106,13 @@ def _diarization_config(args) -> dict:
     return config
 
 
+def _run_log_level(args) -> str:
+    """Dagster's console log: everything with ``-v``; otherwise nothing, because a failed
+    step is logged with its stack trace: the CLI prints one line per failed step itself
+    (:func:`failed_steps`) and bad input files are in the summary."""
+    return "INFO" if args.verbose else "CRITICAL"
+
+
 def _run_tags() -> dict:
     return {"opentranscribe/host": socket.gethostname(), "opentranscribe/pid": str(os.getpid())}
 
@@ -104,7 +125,7 @@ def run_clustering(instance, warehouse_uri: str, args, mode: str, batch_ids: lis
     return job.execute_in_process(
         run_config={
             **clustering_run_config(mode, batch_ids),
-            "loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "WARNING"}}},
+            "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
             "resources": {
                 "warehouse": {"config": {"root": warehouse_uri}},
                 "diarization": {"config": _diarization_config(args)},
@@ -122,17 +143,17 @@ def cmd_process(args) -> int:
     from .batching import BatchLimits, register_drop
     from .definitions import BATCH_JOB, defs
     from .partitions import BATCHES
-    from .storage import StorageUnavailable, Warehouse
+    from .storage import StorageError, Warehouse
 
     started = time.perf_counter()
     s3 = _s3_options()
-    warehouse = Warehouse(args.warehouse, s3)
     try:
+        warehouse = Warehouse(args.warehouse, s3)
         warehouse.check_reachable()
         reg = register_drop(
             warehouse, args.source, s3=s3, limits=BatchLimits(args.max_files, args.max_hours), drop=args.drop
         )
-    except StorageUnavailable as exc:
+    except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError:
@@ -154,7 +175,7 @@ def cmd_process(args) -> int:
     instance.add_dynamic_partitions(BATCHES, reg.batch_ids)
     job = defs.resolve_job_def(BATCH_JOB)
     run_config = {
-        "loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "WARNING"}}},
+        "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
         "resources": {
             "warehouse": {"config": {"root": warehouse.root_uri}},
             "asr": {"config": _asr_config(args)},
@@ -176,27 +197,77 @@ def cmd_process(args) -> int:
             },
         )
         if not result.success:
-            failed_runs.append((batch_id, result.run_id))
-    done = [b for b in reg.batch_ids if b not in {f for f, _ in failed_runs}]
+            failed_runs.append((batch_id, result.run_id, failed_steps(result)))
+    done = [b for b in reg.batch_ids if b not in {f for f, _, _ in failed_runs}]
     if done:
         print("assigning global speaker ids ...", flush=True)
         result = run_clustering(instance, warehouse.root_uri, args, "incremental", done)
         if not result.success:
-            failed_runs.append(("speaker clustering", result.run_id))
-    print_summary(warehouse, reg.batch_ids, time.perf_counter() - started)
+            failed_runs.append(("speaker clustering", result.run_id, failed_steps(result)))
+    summary_error = print_summary(warehouse, reg.batch_ids, time.perf_counter() - started)
     print(f"runs recorded in {home} (dagster dev shows them)")
-    for batch_id, run_id in failed_runs:
-        print(f"error: run {run_id} for batch {batch_id} failed; see `dagster dev` or the log above", file=sys.stderr)
+    for batch_id, run_id, steps in failed_runs:
+        print(f"error: run {run_id} for batch {batch_id} failed (`dagster dev` shows its log)", file=sys.stderr)
+        for line in steps:
+            print(f"  {line}", file=sys.stderr)
+    storage_failed = any(line.startswith(STORAGE_PREFIX) for _, _, steps in failed_runs for line in steps)
+    if summary_error is not None or storage_failed:
+        return EXIT_USAGE
     return EXIT_RUN_FAILED if failed_runs else EXIT_OK
+
+
+STORAGE_PREFIX = "storage: "
+
+
+def _error_line(error) -> str:
+    """``Cls: first line of the message``, without the module path Dagster records."""
+    first = (error.message or "").strip().splitlines()[0] if (error.message or "").strip() else ""
+    return first.split(f"{error.cls_name}: ", 1)[-1] if f"{error.cls_name}: " in first else first
+
+
+def failed_steps(result) -> list[str]:
+    """One line per failed step of ``result``: ``storage: <message>`` when the step failed
+    on unusable storage (exit 2), else ``step <key>: <Error>: <message>``."""
+    lines = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        root = error
+        while error is not None:
+            if error.cls_name in STORAGE_ERROR_CLASSES:
+                lines.append(f"{STORAGE_PREFIX}{_error_line(error)} (step {event.step_key})")
+                break
+            root = error
+            error = error.cause
+        else:
+            lines.append(f"step {event.step_key}: {root.cls_name}: {_error_line(root)}")
+    return lines
+
+
+def _readable(warehouse, table: str, batch_ids: list[str], unreadable: list) -> list:
+    """The batches' parts of ``table`` that exist and can be read; the others' errors go to
+    ``unreadable`` (a summary shows what it can)."""
+    from .storage import CorruptTable
+
+    frames = []
+    for b in batch_ids:
+        try:
+            df = warehouse.read_table(table, b)
+        except CorruptTable as exc:
+            unreadable.append(exc)
+            continue
+        if df is not None:
+            frames.append(df)
+    return frames
 
 
 def summarize(warehouse, batch_ids: list[str]) -> dict:
     import polars as pl
 
-    media = [m for b in batch_ids if (m := warehouse.read_table("media", b)) is not None]
-    state = [t for b in batch_ids if (t := warehouse.read_table("transcripts", b)) is not None]
-    media_df = pl.concat(media) if media else None
-    state_df = pl.concat(state) if state else None
+    unreadable: list = []
+    media = _readable(warehouse, "media", batch_ids, unreadable)
+    state = _readable(warehouse, "transcripts", batch_ids, unreadable)
+    media_df = pl.concat(media, how="vertical_relaxed") if media else None
+    state_df = pl.concat(state, how="vertical_relaxed") if state else None
     counts = dict(media_df.group_by("status").len().iter_rows()) if media_df is not None else {}
     ok_state = state_df.filter(pl.col("status") == "ok") if state_df is not None else None
     return {
@@ -208,10 +279,9 @@ def summarize(warehouse, batch_ids: list[str]) -> dict:
         "audio_s": float(ok_state["audio_s"].sum()) if ok_state is not None else 0.0,
         "words": int(ok_state["n_words"].sum()) if ok_state is not None else 0,
         "segments": int(ok_state["n_segments"].sum()) if ok_state is not None else 0,
-        "local_speakers": sum(
-            df.height for b in batch_ids if (df := warehouse.read_table("speaker_embeddings", b)) is not None
-        ),
-        "global_speakers": _global_speakers(warehouse, batch_ids),
+        "local_speakers": sum(df.height for df in _readable(warehouse, "speaker_embeddings", batch_ids, unreadable)),
+        "global_speakers": _global_speakers(warehouse, batch_ids, unreadable),
+        "unreadable": unreadable,
         "problems": (
             media_df.filter(pl.col("status") != "ok").select("source_uri", "status", "error").rows()
             if media_df is not None
@@ -220,14 +290,32 @@ def summarize(warehouse, batch_ids: list[str]) -> dict:
     }
 
 
-def _global_speakers(warehouse, batch_ids: list[str]) -> int:
+def _global_speakers(warehouse, batch_ids: list[str], unreadable: list) -> int:
     from .speakers.state import read_clusters
+    from .storage import CorruptTable
 
-    return read_clusters(warehouse, batch_ids)["global_speaker_id"].n_unique()
+    try:
+        return read_clusters(warehouse, batch_ids)["global_speaker_id"].n_unique()
+    except CorruptTable as exc:
+        unreadable.append(exc)
+        return 0
 
 
-def print_summary(warehouse, batch_ids: list[str], wall_s: float) -> None:
-    s = summarize(warehouse, batch_ids)
+def print_summary(warehouse, batch_ids: list[str], wall_s: float):
+    """Print what the tables say about ``batch_ids``. Returns None, or the storage error that
+    kept the summary from being read (then what is known without the tables is printed)."""
+    from .storage import StorageError
+
+    try:
+        s = summarize(warehouse, batch_ids)
+    except StorageError as exc:
+        print()
+        print(f"warehouse:  {warehouse.root_uri}")
+        print(f"batches:    {len(batch_ids)} ({', '.join(batch_ids[:5])}{' ...' if len(batch_ids) > 5 else ''})")
+        print(f"wall time:  {wall_s:.1f} s")
+        print("summary:    not available, the warehouse cannot be read")
+        print(f"error: {exc}", file=sys.stderr)
+        return exc
     rtf = wall_s / s["audio_s"] if s["audio_s"] else 0.0
     print()
     print(f"warehouse:  {warehouse.root_uri}")
@@ -241,6 +329,9 @@ def print_summary(warehouse, batch_ids: list[str], wall_s: float) -> None:
     print(f"wall time:  {wall_s:.1f} s (real-time factor {rtf:.3f}, {1 / rtf if rtf else 0:.1f}x real time)")
     for uri, status, error in s["problems"]:
         print(f"  {status:7s} {uri}: {error}")
+    for exc in s["unreadable"]:
+        print(f"  unreadable {exc.path}: {exc}")
+    return None
 
 
 def cmd_show(args) -> int:
@@ -248,21 +339,26 @@ def cmd_show(args) -> int:
     import polars as pl
 
     from .schemas import TABLES
-    from .speakers.state import read_archive_table
-    from .storage import StorageUnavailable, Warehouse
+    from .storage import StorageError, Warehouse
 
-    warehouse = Warehouse(args.warehouse, _s3_options())
+    unreadable: list = []
     try:
-        frames = {t: read_archive_table(warehouse, t) for t in TABLES}
-    except StorageUnavailable as exc:
+        warehouse = Warehouse(args.warehouse, _s3_options())
+        frames = {t: _read_for_show(warehouse, t, unreadable) for t in TABLES}
+    except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"tables in {warehouse.root_uri} (polars: pl.scan_parquet('{warehouse.root_uri}/<table>/**/*.parquet'))")
+    bad_tables = {exc.table for exc in unreadable}
     for table, df in frames.items():
-        print(f"  {table:20s} {0 if df is None else df.height:8d} rows")
+        note = f"  ({sum(e.table == table for e in unreadable)} part(s) unreadable)" if table in bad_tables else ""
+        print(f"  {table:20s} {0 if df is None else df.height:8d} rows{note}")
+    for exc in unreadable:
+        print(f"warning: {exc}", file=sys.stderr)
+    status = EXIT_RUN_FAILED if unreadable else EXIT_OK
     media, segments, clusters = frames["media"], frames["segments"], frames["speaker_clusters"]
     if media is None or segments is None or segments.is_empty():
-        return EXIT_OK
+        return status
     names = media.filter(pl.col("status") == "ok").select("media_id", "source_uri").unique("media_id")
     joined = segments.join(names, on="media_id").sort("source_uri", "segment_id")
     if clusters is not None:
@@ -278,7 +374,22 @@ def cmd_show(args) -> int:
         ):
             who = f"{speaker or '?'}{'/' + gid if gid else ''}"
             print(f"  [{start:7.2f} - {end:7.2f}] {who:22s} {text}")
-    return EXIT_OK
+    return status
+
+
+def _read_for_show(warehouse, table: str, unreadable: list):
+    """``table`` as one frame for ``show``; a part that cannot be read is added to
+    ``unreadable`` and the table's other batches are still read."""
+    from .speakers.state import read_archive_table
+    from .storage import CorruptTable
+
+    try:
+        return read_archive_table(warehouse, table)
+    except CorruptTable as exc:
+        if exc.batch_id is None:  # an archive-wide file: nothing else to read
+            unreadable.append(exc)
+            return None
+    return warehouse.scan(table, corrupt=unreadable)
 
 
 def cmd_speakers(args) -> int:
@@ -399,7 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
     if not args.verbose and args.command in ("process", "speakers"):
         _quiet_model_libraries()
-    return args.func(args)
+    from .storage import StorageError
+
+    try:
+        return args.func(args)
+    except StorageError as exc:  # one line, never a traceback: the message names what and where
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

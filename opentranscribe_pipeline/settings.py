@@ -148,6 +148,14 @@ def dagster_home() -> Path | None:
     return Path(value) if value else None
 
 
+def storage_retry_s() -> float:
+    """Seconds a storage call keeps retrying transient errors (connection, timeouts, 5xx,
+    throttling) with exponential backoff before it gives up: ``OPENTRANSCRIBE_STORAGE_RETRY_S``,
+    default 30 (``0``: no retry)."""
+    value = env("OPENTRANSCRIBE_STORAGE_RETRY_S")
+    return max(0.0, float(value)) if value is not None else 30.0
+
+
 # -- hostile media (ingest) ---------------------------------------------------------------------
 def max_decoded_hours() -> float:
     """Ceiling on a file's decoded duration: ``OPENTRANSCRIBE_MAX_DECODED_HOURS``, default 12.

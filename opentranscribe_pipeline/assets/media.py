@@ -255,6 +255,7 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     manifest = wh.read_table("batches", batch_id)
     if manifest is None:
         raise dg.Failure(f"batch {batch_id!r} is not registered in {wh.root_uri} (no batches/batch_id={batch_id})")
+    wh.quarantine_corrupt(batch_id, ("media", "audio"))  # unreadable parts moved aside, their files re-ingested
     started = time.perf_counter()
 
     # what an earlier run finished (visible) or staged before it was killed

@@ -140,6 +140,7 @@ def publish(wh: Warehouse, batch_id: str, tables: Mapping[str, pl.DataFrame]) ->
 def load_previous(wh: Warehouse, batch_id: str, stage: ModelStage) -> tuple[dict[str, pl.DataFrame], set[str]]:
     """Visible tables of the batch, with staged results of an unfinished run taking
     precedence; also the media ids whose state row is staged."""
+    wh.quarantine_corrupt(batch_id, stage.tables)  # unreadable parts moved aside, their files redone
     staged_state = wh.staged(stage.state_table, batch_id)
     state = with_staged(wh, stage.state_table, batch_id, "media_id", staged=staged_state)
     # a file whose state row was not staged yet is incomplete: its staged rows are ignored

@@ -15,11 +15,16 @@ Both backends answer the same calls with the same meaning:
   missing (S3: one delimited listing per 1,000 names);
 - ``remove(path | paths)``: delete, missing ones ignored (S3: one request per 1,000);
 - ``remove_dir(dir)``: delete everything below ``dir`` (S3: one listing when there is none);
+- ``move(path, dest)``: move one object (S3: a copy then a delete; locally a rename);
 - ``check_reachable()``: fail fast with the endpoint in the message (S3: one listing);
 - ``uri(path)``: what the tables record (an absolute path, or ``s3://bucket/key``).
 
-Every call is retried here (:mod:`.retries`), never by callers. The S3 backend speaks botocore
-directly: one request per call, no listing cache to go stale in a long-lived process.
+Every call is retried here (:mod:`.retries`, one :class:`~.retries.RetryPolicy` per backend,
+``OPENTRANSCRIBE_STORAGE_RETRY_S`` seconds by default), never by callers; only transient
+errors are retried, the others are raised at once as their own :class:`~.retries.StorageError`
+(access denied, missing bucket, invalid key, not a directory, disk full). The S3 backend speaks
+botocore directly: one request per call, no listing cache to go stale in a long-lived process.
+S3 keys with ``.`` or ``..`` segments are refused before any request (:class:`InvalidKey`).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import TypeVar
 
 import fsspec
 
-from .retries import StorageUnavailable, s3_call, with_retries
+from .retries import InvalidKey, RetryPolicy, StorageUnavailable, s3_call, with_retries
 
 T = TypeVar("T")
 
@@ -111,17 +116,16 @@ class LocalBackend:
 
     is_local = True
 
-    def __init__(self, root: str, *, attempts: int = 4, base_delay: float = 0.5):
+    def __init__(self, root: str, *, policy: RetryPolicy | None = None):
         self.root = root.rstrip("/") or "/"
         self.endpoint = self.root
-        self.attempts = attempts
-        self.base_delay = base_delay
+        self.policy = policy or RetryPolicy.from_settings()
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.root!r})"
 
-    def _io(self, fn: Callable[[], T], what: str) -> T:
-        return with_retries(fn, what=what, endpoint=self.endpoint, attempts=self.attempts, base_delay=self.base_delay)
+    def _io(self, fn: Callable[[], T], what: str, path: str | None = None) -> T:
+        return with_retries(fn, what=what, endpoint=self.endpoint, policy=self.policy, path=path)
 
     @staticmethod
     def _path(path: str) -> str:
@@ -158,9 +162,9 @@ class LocalBackend:
             os.replace(tmp, path)
 
         try:
-            self._io(write, what=f"writing {path}")
+            self._io(write, what=f"writing {path}", path=path)
         finally:
-            if os.path.exists(tmp):
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
     def exists(self, path: str) -> bool:
@@ -176,6 +180,16 @@ class LocalBackend:
                     os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
 
             self._io(rm, what=f"removing {path}")
+
+    def move(self, path: str, dest: str) -> None:
+        """Move the file at ``path`` to ``dest`` (a rename: same file system)."""
+        path, dest = self._path(path), self._path(dest)
+
+        def mv() -> None:
+            os.makedirs(posixpath.dirname(dest), exist_ok=True)
+            os.replace(path, dest)
+
+        self._io(mv, what=f"moving {path} to {dest}", path=dest)
 
     def remove_dir(self, d: str) -> None:
         d = self._path(d)
@@ -232,12 +246,12 @@ class S3Backend:
 
     is_local = False
 
-    def __init__(self, root: str, s3: S3Options, *, attempts: int = 4, base_delay: float = 0.5):
+    def __init__(self, root: str, s3: S3Options, *, policy: RetryPolicy | None = None):
         self.root = root.rstrip("/")
         self.s3 = s3
         self.endpoint = s3.endpoint_url or "AWS S3"
-        self.attempts = attempts
-        self.base_delay = base_delay
+        self.policy = policy or RetryPolicy.from_settings()
+        self._split(self.root)  # an invalid root fails here, before any request
 
     def __repr__(self) -> str:
         return f"S3Backend({self.root!r}, endpoint={self.endpoint!r})"
@@ -248,18 +262,24 @@ class S3Backend:
 
     @staticmethod
     def _split(path: str) -> tuple[str, str]:
-        """'bucket/key' or 's3://bucket/key' -> ('bucket', 'key')."""
+        """'bucket/key' or 's3://bucket/key' -> ('bucket', 'key'). A key with a ``.`` or
+        ``..`` segment or a NUL is an :class:`InvalidKey` (S3 stores such keys literally;
+        anything that normalises paths would read another object): never sent, never retried."""
         for scheme in ("s3://", "s3a://"):
             if path.startswith(scheme):
                 path = path[len(scheme) :]
                 break
         bucket, _, key = path.partition("/")
+        if not bucket:
+            raise InvalidKey(f"invalid S3 path {path!r}: no bucket")
+        if "\x00" in key or any(part in (".", "..") for part in key.split("/")):
+            raise InvalidKey(
+                f"invalid S3 key {key!r} in bucket {bucket!r}: '.' and '..' segments (and NUL) are not allowed"
+            )
         return bucket, key
 
     def _call(self, fn: Callable[[], T], what: str, bucket: str) -> T:
-        return s3_call(
-            fn, what=what, endpoint=self.endpoint, bucket=bucket, attempts=self.attempts, base_delay=self.base_delay
-        )
+        return s3_call(fn, what=what, endpoint=self.endpoint, bucket=bucket, policy=self.policy)
 
     def uri(self, path: str) -> str:
         return path if path.startswith(("s3://", "s3a://")) else f"s3://{path}"
@@ -316,6 +336,19 @@ class S3Backend:
                         f"({e.get('Code')}: {e.get('Message')}) at {self.endpoint}"
                     )
 
+    def move(self, path: str, dest: str) -> None:
+        """Copy ``path`` to ``dest``, then delete ``path`` (S3 has no rename)."""
+        bucket, key = self._split(path)
+        dest_bucket, dest_key = self._split(dest)
+        self._call(
+            lambda: self.client.copy_object(
+                Bucket=dest_bucket, Key=dest_key, CopySource={"Bucket": bucket, "Key": key}
+            ),
+            f"copying {path} to {dest}",
+            bucket,
+        )
+        self.remove(path)
+
     def remove_dir(self, d: str) -> None:
         if paths := self.files_under(d):
             self.remove(paths)
@@ -370,6 +403,6 @@ def open_backend(uri: str, s3: S3Options | None = None) -> Backend:
         return LocalBackend(path)
     if protocol in ("s3", "s3a"):
         if not path.split("/", 1)[0]:
-            raise ValueError(f"{uri!r} names no bucket")
+            raise InvalidKey(f"{uri!r} names no bucket")
         return S3Backend(path, s3 or S3Options())
-    raise ValueError(f"{uri!r}: only local paths and s3:// are supported")
+    raise InvalidKey(f"{uri!r}: only local paths and s3:// are supported")

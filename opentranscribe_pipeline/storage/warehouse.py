@@ -13,18 +13,34 @@ and the write discipline that makes a killed run harmless:
 
 Parquet is serialised here and nowhere else (:meth:`Warehouse.write_parquet`,
 :meth:`Warehouse.read_parquet`); retries live in the backend, so callers never add their own.
+
+A part that exists but cannot be decoded is a :class:`~.retries.CorruptTable` naming the
+table, the batch and the path. The step that writes a batch's tables calls
+:meth:`Warehouse.quarantine_corrupt` first: a bad part is moved to
+``<root>/_quarantine/<table>/batch_id=<id>/<timestamp>.parquet`` (with a ``.json`` note
+beside it), logged, reported to the Dagster run as an observation of the asset, and the step
+rebuilds the table from what the batch can redo. A corrupt staged file is quarantined with
+every staged file of the same key (the item is redone).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
+import logging
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
 from .backends import S3Options, join_uri, open_backend
-from .retries import StorageUnavailable
+from .retries import CorruptTable, StorageUnavailable
+
+log = logging.getLogger(__name__)
+QUARANTINE = "_quarantine"
+STAGING = "_staging"
 
 PARQUET_OPTIONS = {"compression": "zstd", "statistics": True}
 
@@ -40,6 +56,53 @@ def from_parquet(data: bytes) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(data))
 
 
+@dataclass(frozen=True)
+class Quarantined:
+    """A part moved aside: where it was, where it is now, and why."""
+
+    table: str | None
+    batch_id: str | None
+    path: str  # where it was
+    moved_to: str
+    reason: str  # the read error, or why a readable part was set aside
+
+    def as_dict(self) -> dict:
+        return {
+            "table": self.table,
+            "batch_id": self.batch_id,
+            "path": self.path,
+            "moved_to": self.moved_to,
+            "reason": self.reason,
+        }
+
+
+def _tell_dagster(q: Quarantined, message: str) -> None:
+    """Inside a Dagster step: the warning in the run's log and an observation of the asset
+    (partition = batch) carrying the quarantine's metadata. Outside one: nothing."""
+    try:
+        import dagster as dg
+
+        context = dg.OpExecutionContext.get()
+    except Exception:
+        return
+    try:
+        context.log.warning(message)
+        if q.table:
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=q.table,
+                    partition=q.batch_id,
+                    metadata={
+                        "quarantined_path": q.path,
+                        "quarantined_to": q.moved_to,
+                        "quarantine_reason": q.reason,
+                    },
+                )
+            )
+    except Exception as exc:  # reporting must never fail the repair
+        log.warning("could not report the quarantine of %s to Dagster: %s", q.path, exc)
+
+
 class Warehouse:
     """Tables and audio objects under one root (local path or s3://bucket/prefix).
 
@@ -53,6 +116,7 @@ class Warehouse:
         self.root = self.backend.root
         self.is_local = self.backend.is_local
         self.endpoint = self.backend.endpoint
+        self.quarantined: list[Quarantined] = []  # what this object moved aside, in order
 
     def __repr__(self) -> str:
         return f"Warehouse({self.root_uri!r})"
@@ -75,6 +139,20 @@ class Warehouse:
 
     def audio_path(self, media_id: str) -> str:
         return self.path("audio_16k", media_id[:2], f"{media_id}.flac")
+
+    def locate(self, path: str) -> tuple[str | None, str | None]:
+        """(table, batch_id) of a part below the root (either may be None): the names a
+        :class:`CorruptTable` and the quarantine use. Staged files name their table too."""
+        root = self.root.rstrip("/") + "/"
+        stripped = path.removeprefix("s3://").removeprefix("s3a://") if not self.is_local else path
+        if not stripped.startswith(root):
+            return None, None
+        parts = stripped[len(root) :].split("/")
+        if parts and parts[0] == STAGING:
+            parts = parts[1:]
+        table = parts[0] if len(parts) > 1 else None
+        batch = next((p[len("batch_id=") :] for p in parts[1:-1] if p.startswith("batch_id=")), None)
+        return table, batch
 
     # -- objects ---------------------------------------------------------------------------
     def check_reachable(self) -> None:
@@ -128,18 +206,88 @@ class Warehouse:
         return path
 
     def read_parquet(self, path: str) -> pl.DataFrame | None:
-        """The Parquet object at ``path``, or None when there is none (S3: one GET)."""
+        """The Parquet object at ``path``, or None when there is none (S3: one GET). A part
+        that cannot be decoded is a :class:`CorruptTable` naming table, batch and path."""
         data = self.get_if_exists(path)
-        return None if data is None else from_parquet(data)
+        if data is None:
+            return None
+        try:
+            return from_parquet(data)
+        except Exception as exc:  # polars/pyarrow say "File out of specification", no path
+            table, batch_id = self.locate(path)
+            what = f"table {table!r}" if table else "Parquet object"
+            if batch_id:
+                what += f" batch {batch_id!r}"
+            raise CorruptTable(
+                f"{what}: cannot read {self.uri(path)} ({len(data)} bytes): {type(exc).__name__}: {exc}",
+                table=table,
+                batch_id=batch_id,
+                path=path,
+            ) from None
 
     # -- tables ----------------------------------------------------------------------------
     def write_table(self, table: str, df: pl.DataFrame, batch_id: str | None = None) -> str:
         """Replace the table (or one batch of it) with ``df``; returns the file's path."""
         return self.write_parquet(self.table_file(table, batch_id), df)
 
-    def read_table(self, table: str, batch_id: str | None = None) -> pl.DataFrame | None:
-        """The table (or one batch of it), or None when it was never written."""
-        return self.read_parquet(self.table_file(table, batch_id))
+    def read_table(
+        self, table: str, batch_id: str | None = None, *, quarantine_corrupt: bool = False
+    ) -> pl.DataFrame | None:
+        """The table (or one batch of it), or None when it was never written. A part that
+        cannot be read raises :class:`CorruptTable`; with ``quarantine_corrupt`` it is moved
+        aside (:meth:`quarantine`) and None is returned: only for the step that rebuilds it."""
+        try:
+            return self.read_parquet(self.table_file(table, batch_id))
+        except CorruptTable as exc:
+            if not quarantine_corrupt:
+                raise
+            self.quarantine(exc.path, str(exc))
+            return None
+
+    # -- quarantine ------------------------------------------------------------------------
+    def quarantine_path(self, table: str | None, batch_id: str | None, stamp: str, staged: bool = False) -> str:
+        parts = [QUARANTINE] + ([STAGING] if staged else []) + [table or "_other"]
+        if batch_id:
+            parts.append(f"batch_id={batch_id}")
+        return self.path(*parts, f"{stamp}.parquet")
+
+    def quarantine(self, path: str, reason: str) -> Quarantined:
+        """Move the part at ``path`` to ``<root>/_quarantine/<table>/batch_id=<id>/<UTC
+        timestamp>.parquet`` with a JSON note beside it (``reason``, where it was), log it,
+        and report it to the Dagster step running, if any. Returns what was moved."""
+        table, batch_id = self.locate(path)
+        staged = path.startswith(self.path(STAGING) + "/")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        if staged:  # several staged files of one item go aside together: keep their names
+            stamp += "-" + posixpath.basename(path).removesuffix(".parquet")
+        dest = self.quarantine_path(table, batch_id, stamp, staged)
+        self.backend.move(path, dest)
+        q = Quarantined(table, batch_id, self.uri(path), self.uri(dest), reason)
+        self.put_bytes(dest.removesuffix(".parquet") + ".json", json.dumps(q.as_dict(), indent=1).encode())
+        self.quarantined.append(q)
+        message = f"quarantined {q.path} -> {q.moved_to}: {reason}"
+        log.warning(message)
+        _tell_dagster(q, message)
+        return q
+
+    def quarantine_corrupt(self, batch_id: str, tables: Sequence[str]) -> list[Quarantined]:
+        """Before a step rebuilds the batch's ``tables``: move aside each part that cannot be
+        read. ``tables[0]`` is the table that vouches for the others (the state table of a
+        model step, ``media`` for ingest): when another part was bad, it is moved aside too,
+        so the step redoes the files whose rows were lost instead of trusting its rows.
+        Reads each part once (only the parts that exist). Returns what was moved."""
+        moved: list[Quarantined] = []
+        for table in tables:
+            try:
+                self.read_table(table, batch_id)
+            except CorruptTable as exc:
+                moved.append(self.quarantine(exc.path, str(exc)))
+        if moved and tables and all(q.table != tables[0] for q in moved):
+            vouching = self.table_file(tables[0], batch_id)
+            if self.exists(vouching):
+                bad = ", ".join(q.table or "?" for q in moved)
+                moved.append(self.quarantine(vouching, f"set aside: it vouches for rows lost with {bad}; files redone"))
+        return moved
 
     def batch_ids(self, table: str, prefix: str = "") -> list[str]:
         """Batches of ``table`` whose id starts with ``prefix``, sorted (one listing)."""
@@ -147,9 +295,21 @@ class Warehouse:
         names = self.list_names(self.path(table))
         return sorted(n[len(key) :] for n in names if n.startswith(key) and n[len(key) :].startswith(prefix))
 
-    def scan(self, table: str) -> pl.DataFrame | None:
-        """The whole table across batches (small tables and tests; analysts use scan_parquet)."""
-        frames = [f for b in self.batch_ids(table) if (f := self.read_table(table, b)) is not None]
+    def scan(self, table: str, corrupt: list[CorruptTable] | None = None) -> pl.DataFrame | None:
+        """The whole table across batches (small tables and tests; analysts use scan_parquet).
+        A part that cannot be read raises :class:`CorruptTable`, or, when a ``corrupt`` list
+        is given, is appended to it and skipped (readers that show what they can)."""
+        frames = []
+        for b in self.batch_ids(table):
+            try:
+                f = self.read_table(table, b)
+            except CorruptTable as exc:
+                if corrupt is None:
+                    raise
+                corrupt.append(exc)
+                continue
+            if f is not None:
+                frames.append(f)
         return pl.concat(frames, how="vertical_relaxed") if frames else None
 
     # -- staging ---------------------------------------------------------------------------
@@ -165,12 +325,29 @@ class Warehouse:
         self.remove(self.staging_file(table, batch_id, key))
 
     def staged(self, table: str, batch_id: str) -> dict[str, pl.DataFrame]:
-        """Results staged by an earlier, unfinished run of this batch: key -> rows."""
+        """Results staged by an earlier, unfinished run of this batch: key -> rows. A staged
+        file that cannot be read is quarantined with every staged file of the same key in
+        the batch's other tables, so the item is redone, never half-trusted."""
         out = {}
         for p in self.files_under(self.staging_dir(table, batch_id)):
-            if p.endswith(".parquet") and (df := self.read_parquet(p)) is not None:
-                out[posixpath.basename(p)[: -len(".parquet")]] = df
+            if not p.endswith(".parquet"):
+                continue
+            key = posixpath.basename(p)[: -len(".parquet")]
+            try:
+                df = self.read_parquet(p)
+            except CorruptTable as exc:
+                self._quarantine_staged_key(batch_id, key, p, str(exc))
+                continue
+            if df is not None:
+                out[key] = df
         return out
+
+    def _quarantine_staged_key(self, batch_id: str, key: str, bad: str, reason: str) -> None:
+        self.quarantine(bad, reason)
+        for other in self.list_names(self.path(STAGING)):
+            path = self.staging_file(other, batch_id, key)
+            if path != bad and self.exists(path):
+                self.quarantine(path, f"set aside with the unreadable staged file {self.uri(bad)}")
 
     def clear_staging(self, table: str, batch_id: str) -> None:
         """Delete the staged files (one listing when there are none)."""

@@ -1,15 +1,31 @@
-"""Retries, in one place: transient errors are retried then named, missing files are not."""
+"""Retries, in one place: transient errors are retried inside a time budget then named; every
+other error fails at once with its own message (access denied, missing bucket, invalid key,
+not a directory, disk full). Real file systems and a real S3 server where one can produce the
+error; a scripted callable only for the backoff arithmetic."""
 
 from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from opentranscribe_pipeline.storage import (
+    AccessDenied,
+    DiskFull,
+    InvalidKey,
     LocalBackend,
+    NoSuchBucket,
+    NotADirectory,
+    RetryPolicy,
     S3Backend,
     S3Options,
-    StorageUnavailable,
+    StorageUnreachable,
+    Warehouse,
+    open_backend,
     s3_call,
     with_retries,
 )
@@ -34,74 +50,105 @@ def client_error(code: str, status: int = 400) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def no_sleep(monkeypatch):
     slept = []
     monkeypatch.setattr("opentranscribe_pipeline.storage.retries.time.sleep", slept.append)
     return slept
 
 
-def test_with_retries_retries_transient_errors_with_backoff(no_sleep):
-    fn = Flaky(ConnectionError("reset"), TimeoutError("slow"))
-    assert with_retries(fn, what="reading x", endpoint="http://store") == "done"
-    assert fn.calls == 3 and no_sleep == [0.5, 1.0]
+# -- the backoff ------------------------------------------------------------------------------
+def test_backoff_is_exponential_with_jitter_and_capped(no_sleep):
+    policy = RetryPolicy(budget_s=30.0)
+    fn = Flaky(*[ConnectionError("reset")] * 8)
+    assert with_retries(fn, what="reading x", endpoint="e", policy=policy) == "done"
+    steps = [min(8.0, 0.25 * 2**i) for i in range(8)]
+    assert fn.calls == 9 and len(no_sleep) == 8
+    assert all(step / 2 <= d <= step for d, step in zip(no_sleep, steps)), no_sleep
+    assert max(no_sleep) <= 8.0
 
 
-def test_with_retries_gives_up_naming_the_endpoint():
-    fn = Flaky(*[ConnectionError("reset")] * 10)
-    with pytest.raises(StorageUnavailable, match=r"reading x: cannot reach http://store after 4 attempts"):
-        with_retries(fn, what="reading x", endpoint="http://store")
-    assert fn.calls == 4
+def test_gives_up_when_the_budget_is_spent_naming_attempts_and_time(no_sleep):
+    fn = Flaky(*[ConnectionError("reset")] * 100)
+    with pytest.raises(
+        StorageUnreachable, match=r"reading x: cannot reach http://store after \d+ attempts over 30\.0 s"
+    ):
+        with_retries(fn, what="reading x", endpoint="http://store", policy=RetryPolicy(budget_s=30.0))
+    assert sum(no_sleep) == pytest.approx(30.0)
+    assert 8 <= fn.calls <= 14
 
 
-def test_with_retries_does_not_retry_missing_files_or_other_errors(no_sleep):
-    fn = Flaky(FileNotFoundError("x"))
-    with pytest.raises(FileNotFoundError):
+def test_budget_comes_from_the_setting(monkeypatch, no_sleep):
+    monkeypatch.setenv("OPENTRANSCRIBE_STORAGE_RETRY_S", "2")
+    fn = Flaky(*[TimeoutError("slow")] * 100)
+    with pytest.raises(StorageUnreachable):
         with_retries(fn, what="reading x", endpoint="e")
+    assert sum(no_sleep) == pytest.approx(2.0)
+    monkeypatch.setenv("OPENTRANSCRIBE_STORAGE_RETRY_S", "0")
+    once = Flaky(*[TimeoutError("slow")] * 100)
+    with pytest.raises(StorageUnreachable, match="after 1 attempt over"):
+        with_retries(once, what="reading x", endpoint="e")
+    assert once.calls == 1
+
+
+def test_budget_counts_time_spent_in_attempts(no_sleep):
+    """A hanging endpoint (each attempt a connect timeout) is not retried past the budget."""
+
+    def hang():
+        time.sleep(0.2)  # the real sleep: no_sleep patches the retry module's only
+        raise TimeoutError("connect timeout")
+
+    started = time.monotonic()
+    with pytest.raises(StorageUnreachable):
+        with_retries(hang, what="reading x", endpoint="e", policy=RetryPolicy(budget_s=0.5, base_delay=0.01))
+    assert time.monotonic() - started < 1.0
+
+
+def test_not_transient_errors_are_raised_at_once(no_sleep):
+    missing = Flaky(FileNotFoundError("x"))
+    with pytest.raises(FileNotFoundError):
+        with_retries(missing, what="reading x", endpoint="e")
     bug = Flaky(KeyError("bug"))
     with pytest.raises(KeyError):
         with_retries(bug, what="reading x", endpoint="e")
-    denied = Flaky(PermissionError("no"))
-    with pytest.raises(StorageUnavailable, match="access denied by e"):
+    denied = Flaky(PermissionError(errno.EACCES, "Permission denied"))
+    with pytest.raises(AccessDenied, match="access denied by e"):
         with_retries(denied, what="reading x", endpoint="e")
-    assert (fn.calls, bug.calls, denied.calls, no_sleep) == (1, 1, 1, [])
+    full = Flaky(OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(DiskFull, match=r"^writing /w/t: disk full: no space left on the device \(ENOSPC\)$"):
+        with_retries(full, what="writing /w/t", endpoint="/w", path="/w/t")
+    assert (missing.calls, bug.calls, denied.calls, full.calls, no_sleep) == (1, 1, 1, 1, [])
 
 
-def test_s3_call_retries_throttling_then_names_bucket_and_endpoint():
-    fn = Flaky(client_error("SlowDown", 503), value={"ok": 1})
+def test_s3_call_retries_throttling_and_5xx_then_names_bucket_and_endpoint(no_sleep):
+    fn = Flaky(client_error("SlowDown", 503), client_error("WeirdVendorError", 502), value={"ok": 1})
     assert s3_call(fn, what="listing", endpoint="http://s3", bucket="b") == {"ok": 1}
-    down = Flaky(*[client_error("ServiceUnavailable", 503)] * 5)
-    with pytest.raises(StorageUnavailable, match=r"bucket 'b' at http://s3 .* after 3 attempts"):
-        s3_call(down, what="listing", endpoint="http://s3", bucket="b")
-    assert (fn.calls, down.calls) == (2, 3)
+    down = Flaky(*[client_error("ServiceUnavailable", 503)] * 100)
+    with pytest.raises(StorageUnreachable, match=r"listing: cannot reach bucket 'b' at http://s3 after \d+ attempts"):
+        s3_call(down, what="listing", endpoint="http://s3", bucket="b", policy=RetryPolicy(budget_s=3))
+    assert fn.calls == 3 and down.calls > 3
 
 
-def test_s3_call_missing_key_is_not_retried(no_sleep):
-    fn = Flaky(client_error("NoSuchKey", 404))
-    with pytest.raises(FileNotFoundError):
+@pytest.mark.parametrize(
+    "code,status,error,message",
+    [
+        ("NoSuchKey", 404, FileNotFoundError, "reading b/k"),
+        ("AccessDenied", 403, AccessDenied, "access denied to bucket 'b'"),
+        ("SignatureDoesNotMatch", 403, AccessDenied, "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"),
+        ("InvalidAccessKeyId", 403, AccessDenied, "InvalidAccessKeyId"),
+        ("NoSuchBucket", 404, NoSuchBucket, "bucket 'b' does not exist at e"),
+        ("InvalidRequest", 400, InvalidKey, "rejected the key"),
+    ],
+)
+def test_s3_client_errors_are_not_retried_and_say_what_is_wrong(no_sleep, code, status, error, message):
+    fn = Flaky(client_error(code, status))
+    with pytest.raises(error, match=message):
         s3_call(fn, what="reading b/k", endpoint="e", bucket="b")
-    denied = Flaky(client_error("AccessDenied", 403))
-    with pytest.raises(StorageUnavailable, match="access denied to bucket 'b'"):
-        s3_call(denied, what="reading b/k", endpoint="e", bucket="b")
-    assert (fn.calls, denied.calls, no_sleep) == (1, 1, [])
+    assert (fn.calls, no_sleep) == (1, [])
 
 
-def test_local_backend_retries_then_names_the_folder(tmp_path, monkeypatch):
-    backend = LocalBackend(str(tmp_path))
-    calls = []
-
-    def broken_open(*a, **k):
-        calls.append(a)
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr("builtins.open", broken_open)
-    with pytest.raises(StorageUnavailable, match=f"cannot reach {tmp_path} after 4 attempts"):
-        backend.get_bytes(str(tmp_path / "x"))
-    assert len(calls) == 4
-
-
-def test_s3_backend_retries_a_dropped_connection_then_names_the_endpoint(monkeypatch):
-    backend = S3Backend("bucket/w", S3Options("http://127.0.0.1:9", "k", "s"))
+def test_s3_backend_retries_a_dropped_connection_then_names_the_endpoint(monkeypatch, no_sleep):
+    backend = S3Backend("bucket/w", S3Options("http://127.0.0.1:9", "k", "s"), policy=RetryPolicy(budget_s=5))
 
     class Client:
         calls = 0
@@ -111,9 +158,9 @@ def test_s3_backend_retries_a_dropped_connection_then_names_the_endpoint(monkeyp
             raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
 
     monkeypatch.setattr(S3Backend, "client", Client())
-    with pytest.raises(StorageUnavailable, match=r"http://127\.0\.0\.1:9.*after 3 attempts"):
+    with pytest.raises(StorageUnreachable, match=r"http://127\.0\.0\.1:9.*after \d+ attempts over 5\.0 s"):
         backend.get_if_exists("bucket/w/x")
-    assert Client.calls == 3
+    assert Client.calls > 3 and sum(no_sleep) == pytest.approx(5.0)
 
 
 def test_s3_backend_missing_key_is_one_request(monkeypatch):
@@ -131,3 +178,110 @@ def test_s3_backend_missing_key_is_one_request(monkeypatch):
     with pytest.raises(FileNotFoundError):
         backend.get_bytes("s3://bucket/w/x")
     assert Client.calls == 2
+
+
+# -- the real thing ---------------------------------------------------------------------------
+def test_unreachable_s3_endpoint_is_retried_for_the_budget():
+    """Nothing listens on the discard port: connection refused, retried, then named."""
+    backend = S3Backend("bucket/w", S3Options("http://127.0.0.1:9", "k", "s"), policy=RetryPolicy(budget_s=1.5))
+    started = time.monotonic()
+    with pytest.raises(StorageUnreachable, match=r"cannot reach bucket 'bucket' at http://127\.0\.0\.1:9 after"):
+        backend.put_bytes("bucket/w/x", b"x")
+    assert 1.4 <= time.monotonic() - started < 5
+
+
+@pytest.mark.s3
+def test_dot_dot_keys_are_rejected_before_any_request(seaweed):
+    bucket = seaweed.make_bucket()
+    wh = Warehouse(f"s3://{bucket}/w", seaweed.s3_options())
+    started = time.monotonic()
+    for path in (f"{bucket}/incoming/../other/x", f"{bucket}/w/./x", f"s3://{bucket}/a/.."):
+        with pytest.raises(InvalidKey, match="'.' and '..' segments"):
+            wh.put_bytes(path, b"x")
+    with pytest.raises(InvalidKey):
+        open_backend(f"s3://{bucket}/incoming/../other", seaweed.s3_options())
+    with pytest.raises(InvalidKey, match="names no bucket"):
+        open_backend("s3:///x")
+    assert time.monotonic() - started < 0.5  # no backoff
+    assert "Contents" not in seaweed.client().list_objects_v2(Bucket=bucket)
+
+
+@pytest.mark.s3
+def test_wrong_secret_key_is_access_denied_not_a_missing_bucket(tmp_path):
+    from tests import seaweed as seaweed_server
+
+    with seaweed_server.running(tmp_path, access_key="ak", secret_key="right") as server:
+        bucket = server.make_bucket()
+        for key, secret, code in (("ak", "wrong", "SignatureDoesNotMatch"), ("nobody", "x", "InvalidAccessKeyId")):
+            wh = Warehouse(f"s3://{bucket}/w", S3Options(server.endpoint, key, secret, "us-east-1"))
+            started = time.monotonic()
+            with pytest.raises(
+                AccessDenied, match=rf"access denied to bucket '{bucket}' .*\({code}\): check AWS_ACCESS_KEY_ID"
+            ):
+                wh.check_reachable()
+            with pytest.raises(AccessDenied):
+                wh.put_bytes(wh.path("x"), b"x")
+            assert time.monotonic() - started < 1.0  # not retried
+        missing = Warehouse("s3://no-such-bucket-here/w", server.s3_options())
+        with pytest.raises(NoSuchBucket, match="bucket 'no-such-bucket-here' does not exist"):
+            missing.check_reachable()
+
+
+def test_local_root_that_is_a_file_is_not_a_directory(tmp_path):
+    (tmp_path / "file").write_text("x")
+    wh = Warehouse(str(tmp_path / "file"))
+    started = time.monotonic()
+    with pytest.raises(NotADirectory, match=f"{tmp_path / 'file'} is not a directory"):
+        wh.check_reachable()
+    with pytest.raises(NotADirectory, match="is not a directory"):
+        wh.write_table("media", __import__("polars").DataFrame({"a": [1]}), "b1")
+    assert time.monotonic() - started < 0.5
+
+
+def test_local_io_error_is_retried_then_names_the_folder(tmp_path, monkeypatch, no_sleep):
+    backend = LocalBackend(str(tmp_path), policy=RetryPolicy(budget_s=2))
+    calls = []
+
+    def broken_open(*a, **k):
+        calls.append(a)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("builtins.open", broken_open)
+    with pytest.raises(StorageUnreachable, match=f"cannot reach {tmp_path} after"):
+        backend.get_bytes(str(tmp_path / "x"))
+    assert len(calls) > 2
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_disk_full_names_the_path_and_is_not_retried(tiny_tmpfs):
+    import polars as pl
+
+    wh = Warehouse(str(tiny_tmpfs / "warehouse"))
+    small = pl.DataFrame({"x": [1, 2, 3]})
+    wh.write_table("media", small, "b1")
+    big = os.urandom(4 << 20)
+    started = time.monotonic()
+    target = wh.path("audio_16k", "ab", "big.flac")
+    with pytest.raises(
+        DiskFull, match=rf"^writing {target}: disk full: no space left on the device \(ENOSPC\)$"
+    ) as info:
+        wh.put_bytes(target, big)
+    assert time.monotonic() - started < 0.5  # no backoff
+    assert info.value.path == target
+    assert not wh.exists(target)
+    assert os.listdir(tiny_tmpfs / "warehouse" / "_tmp") == []  # the partial temporary file is gone
+    assert wh.read_table("media", "b1").equals(small)  # what was there is still readable
