@@ -69,7 +69,8 @@ class S3Options:
 
     def storage_options(self) -> dict:
         """fsspec/s3fs options (streaming reads of source objects)."""
-        opts: dict = {"config_kwargs": {"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5}}
+        # source objects stream through s3fs: botocore retries them (5 attempts, backing off about 15 s at most)
+        opts: dict = {"config_kwargs": {"retries": {"max_attempts": 5, "mode": "standard"}, "connect_timeout": 5}}
         if self.endpoint_url:
             opts["endpoint_url"] = self.endpoint_url
         if self.access_key_id:

@@ -44,7 +44,10 @@ from dataclasses import dataclass
 import fsspec
 
 from .backends import S3Options, open_backend, s3_client, split_uri
-from .retries import StorageUnavailable, s3_call
+from .retries import RetryPolicy, StorageUnavailable, s3_call
+
+# the drop sensor's listings: a tick is killed at 60 s, and the next tick tries again
+SENSOR_RETRY = RetryPolicy(budget_s=5.0)
 
 
 # -- local files: never through a link -------------------------------------------------------
@@ -258,7 +261,7 @@ class S3Source:
         self.client = s3_client(s3)
 
     def _call(self, what: str, fn):
-        return s3_call(fn, what=what, endpoint=self.endpoint, bucket=self.bucket)
+        return s3_call(fn, what=what, endpoint=self.endpoint, bucket=self.bucket, policy=SENSOR_RETRY)
 
     def drop_key(self, drop: str) -> str:
         return f"{self.prefix}{drop}/"
