@@ -163,7 +163,10 @@ def cmd_process(args) -> int:
     print(
         f"drop {reg.drop!r}: {reg.new_files} new file(s) in {len(reg.new_batch_ids)} new batch(es), "
         f"{reg.known_files} already registered, {len(reg.ignored)} non-media file(s) ignored"
+        + (f", {len(reg.skipped)} link(s) or special file(s) not read" if reg.skipped else "")
     )
+    for rel, why in reg.skipped:
+        print(f"  skipped {rel}: {why}")
     if not reg.batch_ids:
         print("nothing to process")
         return EXIT_OK

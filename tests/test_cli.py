@@ -161,3 +161,24 @@ def test_code_location_loads_for_dagster_dev(tmp_path):
         env={**os.environ, "DAGSTER_HOME": str(home)},
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_links_in_a_local_drop_are_named_and_never_read(tmp_path):
+    """A link to /etc/passwd and a link to a media file outside the drop: neither is
+    registered, hashed or recorded; the CLI names both with the reason."""
+    outside = tmp_path / "elsewhere.flac"
+    outside.write_bytes((SAMPLE_DROP / "meeting-02.flac").read_bytes())
+    drop = tmp_path / "linked drop"
+    drop.mkdir()
+    (drop / "a.flac").write_bytes((SAMPLE_DROP / "meeting-02.flac").read_bytes())
+    (drop / "evil.wav").symlink_to("/etc/passwd")
+    (drop / "outside.flac").symlink_to(outside)
+    home = tmp_path / "home"
+    proc = cli(["process", str(drop), "--warehouse", str(tmp_path / "w"), "--model", "packaged:tiny.en"], home)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 link(s) or special file(s) not read" in proc.stdout
+    assert "skipped evil.wav: symbolic link: not followed" in proc.stdout
+    assert "skipped outside.flac: symbolic link: not followed" in proc.stdout
+    assert "1 total, 1 ok, 0 failed, 0 skipped" in proc.stdout
+    media = Warehouse(str(tmp_path / "w")).scan("media")
+    assert [uri.rsplit("/", 1)[-1] for uri in media["source_uri"]] == ["a.flac"]
