@@ -1,0 +1,168 @@
+"""``opentranscribe query transcript|words|talk-time|languages`` and ``opentranscribe duckdb``.
+
+:func:`add_query_commands` adds them to the main parser's subparsers; each handler takes the
+parsed ``args`` (with ``args.warehouse``) and returns an exit status: 0, or 2 for bad input
+(an unknown or ambiguous name, a media id prefix matching several items), the message and
+the candidates on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import polars as pl
+
+EXIT_OK, EXIT_USAGE = 0, 2
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _warehouse(args):
+    from ..storage import S3Options, Warehouse
+
+    return Warehouse(args.warehouse, S3Options.from_env())
+
+
+def write_frame(df: pl.DataFrame, fmt: str, out: str | None, stream=None) -> int:
+    """Print ``df`` as a table, CSV or JSON (records) to ``out`` or stdout; Parquet needs
+    ``--out FILE`` (or goes to a binary stdout that is not a terminal)."""
+    stream = stream or sys.stdout
+    if fmt == "parquet":
+        if out:
+            df.write_parquet(out)
+            return EXIT_OK
+        binary = getattr(stream, "buffer", None)
+        if binary is None or stream.isatty():
+            print("error: --format parquet needs --out FILE (or a pipe)", file=sys.stderr)
+            return EXIT_USAGE
+        buf = io.BytesIO()
+        df.write_parquet(buf)
+        binary.write(buf.getvalue())
+        binary.flush()
+        return EXIT_OK
+    if fmt == "csv":
+        text = df.write_csv()
+    elif fmt == "json":
+        text = df.write_json() + "\n"
+    else:
+        with pl.Config(
+            tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=120, tbl_width_chars=200, tbl_hide_dataframe_shape=True
+        ):
+            text = str(df) + f"\n({df.height} rows)\n"
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        stream.write(text)
+    return EXIT_OK
+
+
+def _run(args, make) -> int:
+    from . import core
+
+    try:
+        df = make(_warehouse(args))
+        if isinstance(df, pl.LazyFrame):
+            df = df.collect()
+    except core.QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return write_frame(df, args.format, args.out)
+
+
+def cmd_transcript(args) -> int:
+    """One media item's segments with speakers (by media id, id prefix or file name)."""
+    from . import core
+
+    return _run(args, lambda wh: core.transcript(wh, args.media))
+
+
+def cmd_words(args) -> int:
+    """Every word one global speaker said (by name or global id), optionally filtered."""
+    from . import core
+
+    return _run(args, lambda wh: core.words(wh, args.speaker, contains=args.contains))
+
+
+def cmd_talk_time(args) -> int:
+    """Seconds of speech per global speaker, most first."""
+    from . import core
+
+    return _run(args, lambda wh: core.talk_time(wh, top=args.top, source=args.source))
+
+
+def cmd_languages(args) -> int:
+    """Media items, words and hours per detected language."""
+    from . import core
+
+    return _run(args, core.words_per_language)
+
+
+def cmd_duckdb(args) -> int:
+    """A DuckDB session over the warehouse: the ``duckdb`` shell if installed, else a small
+    ``.duckdb`` file with the views and macros (and the SQL printed with ``--print-sql``)."""
+    from . import duck
+
+    wh = _warehouse(args)
+    sql = duck.setup_sql(wh)
+    if args.print_sql:
+        print(sql)
+        return EXIT_OK
+    binary = shutil.which("duckdb")
+    if binary and not args.file:
+        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+            f.write(sql)
+        return subprocess.call([binary, "-init", f.name])
+    path = args.file or "opentranscribe.duckdb"
+    duck.write_database(wh, path)
+    print(f"wrote {path}: a view per table and the macros {', '.join(duck.MACROS)}")
+    print(f"open it: .venv/bin/python -c \"import duckdb; c = duckdb.connect('{path}'); c.sql('...').show()\"")
+    if not wh.is_local:
+        print("S3: the credentials are not stored in the file; run first in each session:")
+        print(duck.s3_settings_sql(wh, redact=True))
+    return EXIT_OK
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--warehouse", required=True, help="local path or s3://bucket/prefix (S3 settings from AWS_*)")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--out", help="write to this file (needed for --format parquet on a terminal)")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def add_query_commands(subparsers) -> None:
+    """Add ``query`` (transcript, words, talk-time, languages) and ``duckdb``."""
+    q = subparsers.add_parser("query", help="answer the common questions, reading only the files needed")
+    qs = q.add_subparsers(dest="query_command", required=True)
+    t = qs.add_parser("transcript", help="one media item's transcript with speakers")
+    t.add_argument("media", help="media id, its first 4+ hex digits, or a file name / path")
+    _output_options(t)
+    t.set_defaults(func=cmd_transcript)
+    w = qs.add_parser("words", help="every word one global speaker said")
+    w.add_argument("--speaker", required=True, help="a name from speaker_profiles or a global id (spk-000042)")
+    w.add_argument("--contains", help="keep words containing this text (case-insensitive)")
+    _output_options(w)
+    w.set_defaults(func=cmd_words)
+    tt = qs.add_parser("talk-time", help="seconds of speech per global speaker")
+    tt.add_argument("--top", type=int, help="only the N who speak most")
+    tt.add_argument(
+        "--source",
+        choices=("turns", "embeddings"),
+        default="turns",
+        help="speaker_turns (default, overlaps count for each speaker) or speaker_embeddings.speech_s (cheaper, speech alone)",
+    )
+    _output_options(tt)
+    tt.set_defaults(func=cmd_talk_time)
+    lg = qs.add_parser("languages", help="media items, words and hours per language (from transcripts.n_words)")
+    _output_options(lg)
+    lg.set_defaults(func=cmd_languages)
+    d = subparsers.add_parser("duckdb", help="a DuckDB shell (or .duckdb file) with a view per table and lookup macros")
+    d.add_argument("--warehouse", required=True)
+    d.add_argument("--file", help="write this .duckdb file instead of opening the shell")
+    d.add_argument("--print-sql", dest="print_sql", action="store_true", help="print the setup SQL and exit")
+    d.add_argument("-v", "--verbose", action="store_true")
+    d.set_defaults(func=cmd_duckdb)
