@@ -338,61 +338,69 @@ def print_summary(warehouse, batch_ids: list[str], wall_s: float):
 
 
 def cmd_show(args) -> int:
-    """Row counts per table and the first transcript lines: what analysts will query."""
-    import polars as pl
-
-    from .schemas import TABLES
+    """Row counts per table (from Parquet footers: nothing is loaded, at any size) and the
+    first transcript lines of the first few files: what analysts will query."""
+    from .query import counts, transcript
     from .storage import StorageError, Warehouse
 
-    unreadable: list = []
+    unreadable: list[tuple[str, str]] = []
     try:
         warehouse = Warehouse(args.warehouse, _s3_options())
-        frames = {t: _read_for_show(warehouse, t, unreadable) for t in TABLES}
+        sizes = counts(warehouse, unreadable=unreadable)
+        first = _first_media(warehouse, SHOW_FILES)
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"tables in {warehouse.root_uri} (polars: pl.scan_parquet('{warehouse.root_uri}/<table>/**/*.parquet'))")
-    bad_tables = {exc.table for exc in unreadable}
-    for table, df in frames.items():
-        note = f"  ({sum(e.table == table for e in unreadable)} part(s) unreadable)" if table in bad_tables else ""
-        print(f"  {table:20s} {0 if df is None else df.height:8d} rows{note}")
-    for exc in unreadable:
-        print(f"warning: {exc}", file=sys.stderr)
+    for table, _, rows, _, bad in sizes.iter_rows():
+        note = f"  ({bad} part(s) unreadable)" if bad else ""
+        print(f"  {table:20s} {rows:8d} rows{note}")
+    for table, path in unreadable:
+        batch = path.rsplit("/batch_id=", 1)[-1].split("/", 1)[0] if "/batch_id=" in path else None
+        where = f"table {table!r} batch {batch!r}" if batch else f"table {table!r}"
+        print(f"warning: {where}: cannot read {warehouse.uri(path)}", file=sys.stderr)
     status = EXIT_RUN_FAILED if unreadable else EXIT_OK
-    media, segments, clusters = frames["media"], frames["segments"], frames["speaker_clusters"]
-    if media is None or segments is None or segments.is_empty():
-        return status
-    names = media.filter(pl.col("status") == "ok").select("media_id", "source_uri").unique("media_id")
-    joined = segments.join(names, on="media_id").sort("source_uri", "segment_id")
-    if clusters is not None:
-        joined = joined.join(
-            clusters.select("media_id", "speaker", "global_speaker_id"), on=["media_id", "speaker"], how="left"
-        )
-    else:
-        joined = joined.with_columns(global_speaker_id=pl.lit(None, pl.Utf8))
-    for (uri,), group in joined.group_by("source_uri", maintain_order=True):
+    for media_id, uri in first:
+        try:
+            lines = transcript(warehouse, media_id).head(args.lines).collect()
+        except Exception as exc:  # one unreadable transcript never hides the others
+            print(f"\n{uri}\n  (cannot show: {exc})")
+            status = EXIT_RUN_FAILED
+            continue
         print(f"\n{uri}")
-        for start, end, speaker, gid, text in (
-            group.select("start_s", "end_s", "speaker", "global_speaker_id", "text").head(args.lines).iter_rows()
-        ):
+        for start, end, speaker, gid, text in lines.select(
+            "start_s", "end_s", "speaker", "global_speaker_id", "text"
+        ).iter_rows():
             who = f"{speaker or '?'}{'/' + gid if gid else ''}"
             print(f"  [{start:7.2f} - {end:7.2f}] {who:22s} {text}")
+    if first:
+        print(f"\n(first {len(first)} file(s); `opentranscribe query transcript FILE` shows any one)")
     return status
 
 
-def _read_for_show(warehouse, table: str, unreadable: list):
-    """``table`` as one frame for ``show``; a part that cannot be read is added to
-    ``unreadable`` and the table's other batches are still read."""
-    from .speakers.state import read_archive_table
+SHOW_FILES = 10
+
+
+def _first_media(warehouse, limit: int) -> list[tuple[str, str]]:
+    """(media_id, source_uri) of the first ``limit`` transcribed files, from the first
+    batches' ``media`` tables only."""
+    import polars as pl
+
     from .storage import CorruptTable
 
-    try:
-        return read_archive_table(warehouse, table)
-    except CorruptTable as exc:
-        if exc.batch_id is None:  # an archive-wide file: nothing else to read
-            unreadable.append(exc)
-            return None
-    return warehouse.scan(table, corrupt=unreadable)
+    found: list[tuple[str, str]] = []
+    for batch_id in warehouse.batch_ids("segments"):
+        try:
+            media = warehouse.read_table("media", batch_id)
+        except CorruptTable:
+            continue
+        if media is None:
+            continue
+        ok = media.filter(pl.col("status") == "ok").sort("source_uri").select("media_id", "source_uri")
+        found.extend(ok.head(limit - len(found)).iter_rows())
+        if len(found) >= limit:
+            break
+    return found
 
 
 def cmd_speakers(args) -> int:
@@ -487,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--diarization", help="diarization pipeline whose embeddings to cluster (default: packaged)")
     sp.add_argument("-v", "--verbose", action="store_true")
     sp.set_defaults(func=cmd_speakers)
+    from .query.cli import add_query_commands  # `query transcript|words|talk-time|languages`, `duckdb`
+
+    add_query_commands(sub)
     return parser
 
 

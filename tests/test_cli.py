@@ -1,6 +1,7 @@
 """The `opentranscribe` console script: real runs recorded in a DAGSTER_HOME instance
 (SQLite and PostgreSQL), the summary, crash safety under SIGKILL."""
 
+import json
 import os
 import signal
 import subprocess
@@ -56,6 +57,15 @@ def test_process_sample_archive_records_runs_in_sqlite_instance(tmp_path, monkey
     assert "0 new file(s) in 0 new batch(es), 8 already registered" in again.stdout
     shown = cli(["show", "--warehouse", str(warehouse)], home)
     assert "words" in shown.stdout and "Good morning" in shown.stdout
+    # the query commands answer from the files a lookup names
+    town_hall = cli(["query", "transcript", "town hall 06.mp4", "--warehouse", str(warehouse), "--format", "csv"], home)
+    assert town_hall.returncode == 0, town_hall.stderr[-2000:]
+    assert "library" in town_hall.stdout.lower() and town_hall.stdout.startswith("media_id,")
+    talk = cli(["query", "talk-time", "--warehouse", str(warehouse), "--format", "json"], home)
+    assert talk.returncode == 0, talk.stderr[-2000:]
+    assert {row["global_speaker_id"] for row in json.loads(talk.stdout)} == set(
+        pl.read_parquet(f"{warehouse}/speaker_clusters/*.parquet")["global_speaker_id"]
+    )
     # analysts: DuckDB reads the hive-partitioned tables as the README shows
     import duckdb
 

@@ -410,7 +410,9 @@ def _s3_filesystem(wh: Warehouse):
     )
 
 
-def counts(wh: Warehouse, tables: Iterable[str] | None = None, *, workers: int = 16) -> pl.DataFrame:
+def counts(
+    wh: Warehouse, tables: Iterable[str] | None = None, *, workers: int = 16, unreadable: list | None = None
+) -> pl.DataFrame:
     """Rows per table from the Parquet footers (no table is loaded): table, files, rows,
     bytes, unreadable (parts whose footer could not be read; their rows are not counted).
     One listing per per-batch table (the manifest for the speaker tables), then one footer
@@ -438,6 +440,8 @@ def counts(wh: Warehouse, tables: Iterable[str] | None = None, *, workers: int =
         t[0] += 1
         if got is None:
             t[3] += 1
+            if unreadable is not None:
+                unreadable.append((name, _))
         else:
             t[1] += got[0]
             t[2] += got[1]
