@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -163,3 +165,19 @@ def register_one_file_batches(tmp_path: Path, home: Path, root: Path, files=("me
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.add_dynamic_partitions(BATCHES, batch_ids)
     return wh, batch_ids
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mount: Path, size: str):
+    """A tmpfs of ``size`` at ``mount`` (a full disk on demand); skips the test where it
+    cannot be mounted (not root)."""
+    mount.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

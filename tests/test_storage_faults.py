@@ -16,7 +16,7 @@ import pytest
 from opentranscribe_pipeline.storage import Warehouse
 
 from . import seaweed as seaweed_server
-from .conftest import ROOT, SAMPLE_DROP, write_instance_yaml
+from .conftest import ROOT, SAMPLE_DROP, mounted_tmpfs, write_instance_yaml
 
 OPENTRANSCRIBE = [sys.executable, "-m", "opentranscribe_pipeline.cli"]
 FILES = ("meeting-02.flac", "call-07.flac", "lecture_05.ogg")
@@ -220,17 +220,8 @@ def test_unreachable_endpoint_exits_2_in_one_line(tmp_path):
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs ({proc.stderr.strip() or proc.returncode}): needs root")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_disk_full_exits_2_naming_the_path_without_retries(tmp_path, tmpfs):

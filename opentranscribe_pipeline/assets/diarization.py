@@ -18,7 +18,7 @@ from ..settings import GPU_POOL
 from ..speech.decode import load_flac
 from ..speech.diarize import Diarizer
 from .checks import markdown_table, table_spec
-from .modelstep import FileOutput, ModelStage, ReprocessConfig, run_model_step, usable_audio
+from .modelstep import FileOutput, ModelStage, ReprocessConfig, run_model_step
 
 GROUP = "speakers"
 STAGE = ModelStage(
@@ -102,15 +102,7 @@ def diarize(
             summary=f"{len(result.speakers)} speakers, {len(result.turns)} turns",
         )
 
-    step = run_model_step(
-        context,
-        wh,
-        STAGE,
-        model=diarization,
-        wanted=usable_audio(wh, batch_id, "diarization"),
-        force=config.force,
-        process=diarize_file,
-    )
+    step = run_model_step(context, wh, STAGE, model=diarization, force=config.force, process=diarize_file)
     notes = step.state.filter(pl.col("note").is_not_null())
     yield from step.results(
         state_extra={

@@ -321,15 +321,18 @@ def run_model_step(
     stage: ModelStage,
     *,
     model: StageModel[Model],
-    wanted: pl.DataFrame,
     force: list[str],
     process: Callable[[Model, dict[str, Any]], FileOutput],
+    wanted: pl.DataFrame | None = None,
 ) -> StepResult:
     """Run ``process`` over every wanted file of the partition that is not current.
 
     ``wanted`` has one row per file the stage should cover (``media_id`` and whatever
-    ``process`` needs, ``duration_s`` for the real-time factor)."""
+    ``process`` needs, ``duration_s`` for the real-time factor); by default the batch's
+    usable audio (``media_id, audio_uri, duration_s``), the input of every audio model."""
     batch_id = context.partition_key
+    if wanted is None:
+        wanted = usable_audio(wh, batch_id, stage.state_table)
     state_model = TABLES[stage.state_table]
     model_version = model.model_version()
     model_meta = {**model.model_columns(), "model_version": model_version}

@@ -21,7 +21,7 @@ from ..settings import GPU_POOL
 from ..speech.asr import Transcriber, Transcript
 from ..speech.decode import load_flac
 from .checks import table_spec
-from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, run_model_step, usable_audio
+from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, run_model_step
 
 STAGE = ModelStage(
     name="transcription",
@@ -109,15 +109,7 @@ def transcribe(
             summary=f"{tx.n_words} words ({item['duration_s']:.1f} s of audio)",
         )
 
-    step = run_model_step(
-        context,
-        wh,
-        STAGE,
-        model=asr,
-        wanted=usable_audio(wh, batch_id, "transcripts"),
-        force=config.force,
-        process=transcribe_file,
-    )
+    step = run_model_step(context, wh, STAGE, model=asr, force=config.force, process=transcribe_file)
     options = asr.options()
     yield from step.results(
         state_extra={"device": options.device, "compute_type": options.compute_type, "batch_size": options.batch_size},

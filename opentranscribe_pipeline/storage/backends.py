@@ -112,7 +112,18 @@ def join_uri(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
-class LocalBackend:
+class _Objects:
+    """What both backends derive from their own ``get_bytes``."""
+
+    def get_if_exists(self, path: str) -> bytes | None:
+        """The object's bytes, or None when there is none (one GET on S3)."""
+        try:
+            return self.get_bytes(path)
+        except FileNotFoundError:
+            return None
+
+
+class LocalBackend(_Objects):
     """A local folder. Calls are retried on transient ``OSError`` (network file systems)."""
 
     is_local = True
@@ -144,12 +155,6 @@ class LocalBackend:
                 return f.read()
 
         return self._io(read, what=f"reading {path}")
-
-    def get_if_exists(self, path: str) -> bytes | None:
-        try:
-            return self.get_bytes(path)
-        except FileNotFoundError:
-            return None
 
     def put_bytes(self, path: str, data: bytes) -> None:
         path = self._path(path)
@@ -242,7 +247,7 @@ class LocalBackend:
         self._io(lambda: os.makedirs(self.root, exist_ok=True), what=f"opening {self.root}")
 
 
-class S3Backend:
+class S3Backend(_Objects):
     """An S3 bucket (any S3-compatible endpoint), spoken to through botocore."""
 
     is_local = False
@@ -291,12 +296,6 @@ class S3Backend:
         return self._call(
             lambda: self.client.get_object(Bucket=bucket, Key=key)["Body"].read(), f"reading {path}", bucket
         )
-
-    def get_if_exists(self, path: str) -> bytes | None:
-        try:
-            return self.get_bytes(path)
-        except FileNotFoundError:
-            return None
 
     def put_bytes(self, path: str, data: bytes) -> None:
         bucket, key = self._split(path)

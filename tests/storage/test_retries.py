@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import time
 
 import pytest
@@ -29,6 +28,8 @@ from opentranscribe_pipeline.storage import (
     s3_call,
     with_retries,
 )
+
+from ..conftest import mounted_tmpfs
 
 
 class Flaky:
@@ -254,17 +255,8 @@ def test_local_io_error_is_retried_then_names_the_folder(tmp_path, monkeypatch, 
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): needs root")
-    try:
+    with mounted_tmpfs(tmp_path / "tiny", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_disk_full_names_the_path_and_is_not_retried(tiny_tmpfs):
