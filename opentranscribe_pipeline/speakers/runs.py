@@ -7,7 +7,6 @@ and retries from the new generation if another writer (another machine) committe
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,15 +16,12 @@ from .cluster import ClusterParams
 from .identity import Assignment, assign_batches, follow_merges, recluster_all, suggest, unknown_profile_ids
 from .state import (
     Change,
-    ConcurrentSpeakerWrite,
     Generation,
     SpeakerState,
     centroid_rows,
     load_index,
     read_embeddings,
 )
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,49 +61,39 @@ def cluster_archive(
     emb_all = read_embeddings(wh, None if full else batch_ids)
     emb = emb_all.filter(pl.col("model") == model)
     other = emb_all.filter(pl.col("model") != model)
-    for attempt in range(1, attempts + 1):
-        with state.writer():
-            gen = state.current()
-            state.ensure_published(gen)
-            index, previous_centroids = load_index(state, gen, model)
-            if full:
-                outcome = recluster_all(emb, state.read_clusters(gen), index, params)
-                parts = {b: rows for (b,), rows in outcome.rows.partition_by("batch_id", as_dict=True).items()}
-            else:
-                outcome = assign_batches(emb, state.read_clusters(gen, batch_ids), index, params)
-                by_batch = outcome.rows.partition_by("batch_id", as_dict=True)
-                parts = {b: by_batch.get((b,)) for b in batch_ids}
-            centroids = centroid_rows(outcome.index, previous_centroids)
-            (profiles, edited), conflicts = state.profiles(gen), []
-            merged = outcome.report is not None and bool(outcome.report.merges)
-            if merged:
-                profiles, conflicts = follow_merges(profiles, outcome.report.merges)
-            suggestions = suggest(outcome.index, profiles, accept_threshold, suggest_threshold)
-            change = Change(
-                clusters=parts,
-                replace_all_clusters=full,
-                centroids=centroids,
-                profiles=profiles if merged or edited else None,
-                suggestions=suggestions,
-                next_number=outcome.index.next_number,
-            )
-            try:
-                new = state.commit(gen, change)
-            except ConcurrentSpeakerWrite:
-                if attempt == attempts:
-                    raise
-                log.warning("another writer committed first; clustering again from its generation")
-                continue
-        return ClusteringRun(
-            outcome=outcome,
-            generation=new,
-            embeddings=emb,
-            other_models=other,
+
+    def build(gen: Generation) -> tuple[Change, dict]:
+        index, previous_centroids = load_index(state, gen, model)
+        if full:
+            outcome = recluster_all(emb, state.read_clusters(gen), index, params)
+            parts = {b: rows for (b,), rows in outcome.rows.partition_by("batch_id", as_dict=True).items()}
+        else:
+            outcome = assign_batches(emb, state.read_clusters(gen, batch_ids), index, params)
+            by_batch = outcome.rows.partition_by("batch_id", as_dict=True)
+            parts = {b: by_batch.get((b,)) for b in batch_ids}
+        centroids = centroid_rows(outcome.index, previous_centroids)
+        (profiles, edited), conflicts = state.profiles(gen), []
+        merged = outcome.report is not None and bool(outcome.report.merges)
+        if merged:
+            profiles, conflicts = follow_merges(profiles, outcome.report.merges)
+        suggestions = suggest(outcome.index, profiles, accept_threshold, suggest_threshold)
+        change = Change(
+            clusters=parts,
+            replace_all_clusters=full,
             centroids=centroids,
-            profiles=profiles,
+            profiles=profiles if merged or edited else None,
             suggestions=suggestions,
-            name_conflicts=conflicts,
-            unknown_profile_ids=unknown_profile_ids(profiles, centroids),
-            attempts=attempt,
+            next_number=outcome.index.next_number,
         )
-    raise AssertionError("unreachable")
+        made = {"outcome": outcome, "centroids": centroids, "profiles": profiles, "suggestions": suggestions}
+        return change, made | {"name_conflicts": conflicts}
+
+    new, made, attempt = state.transact(build, attempts=attempts)
+    return ClusteringRun(
+        generation=new,
+        embeddings=emb,
+        other_models=other,
+        unknown_profile_ids=unknown_profile_ids(made["profiles"], made["centroids"]),
+        attempts=attempt,
+        **made,
+    )

@@ -42,8 +42,9 @@ import posixpath
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -83,6 +84,7 @@ _PART_PREFIX, _PART_SUFFIX = "part-", ".parquet"
 _COMPACT_PREFIX = "compact-"  # speaker_clusters/compact-<generation>.parquet: every batch not in a delta part
 COMPACT_AFTER = 32  # delta parts that may pile up before the next commit compacts them
 _GEN_RE = re.compile(r"gen-(\d+)/")
+T = TypeVar("T")
 
 
 class ConcurrentSpeakerWrite(RuntimeError):
@@ -371,6 +373,26 @@ class SpeakerState:
             self.wh.remove(stale)
 
     # -- one writer at a time --------------------------------------------------------------
+    def transact(
+        self, build: Callable[[Generation], tuple[Change, T]], *, attempts: int = 3
+    ) -> tuple[Generation, T, int]:
+        """Under the lease: read the committed generation (published copies repaired first),
+        ``build`` a change from it and commit it; when another writer committed first, build
+        again from the new generation (``attempts`` in all). Returns the new generation,
+        what ``build`` returned beside the change, and the attempts used."""
+        for attempt in range(1, attempts + 1):
+            with self.writer():
+                gen = self.current()
+                self.ensure_published(gen)
+                change, result = build(gen)
+                try:
+                    return self.commit(gen, change), result, attempt
+                except ConcurrentSpeakerWrite:
+                    if attempt == attempts:
+                        raise
+                    log.warning("another writer committed speaker state first; building again from its generation")
+        raise AssertionError("unreachable")
+
     @contextlib.contextmanager
     def writer(self) -> Iterator[None]:
         """Hold the writer lease: wait (up to ``lease_wait_s``) while another writer holds a
@@ -538,38 +560,28 @@ class UnknownSpeaker(LookupError):
     """No global speaker with that id in the warehouse."""
 
 
-def name_speaker(wh: Warehouse, global_speaker_id: str, name: str, *, attempts: int = 3) -> str:
+def name_speaker(wh: Warehouse, global_speaker_id: str, name: str) -> str:
     """Give a voice a name (a new generation); a merged id names the voice that absorbed
     it. Returns the id that was named."""
     state = SpeakerState(wh)
-    for attempt in range(attempts):
-        with state.writer():
-            gen = state.current()
-            centroids = state.read(gen, CENTROIDS)
-            if centroids.filter(pl.col("global_speaker_id") == global_speaker_id).is_empty():
-                known = centroids.filter(pl.col("status") == "active").height
-                raise UnknownSpeaker(
-                    f"no global speaker {global_speaker_id!r} in {wh.root_uri} "
-                    f"({known} known; see `opentranscribe speakers list`)"
-                )
-            merged = dict(
-                zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into"))
+
+    def build(gen: Generation) -> tuple[Change, str]:
+        centroids = state.read(gen, CENTROIDS)
+        if centroids.filter(pl.col("global_speaker_id") == global_speaker_id).is_empty():
+            known = centroids.filter(pl.col("status") == "active").height
+            raise UnknownSpeaker(
+                f"no global speaker {global_speaker_id!r} in {wh.root_uri} "
+                f"({known} known; see `opentranscribe speakers list`)"
             )
-            target = global_speaker_id
-            while target in merged:
-                target = merged[target]
-            row = conform(
-                pl.DataFrame([{"global_speaker_id": target, "name": name, "named_at": utc_now()}]), SpeakerProfiles
-            )
-            state.ensure_published(gen)
-            profiles = state.profiles(gen)[0]
-            profiles = pl.concat([profiles.filter(pl.col("global_speaker_id") != target), row]).sort(
-                "global_speaker_id"
-            )
-            try:
-                state.commit(gen, Change(profiles=profiles))
-                return target
-            except ConcurrentSpeakerWrite:
-                if attempt == attempts - 1:
-                    raise
-    raise AssertionError("unreachable")
+        merged = dict(zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into")))
+        target = global_speaker_id
+        while target in merged:
+            target = merged[target]
+        row = conform(
+            pl.DataFrame([{"global_speaker_id": target, "name": name, "named_at": utc_now()}]), SpeakerProfiles
+        )
+        profiles = state.profiles(gen)[0]
+        profiles = pl.concat([profiles.filter(pl.col("global_speaker_id") != target), row])
+        return Change(profiles=profiles.sort("global_speaker_id")), target
+
+    return state.transact(build)[1]
