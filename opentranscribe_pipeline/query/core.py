@@ -108,12 +108,12 @@ def table_files(wh: Warehouse, table: str, batch_ids: Iterable[str] | None = Non
     return [p for p in paths if os.path.isfile(p)] if wh.is_local else paths
 
 
-def archive_files(wh: Warehouse, table: str) -> list[str]:
-    """The files of an archive-wide speaker table in the committed generation."""
-    st = speaker_state.SpeakerState(wh)
-    gen = st.current()
+def archive_files(wh: Warehouse, table: str, gen: speaker_state.Generation | None = None) -> list[str]:
+    """The files of an archive-wide speaker table in the committed generation (``gen``,
+    when the caller has read it already)."""
+    gen = gen or speaker_state.SpeakerState(wh).current()
     if table == speaker_state.CLUSTERS:
-        rel = ([gen.base] if getattr(gen, "base", None) else []) + sorted(gen.clusters.values())
+        rel = ([gen.base] if gen.base else []) + sorted(gen.clusters.values())
     else:
         rel = [gen.tables[table]] if gen.tables.get(table) else []
     paths = [wh.path(r) for r in rel]
@@ -418,10 +418,11 @@ def counts(
     One listing per per-batch table (the manifest for the speaker tables), then one footer
     read per file, ``workers`` at a time (S3: ranged GETs of the footer)."""
     names = list(tables) if tables is not None else list(TABLES)
+    gen = speaker_state.SpeakerState(wh).current() if set(names) & set(ARCHIVE_TABLES) else None  # one manifest read
     jobs = [
         (name, path)
         for name in names
-        for path in (archive_files(wh, name) if name in ARCHIVE_TABLES else table_files(wh, name))
+        for path in (archive_files(wh, name, gen) if name in ARCHIVE_TABLES else table_files(wh, name))
     ]
     fs = None if wh.is_local else _s3_filesystem(wh)
 
