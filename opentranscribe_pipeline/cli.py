@@ -507,10 +507,11 @@ def _quiet_model_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=r"\s*torchcodec is not installed correctly")
-    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    import lightning.pytorch  # noqa: F401  its import sets its own logger to INFO: lower it afterwards
     import whisperx
 
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     whisperx.setup_logging(level="warning")
 
 
