@@ -137,6 +137,46 @@ def run_clustering(instance, warehouse_uri: str, args, mode: str, batch_ids: lis
     )
 
 
+def _translation_config(args) -> dict:
+    """``translation`` resource config from ``--translate``/``--no-translate``/``--translation-model``
+    (the ASR ``--model`` too, unless a translation model is named)."""
+    config = {}
+    model = getattr(args, "translation_model", None) or getattr(args, "model", None)
+    if model:
+        config["model"] = model
+    if getattr(args, "translate", None):
+        config["translate"] = args.translate
+    if getattr(args, "device", None):
+        config["device"] = args.device
+    return config
+
+
+def run_publish(instance, warehouse_uri: str, args, batch_ids: list[str]) -> list[tuple[str, str, list[str]]]:
+    """``publish_batch`` (exports) for each batch, in process, after clustering; the failed
+    runs as ``(batch, run id, failed steps)``. ``--no-exports`` writes no files."""
+    from .definitions import PUBLISH_JOB, defs
+
+    job = defs.resolve_job_def(PUBLISH_JOB)
+    failed = []
+    for batch_id in batch_ids:
+        result = job.execute_in_process(
+            run_config={
+                "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
+                "resources": {
+                    "warehouse": {"config": {"root": warehouse_uri}},
+                    "exports_config": {"config": {"enabled": not getattr(args, "no_exports", False)}},
+                },
+            },
+            instance=instance,
+            partition_key=batch_id,
+            raise_on_error=False,
+            tags=_run_tags(),
+        )
+        if not result.success:
+            failed.append((f"{batch_id} (publish)", result.run_id, failed_steps(result)))
+    return failed
+
+
 def cmd_process(args) -> int:
     from dagster import DagsterInstance
 
@@ -183,6 +223,7 @@ def cmd_process(args) -> int:
             "warehouse": {"config": {"root": warehouse.root_uri}},
             "asr": {"config": _asr_config(args)},
             "diarization": {"config": _diarization_config(args)},
+            "translation": {"config": _translation_config(args)},
         },
     }
     failed_runs = []
@@ -207,6 +248,8 @@ def cmd_process(args) -> int:
         result = run_clustering(instance, warehouse.root_uri, args, "incremental", done)
         if not result.success:
             failed_runs.append(("speaker clustering", result.run_id, failed_steps(result)))
+        else:
+            failed_runs += run_publish(instance, warehouse.root_uri, args, done)
     summary_error = print_summary(warehouse, reg.batch_ids, time.perf_counter() - started)
     print(f"runs recorded in {home} (dagster dev shows them)")
     for batch_id, run_id, steps in failed_runs:
@@ -445,10 +488,35 @@ def cmd_speakers(args) -> int:
                 f"  {row['global_speaker_id']}  {row['n_members']:5d} files  {row['speech_s']:8.1f} s  {row['name'] or '-'}{hint}"
             )
         return EXIT_OK
+    record_profiles_changed(warehouse)
     if target != args.id:
         print(f"{args.id} was merged into {target}; naming {target}")
     print(f"{target} is now {args.name.strip()!r}")
     return EXIT_OK
+
+
+def record_profiles_changed(warehouse) -> None:
+    """Tell the Dagster instance that ``speaker_profiles`` changed (a runless materialization
+    with a data version over the names), so the UI marks ``exports`` stale."""
+    import hashlib
+
+    import dagster as dg
+
+    from .query.core import profiles
+
+    try:
+        names = profiles(warehouse).sort("global_speaker_id").rows()
+        _dagster_home()
+        with dg.DagsterInstance.get() as instance:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    "speaker_profiles",
+                    metadata={"named_speakers": len(names), "warehouse": warehouse.root_uri},
+                    tags={"dagster/data_version": hashlib.sha256(repr(names).encode()).hexdigest()[:16]},
+                )
+            )
+    except Exception as exc:  # the name is committed; only the UI's staleness hint is lost
+        logging.getLogger(__name__).warning("could not record the rename in the Dagster instance: %s", exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -480,6 +548,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-speakers", dest="num_speakers", type=int, help="exact speakers per file, when known")
     p.add_argument("--min-speakers", dest="min_speakers", type=int, help="lower bound on speakers per file")
     p.add_argument("--max-speakers", dest="max_speakers", type=int, help="upper bound on speakers per file")
+    p.add_argument(
+        "--translate",
+        choices=["never", "non_english", "always"],
+        help="English version (segments_en): non_english (default), always, or never",
+    )
+    p.add_argument("--no-translate", dest="translate", action="store_const", const="never", help="same as --translate never")
+    p.add_argument("--translation-model", dest="translation_model", help="multilingual Whisper model (default: --model)")
+    p.add_argument("--no-exports", dest="no_exports", action="store_true", help="write no subtitle/transcript files")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_process)
     s = sub.add_parser("show", help="print table sizes and the first transcript lines of a warehouse")
@@ -498,6 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .query.cli import add_query_commands  # `query transcript|words|talk-time|languages`, `duckdb`
 
     add_query_commands(sub)
+    from .deliver.cli import add_export_command  # `export`
+
+    add_export_command(sub)
     return parser
 
 

@@ -11,21 +11,35 @@ import dagster as dg
 from . import settings
 from .assets import attribute_speakers, cluster_speakers, diarize, ingest, speaker_profiles, transcribe
 from .assets.clustering import clustering_run_config
+from .assets.exports import exports
+from .assets.stats import conversation_analytics
+from .assets.translation import translate
 from .assets.versions import with_code_versions
 from .executors import batch_executor
 from .partitions import batch_partitions
-from .resources import AsrModelResource, DiarizationModelResource, SpeakerClusteringResource, WarehouseResource
+from .resources import (
+    AsrModelResource,
+    DiarizationModelResource,
+    SpeakerClusteringResource,
+    TranslationModelResource,
+    WarehouseResource,
+)
+from .resources.deliver import ExportsResource
 from .sensors import DropSensorConfig, drop_sensor, record_run_failures
+from .sensors.publish import publish_after_assignment
 from .sensors.speakers import ASSIGN_JOB, assign_new_speakers
 
 BATCH_JOB = "transcribe_batch"
 RECLUSTER_JOB = "recluster_speakers"
+PUBLISH_JOB = "publish_batch"
 
-__all__ = ["ASSIGN_JOB", "BATCH_JOB", "RECLUSTER_JOB", "clustering_run_config", "defs"]
+__all__ = ["ASSIGN_JOB", "BATCH_JOB", "PUBLISH_JOB", "RECLUSTER_JOB", "clustering_run_config", "defs"]
 
 transcribe_batch = dg.define_asset_job(
     BATCH_JOB,
-    selection=dg.AssetSelection.assets(ingest, transcribe, diarize, attribute_speakers),
+    selection=dg.AssetSelection.assets(
+        ingest, transcribe, diarize, attribute_speakers, translate, conversation_analytics
+    ),
     partitions_def=batch_partitions,
     description="One batch of files: media -> audio -> transcripts, speaker turns and embeddings -> segments, words.",
     executor_def=batch_executor(),  # Celery when OPENTRANSCRIBE_CELERY_BROKER is set, else multiprocess
@@ -45,6 +59,13 @@ recluster_speakers = dg.define_asset_job(
     description="Re-cluster every speaker of the archive, keeping global ids stable.",
 )
 
+publish_batch = dg.define_asset_job(
+    PUBLISH_JOB,
+    selection=dg.AssetSelection.assets(exports),
+    partitions_def=batch_partitions,
+    description="One batch's deliverables that need global speaker ids and names (exports), after clustering.",
+)
+
 nightly_recluster = dg.ScheduleDefinition(
     name="nightly_speaker_recluster",
     job=recluster_speakers,
@@ -55,15 +76,21 @@ nightly_recluster = dg.ScheduleDefinition(
 
 defs = dg.Definitions(
     # code versions name the configured models: change one and the UI marks outputs stale
-    assets=with_code_versions([ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles]),
-    jobs=[transcribe_batch, assign_speakers, recluster_speakers],
+    assets=with_code_versions(
+        [ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles]
+        + [translate, conversation_analytics, exports]
+    ),
+    jobs=[transcribe_batch, assign_speakers, recluster_speakers, publish_batch],
     schedules=[nightly_recluster],
-    sensors=[drop_sensor, record_run_failures, assign_new_speakers],
+    sensors=[drop_sensor, record_run_failures, assign_new_speakers]
+    + [publish_after_assignment(assign_speakers, publish_batch)],
     resources={
         "warehouse": WarehouseResource(),
         "asr": AsrModelResource(),
         "diarization": DiarizationModelResource(),
         "clustering": SpeakerClusteringResource(),
         "drop_sensor_config": DropSensorConfig(),
+        "translation": TranslationModelResource(),
+        "exports_config": ExportsResource(),
     },
 )

@@ -289,6 +289,104 @@ class SpeakerSuggestions(_Table):
     confidence: str = pa.Field(isin=("high", "medium"))
 
 
+class Translations(_Table):
+    """Per media item: the English version's outcome and the model that made it (resume state)."""
+
+    batch_id: str
+    media_id: str = pa.Field(unique=True, str_matches=SHA256_HEX)
+    status: str = pa.Field(isin=FILE_STATUSES)
+    error: str = pa.Field(nullable=True)  # e.g. "... is an English-only Whisper model: it cannot translate"
+    note: str = pa.Field(nullable=True)  # "english: copied through", "translation off (translate: never)"
+    source_language: str = pa.Field(nullable=True)
+    n_segments: pl.Int64 = pa.Field(ge=0)
+    n_translated: pl.Int64 = pa.Field(ge=0)
+    source_digest: str = pa.Field(nullable=True)  # of the segments translated: changed -> redone
+    audio_s: pl.Float64 = pa.Field(ge=0)
+    elapsed_s: pl.Float64 = pa.Field(ge=0)
+    translation_model: str
+    translate_mode: str = pa.Field(isin=("never", "non_english", "always"))
+    model_version: str
+    processed_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+
+class SegmentsEn(_TimedTable):
+    """Every segment in English: English media copied through, others translated per
+    speaker turn by Whisper's translate task."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    segment_id: pl.Int32 = pa.Field(ge=0)
+    start_s: pl.Float64 = pa.Field(ge=0)
+    end_s: pl.Float64 = pa.Field(ge=0)
+    text: str
+    source_language: str = pa.Field(nullable=True)
+    speaker: str = pa.Field(nullable=True)  # null only where diarization failed for the file
+    translated: pl.Boolean  # false: the original English text
+
+    class Config:
+        unique = ["media_id", "segment_id"]
+
+
+class SpeakerStats(_Table):
+    """Per media item and local speaker: how much, how fast and how they spoke."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    speaker: str = pa.Field(str_matches=SPEAKER_LABEL)
+    talk_s: pl.Float64 = pa.Field(ge=0)
+    share_of_talk: pl.Float64 = pa.Field(ge=0, le=1)
+    n_words: pl.Int64 = pa.Field(ge=0)
+    n_turns: pl.Int64 = pa.Field(ge=1)
+    words_per_minute: pl.Float64 = pa.Field(ge=0)
+    n_questions: pl.Int64 = pa.Field(ge=0)
+    n_interruptions: pl.Int64 = pa.Field(ge=0)
+    longest_turn_s: pl.Float64 = pa.Field(ge=0)
+
+    class Config:
+        unique = ["media_id", "speaker"]
+
+    @pa.dataframe_check
+    @classmethod
+    def longest_turn_within_talk(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("longest_turn_s") <= pl.col("talk_s") + 1e-3)
+
+    @pa.dataframe_check
+    @classmethod
+    def interruptions_are_turns(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("n_interruptions") <= pl.col("n_turns"))
+
+    @pa.dataframe_check
+    @classmethod
+    def shares_sum_to_one(cls, data) -> pl.LazyFrame:
+        total = pl.col("share_of_talk").sum().over("media_id")
+        return data.lazyframe.select(((total - 1.0).abs() < 1e-2) | (pl.col("talk_s").sum().over("media_id") == 0))
+
+
+class MediaStats(_Table):
+    """Per usable media item: speech, silence, overlap and pace."""
+
+    batch_id: str
+    media_id: str = pa.Field(unique=True, str_matches=SHA256_HEX)
+    duration_s: pl.Float64 = pa.Field(ge=0)
+    speech_s: pl.Float64 = pa.Field(ge=0)
+    silence_s: pl.Float64 = pa.Field(ge=0)
+    overlap_s: pl.Float64 = pa.Field(ge=0)
+    n_speakers: pl.Int64 = pa.Field(ge=0)
+    speaker_switches: pl.Int64 = pa.Field(ge=0)
+    n_words: pl.Int64 = pa.Field(ge=0)
+    words_per_minute: pl.Float64 = pa.Field(ge=0)
+    diarized: pl.Boolean  # false: diarization failed or not run; speech_s from the words
+
+    @pa.dataframe_check
+    @classmethod
+    def time_adds_up(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            (pl.col("overlap_s") <= pl.col("speech_s") + 1e-3)
+            & ((pl.col("speech_s") + pl.col("silence_s") - pl.col("duration_s")).abs() < 1e-2)
+            | (pl.col("speech_s") > pl.col("duration_s"))  # turns a hair past the end: silence 0
+        )
+
+
 TABLES: dict[str, type[_Table]] = {
     "batches": Batches,
     "media": Media,
@@ -305,6 +403,10 @@ TABLES: dict[str, type[_Table]] = {
     "speaker_centroids": SpeakerCentroids,
     "speaker_profiles": SpeakerProfiles,
     "speaker_suggestions": SpeakerSuggestions,
+    "translations": Translations,
+    "segments_en": SegmentsEn,
+    "speaker_stats": SpeakerStats,
+    "media_stats": MediaStats,
 }
 
 

@@ -83,6 +83,11 @@ def asr_model() -> str:
     return env("OPENTRANSCRIBE_ASR_MODEL", DEFAULT_ASR_MODEL)
 
 
+def translation_model() -> str | None:
+    """``OPENTRANSCRIBE_TRANSLATION_MODEL``: the Whisper model of ``segments_en`` (unset: the ASR model)."""
+    return env("OPENTRANSCRIBE_TRANSLATION_MODEL")
+
+
 def diarization_pipeline() -> str:
     """``packaged`` (offline default), a Hugging Face id, or a local pipeline directory."""
     return env("OPENTRANSCRIBE_DIARIZATION", DEFAULT_DIARIZATION)

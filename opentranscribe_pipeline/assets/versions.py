@@ -31,6 +31,9 @@ STEP_VERSIONS = {
     "diarize": "diarize/1",
     "attribute_speakers": "attribute/1",
     "cluster_speakers": "cluster/1",
+    "translate": "translate/1",
+    "conversation_analytics": "stats/1",
+    "exports": "exports/1",
 }
 
 

@@ -1,4 +1,4 @@
-from .models import AsrModelResource, DiarizationModelResource, SpeakerClusteringResource
+from .models import AsrModelResource, DiarizationModelResource, SpeakerClusteringResource, TranslationModelResource
 from .storage import WarehouseResource
 
-__all__ = ["AsrModelResource", "DiarizationModelResource", "SpeakerClusteringResource", "WarehouseResource"]
+__all__ = ["AsrModelResource", "DiarizationModelResource", "SpeakerClusteringResource", "TranslationModelResource", "WarehouseResource"]

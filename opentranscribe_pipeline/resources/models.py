@@ -132,3 +132,70 @@ class SpeakerClusteringResource(dg.ConfigurableResource):
 
     def params(self) -> ClusterParams:
         return ClusterParams(threshold=self.threshold, merge_threshold=self.merge_threshold, iterations=self.iterations)
+
+
+class TranslationModelResource(dg.ConfigurableResource):
+    """Whisper's translate task for ``segments_en``. ``model``: a multilingual Whisper model
+    (``packaged:base``, a CTranslate2 directory or a hub id); unset falls back to
+    ``OPENTRANSCRIBE_TRANSLATION_MODEL``, then to the ASR model. ``translate``: ``never``
+    (English media copied through, others not translated), ``non_english`` (default) or
+    ``always`` (English media re-spoken through the translate task too)."""
+
+    model: str | None = Field(default=None, description="multilingual Whisper model; unset: the ASR model")
+    translate: str = Field(default="non_english", description="never | non_english | always")
+    device: str = Field(default="auto", description="auto, cpu or cuda")
+    device_index: int = 0
+    compute_type: str = Field(default="default", description="default: float16 on cuda, int8 on cpu")
+    beam_size: int = 5
+    threads: int = Field(default=0, description="CPU threads for CTranslate2 (0 = its default)")
+    hf_token: str | None = Field(default=None, description="Hugging Face token; pass as EnvVar('HF_TOKEN')")
+    cache_dir: str | None = Field(default=None, description="where packaged split models are joined")
+
+    def spec(self) -> str:
+        return self.model or settings.translation_model() or settings.asr_model()
+
+    def mode(self) -> str:
+        from ..deliver.translate import MODES
+
+        if self.translate not in MODES:
+            raise dg.Failure(f"translate must be one of {', '.join(MODES)}, not {self.translate!r}")
+        return self.translate
+
+    def resolved(self) -> ResolvedModel:
+        from pathlib import Path
+
+        return resolve_asr_model(self.spec(), Path(self.cache_dir) if self.cache_dir else None)
+
+    def options(self) -> AsrOptions:
+        device = resolve_device(self.device)
+        compute_type = self.compute_type
+        if compute_type == "default":
+            compute_type = "float16" if device == "cuda" else "int8"
+        return AsrOptions(
+            device=device,
+            device_index=self.device_index,
+            compute_type=compute_type,
+            beam_size=self.beam_size,
+            threads=self.threads,
+            hf_token=self.hf_token,
+        )
+
+    def model_version(self) -> str:
+        """Changes whenever the English text could change (model or mode)."""
+        from ..speech.models import asr_model_version
+
+        return f"{asr_model_version(self.spec())}|translate|{self.mode()}"
+
+    def model_columns(self) -> dict[str, str]:
+        """The ``translations`` columns that name the model (a ``StageModel``)."""
+        return {"translation_model": self.spec(), "translate_mode": self.mode()}
+
+    def load(self):
+        """A :class:`~..deliver.translate.Translator` that loads the model on first use (a
+        ``StageModel``): English-only batches never load it."""
+        from ..deliver.translate import Translator, cannot_translate
+
+        spec = self.spec()
+        if cannot_translate(spec):  # nothing to resolve or join: every file records why
+            return Translator(ResolvedModel(spec, spec, spec, True), self.options())
+        return Translator(self.resolved(), self.options())

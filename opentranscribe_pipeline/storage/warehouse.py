@@ -137,6 +137,14 @@ class Warehouse:
     def staging_dir(self, table: str, batch_id: str) -> str:
         return self.path("_staging", table, f"batch_id={batch_id}")
 
+    def export_dir(self, fmt: str, batch_id: str) -> str:
+        """``<root>/exports/<format>/batch_id=<id>/``: one batch's subtitle/transcript files."""
+        return self.path("exports", fmt, f"batch_id={batch_id}")
+
+    def export_path(self, fmt: str, batch_id: str, media_id: str) -> str:
+        """``<root>/exports/<format>/batch_id=<id>/<media_id>.<format>``."""
+        return join_uri(self.export_dir(fmt, batch_id), f"{media_id}.{fmt}")
+
     def audio_path(self, media_id: str) -> str:
         return self.path("audio_16k", media_id[:2], f"{media_id}.flac")
 

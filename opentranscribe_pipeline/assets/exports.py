@@ -1,0 +1,94 @@
+"""``exports``: SRT, WebVTT, TXT and JSON files for every ok media item of a batch.
+
+In the ``publish_batch`` job, which runs after speaker clustering (the names and global ids
+shown come from ``speaker_clusters`` and ``speaker_profiles``). Files go to
+``<root>/exports/<format>/batch_id=<id>/<media_id>.<format>`` (``Warehouse.export_path``);
+the batch's folder is rewritten whole, so a media item no longer ok loses its files.
+
+Renaming a speaker (``opentranscribe speakers name``) records a new version of
+``speaker_profiles``, which marks ``exports`` stale in the UI; re-materializing (or a
+backfill) rewrites the files with the new name. The asset's data version is a digest of the
+names and ids it showed and of the transcripts it rendered.
+"""
+
+import hashlib
+
+import dagster as dg
+import polars as pl
+
+from ..deliver.documents import documents, gather
+from ..partitions import batch_partitions
+from ..resources import WarehouseResource
+from ..resources.deliver import ExportsResource
+
+
+def exported_media(src) -> list[str]:
+    """Ok media items with a finished transcript, and silent ones (empty files)."""
+    ok_tx = (
+        set(src.transcripts.filter(pl.col("status") == "ok")["media_id"].to_list()) if src.transcripts.height else set()
+    )
+    tried = set(src.transcripts["media_id"].to_list()) if src.transcripts.height else set()
+    ids = src.media["media_id"].to_list() if src.media.height else []
+    return sorted(m for m in ids if m in ok_tx or m not in tried)
+
+
+def write_batch_exports(wh, batch_id: str, formats: list[str]) -> dict:
+    """Write the batch's export files; returns counts and the digest of what was shown."""
+    src = gather(wh, batch_id)
+    media_ids = exported_media(src)
+    written = 0
+    without_names = []
+    digest = hashlib.sha256(src.names_digest().encode())
+    for fmt in formats:
+        keep = {wh.export_path(fmt, batch_id, m) for m in media_ids}
+        for old in wh.files_under(wh.export_dir(fmt, batch_id)):
+            if old not in keep:
+                wh.remove(old)
+    n_cues = 0
+    for media_id in media_ids:
+        doc = documents(src, media_id)
+        n_cues += doc.n_cues
+        if not doc.named:
+            without_names.append(media_id)
+        for fmt in formats:
+            data = doc.texts[fmt].encode()
+            digest.update(hashlib.sha256(data).digest())
+            wh.put_bytes(wh.export_path(fmt, batch_id, media_id), data)
+            written += 1
+    return {
+        "media": len(media_ids),
+        "files": written,
+        "cues": n_cues,
+        "without_names": without_names,
+        "digest": digest.hexdigest()[:16],
+    }
+
+
+@dg.asset(
+    partitions_def=batch_partitions,
+    deps=["segments", "words", "segments_en", "speaker_clusters", "speaker_profiles", "transcripts", "diarization"],
+    group_name="deliverables",
+    kinds={"srt", "vtt", "json"},
+    description="SRT, WebVTT, TXT and JSON per ok media item, with speaker names: <root>/exports/<format>/batch_id=<id>/",
+)
+def exports(context: dg.AssetExecutionContext, warehouse: WarehouseResource, exports_config: ExportsResource):
+    """Subtitles and transcripts of the batch with the speakers' names (or global ids)."""
+    batch_id = context.partition_key
+    wh = warehouse.get()
+    if not exports_config.enabled:
+        context.log.info("exports are switched off (exports_config.enabled: false): nothing written")
+        return dg.MaterializeResult(metadata={"enabled": False, "files": 0})
+    formats = exports_config.chosen_formats()
+    out = write_batch_exports(wh, batch_id, formats)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(out["digest"]),
+        metadata={
+            "enabled": True,
+            "formats": ", ".join(formats),
+            "media_exported": out["media"],
+            "files_written": out["files"],
+            "cues": out["cues"],
+            "exported_without_names": len(out["without_names"]),
+            "location": wh.uri(wh.path("exports")),
+        },
+    )

@@ -1,0 +1,115 @@
+"""``speaker_stats`` + ``media_stats``: conversation analytics per batch (CPU, whole batch).
+
+Recomputed from ``speaker_turns``, ``words`` and ``segments`` each time (milliseconds per
+hour of audio); the definitions are in ``deliver/stats.py``. Every ok media item gets a
+``media_stats`` row (a silent file: no speech; diarization failed: ``diarized`` false, no
+speaker rows); every local speaker of a diarized file a ``speaker_stats`` row.
+"""
+
+import dagster as dg
+import polars as pl
+
+from ..deliver.stats import Span, conversation_stats
+from ..partitions import batch_partitions
+from ..resources import WarehouseResource
+from ..schemas import MediaStats, SpeakerStats, conform
+from .checks import schema_check_result, schema_check_spec, table_spec
+from .modelstep import empty
+
+
+def _read(wh, table: str, batch_id: str) -> pl.DataFrame:
+    df = wh.read_table(table, batch_id)
+    return df if df is not None else pl.DataFrame()
+
+
+def _by_media(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    if not df.height:
+        return {}
+    return {k[0]: v for k, v in df.partition_by("media_id", as_dict=True).items()}
+
+
+def batch_stats(batch_id: str, media, audio, turns, words, segments, diarization) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``speaker_stats`` and ``media_stats`` of a batch from its tables (plain frames)."""
+    ok = media.filter(pl.col("status") == "ok").select("media_id", "duration_s") if media.height else media
+    if audio.height:  # the decoded duration where there is one
+        ok = ok.join(
+            audio.select("media_id", pl.col("duration_s").alias("audio_duration_s")), on="media_id", how="left"
+        )
+        ok = ok.with_columns(duration_s=pl.coalesce("audio_duration_s", "duration_s")).drop("audio_duration_s")
+    diarized = set(diarization.filter(pl.col("status") == "ok")["media_id"].to_list()) if diarization.height else set()
+    turns_of, words_of, segs_of = _by_media(turns), _by_media(words), _by_media(segments)
+    speaker_rows, media_rows = [], []
+    for media_id, duration in ok.unique("media_id").sort("media_id").select("media_id", "duration_s").rows():
+        t = turns_of.get(media_id)
+        w = words_of.get(media_id)
+        s = segs_of.get(media_id)
+        spans = [Span(*r) for r in t.select("start_s", "end_s", "speaker").rows()] if t is not None else []
+        per_speaker, med = conversation_stats(
+            float(duration or 0.0),
+            spans,
+            w["speaker"].to_list() if w is not None else [],
+            s.select("speaker", "text").rows() if s is not None else [],
+            w.select("start_s", "end_s").rows() if w is not None else [],
+            diarized=media_id in diarized,
+        )
+        for st in per_speaker:
+            speaker_rows.append({"batch_id": batch_id, "media_id": media_id, **st.__dict__})
+        media_rows.append(
+            {"batch_id": batch_id, "media_id": media_id, "duration_s": float(duration or 0.0), **med.__dict__}
+        )
+    speakers = conform(pl.DataFrame(speaker_rows), SpeakerStats) if speaker_rows else empty(SpeakerStats)
+    medias = conform(pl.DataFrame(media_rows), MediaStats) if media_rows else empty(MediaStats)
+    return speakers.sort("media_id", "speaker"), medias.sort("media_id")
+
+
+def _spec(table: str, description: str) -> dg.AssetSpec:
+    return table_spec(
+        table,
+        description,
+        group="deliverables",
+        deps=["speaker_turns", "words", "segments", "diarization", "media", "audio"],
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(
+            "speaker_stats",
+            "Per media item and local speaker: talk time, share, turns, pace, questions, interruptions.",
+        ),
+        _spec("media_stats", "Per media item: speech, silence, overlap, speakers, switches, pace."),
+    ],
+    check_specs=[schema_check_spec("speaker_stats"), schema_check_spec("media_stats")],
+    partitions_def=batch_partitions,
+)
+def conversation_analytics(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Who spoke how much, how fast, how often they were interrupted (CPU only, whole batch)."""
+    batch_id = context.partition_key
+    wh = warehouse.get()
+    media = _read(wh, "media", batch_id)
+    if not media.height:
+        raise dg.Failure(f"batch {batch_id!r} has no media table yet; materialize `media` first")
+    speakers, medias = batch_stats(
+        batch_id,
+        media,
+        _read(wh, "audio", batch_id),
+        _read(wh, "speaker_turns", batch_id),
+        _read(wh, "words", batch_id),
+        _read(wh, "segments", batch_id),
+        _read(wh, "diarization", batch_id),
+    )
+    wh.write_table("speaker_stats", speakers, batch_id)
+    wh.write_table("media_stats", medias, batch_id)
+    speech_h = float(medias["speech_s"].sum() or 0) / 3600
+    yield dg.MaterializeResult(asset_key="speaker_stats", metadata={"dagster/row_count": speakers.height})
+    yield dg.MaterializeResult(
+        asset_key="media_stats",
+        metadata={
+            "dagster/row_count": medias.height,
+            "speech_hours": round(speech_h, 4),
+            "overlap_s": round(float(medias["overlap_s"].sum() or 0), 2),
+            "files_without_diarization": medias.filter(~pl.col("diarized")).height,
+        },
+    )
+    yield schema_check_result("speaker_stats", speakers)
+    yield schema_check_result("media_stats", medias)

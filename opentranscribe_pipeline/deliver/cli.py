@@ -1,0 +1,128 @@
+"""``opentranscribe export``: subtitle and transcript files for any selection, named after
+the source files (the ``exports`` asset writes the same documents per batch, by media id)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+def add_export_command(sub) -> None:
+    e = sub.add_parser("export", help="write SRT/WebVTT/TXT/JSON files for a drop, a batch or some media items")
+    e.add_argument("--warehouse", required=True, help="local path or s3://bucket/prefix")
+    e.add_argument("--out", required=True, help="local folder for the files (created)")
+    e.add_argument("--format", default="srt,vtt,txt,json", help="comma-separated: srt,vtt,txt,json (default all)")
+    which = e.add_mutually_exclusive_group()
+    which.add_argument("--drop", help="every batch of this drop")
+    which.add_argument("--batch", help="one batch id")
+    which.add_argument("--media", nargs="+", help="media ids, id prefixes (4+ hex digits) or file names")
+    e.add_argument("--language", choices=["original", "en"], default="original", help="original (default) or en")
+    e.add_argument("-v", "--verbose", action="store_true")
+    e.set_defaults(func=cmd_export)
+
+
+def output_names(items: list[tuple[str, str]]) -> dict[str, str]:
+    """media_id -> file stem: the source file's name without its extension; two sources
+    with one name get the first 8 digits of their media id appended."""
+    stems = {}
+    for media_id, uri in items:
+        stems[media_id] = Path(uri.rstrip("/").rsplit("/", 1)[-1]).stem or media_id
+    counts: dict[str, int] = {}
+    for stem in stems.values():
+        counts[stem] = counts.get(stem, 0) + 1
+    return {m: (f"{s}-{m[:8]}" if counts[s] > 1 else s) for m, s in stems.items()}
+
+
+def select(wh, drop: str | None, batch: str | None, media: list[str] | None) -> dict[str, list[str] | None]:
+    """batch id -> media ids (None: every exported item of the batch). Raises LookupError
+    with a message for the user when the selection names nothing."""
+    import polars as pl
+
+    from ..query.core import QueryError, find_media
+
+    if media:
+        out: dict[str, list[str] | None] = {}
+        for q in media:
+            try:
+                found = find_media(wh, q)
+            except QueryError as exc:
+                raise LookupError(str(exc)) from None
+            current = out.setdefault(found["batch_id"], [])
+            if current is not None and found["media_id"] not in current:
+                current.append(found["media_id"])
+        return out
+    known = wh.batch_ids("media")
+    if batch:
+        if batch not in known:
+            raise LookupError(f"no batch {batch!r} in {wh.root_uri} ({len(known)} batch(es) have media)")
+        return {batch: None}
+    if drop:
+        batches = wh.scan("batches")
+        ids = sorted(set(batches.filter(pl.col("drop") == drop)["batch_id"].to_list())) if batches is not None else []
+        ids = [b for b in ids if b in known]
+        if not ids:
+            drops = sorted(set(batches["drop"].to_list())) if batches is not None else []
+            raise LookupError(
+                f"no processed batch of drop {drop!r} in {wh.root_uri} (drops: {', '.join(drops) or 'none'})"
+            )
+        return {b: None for b in ids}
+    if not known:
+        raise LookupError(f"no processed batch in {wh.root_uri}")
+    return {b: None for b in known}
+
+
+def cmd_export(args) -> int:
+    from ..assets.exports import exported_media
+    from ..cli import _s3_options
+    from ..storage import Warehouse
+    from .documents import FORMATS, documents, gather
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        print(f"error: unknown format(s) {bad or args.format!r}; choose from {','.join(FORMATS)}", file=sys.stderr)
+        return EXIT_USAGE
+    wh = Warehouse(args.warehouse, _s3_options())
+    try:
+        selection = select(wh, args.drop, args.batch, args.media)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    jobs = []
+    for batch_id, media_ids in selection.items():
+        src = gather(wh, batch_id, media_ids)
+        for media_id in exported_media(src):
+            uri = src.media.filter(src.media["media_id"] == media_id)["source_uri"][0]
+            jobs.append((src, media_id, uri))
+    if not jobs:
+        print("error: the selection matches no transcribed media item", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = output_names([(m, uri) for _, m, uri in jobs])
+    written, no_english = 0, []
+    for src, media_id, uri in jobs:
+        if args.language == "en":
+            state = (
+                src.translations.filter(src.translations["media_id"] == media_id) if src.translations.height else None
+            )
+            if state is None or not state.height or state["status"][0] != "ok":
+                why = state["error"][0] if state is not None and state.height else "not translated yet"
+                no_english.append((uri, why))
+                continue
+        doc = documents(src, media_id, args.language)
+        suffix = ".en" if args.language == "en" else ""
+        for fmt in formats:
+            (out / f"{names[media_id]}{suffix}.{fmt}").write_text(doc.texts[fmt], encoding="utf-8")
+            written += 1
+        if not doc.named:
+            print(f"  {uri}: exported without names (diarization failed or not clustered)")
+    print(f"wrote {written} file(s) for {len(jobs) - len(no_english)} media item(s) to {out}")
+    for uri, why in no_english:
+        print(f"  no English version of {uri}: {why}", file=sys.stderr)
+    if len(no_english) == len(jobs):
+        return EXIT_USAGE
+    return EXIT_OK

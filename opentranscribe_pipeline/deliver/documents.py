@@ -1,0 +1,234 @@
+"""A media item's transcript as deliverable documents: SRT, WebVTT, TXT and JSON.
+
+:func:`gather` reads what one batch needs from the warehouse once (segments, words, English
+segments, clusters, names, model versions); :func:`documents` renders one media item from
+it. The shown name of a local speaker is the speaker profile's name when its global speaker
+is named, else the global id; a file that was never clustered, or whose diarization failed,
+shows the local label or no name at all ("exported without names").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ..storage import Warehouse
+from .subtitles import TimedWord, build_cues, one_line, spread_words, timestamp, to_srt, to_vtt
+
+FORMATS = ("srt", "vtt", "txt", "json")
+LANGUAGES = ("original", "en")
+
+
+@dataclass
+class BatchSources:
+    """One batch's tables as the exports need them (each frame may be empty)."""
+
+    batch_id: str
+    media: pl.DataFrame  # ok media items: media_id, source_uri, duration_s
+    segments: pl.DataFrame
+    words: pl.DataFrame
+    segments_en: pl.DataFrame
+    transcripts: pl.DataFrame
+    diarization: pl.DataFrame
+    translations: pl.DataFrame
+    clusters: pl.DataFrame  # media_id, speaker, global_speaker_id
+    names: dict[str, str] = field(default_factory=dict)  # global_speaker_id -> name
+
+    def speaker_names(self, media_id: str) -> dict[str, str]:
+        """local label -> shown name for one media item (absent: no global id)."""
+        rows = self.clusters.filter(pl.col("media_id") == media_id).select("speaker", "global_speaker_id").rows()
+        return {local: self.names.get(gid, gid) for local, gid in rows}
+
+    def global_ids(self, media_id: str) -> dict[str, str]:
+        rows = self.clusters.filter(pl.col("media_id") == media_id).select("speaker", "global_speaker_id").rows()
+        return dict(rows)
+
+    def names_digest(self) -> str:
+        """Changes when a name or a global id shown in this batch's exports changes."""
+        shown = sorted(
+            (m, s, g, self.names.get(g, ""))
+            for m, s, g in self.clusters.select("media_id", "speaker", "global_speaker_id").rows()
+        )
+        return hashlib.sha256(repr(shown).encode()).hexdigest()[:16]
+
+
+def _read(wh: Warehouse, table: str, batch_id: str) -> pl.DataFrame:
+    df = wh.read_table(table, batch_id)
+    return df if df is not None else pl.DataFrame()
+
+
+def gather(wh: Warehouse, batch_id: str, media_ids: list[str] | None = None) -> BatchSources:
+    """Everything :func:`documents` needs for the batch's ok media items (or those of
+    ``media_ids``), read once: per-batch tables, the batch's clusters, every name."""
+    from ..query.core import profiles
+    from ..speakers.state import read_clusters
+
+    media = _read(wh, "media", batch_id)
+    if media.height:
+        media = media.filter(pl.col("status") == "ok").select("media_id", "source_uri", "duration_s")
+        if media_ids is not None:
+            media = media.filter(pl.col("media_id").is_in(media_ids))
+    clusters = read_clusters(wh, [batch_id])
+    names = dict(profiles(wh).select("global_speaker_id", "name").rows())
+    return BatchSources(
+        batch_id=batch_id,
+        media=media,
+        segments=_read(wh, "segments", batch_id),
+        words=_read(wh, "words", batch_id),
+        segments_en=_read(wh, "segments_en", batch_id),
+        transcripts=_read(wh, "transcripts", batch_id),
+        diarization=_read(wh, "diarization", batch_id),
+        translations=_read(wh, "translations", batch_id),
+        clusters=clusters.select("media_id", "speaker", "global_speaker_id") if clusters.height else clusters,
+        names=names,
+    )
+
+
+def _of(df: pl.DataFrame, media_id: str) -> pl.DataFrame:
+    return df.filter(pl.col("media_id") == media_id) if df.height and "media_id" in df.columns else pl.DataFrame()
+
+
+def _first(df: pl.DataFrame, media_id: str) -> dict:
+    rows = _of(df, media_id)
+    return rows.row(0, named=True) if rows.height else {}
+
+
+@dataclass(frozen=True)
+class Documents:
+    """The four renderings of one media item, and what they say about it."""
+
+    media_id: str
+    source_uri: str
+    language: str
+    texts: Mapping[str, str]  # format -> file content
+    n_cues: int
+    named: bool  # speakers carry names or global ids (False: "exported without names")
+
+
+def documents(src: BatchSources, media_id: str, language: str = "original") -> Documents:
+    """SRT, WebVTT, TXT and JSON of one media item (``language``: ``original`` or ``en``)."""
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {LANGUAGES}, not {language!r}")
+    info = _first(src.media, media_id)
+    tx = _first(src.transcripts, media_id)
+    diar = _first(src.diarization, media_id)
+    diarized = diar.get("status") == "ok"
+    names = src.speaker_names(media_id) if diarized else {}
+    gids = src.global_ids(media_id) if diarized else {}
+
+    def shown(local: str | None) -> str | None:
+        if local is None or not diarized:
+            return None  # diarization failed: exported without names
+        return names.get(local, local)
+
+    if language == "en":
+        segs = _of(src.segments_en, media_id)
+        segs = segs.sort("start_s", "segment_id") if segs.height else segs
+        words_by_seg: dict[int, list[dict]] = {}
+        timed = [
+            w
+            for s in segs.iter_rows(named=True)
+            for w in spread_words(s["text"], s["start_s"], s["end_s"], shown(s["speaker"]))
+        ]
+        seg_lang = "en"
+    else:
+        segs = _of(src.segments, media_id)
+        segs = segs.sort("segment_id") if segs.height else segs
+        words = _of(src.words, media_id)
+        words_by_seg = {}
+        for w in (words.sort("segment_id", "word_index").iter_rows(named=True)) if words.height else []:
+            words_by_seg.setdefault(w["segment_id"], []).append(w)
+        timed = [
+            TimedWord(w["word"], w["start_s"], w["end_s"], shown(w["speaker"]))
+            for s in segs.iter_rows(named=True)
+            for w in words_by_seg.get(s["segment_id"], [])
+        ]
+        seg_lang = tx.get("language") or ""
+    cues = build_cues(timed)
+
+    json_segments, txt_turns = [], []
+    for s in segs.iter_rows(named=True) if segs.height else []:
+        who = shown(s.get("speaker"))
+        seg_words = [
+            {
+                "word": w["word"],
+                "start": w["start_s"],
+                "end": w["end_s"],
+                "score": w.get("score"),
+                "speaker": w.get("speaker") if diarized else None,
+            }
+            for w in words_by_seg.get(s["segment_id"], [])
+        ]
+        json_segments.append(
+            {
+                "start": s["start_s"],
+                "end": s["end_s"],
+                "text": s["text"],
+                "speaker": s.get("speaker") if diarized else None,
+                "global_speaker_id": gids.get(s.get("speaker")),
+                "speaker_name": src.names.get(gids.get(s.get("speaker"), ""), None),
+                "words": seg_words,
+                **(
+                    {"source_language": s.get("source_language"), "translated": s.get("translated")}
+                    if language == "en"
+                    else {}
+                ),
+            }
+        )
+        text = one_line(s["text"])
+        if txt_turns and txt_turns[-1][1] == who:
+            txt_turns[-1][2].append(text)
+        else:
+            txt_turns.append((s["start_s"], who, [text]))
+
+    txt = "\n\n".join(
+        f"[{timestamp(start, '.')[:-4]}] {(who + ': ') if who else ''}{' '.join(t for t in texts if t)}"
+        for start, who, texts in txt_turns
+    )
+    trans = _first(src.translations, media_id)
+    doc = {
+        "media_id": media_id,
+        "source_uri": info.get("source_uri"),
+        "duration_s": info.get("duration_s"),
+        "language": seg_lang,
+        "segments": json_segments,
+        "word_segments": [w for s in json_segments for w in s["words"]],
+        "speakers": [
+            {"speaker": local, "global_speaker_id": gid, "name": src.names.get(gid)}
+            for local, gid in sorted(gids.items())
+        ],
+        "diarization": diar.get("status") or "not run",
+        "models": {
+            "asr_model": tx.get("asr_model"),
+            "asr_model_version": tx.get("model_version"),
+            "timing_method": tx.get("timing_method"),
+            "diarization_pipeline": diar.get("pipeline"),
+            "diarization_model_version": diar.get("model_version"),
+            "embedding_model": diar.get("embedding_model"),
+            **(
+                {
+                    "translation_model": trans.get("translation_model"),
+                    "translation_model_version": trans.get("model_version"),
+                }
+                if language == "en"
+                else {}
+            ),
+        },
+    }
+    return Documents(
+        media_id=media_id,
+        source_uri=info.get("source_uri") or media_id,
+        language=language,
+        texts={
+            "srt": to_srt(cues),
+            "vtt": to_vtt(cues),
+            "txt": txt + ("\n" if txt else ""),
+            "json": json.dumps(doc, ensure_ascii=False, indent=1) + "\n",
+        },
+        n_cues=len(cues),
+        named=diarized and bool(gids),
+    )

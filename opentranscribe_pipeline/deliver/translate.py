@@ -1,0 +1,146 @@
+"""English versions of transcripts with Whisper's own ``translate`` task.
+
+The speech regions translated are the file's speaker turns as the transcript has them: runs
+of consecutive ``segments`` of one speaker (so each English row keeps the speaker that
+``speech/attribute.py`` gave the words), cut at segment boundaries into pieces of at most
+:data:`MAX_REGION_S` (Whisper's 30 s window). Each region's audio (padded by
+:data:`PAD_S`, never into the neighbouring regions) goes through the model with
+``task="translate"`` and the detected source language.
+
+Only multilingual Whisper models translate. English-only models (``*.en``, e.g. the packaged
+``tiny.en``) and ``large-v3-turbo`` (trained without translation data: it answers in the
+source language) cannot: :func:`cannot_translate` says so from the name before anything is
+loaded, and a loaded English-only model is caught too (:class:`CannotTranslate`). The
+model is loaded only when a file needs translating, so batches of English media (copied
+through) never load it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..speech.asr import AsrOptions, free_device_memory
+from ..speech.decode import SAMPLE_RATE
+from ..speech.models import ResolvedModel
+
+log = logging.getLogger(__name__)
+
+MODES = ("never", "non_english", "always")
+MAX_REGION_S = 30.0
+PAD_S = 0.2
+
+
+class CannotTranslate(RuntimeError):
+    """The configured Whisper model has no working translate task."""
+
+
+def cannot_translate(spec: str) -> str | None:
+    """Why the model named ``spec`` cannot translate, or None if it may."""
+    name = spec.rstrip("/").rsplit("/", 1)[-1].lower().removeprefix("packaged:")
+    if name.endswith(".en") or ".en-" in name or name.startswith("distil-"):
+        return (
+            f"{spec} is an English-only Whisper model: it cannot translate (use a multilingual one, e.g. packaged:base)"
+        )
+    if "turbo" in name:
+        return f"{spec} cannot translate (large-v3-turbo was trained without translation data)"
+    return None
+
+
+@dataclass(frozen=True)
+class Region:
+    start_s: float
+    end_s: float
+    speaker: str | None
+    text: str  # the original-language text (kept for reference and tests)
+
+
+def regions(segments: Sequence[dict], max_s: float = MAX_REGION_S) -> list[Region]:
+    """Speaker turns from one file's ``segments`` rows (start_s, end_s, speaker, text)."""
+    out: list[Region] = []
+    cur: list[dict] = []
+
+    def close():
+        if cur:
+            out.append(
+                Region(cur[0]["start_s"], cur[-1]["end_s"], cur[0]["speaker"], " ".join(s["text"].strip() for s in cur))
+            )
+
+    for seg in sorted(segments, key=lambda s: (s["start_s"], s.get("segment_id", 0))):
+        if cur and (seg["speaker"] != cur[0]["speaker"] or seg["end_s"] - cur[0]["start_s"] > max_s):
+            close()
+            cur = []
+        cur.append(seg)
+    close()
+    return out
+
+
+class Translator:
+    """Whisper's translate task over speech regions. Loads on first use; a context manager
+    (freed on exit)."""
+
+    def __init__(self, model: ResolvedModel, options: AsrOptions):
+        self.model = model
+        self.options = options
+        self._whisper = None
+        self.reason = cannot_translate(model.spec)
+
+    def __enter__(self) -> Translator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._whisper = None
+        free_device_memory()
+
+    @property
+    def loaded(self) -> bool:
+        return self._whisper is not None
+
+    def _load(self):
+        if self.reason:
+            raise CannotTranslate(self.reason)
+        if self._whisper is None:
+            from faster_whisper import WhisperModel
+
+            o = self.options
+            log.info(
+                "loading translation model %s (%s) on %s/%s", self.model.spec, self.model.path, o.device, o.compute_type
+            )
+            self._whisper = WhisperModel(
+                self.model.path,
+                device=o.device,
+                device_index=o.device_index,
+                compute_type=o.compute_type,
+                cpu_threads=o.threads,
+                local_files_only=self.model.is_local,
+                use_auth_token=o.hf_token,
+            )
+            if not self._whisper.model.is_multilingual:
+                self.reason = f"{self.model.spec} is an English-only Whisper model: it cannot translate"
+                self._whisper = None
+                raise CannotTranslate(self.reason)
+        return self._whisper
+
+    def translate(self, samples: np.ndarray, spans: Sequence[Region], language: str | None) -> list[str]:
+        """English text of each region of ``samples`` (16 kHz mono float32)."""
+        whisper = self._load()
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        out = []
+        for i, r in enumerate(spans):
+            lo = max(r.start_s - PAD_S, spans[i - 1].end_s if i else 0.0, 0.0)
+            hi = min(r.end_s + PAD_S, spans[i + 1].start_s if i + 1 < len(spans) else r.end_s + PAD_S)
+            chunk = samples[int(lo * SAMPLE_RATE) : max(int(lo * SAMPLE_RATE) + 1, int(hi * SAMPLE_RATE))]
+            segs, _ = whisper.transcribe(
+                chunk,
+                task="translate",
+                language=language,
+                beam_size=self.options.beam_size,
+                vad_filter=False,
+                condition_on_previous_text=False,
+                without_timestamps=True,
+            )
+            out.append(" ".join(s.text.strip() for s in segs).strip())
+        return out
