@@ -553,8 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["never", "non_english", "always"],
         help="English version (segments_en): non_english (default), always, or never",
     )
-    p.add_argument("--no-translate", dest="translate", action="store_const", const="never", help="same as --translate never")
-    p.add_argument("--translation-model", dest="translation_model", help="multilingual Whisper model (default: --model)")
+    p.add_argument(
+        "--no-translate", dest="translate", action="store_const", const="never", help="same as --translate never"
+    )
+    p.add_argument(
+        "--translation-model", dest="translation_model", help="multilingual Whisper model (default: --model)"
+    )
     p.add_argument("--no-exports", dest="no_exports", action="store_true", help="write no subtitle/transcript files")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_process)

@@ -2,7 +2,7 @@
 
 A model stage on the per-file model step (``assets/modelstep.py``), in the ``gpu`` pool:
 English media are copied through from ``segments`` (no model is loaded for them), the
-others are translated per speaker turn by Whisper's translate task
+others are translated window by window by Whisper's translate task
 (``deliver/translate.py``). The translation model version is recorded per file, so a re-run
 redoes only files made with another model or mode, or whose segments changed since
 (``translations.source_digest``: a re-transcribed or re-diarized file is translated again).
@@ -15,7 +15,7 @@ import hashlib
 import dagster as dg
 import polars as pl
 
-from ..deliver.translate import Translator, regions
+from ..deliver.translate import Translator, attribute, regions
 from ..executors import MODEL_STEP_TAGS
 from ..partitions import batch_partitions
 from ..resources import TranslationModelResource, WarehouseResource
@@ -110,28 +110,31 @@ def translate(
         spans = regions(segs.to_dicts()) if segs.height else []
         if not spans:
             return FileOutput({"segments_en": empty(SegmentsEn)}, {**state, "n_translated": 0, "note": "no speech"})
-        texts = translator.translate(load_flac(wh.get_bytes(item["audio_uri"])), spans, language)
+        seg_rows = segs.to_dicts()
+        english = attribute(translator.translate(load_flac(wh.get_bytes(item["audio_uri"])), spans, language), seg_rows)
         rows = pl.DataFrame(
             [
                 {
                     "batch_id": batch_id,
                     "media_id": media_id,
                     "segment_id": i,
-                    "start_s": r.start_s,
-                    "end_s": r.end_s,
-                    "text": text,
+                    "start_s": e.start_s,
+                    "end_s": e.end_s,
+                    "text": e.text,
                     "source_language": language,
-                    "speaker": r.speaker,
+                    "speaker": e.speaker,
                     "translated": True,
                 }
-                for i, (r, text) in enumerate(zip(spans, texts))
+                for i, e in enumerate(english)
             ],
+            schema_overrides={"speaker": pl.Utf8},
             infer_schema_length=None,
         )
+        rows = conform(rows, SegmentsEn) if english else empty(SegmentsEn)
         return FileOutput(
-            {"segments_en": conform(rows, SegmentsEn)},
-            {**state, "n_translated": len(spans), "note": None},
-            summary=f"{len(spans)} turn(s) translated from {language}",
+            {"segments_en": rows},
+            {**state, "n_translated": len(english), "note": None},
+            summary=f"{len(english)} segment(s) translated from {language} in {len(spans)} window(s)",
         )
 
     step = run_model_step(

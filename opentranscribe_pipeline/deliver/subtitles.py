@@ -12,7 +12,7 @@ Cue rules (the broadcast conventions OpenTranscribe follows, enforced by constru
 A cue needing more time than its words take is held on screen into the pause after it; a
 word longer than a line is cut into pieces of a line.
 
-Speaker names are escaped for each format: SRT has no escapes, so ``-->`` becomes ``->``
+Speaker names are escaped for each format: SRT has no escapes, so ``-->`` becomes ``→``
 and ``<``/``>`` become ``‹``/``›`` (players read ``<i>``-like tags); WebVTT gets ``&lt;``
 ``&gt;`` ``&amp;`` in text and in the ``<v Name>`` voice span. Newlines anywhere become spaces
 (a blank line ends a cue in both formats).
@@ -115,6 +115,12 @@ def prefix_budget(speaker: str | None) -> int:
     return max(12, MAX_LINE_CHARS - len(srt_name(speaker)) - 2)
 
 
+def shown_chars(lines: Sequence[str], speaker: str | None) -> int:
+    """Characters a viewer reads: the lines, their breaks and the ``Name: `` prefix."""
+    prefix = len(srt_name(speaker)) + 2 if speaker else 0
+    return sum(len(line) for line in lines) + len(lines) - 1 + prefix
+
+
 def build_cues(words: Iterable[TimedWord]) -> list[Cue]:
     """Cues for a file's words in time order (see the module docstring for the rules)."""
     words = sorted(_split_long_words(words), key=lambda w: (w.start_s, w.end_s))
@@ -128,7 +134,7 @@ def build_cues(words: Iterable[TimedWord]) -> list[Cue]:
         lines = wrap([w.text for w in group], prefix_budget(group[0].speaker))
         if lines is None:
             return False
-        chars = sum(len(line) for line in lines) + len(lines) - 1
+        chars = shown_chars(lines, group[0].speaker)
         return chars <= MAX_CPS * min(MAX_CUE_S, max(MIN_CUE_S, span))
 
     for w in words:
@@ -150,7 +156,7 @@ def build_cues(words: Iterable[TimedWord]) -> list[Cue]:
     cues: list[Cue] = []
     for group in groups:
         lines = wrap([w.text for w in group], prefix_budget(group[0].speaker)) or [" ".join(w.text for w in group)]
-        chars = sum(len(line) for line in lines) + len(lines) - 1
+        chars = shown_chars(lines, group[0].speaker)
         start = group[0].start_s
         if cues:
             start = max(start, cues[-1].end_s)
@@ -186,7 +192,7 @@ def srt_name(name: str) -> str:
 
 def srt_text(text: str) -> str:
     """SRT has no escapes: neutralise what breaks parsers or renders as markup."""
-    return one_line(text).replace("-->", "->").replace("<", "‹").replace(">", "›")
+    return one_line(text).replace("-->", "→").replace("<", "‹").replace(">", "›")
 
 
 def vtt_text(text: str) -> str:

@@ -1,11 +1,14 @@
 """English versions of transcripts with Whisper's own ``translate`` task.
 
-The speech regions translated are the file's speaker turns as the transcript has them: runs
-of consecutive ``segments`` of one speaker (so each English row keeps the speaker that
-``speech/attribute.py`` gave the words), cut at segment boundaries into pieces of at most
-:data:`MAX_REGION_S` (Whisper's 30 s window). Each region's audio (padded by
-:data:`PAD_S`, never into the neighbouring regions) goes through the model with
-``task="translate"`` and the detected source language.
+The speech regions translated are the transcript's own: consecutive ``segments`` of the file
+merged into windows of at most :data:`MAX_REGION_S` (Whisper's 30 s; WhisperX cuts VAD
+speech the same way), cut where a pause reaches :data:`MAX_PAUSE_S`. Each window (padded by
+:data:`PAD_S`, never into its neighbours) goes through the model with ``task="translate"``
+and the detected source language, with timestamps; every English segment then gets the
+speaker who speaks most during it in the file's ``segments`` (``speech/attribute.py``'s
+``dominant_speaker``, the rule words get their speaker by), so the English rows carry the
+same local labels as the original ones. Whole windows translate far better than single
+sentences: Whisper needs the context (measured on the espeak-ng fixtures).
 
 Only multilingual Whisper models translate. English-only models (``*.en``, e.g. the packaged
 ``tiny.en``) and ``large-v3-turbo`` (trained without translation data: it answers in the
@@ -54,28 +57,47 @@ def cannot_translate(spec: str) -> str | None:
 class Region:
     start_s: float
     end_s: float
-    speaker: str | None
     text: str  # the original-language text (kept for reference and tests)
 
 
-def regions(segments: Sequence[dict], max_s: float = MAX_REGION_S) -> list[Region]:
-    """Speaker turns from one file's ``segments`` rows (start_s, end_s, speaker, text)."""
+@dataclass(frozen=True)
+class EnglishSegment:
+    start_s: float
+    end_s: float
+    text: str
+    speaker: str | None
+
+
+MAX_PAUSE_S = 2.0
+
+
+def regions(segments: Sequence[dict], max_s: float = MAX_REGION_S, max_pause_s: float = MAX_PAUSE_S) -> list[Region]:
+    """Speech windows from one file's ``segments`` rows (start_s, end_s, text)."""
     out: list[Region] = []
     cur: list[dict] = []
 
     def close():
         if cur:
             out.append(
-                Region(cur[0]["start_s"], cur[-1]["end_s"], cur[0]["speaker"], " ".join(s["text"].strip() for s in cur))
+                Region(cur[0]["start_s"], max(s["end_s"] for s in cur), " ".join(s["text"].strip() for s in cur))
             )
 
     for seg in sorted(segments, key=lambda s: (s["start_s"], s.get("segment_id", 0))):
-        if cur and (seg["speaker"] != cur[0]["speaker"] or seg["end_s"] - cur[0]["start_s"] > max_s):
+        if cur and (seg["end_s"] - cur[0]["start_s"] > max_s or seg["start_s"] - cur[-1]["end_s"] >= max_pause_s):
             close()
             cur = []
         cur.append(seg)
     close()
     return out
+
+
+def attribute(pieces: Sequence[tuple[float, float, str]], segments: Sequence[dict]) -> list[EnglishSegment]:
+    """Each English piece gets the speaker speaking most during it in ``segments``."""
+    from ..speech.attribute import dominant_speaker
+    from ..speech.diarize import Turn
+
+    turns = [Turn(s["start_s"], s["end_s"], s["speaker"]) for s in segments if s.get("speaker")]
+    return [EnglishSegment(a, b, text, dominant_speaker(a, b, turns) if turns else None) for a, b, text in pieces]
 
 
 class Translator:
@@ -124,8 +146,11 @@ class Translator:
                 raise CannotTranslate(self.reason)
         return self._whisper
 
-    def translate(self, samples: np.ndarray, spans: Sequence[Region], language: str | None) -> list[str]:
-        """English text of each region of ``samples`` (16 kHz mono float32)."""
+    def translate(
+        self, samples: np.ndarray, spans: Sequence[Region], language: str | None
+    ) -> list[tuple[float, float, str]]:
+        """English segments ``(start_s, end_s, text)`` in media time for the regions of
+        ``samples`` (16 kHz mono float32); times are clamped to their region."""
         whisper = self._load()
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         out = []
@@ -140,7 +165,12 @@ class Translator:
                 beam_size=self.options.beam_size,
                 vad_filter=False,
                 condition_on_previous_text=False,
-                without_timestamps=True,
             )
-            out.append(" ".join(s.text.strip() for s in segs).strip())
+            for s in segs:
+                text = s.text.strip()
+                if not text:
+                    continue
+                a = min(max(lo + float(s.start), r.start_s), r.end_s)
+                b = min(max(lo + float(s.end), a), r.end_s)
+                out.append((round(a, 3), round(b, 3), text))
         return out
