@@ -45,9 +45,10 @@ def test_process_sample_archive_records_runs_in_sqlite_instance(tmp_path, monkey
     assert "real-time factor" in out and "words:" in out
     runs, partitions = recorded_runs(home)
     assert partitions == ["drop-2026-11-24-0000"]
-    # one batch run, then the assignment of its speakers to global ids
+    # one batch run, then the assignment of its speakers to global ids, then its exports
     assert sorted(runs) == [
         ("assign_speakers", "SUCCESS", None),
+        ("publish_batch", "SUCCESS", "drop-2026-11-24-0000"),
         ("transcribe_batch", "SUCCESS", "drop-2026-11-24-0000"),
     ]
     assert "18 per-file speakers, 4 distinct global speaker ids" in out
