@@ -123,7 +123,8 @@ def test_batch_runs_on_celery_workers_with_model_steps_on_the_gpu_queue(tmp_path
 
     # every step ran as a Celery task; model steps on the gpu worker only
     gpu_log, cpu_log = logs["gpu"].read_text(), logs["cpu"].read_text()
-    assert gpu_log.count("succeeded in") == 4 and cpu_log.count("succeeded in") == 4
+    # per run: transcribe, diarize, translate on gpu; ingest, attribute_speakers, conversation_analytics on cpu
+    assert gpu_log.count("succeeded in") == 6 and cpu_log.count("succeeded in") == 6
     with dg.DagsterInstance.from_config(str(home)) as instance:
         finished = instance.get_runs(dg.RunsFilter(job_name="transcribe_batch"))
         assert [r.status for r in finished] == [dg.DagsterRunStatus.SUCCESS] * 2
@@ -146,6 +147,8 @@ def test_batch_runs_on_celery_workers_with_model_steps_on_the_gpu_queue(tmp_path
                 "transcribe": "gpu",
                 "diarize": "gpu",
                 "attribute_speakers": "dagster",
+                "translate": "gpu",
+                "conversation_analytics": "dagster",
             }
             spans += [(starts[s], ends[s]) for s in MODEL_STEPS]
         # one gpu worker with concurrency 1: no two model steps of the two runs at once
