@@ -44,6 +44,8 @@ def code_versions() -> dict[str, str]:
     versions = dict(STEP_VERSIONS)
     versions["transcribe"] += f"|{asr}|{asr_model_version(asr)}"
     versions["diarize"] += f"|{pipeline_version(diarization)}"
+    translation = settings.translation_model() or asr
+    versions["translate"] += f"|{translation}|{asr_model_version(translation)}"
     return versions
 
 
