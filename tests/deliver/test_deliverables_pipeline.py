@@ -18,6 +18,8 @@ from ..conftest import SAMPLE_DROP, TRUTH, make_silence, write_instance_yaml
 from ..test_cli import cli
 from .helpers import check_srt, check_vtt, parse_srt, parse_vtt
 
+pytestmark = pytest.mark.slow  # a real `opentranscribe process` run (about 4 min on 2 shared cores)
+
 FILES = ("interview 01.wav", "call-07.flac")
 DROP = "deliver-drop"
 
