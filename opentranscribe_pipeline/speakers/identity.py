@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from ..schemas import EMBEDDING_DIM, SpeakerClusters, SpeakerProfiles, SpeakerSuggestions, conform, empty_frame, utc_now
-from .cluster import ClusterParams, ReclusterReport, VoiceIndex, assign_new, recluster
+from .cluster import ClusterParams, ReclusterReport, VoiceIndex, assign_new, membership_confidence, recluster
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,27 @@ class Assignment:
     newly_assigned: int = 0  # incremental only: local speakers that had no id before
 
 
-def cluster_rows(emb: pl.DataFrame, ids: list[str], sims: np.ndarray, method: str) -> pl.DataFrame:
+def cluster_rows(
+    emb: pl.DataFrame,
+    ids: list[str],
+    sims: np.ndarray,
+    method: str,
+    index: VoiceIndex | None = None,
+    params: ClusterParams | None = None,
+) -> pl.DataFrame:
+    """``speaker_clusters`` rows; with ``index`` and ``params``, each membership's confidence
+    (:func:`~.cluster.membership_confidence`) against the final centroids of ``index``."""
+    confidence = None
+    if index is not None and params is not None and emb.height:
+        vectors = _vectors(emb)
+        runner_up = index.runner_up(ids, vectors)
+        confidence = membership_confidence(np.asarray(sims), runner_up, emb["speech_s"].to_numpy(), params)
     df = emb.select("batch_id", "media_id", "speaker", "model").with_columns(
         global_speaker_id=pl.Series(ids, dtype=pl.Utf8),
         similarity=pl.Series(np.clip(sims, -1, 1), dtype=pl.Float64),
         method=pl.lit(method),
         clustered_at=pl.lit(utc_now()),
+        confidence=pl.Series(confidence, dtype=pl.Float64) if confidence is not None else pl.lit(None),
     )
     return conform(df, SpeakerClusters)
 
@@ -53,7 +68,7 @@ def recluster_all(emb: pl.DataFrame, previous: pl.DataFrame, index: VoiceIndex, 
     )
     previous_ids = [prev_map.get(k) for k in zip(emb["media_id"].to_list(), emb["speaker"].to_list())]
     ids, sims, new_index, report = recluster(_vectors(emb), emb["speech_s"].to_numpy(), previous_ids, index, params)
-    return Assignment(cluster_rows(emb, ids, sims, "full"), new_index, report=report)
+    return Assignment(cluster_rows(emb, ids, sims, "full", new_index, params), new_index, report=report)
 
 
 def assign_batches(emb: pl.DataFrame, known: pl.DataFrame, index: VoiceIndex, params: ClusterParams) -> Assignment:
@@ -69,7 +84,10 @@ def assign_batches(emb: pl.DataFrame, known: pl.DataFrame, index: VoiceIndex, pa
     kept_ids = kept["global_speaker_id"].to_list()
     kept_sims = index.similarities(kept_ids, kept["embedding"].to_list())
     rows = pl.concat(
-        [cluster_rows(kept, kept_ids, kept_sims, "incremental"), cluster_rows(todo, new_ids, new_sims, "incremental")]
+        [
+            cluster_rows(kept, kept_ids, kept_sims, "incremental", index, params),
+            cluster_rows(todo, new_ids, new_sims, "incremental", index, params),
+        ]
     )
     return Assignment(rows, index, newly_assigned=len(new_ids))
 
