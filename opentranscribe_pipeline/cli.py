@@ -448,6 +448,8 @@ def cmd_speakers(args) -> int:
             sure = ""
             if row.get("min_confidence") is not None:
                 sure = f"  confidence min {row['min_confidence']:.2f} mean {row['mean_confidence']:.2f}"
+            if row.get("closest_similarity") is not None and row["closest_similarity"] >= 0.80:
+                sure += f"  close to {row['closest_id']} ({row['closest_similarity']:.2f})"
             print(
                 f"  {row['global_speaker_id']}  {row['n_members']:5d} files  {row['speech_s']:8.1f} s  {row['name'] or '-'}{hint}{sure}"
             )

@@ -289,9 +289,9 @@ def _merge_close(
         s = C[lo : lo + chunk] @ C.T
         rows, cols = np.nonzero(s >= threshold)
         for r, c in zip(rows + lo, cols):
-            if weights is not None and params is not None:
-                if s[r - lo, c] < float(params.required(min(weights[r], weights[c]))):
-                    continue
+            lighter = min(weights[r], weights[c]) if weights is not None and params is not None else None
+            if lighter is not None and s[r - lo, c] < float(params.required(lighter)):
+                continue
             if r < c:
                 ra, rb = find(r), find(c)
                 if ra != rb:

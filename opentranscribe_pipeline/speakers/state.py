@@ -563,7 +563,35 @@ def active_speakers(wh: Warehouse) -> tuple[pl.DataFrame, int]:
         .agg(min_confidence=pl.col("confidence").min(), mean_confidence=pl.col("confidence").mean())
     )
     active = active.join(members, on="global_speaker_id", how="left")
-    return active.sort("global_speaker_id"), centroids.height - active.height
+    return _closest_voices(active.sort("global_speaker_id")), centroids.height - active.height
+
+
+def _closest_voices(active: pl.DataFrame) -> pl.DataFrame:
+    """``closest_id``, ``closest_similarity``: the most similar other active voice of the
+    same model and not split from it (a missed join shows up here; ``speakers split``
+    pairs never do). One K x K product per model: fine for a listing."""
+    closest = [None] * active.height
+    closest_sim = [None] * active.height
+    for model in set(active["model"].to_list()):
+        rows = [i for i, m in enumerate(active["model"].to_list()) if m == model]
+        if len(rows) < 2:
+            continue
+        C = normalize(active[rows]["centroid"].to_numpy())
+        S = C @ C.T
+        np.fill_diagonal(S, -np.inf)
+        ids = active[rows]["global_speaker_id"].to_list()
+        apart = active[rows]["distinct_from"].to_list()
+        for a, other in enumerate(apart):
+            for b, gid in enumerate(ids):
+                if other and gid in other:
+                    S[a, b] = -np.inf
+        for a, i in enumerate(rows):
+            b = int(S[a].argmax())
+            if np.isfinite(S[a, b]):
+                closest[i], closest_sim[i] = ids[b], round(float(S[a, b]), 4)
+    return active.with_columns(
+        closest_id=pl.Series(closest, dtype=pl.Utf8), closest_similarity=pl.Series(closest_sim, dtype=pl.Float64)
+    )
 
 
 class UnknownSpeaker(LookupError):
