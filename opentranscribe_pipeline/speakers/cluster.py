@@ -5,9 +5,10 @@ speaker id, for one embedding model.
 
 **Assigning new speakers** (:func:`assign_new`, after every batch): each new local speaker
 is compared with the centroids only (``K`` voices, not the ``N`` local speakers of the
-archive): it joins the most similar voice when the cosine similarity reaches
-``threshold`` (that centroid moves to the new weighted mean), otherwise it mints a new
-id. Cost: ``O(batch x K x dim)``, independent of how many files the archive holds.
+archive): it joins the most similar voice when the cosine similarity reaches what it
+needs (:meth:`ClusterParams.required`: ``threshold`` with enough speech, more with little,
+decided by the shorter of the speaker and the voice; that centroid moves to the new
+weighted mean), otherwise it mints a new id. Cost: ``O(batch x K x dim)``, independent of how many files the archive holds.
 
 **Re-clustering** (:func:`recluster`, nightly): DP-means (k-means that opens a new
 cluster for any point further than a threshold), warm-started from the previous
@@ -20,6 +21,9 @@ centroids so existing voices keep their place:
 3. centroids move to the weighted mean of their members (weights: seconds of speech,
    capped); centroids more similar than ``merge_threshold`` are merged;
 4. repeat ``iterations`` times, then name the clusters (:func:`stable_ids`).
+
+**Kept apart**: ids a person split (``speakers split``, ``VoiceIndex.distinct``) never end
+up in one cluster: such a cluster is cut again along their members.
 
 **Stable ids**: a final cluster inherits the previous id that most of its members (by
 weight) carried; each previous id goes to at most one cluster, greedily by shared weight.
@@ -42,9 +46,10 @@ ID_RE = re.compile(r"^spk-(\d+)$")
 @dataclass(frozen=True)
 class ClusterParams:
     """Calibrated on real speech (``benchmarks/speakers_quality.py --real``, README "Speakers
-    on real voices"): with resemblyzer's GE2E, different real people reach 0.83 cosine with
-    6 s or more of speech each, but 0.87-0.90 with 2-4 s; so a speaker with little speech
-    needs a higher similarity to join a voice."""
+    on real voices"): with resemblyzer's GE2E, different real people reach about 0.83 cosine
+    with 6-12 s of clean speech each, but 0.87-0.90 with 2-5 s and 0.95 under 1 s, while one
+    person in two files is at 0.80-0.93 with 8 s; so a speaker with little speech needs a
+    higher similarity to join a voice, and one with under ``min_speech_s`` never joins."""
 
     threshold: float = 0.86  # cosine similarity needed to join a voice, with >= full_speech_s of speech
     merge_threshold: float = 0.92  # two centroids this similar are one voice
