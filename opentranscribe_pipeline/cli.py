@@ -425,6 +425,8 @@ def cmd_speakers(args) -> int:
         return cmd_speakers_split(args, warehouse)
     if args.action == "calibrate":
         return cmd_speakers_calibrate(args, warehouse)
+    if args.action == "merge":
+        return cmd_speakers_merge(args, warehouse)
     if args.action == "name" and (not args.id or not args.name or not args.name.strip()):
         print("error: usage: opentranscribe speakers name ID NAME", file=sys.stderr)
         return EXIT_USAGE
@@ -484,6 +486,26 @@ def cmd_speakers_split(args, warehouse) -> int:
     return EXIT_OK
 
 
+def cmd_speakers_merge(args, warehouse) -> int:
+    """``speakers merge ID --into OTHER``: one person under two ids (a missed join)."""
+    from .speakers import state
+    from .storage import StorageUnavailable
+
+    if not args.id or not args.into:
+        print("error: usage: opentranscribe speakers merge ID --into OTHER_ID", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        target = state.merge_speakers(warehouse, args.id, args.into)
+    except StorageUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (state.UnknownSpeaker, state.SplitRefused) as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.id} is now part of {target}")
+    return EXIT_OK
+
+
 def cmd_speakers_calibrate(args, warehouse) -> int:
     """``speakers calibrate``: similarity distributions of this warehouse's own speakers."""
     from .speakers.calibration import calibrate_warehouse, format_report
@@ -531,13 +553,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_show)
     sp = sub.add_parser("speakers", help="list global speakers, name one, or re-cluster the archive")
-    sp.add_argument("action", choices=["list", "name", "recluster", "split", "calibrate"])
+    sp.add_argument("action", choices=["list", "name", "recluster", "split", "merge", "calibrate"])
     sp.add_argument("id", nargs="?", help="global speaker id (spk-000001) for `name`")
     sp.add_argument("name", nargs="?", help="the person's name for `name`")
     sp.add_argument("--warehouse", required=True)
     sp.add_argument("--diarization", help="diarization pipeline whose embeddings to cluster (default: packaged)")
     sp.add_argument("--media", action="append", help="`split`: a file (media id or 8+ digit prefix) to move out")
     sp.add_argument("--by-file", dest="by_file", action="store_true", help="`split`: every file its own voice")
+    sp.add_argument("--into", help="`merge`: the global id that absorbs ID (one person under two ids)")
     sp.add_argument("-v", "--verbose", action="store_true")
     sp.set_defaults(func=cmd_speakers)
     from .query.cli import add_query_commands  # `query transcript|words|talk-time|languages`, `duckdb`

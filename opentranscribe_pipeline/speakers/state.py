@@ -767,3 +767,83 @@ def split_speaker(
 
     new, result, _ = state.transact(build)
     return replace(result, generation=new.number)
+
+
+def merge_speakers(wh: Warehouse, global_speaker_id: str, into: str) -> str:
+    """One person under two ids (a missed join, e.g. ``speakers list`` showed them close):
+    ``global_speaker_id`` is merged into ``into`` (a new generation, under the lease). Its
+    members move with method ``merge`` (kept there by later clusterings), it is recorded as
+    ``merged`` into ``into``, and its name moves unless ``into`` has one. Ids a person split
+    apart are refused. Returns the id that holds the voice now."""
+    from .identity import follow_merges
+
+    state = SpeakerState(wh)
+
+    def build(gen: Generation) -> tuple[Change, str]:
+        centroids = state.read(gen, CENTROIDS)
+        status = dict(zip(centroids["global_speaker_id"].to_list(), centroids["status"].to_list()))
+        for gid in (global_speaker_id, into):
+            if gid not in status:
+                raise UnknownSpeaker(f"no global speaker {gid!r} in {wh.root_uri} (see `opentranscribe speakers list`)")
+        merged = dict(zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into")))
+        source, target = global_speaker_id, into
+        while target in merged:
+            target = merged[target]
+        if source in merged or status[source] != "active":
+            raise SplitRefused(f"{source} is {status[source]}: nothing to merge")
+        if source == target:
+            raise SplitRefused(f"{source} and {into} are already one voice")
+        models = dict(zip(centroids["global_speaker_id"].to_list(), centroids["model"].to_list()))
+        if models[source] != models[target]:
+            raise SplitRefused(f"{source} and {target} come from different embedding models: never compared")
+        index, previous_rows = load_index(state, gen, models[source])
+        if frozenset((source, target)) in index.distinct:
+            raise SplitRefused(f"{source} was split from {target} by a person: they are kept apart")
+        a, b = index.ids.index(source), index.ids.index(target)
+        index.centroids[b] = normalize(index.centroids[a] * index.weights[a] + index.centroids[b] * index.weights[b])
+        index.weights[b] += index.weights[a]
+        index.members[b] += index.members[a]
+        for pair in [p for p in index.distinct if source in p]:  # what source was apart from, target is too
+            index.distinct.add(frozenset({target, *(pair - {source})}))
+            index.distinct.discard(pair)
+        keep = [k for k in range(len(index)) if k != a]
+        index.ids = [index.ids[k] for k in keep]
+        index.centroids, index.weights, index.members = index.centroids[keep], index.weights[keep], index.members[keep]
+        index.merged[source] = target
+        members = state.locations(gen, [source])
+        batches = sorted(set(members["batch_id"].to_list()))
+        rows = state.read_clusters(gen, batches)
+        emb = read_embeddings(wh, batches).select("media_id", "speaker", "embedding", "speech_s")
+        moved = rows.filter(pl.col("global_speaker_id") == source).join(emb, on=["media_id", "speaker"], how="inner")
+        if moved.height:
+            from .cluster import ClusterParams, membership_confidence
+
+            X = normalize(moved["embedding"].to_numpy())
+            ids = [target] * moved.height
+            sims = index.similarities(ids, X)
+            conf = membership_confidence(sims, index.runner_up(ids, X), moved["speech_s"].to_numpy(), ClusterParams())
+            update = pl.DataFrame(
+                {"media_id": moved["media_id"], "speaker": moved["speaker"], "new_sim": sims, "new_conf": conf}
+            )
+        else:
+            update = pl.DataFrame(
+                schema={"media_id": pl.Utf8, "speaker": pl.Utf8, "new_sim": pl.Float64, "new_conf": pl.Float64}
+            )
+        now = utc_now()
+        is_moved = pl.col("global_speaker_id") == source
+        rows = (
+            rows.join(update, on=["media_id", "speaker"], how="left")
+            .with_columns(
+                similarity=pl.when(is_moved).then(pl.coalesce("new_sim", "similarity")).otherwise("similarity"),
+                confidence=pl.when(is_moved).then(pl.coalesce("new_conf", "confidence")).otherwise("confidence"),
+                method=pl.when(is_moved).then(pl.lit("merge")).otherwise("method"),
+                clustered_at=pl.when(is_moved).then(pl.lit(now)).otherwise("clustered_at"),
+            )
+            .with_columns(global_speaker_id=pl.when(is_moved).then(pl.lit(target)).otherwise("global_speaker_id"))
+        )
+        parts = {b: conform(p, SpeakerClusters) for (b,), p in rows.partition_by("batch_id", as_dict=True).items()}
+        profiles, _ = follow_merges(state.profiles(gen)[0], [(source, target)])
+        change = Change(clusters=parts, centroids=centroid_rows(index, previous_rows), profiles=profiles)
+        return change, target
+
+    return state.transact(build)[1]

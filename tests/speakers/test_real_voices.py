@@ -244,3 +244,44 @@ def test_split_by_file_and_by_subset_keeps_ids_names_and_stays_split(tmp_path, e
     else:
         with pytest.raises(SplitRefused):
             split_speaker(wh, gid, by_file=True)
+
+
+def test_a_missed_join_is_confirmed_with_merge_and_stays_merged(tmp_path, encoder, capsys):
+    """3 s pieces of one person: the encoder cannot join them safely (their own ids); a
+    person merges two of them, names follow, a full re-clustering keeps the merge, and two
+    ids a person split are refused."""
+    sample = real_speech.pyannote_sample()
+    wh = Warehouse(str(tmp_path / "wh"))
+    person_of, batches = archive_of_pieces(wh, [sample], encoder, 3.0)
+    for b in batches:
+        cluster(wh, "incremental", [b])
+    ids_of: dict[str, list[str]] = {}
+    for gid, people in sorted(people_per_id(wh, person_of).items()):
+        ids_of.setdefault(next(iter(people)), []).append(gid)
+    person, ids = next((p, g) for p, g in sorted(ids_of.items()) if len(g) >= 2)  # a missed join
+    a, b = ids[0], ids[1]
+    name_speaker(wh, a, "Grace Hopper")
+    assert cli_main(["speakers", "merge", a, "--into", b, "--warehouse", str(wh.root)]) == 0
+    assert f"{a} is now part of {b}" in capsys.readouterr().out
+    state = SpeakerState(wh)
+    gen = state.current()
+    centroids = state.read(gen, CENTROIDS)
+    assert centroids.filter(pl.col("global_speaker_id") == a)[["status", "merged_into"]].row(0) == ("merged", b)
+    names = dict(zip(*state.read(gen, "speaker_profiles").select("global_speaker_id", "name")))
+    assert names.get(b) == "Grace Hopper"
+    members = read_clusters(wh).filter(pl.col("global_speaker_id") == b)
+    assert members.height >= 2 and "merge" in set(members["method"])
+    SpeakerClusters.validate(read_clusters(wh))
+    cluster(wh, "full")  # would part them again (too little speech): the person's merge holds
+    assert read_clusters(wh).filter(pl.col("global_speaker_id") == b).height >= members.height
+    assert all(len(p) == 1 for p in people_per_id(wh, person_of).values())
+    # a merge of two people a person split apart is refused
+    other = next(g for p, g in sorted(ids_of.items()) if p != person)[0]
+    split_target = read_clusters(wh).filter(pl.col("global_speaker_id") == b)["media_id"][0]
+    name_speaker(wh, other, "Someone Else")
+    assert cli_main(["speakers", "merge", other, "--into", "spk-999999", "--warehouse", str(wh.root)]) == 2
+    assert "no global speaker" in capsys.readouterr().err
+    result = split_speaker(wh, b, media_ids=[split_target])
+    new_id = next(iter(result.parts))
+    assert cli_main(["speakers", "merge", new_id, "--into", b, "--warehouse", str(wh.root)]) == 2
+    assert "kept apart" in capsys.readouterr().err
