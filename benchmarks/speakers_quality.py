@@ -124,9 +124,10 @@ def main() -> None:
     ap.add_argument("--model", default="packaged:base")
     ap.add_argument("--files", type=int, default=12)
     ap.add_argument("--real", action="store_true", help="real speech: calibration figures (see docstring)")
+    ap.add_argument("--der-files", type=int, default=None, help="--real: diarize only the first N real files (DER)")
     args = ap.parse_args()
     if args.real:
-        real_main()
+        real_main(args.der_files)
         return
     import pandas as pd
     import whisperx.diarize as wxd
@@ -295,7 +296,7 @@ def real_der(files, forced: set[str]) -> list[tuple[str, str, float, float, int,
     return out
 
 
-def real_main() -> None:
+def real_main(der_files: int | None = None) -> None:
     import real_speech as rs
 
     from opentranscribe_pipeline.speakers.calibration import distribution_rows, operating_point, pair_similarities
@@ -313,7 +314,7 @@ def real_main() -> None:
     )
 
     print("\nDER of the packaged diarizer on real speech (collar 0.25 s / none; speakers found / true):")
-    rows = real_der(files, {sample.name})
+    rows = real_der(files[:der_files], {sample.name})
     for label, name, d25, d0, found, true in rows:
         print(f"  {label:18s} {name:20s} DER {d25:.3f} / {d0:.3f}  speakers {found}/{true}", flush=True)
     est = [r for r in rows if r[0] == "estimated"]

@@ -127,11 +127,12 @@ class SpeakerClusteringResource(dg.ConfigurableResource):
     Production embeddings (WeSpeaker) need their own calibration (``speakers calibrate``)."""
 
     threshold: float = Field(
-        default=0.86, description="similarity needed to join a voice with >= full_speech_s of speech"
+        default=0.88, description="similarity needed to join a voice with >= full_speech_s of speech"
     )
     short_threshold: float = Field(default=0.95, description="similarity needed with short_speech_s of speech or less")
     full_speech_s: float = Field(default=8.0, description="speech from which `threshold` applies")
     short_speech_s: float = Field(default=2.0, description="speech up to which `short_threshold` applies")
+    min_speech_s: float = Field(default=1.0, description="a speaker with less speech never joins a voice")
     merge_threshold: float = Field(default=0.92, description="centroids this similar are merged")
     accept_threshold: float = Field(default=0.80, description="suggest a name with confidence 'high'")
     suggest_threshold: float = Field(default=0.70, description="suggest a name with confidence 'medium'")
@@ -144,5 +145,6 @@ class SpeakerClusteringResource(dg.ConfigurableResource):
             short_threshold=self.short_threshold,
             full_speech_s=self.full_speech_s,
             short_speech_s=self.short_speech_s,
+            min_speech_s=self.min_speech_s,
             iterations=self.iterations,
         )

@@ -51,7 +51,7 @@ class ClusterParams:
     person in two files is at 0.80-0.93 with 8 s; so a speaker with little speech needs a
     higher similarity to join a voice, and one with under ``min_speech_s`` never joins."""
 
-    threshold: float = 0.86  # cosine similarity needed to join a voice, with >= full_speech_s of speech
+    threshold: float = 0.88  # cosine similarity needed to join a voice, with >= full_speech_s of speech
     merge_threshold: float = 0.92  # two centroids this similar are one voice
     short_threshold: float = 0.95  # ... needed with short_speech_s of speech or less
     full_speech_s: float = 8.0
@@ -172,18 +172,28 @@ def _weights(speech_s: np.ndarray, params: ClusterParams) -> np.ndarray:
 
 
 def assign_new(
-    index: VoiceIndex, embeddings: np.ndarray, speech_s: np.ndarray, params: ClusterParams = ClusterParams()
+    index: VoiceIndex,
+    embeddings: np.ndarray,
+    speech_s: np.ndarray,
+    params: ClusterParams = ClusterParams(),
+    groups: list[str] | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """Global ids for new local speakers; updates ``index`` in place. ``O(n x K)``."""
+    """Global ids for new local speakers; updates ``index`` in place. ``O(n x K)``.
+    ``groups`` (the media id of each row): two local speakers of one file are different
+    people (diarization kept them apart), so they never join the same voice."""
     X = normalize(embeddings)
     w = _weights(speech_s, params)
     need = params.required(speech_s)
     ids: list[str] = []
     sims = np.zeros(len(X), np.float64)
     # the most confident speakers first, so that a new voice is founded by its best sample
+    taken: dict[str, set[int]] = {}
     for i in np.argsort(-w, kind="stable"):
+        group = taken.setdefault(groups[i], set()) if groups is not None else set()
         if len(index):
             s = index.centroids @ X[i]
+            if group:
+                s[list(group)] = -np.inf
             k = int(s.argmax())
             # the shorter side decides: a voice founded by a few seconds is no surer than they are
             if s[k] >= max(need[i], float(params.required(index.weights[k]))):
@@ -192,9 +202,11 @@ def assign_new(
                 index.weights[k] = total
                 index.members[k] += 1
                 ids.append((int(i), index.ids[k]))
+                group.add(k)
                 continue
         k = index._append(index.mint(), X[i], w[i])
         ids.append((int(i), index.ids[k]))
+        group.add(k)
     out = [""] * len(X)
     for i, gid in ids:
         out[i] = gid

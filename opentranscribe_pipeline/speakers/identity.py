@@ -124,7 +124,9 @@ def assign_batches(emb: pl.DataFrame, known: pl.DataFrame, index: VoiceIndex, pa
     known = known.with_columns(global_speaker_id=pl.col("global_speaker_id").map_elements(index.resolve, pl.Utf8))
     joined = emb.join(known, on=["media_id", "speaker"], how="left")
     todo = joined.filter(pl.col("global_speaker_id").is_null())
-    new_ids, new_sims = assign_new(index, _vectors(todo), todo["speech_s"].to_numpy(), params)
+    new_ids, new_sims = assign_new(
+        index, _vectors(todo), todo["speech_s"].to_numpy(), params, groups=todo["media_id"].to_list()
+    )
     kept = joined.filter(pl.col("global_speaker_id").is_not_null())
     kept_ids = kept["global_speaker_id"].to_list()
     kept_sims = index.similarities(kept_ids, kept["embedding"].to_list())
