@@ -286,3 +286,25 @@ def test_a_missed_join_is_confirmed_with_merge_and_stays_merged(tmp_path, encode
     new_id = next(iter(result.parts))
     assert cli_main(["speakers", "merge", new_id, "--into", b, "--warehouse", str(wh.root)]) == 2
     assert "kept apart" in capsys.readouterr().err
+
+
+def test_calibrate_measures_the_archives_own_named_voices(tmp_path, encoder, capsys):
+    """`speakers calibrate`: pairs of one named person across files and of two names, with
+    the error rates of the current thresholds on them."""
+    from opentranscribe_pipeline.speakers.calibration import calibrate_warehouse
+
+    wh = Warehouse(str(tmp_path / "wh"))
+    person_of, batches = archive_of_pieces(wh, [real_speech.pyannote_sample()], encoder, 3.0)
+    for b in batches:
+        cluster(wh, "incremental", [b])
+    for gid, people in people_per_id(wh, person_of).items():
+        name_speaker(wh, gid, {"speaker90": "Ada", "speaker91": "Grace"}[next(iter(people))])
+    report = calibrate_warehouse(wh, RESEMBLYZER_MODEL)
+    n90 = sum(p == "speaker90" for p in person_of.values())
+    n91 = len(person_of) - n90
+    assert len(report.pairs.same) == n90 * (n90 - 1) // 2 + n91 * (n91 - 1) // 2
+    assert len(report.pairs.different) == n90 * n91
+    assert report.point.false_merges == 0  # two named people: never at a joining similarity
+    assert cli_main(["speakers", "calibrate", "--warehouse", str(wh.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"one named person in two files: {len(report.pairs.same)}" in out and "2-4 s" in out
