@@ -142,6 +142,11 @@ def test_the_real_people_of_the_ami_excerpts_never_share_an_id(tmp_path, encoder
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # four diarizations of real speech on CPU
+@pytest.mark.xfail(
+    strict=True,
+    reason="known false merge (issue 15, open): the packaged diarizer's local speakers of 15 s halves "
+    "join one id across the two halves; the same people cut by the reference never do (tests above)",
+)
 def test_pipeline_diarizer_on_real_speech_keeps_both_people_apart_across_files(tmp_path):
     """Halves of the sample as two files through the packaged diarizer (its turns and its
     embeddings, as the pipeline writes them), then incremental and full clustering."""
