@@ -14,6 +14,19 @@ Prints, against a baseline measured in the same run:
   thresholds).
 
 Run: ``.venv/bin/python benchmarks/speakers_quality.py [--model packaged:base] [--files 12]``
+
+``--real`` measures on real speech instead (``tests/data/real_speech.py``: pyannote.audio's
+two-person sample, and the 13 AMI excerpts of its source distribution when pip can fetch
+them), which is what the clustering thresholds are calibrated on:
+- DER of the packaged diarizer on each real file (collar 0.25 s and none), and with
+  ``num_speakers`` given;
+- for each embedding compared (resemblyzer's GE2E, the same with the archive mean
+  subtracted (cohort normalisation), and MFCC statistics as a no-training baseline):
+  similarity of one person in two files vs two different people, per length of speech
+  (pieces of 2-12 s of each person's clean speech, and all of it), and the false-merge and
+  missed-join rates on those pairs at the chosen (speech-dependent) thresholds;
+- incremental and full clustering of every person's speech per file: ids holding two
+  people (false merges) and people split over several ids (missed joins).
 """
 
 from __future__ import annotations
@@ -110,7 +123,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="packaged:base")
     ap.add_argument("--files", type=int, default=12)
+    ap.add_argument("--real", action="store_true", help="real speech: calibration figures (see docstring)")
+    ap.add_argument(
+        "--der-files", type=int, default=None, help="--real: diarize only the first N real files for DER (0: none)"
+    )
     args = ap.parse_args()
+    if args.real:
+        real_main(args.der_files)
+        return
     import pandas as pd
     import whisperx.diarize as wxd
 
@@ -231,6 +251,189 @@ def main() -> None:
             }
         )
     )
+
+
+# -- real speech --------------------------------------------------------------------------------
+PIECES_S = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, None)  # None: all of a person's clean speech in the file
+
+
+def mfcc_embedding(wavs: list[np.ndarray]) -> np.ndarray:
+    """No-training baseline: mean and standard deviation of 20 MFCCs (librosa), centred."""
+    import librosa
+
+    out = []
+    for w in wavs:
+        m = librosa.feature.mfcc(y=np.asarray(w, np.float32), sr=16000, n_mfcc=20)
+        out.append(np.r_[m.mean(axis=1), m.std(axis=1)])
+    X = np.asarray(out, np.float64)
+    X = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-9)
+    return X
+
+
+def real_der(files, forced: set[str]) -> list[tuple[str, str, float, float, int, int]]:
+    """DER of the packaged diarizer on each file; again with ``num_speakers`` given for the
+    files named in ``forced``. One pipeline load."""
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    from opentranscribe_pipeline.speech.diarize import DiarizationOptions, Diarizer
+
+    out = []
+    with Diarizer(DiarizationOptions()) as diarizer:
+        for f in files:
+            ref = Annotation()
+            for t in f.turns:
+                ref[Segment(t.start_s, t.end_s)] = t.speaker
+            for label in ("estimated", "num_speakers given"):
+                if label != "estimated" and f.name not in forced:
+                    continue
+                diarizer.options = DiarizationOptions(num_speakers=len(f.speakers) if label != "estimated" else None)
+                d = diarizer.diarize(f.samples)
+                hyp = Annotation()
+                for t in d.turns:
+                    hyp[Segment(t.start_s, t.end_s)] = t.speaker
+                der25 = DiarizationErrorRate(collar=0.25)(ref, hyp)
+                der0 = DiarizationErrorRate(collar=0.0)(ref, hyp)
+                out.append((label, f.name, der25, der0, len(d.speakers), len(f.speakers)))
+    return out
+
+
+def real_main(der_files: int | None = None) -> None:
+    import real_speech as rs
+
+    from opentranscribe_pipeline.speakers.calibration import distribution_rows, operating_point, pair_similarities
+    from opentranscribe_pipeline.speakers.cluster import ClusterParams
+    from opentranscribe_pipeline.speech.diarize import ResemblyzerEmbedding
+
+    t0 = time.perf_counter()
+    sample = rs.pyannote_sample()
+    ami = rs.pyannote_debug_set() or []
+    files = [sample, *ami]
+    people = sorted({s for f in files for s in f.speakers})
+    print(
+        f"real speech: {len(files)} files ({sum(len(f.samples) for f in files) / 16000:.0f} s), "
+        f"{len(people)} people; AMI excerpts {'found' if ami else 'NOT available (pip could not fetch them)'}"
+    )
+
+    if der_files != 0:
+        print("\nDER of the packaged diarizer on real speech (collar 0.25 s / none; speakers found / true):")
+        rows = real_der(files[:der_files], {sample.name})
+        for label, name, d25, d0, found, true in rows:
+            print(f"  {label:18s} {name:20s} DER {d25:.3f} / {d0:.3f}  speakers {found}/{true}", flush=True)
+        est = [r for r in rows if r[0] == "estimated"]
+        print(
+            f"  estimated, mean over {len(est)} files: DER {np.mean([r[2] for r in est]):.3f} / "
+            f"{np.mean([r[3] for r in est]):.3f}; AMI excerpts are meetings with overlap and 2-4 people per 30 s"
+        )
+
+    meta, wavs = [], []
+    for L in PIECES_S:
+        for f in files:
+            for s in f.speakers:
+                speech = rs.cut(f.samples, rs.exclusive_speech(f, s))
+                for p in [speech] if L is None else rs.pieces_of(speech, L):
+                    if len(p) >= 0.5 * 16000:
+                        meta.append((f.name, s, len(p) / 16000, L))
+                        wavs.append(p)
+    enc = ResemblyzerEmbedding("cpu")
+    t1 = time.perf_counter()
+    V = enc.embed_many(wavs)
+    t_ge2e = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    M = mfcc_embedding(wavs)
+    t_mfcc = time.perf_counter() - t1
+    ok = np.isfinite(V).all(axis=1)
+    print(
+        f"\n{len(wavs)} pieces embedded: GE2E {t_ge2e:.1f} s, MFCC statistics {t_mfcc:.1f} s "
+        f"(ratio {t_mfcc / max(t_ge2e, 1e-9):.2f})"
+    )
+    centred = V - V[ok].mean(axis=0)
+    params = ClusterParams()
+    old = ClusterParams(threshold=0.80, merge_threshold=0.88, short_threshold=0.80, min_speech_s=0.0)
+    embeddings = {"resemblyzer GE2E": V, "GE2E minus the archive mean": centred, "MFCC statistics": M}
+    for name, X in embeddings.items():
+        print(f"\n== {name}")
+        for L in PIECES_S:
+            idx = [i for i, m in enumerate(meta) if m[3] == L and ok[i]]
+            pairs = pair_similarities(
+                X[idx], [meta[i][1] for i in idx], [meta[i][0] for i in idx], np.array([meta[i][2] for i in idx])
+            )
+            if not len(pairs.different):
+                continue
+            auc = _auc(pairs.same, pairs.different)
+            line = f"  {'all' if L is None else f'{L:g} s':>5} pieces: same person in two files n={len(pairs.same)}"
+            if len(pairs.same):
+                line += f" min {pairs.same.min():.3f} p05 {np.percentile(pairs.same, 5):.3f} median {np.median(pairs.same):.3f}"
+            line += (
+                f" | different people n={len(pairs.different)} median {np.median(pairs.different):.3f} "
+                f"p99 {np.percentile(pairs.different, 99):.3f} max {pairs.different.max():.3f} | AUC {auc:.3f}"
+            )
+            print(line)
+            if name == "resemblyzer GE2E":
+                for label, p in (("chosen", params), ("old 0.80", old)):
+                    pt = operating_point(pairs, p)
+                    print(
+                        f"      {label:9s} false merges {pt.false_merges}/{pt.different_pairs} "
+                        f"({pt.false_merge_rate:.2%}), missed joins {pt.missed_joins}/{pt.same_pairs} "
+                        f"({pt.missed_join_rate:.1%})"
+                    )
+        if name == "resemblyzer GE2E":
+            idx = [i for i, m in enumerate(meta) if ok[i] and m[3] is not None]
+            rows = distribution_rows(
+                pair_similarities(
+                    V[idx], [meta[i][1] for i in idx], [meta[i][0] for i in idx], np.array([meta[i][2] for i in idx])
+                )
+            )
+            print("  all pieces by speech of the shorter one:")
+            for r in rows:
+                if r["n"]:
+                    print(
+                        f"    {r['speech_s']:>7} s {r['pairs']:17s} n={r['n']:5d} min {r['min']:.3f} "
+                        f"median {r['median']:.3f} max {r['max']:.3f}"
+                    )
+    _real_clustering(meta, V, ok, params, old)
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+
+
+def _auc(same: np.ndarray, different: np.ndarray) -> float:
+    """Probability that a same-person pair is more similar than a different-people pair."""
+    if not len(same) or not len(different):
+        return float("nan")
+    d = np.sort(different)
+    return float(np.mean(np.searchsorted(d, same, side="left") / len(d)))
+
+
+def _real_clustering(meta, V, ok, params, old) -> None:
+    from opentranscribe_pipeline.speakers.cluster import VoiceIndex, assign_new, recluster
+
+    idx = [i for i, m in enumerate(meta) if m[3] is None and ok[i]]  # one local speaker per person and file
+    X = V[idx]
+    secs = np.array([meta[i][2] for i in idx])
+    person = [meta[i][1] for i in idx]
+    fileof = [meta[i][0] for i in idx]
+    recurring = {p for p in person if len({f for q, f in zip(person, fileof) if q == p}) > 1}
+    print(
+        f"\nclustering {len(idx)} local speakers ({len(set(person))} people, {len(recurring)} in several files), "
+        "one file per batch:"
+    )
+    for label, p in (("chosen", params), ("old 0.80", old)):
+        index, inc = VoiceIndex(model="m"), [""] * len(idx)
+        for f in sorted(set(fileof)):
+            sel = [k for k, g in enumerate(fileof) if g == f]
+            got, _ = assign_new(index, X[sel], secs[sel], p)
+            for k, g in zip(sel, got):
+                inc[k] = g
+        full, _, _, _ = recluster(X, secs, inc, VoiceIndex(model="m", next_number=index.next_number), p)
+        for how, ids in (("incremental", inc), ("full", full)):
+            by_id = collections.defaultdict(set)
+            for q, g in zip(person, ids):
+                by_id[g].add(q)
+            merged = sum(len(v) > 1 for v in by_id.values())
+            joined = sum(len({g for q, g in zip(person, ids) if q == r}) == 1 for r in recurring)
+            print(
+                f"  {label:9s} {how:11s}: {len(by_id)} ids, {merged} holding two or more people "
+                f"(false merges), {joined} of {len(recurring)} recurring people under one id"
+            )
 
 
 if __name__ == "__main__":

@@ -464,6 +464,12 @@ def cmd_speakers(args) -> int:
         result = run_clustering(DagsterInstance.get(), warehouse.root_uri, args, "full")
         print("re-clustered" if result.success else f"error: run {result.run_id} failed")
         return EXIT_OK if result.success else EXIT_RUN_FAILED
+    if args.action == "split":
+        return cmd_speakers_split(args, warehouse)
+    if args.action == "calibrate":
+        return cmd_speakers_calibrate(args, warehouse)
+    if args.action == "merge":
+        return cmd_speakers_merge(args, warehouse)
     if args.action == "name" and (not args.id or not args.name or not args.name.strip()):
         print("error: usage: opentranscribe speakers name ID NAME", file=sys.stderr)
         return EXIT_USAGE
@@ -484,8 +490,13 @@ def cmd_speakers(args) -> int:
             hint = ""
             if row.get("suggested_name"):
                 hint = f"  maybe {row['suggested_name']!r} ({row['confidence']}, similarity {row['similarity']:.2f})"
+            sure = ""
+            if row.get("min_confidence") is not None:
+                sure = f"  confidence min {row['min_confidence']:.2f} mean {row['mean_confidence']:.2f}"
+            if row.get("closest_similarity") is not None and row["closest_similarity"] >= 0.80:
+                sure += f"  close to {row['closest_id']} ({row['closest_similarity']:.2f})"
             print(
-                f"  {row['global_speaker_id']}  {row['n_members']:5d} files  {row['speech_s']:8.1f} s  {row['name'] or '-'}{hint}"
+                f"  {row['global_speaker_id']}  {row['n_members']:5d} files  {row['speech_s']:8.1f} s  {row['name'] or '-'}{hint}{sure}"
             )
         return EXIT_OK
     record_profiles_changed(warehouse)
@@ -517,6 +528,62 @@ def record_profiles_changed(warehouse) -> None:
             )
     except Exception as exc:  # the name is committed; only the UI's staleness hint is lost
         logging.getLogger(__name__).warning("could not record the rename in the Dagster instance: %s", exc)
+
+
+def cmd_speakers_split(args, warehouse) -> int:
+    """``speakers split ID --media M ... | --by-file``: one global speaker that is two people."""
+    from .speakers import state
+    from .storage import StorageUnavailable
+
+    if not args.id:
+        print("error: usage: opentranscribe speakers split ID (--media MEDIA_ID ... | --by-file)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = state.split_speaker(warehouse, args.id, media_ids=args.media or None, by_file=args.by_file)
+    except StorageUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (state.UnknownSpeaker, state.SplitRefused) as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{result.global_speaker_id} keeps {len(result.kept)} member(s) and its name")
+    for gid, members in result.parts.items():
+        files = sorted({m for m, _ in members})
+        print(f"  {gid}: {len(members)} member(s) in {len(files)} file(s): {', '.join(f[:12] for f in files[:5])}")
+    print(f"committed speaker state generation {result.generation}; these ids are kept apart from now on")
+    record_profiles_changed(warehouse)  # names and members moved: exports are stale
+    return EXIT_OK
+
+
+def cmd_speakers_merge(args, warehouse) -> int:
+    """``speakers merge ID --into OTHER``: one person under two ids (a missed join)."""
+    from .speakers import state
+    from .storage import StorageUnavailable
+
+    if not args.id or not args.into:
+        print("error: usage: opentranscribe speakers merge ID --into OTHER_ID", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        target = state.merge_speakers(warehouse, args.id, args.into)
+    except StorageUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (state.UnknownSpeaker, state.SplitRefused) as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.id} is now part of {target}")
+    record_profiles_changed(warehouse)  # names and members moved: exports are stale
+    return EXIT_OK
+
+
+def cmd_speakers_calibrate(args, warehouse) -> int:
+    """``speakers calibrate``: similarity distributions of this warehouse's own speakers."""
+    from .speakers.calibration import calibrate_warehouse, format_report
+    from .speech.diarize import embedding_model_name
+
+    model = embedding_model_name(args.diarization or settings.diarization_pipeline())
+    print(format_report(calibrate_warehouse(warehouse, model)))
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -568,11 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_show)
     sp = sub.add_parser("speakers", help="list global speakers, name one, or re-cluster the archive")
-    sp.add_argument("action", choices=["list", "name", "recluster"])
+    sp.add_argument("action", choices=["list", "name", "recluster", "split", "merge", "calibrate"])
     sp.add_argument("id", nargs="?", help="global speaker id (spk-000001) for `name`")
     sp.add_argument("name", nargs="?", help="the person's name for `name`")
     sp.add_argument("--warehouse", required=True)
     sp.add_argument("--diarization", help="diarization pipeline whose embeddings to cluster (default: packaged)")
+    sp.add_argument("--media", action="append", help="`split`: a file (media id or 8+ digit prefix) to move out")
+    sp.add_argument("--by-file", dest="by_file", action="store_true", help="`split`: every file its own voice")
+    sp.add_argument("--into", help="`merge`: the global id that absorbs ID (one person under two ids)")
     sp.add_argument("-v", "--verbose", action="store_true")
     sp.set_defaults(func=cmd_speakers)
     from .query.cli import add_query_commands  # `query transcript|words|talk-time|languages`, `duckdb`

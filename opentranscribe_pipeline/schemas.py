@@ -251,8 +251,10 @@ class SpeakerClusters(_Table):
     global_speaker_id: str = pa.Field(str_matches=GLOBAL_ID)
     similarity: pl.Float64 = pa.Field(ge=-1.0001, le=1.0001)  # cosine to the cluster centroid
     model: str
-    method: str = pa.Field(isin=("full", "incremental"))
+    method: str = pa.Field(isin=("full", "incremental", "split", "merge"))  # split/merge: placed by a person
     clustered_at: pl.Datetime(time_unit="us", time_zone="UTC")
+    # 0..1: margin over the join threshold and over the next voice, scaled by speech (speakers.cluster)
+    confidence: pl.Float64 = pa.Field(ge=0, le=1, nullable=True)  # null: rows clustered before it existed
 
     class Config:
         unique = ["media_id", "speaker"]  # the row's identity (parent Config options are inherited)
@@ -269,6 +271,7 @@ class SpeakerCentroids(_Table):
     status: str = pa.Field(isin=("active", "merged", "retired"))  # retired: no members left
     merged_into: str = pa.Field(nullable=True)
     updated_at: pl.Datetime(time_unit="us", time_zone="UTC")
+    distinct_from: pl.List(pl.Utf8) = pa.Field(nullable=True)  # ids a person split from this one: never merged
 
 
 class SpeakerProfiles(_Table):

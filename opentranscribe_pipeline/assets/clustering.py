@@ -59,6 +59,23 @@ def _assignment_metadata(outcome: Assignment, batch_ids: list[str]) -> dict:
     }
 
 
+def _confidence_metadata(rows: pl.DataFrame) -> dict:
+    """How sure this run's memberships are (``speaker_clusters.confidence``), and the least
+    sure ones: where a person should look first (``opentranscribe speakers split``)."""
+    conf = rows["confidence"].drop_nulls() if rows.height else pl.Series([], dtype=pl.Float64)
+    if conf.is_empty():
+        return {}
+    weakest = (
+        rows.sort("confidence").head(10).select("global_speaker_id", "media_id", "speaker", "similarity", "confidence")
+    )
+    return {
+        "membership_confidence_mean": round(float(conf.mean()), 4),
+        "membership_confidence_min": round(float(conf.min()), 4),
+        "memberships_below_0.5": int((conf < 0.5).sum()),
+        "least_sure_memberships": dg.MetadataValue.md(markdown_table(weakest)),
+    }
+
+
 def _speaker_map(rows: pl.DataFrame, emb: pl.DataFrame) -> tuple[bytes, dg.MetadataValue]:
     vectors = rows.join(emb.select("media_id", "speaker", "embedding"), on=["media_id", "speaker"])["embedding"]
     png = speaker_map_png(np.asarray(vectors.to_numpy()), rows["global_speaker_id"].to_list())
@@ -148,6 +165,7 @@ def cluster_speakers(
         "elapsed_s": round(time.perf_counter() - started, 3),
         **_assignment_metadata(run.outcome, sorted(config.batch_ids)),
     }
+    meta |= _confidence_metadata(rows)
     if rows.height:
         png, meta["speaker_map"] = _speaker_map(rows, run.embeddings)
         wh.put_bytes(wh.path("_reports", "speaker_map.png"), png)

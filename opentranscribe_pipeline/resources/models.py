@@ -120,18 +120,34 @@ class DiarizationModelResource(dg.ConfigurableResource):
 class SpeakerClusteringResource(dg.ConfigurableResource):
     """Thresholds of the archive-wide speaker clustering (cosine similarity of unit vectors).
 
-    Defaults are tuned on the synthesized dialogues (``benchmarks/speakers_quality.py``):
-    the packaged resemblyzer embeddings of one voice in different files are >= 0.83 similar,
-    of different voices <= 0.80. Production embeddings (WeSpeaker) need their own tuning."""
+    Calibrated on real speech for the packaged resemblyzer encoder (README "Speakers on real
+    voices", ``benchmarks/speakers_quality.py --real``): different real people reach 0.83
+    with 6 s or more of speech each and 0.87-0.90 with 2-4 s, so speakers with little speech
+    need more similarity to join; chosen so that a false merge is rarer than a missed join.
+    Production embeddings (WeSpeaker) need their own calibration (``speakers calibrate``)."""
 
-    threshold: float = Field(default=0.80, description="similarity needed to join an existing voice")
-    merge_threshold: float = Field(default=0.88, description="centroids this similar are merged")
-    accept_threshold: float = Field(default=0.78, description="suggest a name with confidence 'high'")
+    threshold: float = Field(
+        default=0.88, description="similarity needed to join a voice with >= full_speech_s of speech"
+    )
+    short_threshold: float = Field(default=0.95, description="similarity needed with short_speech_s of speech or less")
+    full_speech_s: float = Field(default=8.0, description="speech from which `threshold` applies")
+    short_speech_s: float = Field(default=2.0, description="speech up to which `short_threshold` applies")
+    min_speech_s: float = Field(default=1.0, description="a speaker with less speech never joins a voice")
+    merge_threshold: float = Field(default=0.92, description="centroids this similar are merged")
+    accept_threshold: float = Field(default=0.80, description="suggest a name with confidence 'high'")
     suggest_threshold: float = Field(default=0.70, description="suggest a name with confidence 'medium'")
     iterations: int = 3
 
     def params(self) -> ClusterParams:
-        return ClusterParams(threshold=self.threshold, merge_threshold=self.merge_threshold, iterations=self.iterations)
+        return ClusterParams(
+            threshold=self.threshold,
+            merge_threshold=self.merge_threshold,
+            short_threshold=self.short_threshold,
+            full_speech_s=self.full_speech_s,
+            short_speech_s=self.short_speech_s,
+            min_speech_s=self.min_speech_s,
+            iterations=self.iterations,
+        )
 
 
 class TranslationModelResource(dg.ConfigurableResource):

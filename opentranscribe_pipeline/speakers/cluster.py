@@ -5,9 +5,10 @@ speaker id, for one embedding model.
 
 **Assigning new speakers** (:func:`assign_new`, after every batch): each new local speaker
 is compared with the centroids only (``K`` voices, not the ``N`` local speakers of the
-archive): it joins the most similar voice when the cosine similarity reaches
-``threshold`` (that centroid moves to the new weighted mean), otherwise it mints a new
-id. Cost: ``O(batch x K x dim)``, independent of how many files the archive holds.
+archive): it joins the most similar voice when the cosine similarity reaches what it
+needs (:meth:`ClusterParams.required`: ``threshold`` with enough speech, more with little,
+decided by the shorter of the speaker and the voice; that centroid moves to the new
+weighted mean), otherwise it mints a new id. Cost: ``O(batch x K x dim)``, independent of how many files the archive holds.
 
 **Re-clustering** (:func:`recluster`, nightly): DP-means (k-means that opens a new
 cluster for any point further than a threshold), warm-started from the previous
@@ -20,6 +21,9 @@ centroids so existing voices keep their place:
 3. centroids move to the weighted mean of their members (weights: seconds of speech,
    capped); centroids more similar than ``merge_threshold`` are merged;
 4. repeat ``iterations`` times, then name the clusters (:func:`stable_ids`).
+
+**Kept apart**: ids a person split (``speakers split``, ``VoiceIndex.distinct``) never end
+up in one cluster: such a cluster is cut again along their members.
 
 **Stable ids**: a final cluster inherits the previous id that most of its members (by
 weight) carried; each previous id goes to at most one cluster, greedily by shared weight.
@@ -41,12 +45,47 @@ ID_RE = re.compile(r"^spk-(\d+)$")
 
 @dataclass(frozen=True)
 class ClusterParams:
-    threshold: float = 0.80  # cosine similarity needed to join a voice
-    merge_threshold: float = 0.88  # two centroids this similar are one voice
+    """Calibrated on real speech (``benchmarks/speakers_quality.py --real``, README "Speakers
+    on real voices"): with resemblyzer's GE2E, different real people reach about 0.83 cosine
+    with 6-12 s of clean speech each, but 0.87-0.90 with 2-5 s and 0.95 under 1 s, while one
+    person in two files is at 0.80-0.93 with 8 s; so a speaker with little speech needs a
+    higher similarity to join a voice, and one with under ``min_speech_s`` never joins."""
+
+    threshold: float = 0.88  # cosine similarity needed to join a voice, with >= full_speech_s of speech
+    merge_threshold: float = 0.92  # two centroids this similar are one voice
+    short_threshold: float = 0.95  # ... needed with short_speech_s of speech or less
+    full_speech_s: float = 8.0
+    short_speech_s: float = 2.0
+    min_speech_s: float = 1.0  # a speaker with less never joins a voice (nor is joined): its own id
     iterations: int = 3
     chunk_rows: int = 4096
     seed_rows: int = 2048
     max_weight_s: float = 60.0  # a speaker's weight: seconds of speech, capped
+
+    def required(self, speech_s: np.ndarray) -> np.ndarray:
+        """The similarity each speaker needs to join a voice: ``short_threshold`` up to
+        ``short_speech_s`` of speech, ``threshold`` from ``full_speech_s``, linear between."""
+        s = np.asarray(speech_s, dtype=np.float64)
+        span = max(self.full_speech_s - self.short_speech_s, 1e-9)
+        t = np.clip((s - self.short_speech_s) / span, 0.0, 1.0)
+        need = np.maximum(self.threshold, self.short_threshold + (self.threshold - self.short_threshold) * t)
+        return np.where(s < self.min_speech_s, np.inf, need)
+
+
+def membership_confidence(
+    similarity: np.ndarray, runner_up: np.ndarray, speech_s: np.ndarray, params: ClusterParams
+) -> np.ndarray:
+    """How sure a membership is, 0..1: the margin of the speaker's similarity over what it
+    needs to join (its share of ``1 - required``) times its margin over the next most
+    similar voice (full at 0.10), times the share of ``full_speech_s`` it has (short speech
+    is where different real people look alike). 1.0 only for a clear member with enough
+    speech; rows founded a new voice alone get their speech share."""
+    req = params.required(speech_s)
+    above = np.clip((np.asarray(similarity) - req) / np.maximum(1.0 - req, 1e-9), 0.0, 1.0)
+    above = np.where(np.asarray(similarity) >= 0.999, 1.0, above)  # alone in its voice
+    margin = np.clip((np.asarray(similarity) - np.asarray(runner_up)) / 0.10, 0.0, 1.0)
+    speech = np.clip(np.asarray(speech_s, dtype=np.float64) / params.full_speech_s, 0.0, 1.0)
+    return np.round(np.sqrt(above * margin) * speech, 4)
 
 
 def format_id(number: int) -> str:
@@ -75,6 +114,23 @@ class VoiceIndex:
     members: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (K,)
     merged: dict[str, str] = field(default_factory=dict)  # retired id -> the id that absorbed it
     next_number: int = 1
+    distinct: set[frozenset[str]] = field(default_factory=set)  # pairs a person split: never merged
+
+    def distinct_from(self, gid: str) -> list[str]:
+        return sorted(g for pair in self.distinct if gid in pair for g in pair if g != gid)
+
+    def runner_up(self, gids: list[str], vectors: np.ndarray) -> np.ndarray:
+        """Similarity of each vector to the most similar centroid other than its own id's
+        (-1 when there is no other voice)."""
+        out = np.full(len(gids), -1.0)
+        if len(self) < 2 or len(gids) == 0:
+            return out
+        pos = {g: k for k, g in enumerate(self.ids)}
+        S = normalize(np.asarray(vectors)) @ self.centroids.T  # (n, K)
+        for i, gid in enumerate(gids):
+            if gid in pos:
+                S[i, pos[gid]] = -np.inf
+        return np.maximum(S.max(axis=1), -1.0).astype(np.float64)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -116,27 +172,41 @@ def _weights(speech_s: np.ndarray, params: ClusterParams) -> np.ndarray:
 
 
 def assign_new(
-    index: VoiceIndex, embeddings: np.ndarray, speech_s: np.ndarray, params: ClusterParams = ClusterParams()
+    index: VoiceIndex,
+    embeddings: np.ndarray,
+    speech_s: np.ndarray,
+    params: ClusterParams = ClusterParams(),
+    groups: list[str] | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """Global ids for new local speakers; updates ``index`` in place. ``O(n x K)``."""
+    """Global ids for new local speakers; updates ``index`` in place. ``O(n x K)``.
+    ``groups`` (the media id of each row): two local speakers of one file are different
+    people (diarization kept them apart), so they never join the same voice."""
     X = normalize(embeddings)
     w = _weights(speech_s, params)
+    need = params.required(speech_s)
     ids: list[str] = []
     sims = np.zeros(len(X), np.float64)
     # the most confident speakers first, so that a new voice is founded by its best sample
+    taken: dict[str, set[int]] = {}
     for i in np.argsort(-w, kind="stable"):
+        group = taken.setdefault(groups[i], set()) if groups is not None else set()
         if len(index):
             s = index.centroids @ X[i]
+            if group:
+                s[list(group)] = -np.inf
             k = int(s.argmax())
-            if s[k] >= params.threshold:
+            # the shorter side decides: a voice founded by a few seconds is no surer than they are
+            if s[k] >= max(need[i], float(params.required(index.weights[k]))):
                 total = index.weights[k] + w[i]
                 index.centroids[k] = normalize(index.centroids[k] * index.weights[k] + X[i] * w[i])
                 index.weights[k] = total
                 index.members[k] += 1
                 ids.append((int(i), index.ids[k]))
+                group.add(k)
                 continue
         k = index._append(index.mint(), X[i], w[i])
         ids.append((int(i), index.ids[k]))
+        group.add(k)
     out = [""] * len(X)
     for i, gid in ids:
         out[i] = gid
@@ -172,19 +242,58 @@ def _means(X: np.ndarray, w: np.ndarray, labels: np.ndarray, k: int) -> tuple[np
     return normalize(sums), weight
 
 
-def _seed(X: np.ndarray, threshold: float) -> np.ndarray:
-    """Average-linkage groups of a few thousand unassigned rows -> centroids."""
-    if len(X) == 1:
-        return X.copy()
-    from scipy.cluster.hierarchy import fcluster, linkage
+def _seed(X: np.ndarray, threshold: float, short: np.ndarray | None = None) -> np.ndarray:
+    """Average-linkage groups of a few thousand unassigned rows -> centroids. Rows with
+    short speech (``short``) seed voices of their own: two short speakers of different
+    real people are often as similar as one person's (README "Speakers on real voices")."""
+    short = np.zeros(len(X), bool) if short is None else short
+    full = np.flatnonzero(~short)
+    seeds = [X[short]]
+    if len(full) == 1:
+        seeds.append(X[full])
+    elif len(full) > 1:
+        from scipy.cluster.hierarchy import fcluster, linkage
 
-    Z = linkage(X.astype(np.float64), method="average", metric="cosine")
-    labels = fcluster(Z, t=1.0 - threshold, criterion="distance") - 1
-    return _means(X, np.ones(len(X)), labels, int(labels.max()) + 1)[0]
+        Z = linkage(X[full].astype(np.float64), method="average", metric="cosine")
+        labels = fcluster(Z, t=1.0 - threshold, criterion="distance") - 1
+        seeds.append(_means(X[full], np.ones(len(full)), labels, int(labels.max()) + 1)[0])
+    return np.vstack(seeds)
 
 
-def _merge_close(C: np.ndarray, threshold: float, chunk: int) -> np.ndarray:
-    """Union-find over centroid pairs above ``threshold``; returns each centroid's group."""
+def _keep_apart(
+    X: np.ndarray, labels: np.ndarray, previous: list[str | None], distinct: set[frozenset[str]]
+) -> np.ndarray:
+    """Clusters holding members of two ids a person split apart are cut in two again: each
+    of those ids' members stay together, every other member goes to the nearer part."""
+    if not distinct:
+        return labels
+    labels = labels.copy()
+    next_label = int(labels.max()) + 1 if len(labels) else 0
+    for lab in np.unique(labels):
+        rows = np.flatnonzero(labels == lab)
+        prev = {previous[r] for r in rows if previous[r]}
+        clash = [pair for pair in distinct if pair <= prev]
+        if not clash:
+            continue
+        sides = sorted({g for pair in clash for g in pair})
+        parts = {g: rows[[previous[r] == g for r in rows]] for g in sides}
+        C = normalize(np.stack([X[parts[g]].mean(axis=0) for g in sides]))
+        part_of = {}
+        for r in rows:
+            part_of[r] = sides.index(previous[r]) if previous[r] in parts else int((C @ X[r]).argmax())
+        for k in range(1, len(sides)):
+            for r in rows:
+                if part_of[r] == k:
+                    labels[r] = next_label
+            next_label += 1
+    return labels
+
+
+def _merge_close(
+    C: np.ndarray, threshold: float, chunk: int, weights: np.ndarray | None = None, params: ClusterParams | None = None
+) -> np.ndarray:
+    """Union-find over centroid pairs above ``threshold`` (and above what the lighter of the
+    two needs to join, by its seconds of speech); returns each centroid's group."""
     parent = np.arange(len(C))
 
     def find(a: int) -> int:
@@ -197,6 +306,9 @@ def _merge_close(C: np.ndarray, threshold: float, chunk: int) -> np.ndarray:
         s = C[lo : lo + chunk] @ C.T
         rows, cols = np.nonzero(s >= threshold)
         for r, c in zip(rows + lo, cols):
+            lighter = min(weights[r], weights[c]) if weights is not None and params is not None else None
+            if lighter is not None and s[r - lo, c] < float(params.required(lighter)):
+                continue
             if r < c:
                 ra, rb = find(r), find(c)
                 if ra != rb:
@@ -228,13 +340,19 @@ def recluster(
     """
     X = normalize(embeddings)
     w = _weights(speech_s, params)
+    need = params.required(speech_s).astype(np.float32)
     n = len(X)
     report = ReclusterReport()
     if n == 0:
         return (
             [],
             np.zeros(0),
-            VoiceIndex(model=index.model, merged=dict(index.merged), next_number=index.next_number),
+            VoiceIndex(
+                model=index.model,
+                merged=dict(index.merged),
+                next_number=index.next_number,
+                distinct=set(index.distinct),
+            ),
             report,
         )
     C = (
@@ -244,28 +362,39 @@ def recluster(
     )
     for _ in range(params.iterations):
         labels, sim = _best(X, C, params.chunk_rows)
-        unassigned = np.flatnonzero(sim < params.threshold)
+        unassigned = np.flatnonzero(sim < need)
         while len(unassigned):
-            seeds = _seed(X[unassigned[: params.seed_rows]], params.threshold)
+            todo = unassigned[: params.seed_rows]
+            short = need[todo] > params.threshold + 1e-6
+            seeds = _seed(X[todo], params.threshold, short=short)
             base = len(C)
             C = np.vstack([C, seeds]) if len(C) else seeds
-            sub_best, sub_sim = _best(X[unassigned], seeds, params.chunk_rows)
-            ok = sub_sim >= params.threshold
-            labels[unassigned[ok]] = sub_best[ok] + base
-            sim[unassigned[ok]] = sub_sim[ok]
-            unassigned = unassigned[~ok]
+            # a short speaker takes the voice it seeded (the first seeds, in order) ...
+            labels[todo[short]] = base + np.arange(int(short.sum()))
+            sim[todo[short]] = 1.0
+            # ... the others the most similar seed they are similar enough to
+            rest = np.setdiff1d(unassigned, todo[short])
+            sub_best, sub_sim = _best(X[rest], seeds, params.chunk_rows)
+            ok = sub_sim >= need[rest] - 1e-6
+            labels[rest[ok]] = sub_best[ok] + base
+            sim[rest[ok]] = sub_sim[ok]
+            unassigned = rest[~ok]
         used, labels = np.unique(labels, return_inverse=True)
         C, cw = _means(X, w, labels, len(used))
-        group = _merge_close(C, params.merge_threshold, params.chunk_rows)
+        group = _merge_close(C, params.merge_threshold, params.chunk_rows, cw, params)
         if group.max() + 1 < len(C):
             C, cw = _means(X, w, group[labels], int(group.max()) + 1)
     labels, sim = _best(X, C, params.chunk_rows)
+    resolved = [index.resolve(p) if p else None for p in previous_ids]
+    labels = _keep_apart(X, labels, resolved, index.distinct)
     used, labels = np.unique(labels, return_inverse=True)
     C, cw = _means(X, w, labels, len(used))
     sim = np.einsum("nd,nd->n", X, C[labels])
 
-    new_index = VoiceIndex(model=index.model, merged=dict(index.merged), next_number=index.next_number)
-    names = stable_ids(labels, w, [index.resolve(p) if p else None for p in previous_ids], new_index, report)
+    new_index = VoiceIndex(
+        model=index.model, merged=dict(index.merged), next_number=index.next_number, distinct=set(index.distinct)
+    )
+    names = stable_ids(labels, w, resolved, new_index, report)
     new_index.ids = names
     new_index.centroids = C.astype(np.float32)
     new_index.weights = cw

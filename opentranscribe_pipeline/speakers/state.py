@@ -468,6 +468,8 @@ def load_index(state: SpeakerState, gen: Generation, model: str) -> tuple[VoiceI
     index = VoiceIndex(model=model, next_number=max([gen.next_number - 1, *named, *known]) + 1)
     merged = rows.filter(pl.col("status") == "merged")
     index.merged = dict(zip(merged["global_speaker_id"].to_list(), merged["merged_into"].to_list()))
+    for gid, others in zip(rows["global_speaker_id"].to_list(), rows["distinct_from"].to_list()):
+        index.distinct.update(frozenset((gid, o)) for o in others or () if o != gid)
     active = rows.filter((pl.col("model") == model) & (pl.col("status") == "active"))
     if active.height:
         index.ids = active["global_speaker_id"].to_list()
@@ -493,8 +495,9 @@ def centroid_rows(index: VoiceIndex, previous_rows: pl.DataFrame) -> pl.DataFram
             "status": ["active"] * len(index),
             "merged_into": [None] * len(index),
             "updated_at": [now] * len(index),
+            "distinct_from": [index.distinct_from(g) or None for g in index.ids],
         },
-        schema_overrides={"merged_into": pl.Utf8},
+        schema_overrides={"merged_into": pl.Utf8, "distinct_from": pl.List(pl.Utf8)},
     )
     active = conform(active, SpeakerCentroids)
     old = previous_rows.filter(~pl.col("global_speaker_id").is_in(index.ids))
@@ -553,7 +556,42 @@ def active_speakers(wh: Warehouse) -> tuple[pl.DataFrame, int]:
         on="global_speaker_id",
         how="left",
     )
-    return active.sort("global_speaker_id"), centroids.height - active.height
+    # how sure the memberships are (speaker_clusters.confidence): the weakest member and the mean
+    members = (
+        state.read_clusters(gen)
+        .group_by("global_speaker_id")
+        .agg(min_confidence=pl.col("confidence").min(), mean_confidence=pl.col("confidence").mean())
+    )
+    active = active.join(members, on="global_speaker_id", how="left")
+    return _closest_voices(active.sort("global_speaker_id")), centroids.height - active.height
+
+
+def _closest_voices(active: pl.DataFrame) -> pl.DataFrame:
+    """``closest_id``, ``closest_similarity``: the most similar other active voice of the
+    same model and not split from it (a missed join shows up here; ``speakers split``
+    pairs never do). One K x K product per model: fine for a listing."""
+    closest = [None] * active.height
+    closest_sim = [None] * active.height
+    for model in set(active["model"].to_list()):
+        rows = [i for i, m in enumerate(active["model"].to_list()) if m == model]
+        if len(rows) < 2:
+            continue
+        C = normalize(active[rows]["centroid"].to_numpy())
+        S = C @ C.T
+        np.fill_diagonal(S, -np.inf)
+        ids = active[rows]["global_speaker_id"].to_list()
+        apart = active[rows]["distinct_from"].to_list()
+        for a, other in enumerate(apart):
+            for b, gid in enumerate(ids):
+                if other and gid in other:
+                    S[a, b] = -np.inf
+        for a, i in enumerate(rows):
+            b = int(S[a].argmax())
+            if np.isfinite(S[a, b]):
+                closest[i], closest_sim[i] = ids[b], round(float(S[a, b]), 4)
+    return active.with_columns(
+        closest_id=pl.Series(closest, dtype=pl.Utf8), closest_similarity=pl.Series(closest_sim, dtype=pl.Float64)
+    )
 
 
 class UnknownSpeaker(LookupError):
@@ -583,5 +621,229 @@ def name_speaker(wh: Warehouse, global_speaker_id: str, name: str) -> str:
         profiles = state.profiles(gen)[0]
         profiles = pl.concat([profiles.filter(pl.col("global_speaker_id") != target), row])
         return Change(profiles=profiles.sort("global_speaker_id")), target
+
+    return state.transact(build)[1]
+
+
+class SplitRefused(ValueError):
+    """A split that would not separate anything (unknown files, all or none of the members)."""
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What ``split_speaker`` did: the id that stays, and the new id of each part moved out."""
+
+    global_speaker_id: str
+    parts: dict[str, list[tuple[str, str]]]  # new id -> its (media_id, speaker) members
+    kept: list[tuple[str, str]]  # members that keep ``global_speaker_id``
+    generation: int
+
+
+def _match_media(members: pl.DataFrame, wanted: list[str]) -> set[str]:
+    """Media ids of ``members`` named by full id or by a prefix of 8+ hex digits."""
+    ids = set(members["media_id"].to_list())
+    out = set()
+    for w in wanted:
+        w = w.strip().lower()
+        hits = {m for m in ids if m == w or (len(w) >= 8 and m.startswith(w))}
+        if not hits:
+            raise SplitRefused(f"{w!r} is not a file of this speaker (its files: {', '.join(sorted(ids)[:10])})")
+        out |= hits
+    return out
+
+
+def split_speaker(
+    wh: Warehouse,
+    global_speaker_id: str,
+    *,
+    media_ids: list[str] | None = None,
+    by_file: bool = False,
+    params=None,
+) -> SplitResult:
+    """Split one global speaker (a new generation, under the lease).
+
+    ``media_ids``: the members in those files move to one new id; everyone else keeps
+    ``global_speaker_id`` and its name. ``by_file``: every file's members become their own
+    voice; the file with the most speech keeps the id and the name. The ids are recorded as
+    distinct (``speaker_centroids.distinct_from``), so no later clustering merges them again;
+    ids of every other voice are untouched, and new ids are minted after every id in use."""
+    from .cluster import ClusterParams, membership_confidence
+
+    if not by_file and not media_ids:
+        raise SplitRefused("name the files to move out (--media) or split by file (--by-file)")
+    params = params or ClusterParams()
+    state = SpeakerState(wh)
+
+    def build(gen: Generation) -> tuple[Change, SplitResult]:
+        centroids = state.read(gen, CENTROIDS)
+        row = centroids.filter(pl.col("global_speaker_id") == global_speaker_id)
+        if row.is_empty():
+            raise UnknownSpeaker(
+                f"no global speaker {global_speaker_id!r} in {wh.root_uri} (see `opentranscribe speakers list`)"
+            )
+        if row["status"][0] != "active":
+            heir = row["merged_into"][0]
+            raise SplitRefused(
+                f"{global_speaker_id} is {row['status'][0]}" + (f" (merged into {heir}: split {heir})" if heir else "")
+            )
+        model = row["model"][0]
+        index, previous_rows = load_index(state, gen, model)
+        members = state.locations(gen, [global_speaker_id])
+        batches = sorted(set(members["batch_id"].to_list()))
+        emb = read_embeddings(wh, batches).filter(pl.col("model") == model)
+        emb = emb.join(members.select("media_id", "speaker"), on=["media_id", "speaker"], how="semi")
+        if emb.height < 2:
+            raise SplitRefused(f"{global_speaker_id} has {emb.height} member(s) with an embedding: nothing to split")
+        speech = emb.group_by("media_id").agg(pl.col("speech_s").sum()).sort("speech_s", "media_id", descending=True)
+        if by_file:
+            files = speech["media_id"].to_list()
+            if len(files) < 2:
+                raise SplitRefused(f"{global_speaker_id} speaks in one file only: split it with --media")
+            moved = [{f} for f in files[1:]]
+        else:
+            chosen = _match_media(members, media_ids or [])
+            if chosen >= set(emb["media_id"].to_list()):
+                raise SplitRefused("those are all of this speaker's files: nothing would keep the id")
+            moved = [chosen]
+        group_of = {m: 0 for m in emb["media_id"].to_list()}
+        new_ids = []
+        for k, files in enumerate(moved, start=1):
+            new_ids.append(index.mint())
+            for m in files:
+                group_of[m] = k
+        names = [global_speaker_id, *new_ids]
+        labels = np.array([group_of[m] for m in emb["media_id"].to_list()])
+        X = normalize(emb["embedding"].to_numpy())
+        w = np.clip(emb["speech_s"].to_numpy().astype(np.float64), 0.5, params.max_weight_s)
+        pos = index.ids.index(global_speaker_id)
+        for k, gid in enumerate(names):
+            mask = labels == k
+            centroid = normalize((X[mask] * w[mask, None]).sum(axis=0))
+            if k == 0:
+                index.centroids[pos] = centroid
+                index.weights[pos] = float(w[mask].sum())
+                index.members[pos] = int(mask.sum())
+            else:
+                index._append(gid, centroid, float(w[mask].sum()))
+                index.members[-1] = int(mask.sum())
+        for a in names:
+            for b in names:
+                if a < b:
+                    index.distinct.add(frozenset((a, b)))
+        ids = [names[k] for k in labels]
+        sims = index.similarities(ids, X)
+        conf = membership_confidence(sims, index.runner_up(ids, X), emb["speech_s"].to_numpy(), params)
+        moved_rows = pl.DataFrame(
+            {
+                "media_id": emb["media_id"],
+                "speaker": emb["speaker"],
+                "new_id": ids,
+                "new_similarity": sims,
+                "new_confidence": conf,
+            }
+        )
+        parts = {}
+        rows = state.read_clusters(gen, batches).join(moved_rows, on=["media_id", "speaker"], how="left")
+        now = utc_now()
+        rows = rows.with_columns(
+            global_speaker_id=pl.coalesce("new_id", "global_speaker_id"),
+            similarity=pl.coalesce("new_similarity", "similarity"),
+            confidence=pl.when(pl.col("new_id").is_not_null()).then("new_confidence").otherwise("confidence"),
+            method=pl.when(pl.col("new_id").is_not_null()).then(pl.lit("split")).otherwise("method"),
+            clustered_at=pl.when(pl.col("new_id").is_not_null()).then(pl.lit(now)).otherwise("clustered_at"),
+        )
+        for (b,), part in rows.partition_by("batch_id", as_dict=True).items():
+            parts[b] = conform(part, SpeakerClusters)
+        members_of = {
+            gid: sorted(zip(*moved_rows.filter(pl.col("new_id") == gid).select("media_id", "speaker"))) for gid in names
+        }
+        change = Change(
+            clusters=parts,
+            centroids=centroid_rows(index, previous_rows),
+            next_number=index.next_number,
+        )
+        result = SplitResult(global_speaker_id, {g: members_of[g] for g in new_ids}, members_of[global_speaker_id], 0)
+        return change, result
+
+    new, result, _ = state.transact(build)
+    return replace(result, generation=new.number)
+
+
+def merge_speakers(wh: Warehouse, global_speaker_id: str, into: str) -> str:
+    """One person under two ids (a missed join, e.g. ``speakers list`` showed them close):
+    ``global_speaker_id`` is merged into ``into`` (a new generation, under the lease). Its
+    members move with method ``merge`` (kept there by later clusterings), it is recorded as
+    ``merged`` into ``into``, and its name moves unless ``into`` has one. Ids a person split
+    apart are refused. Returns the id that holds the voice now."""
+    from .identity import follow_merges
+
+    state = SpeakerState(wh)
+
+    def build(gen: Generation) -> tuple[Change, str]:
+        centroids = state.read(gen, CENTROIDS)
+        status = dict(zip(centroids["global_speaker_id"].to_list(), centroids["status"].to_list()))
+        for gid in (global_speaker_id, into):
+            if gid not in status:
+                raise UnknownSpeaker(f"no global speaker {gid!r} in {wh.root_uri} (see `opentranscribe speakers list`)")
+        merged = dict(zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into")))
+        source, target = global_speaker_id, into
+        while target in merged:
+            target = merged[target]
+        if source in merged or status[source] != "active":
+            raise SplitRefused(f"{source} is {status[source]}: nothing to merge")
+        if source == target:
+            raise SplitRefused(f"{source} and {into} are already one voice")
+        models = dict(zip(centroids["global_speaker_id"].to_list(), centroids["model"].to_list()))
+        if models[source] != models[target]:
+            raise SplitRefused(f"{source} and {target} come from different embedding models: never compared")
+        index, previous_rows = load_index(state, gen, models[source])
+        if frozenset((source, target)) in index.distinct:
+            raise SplitRefused(f"{source} was split from {target} by a person: they are kept apart")
+        a, b = index.ids.index(source), index.ids.index(target)
+        index.centroids[b] = normalize(index.centroids[a] * index.weights[a] + index.centroids[b] * index.weights[b])
+        index.weights[b] += index.weights[a]
+        index.members[b] += index.members[a]
+        for pair in [p for p in index.distinct if source in p]:  # what source was apart from, target is too
+            index.distinct.add(frozenset({target, *(pair - {source})}))
+            index.distinct.discard(pair)
+        keep = [k for k in range(len(index)) if k != a]
+        index.ids = [index.ids[k] for k in keep]
+        index.centroids, index.weights, index.members = index.centroids[keep], index.weights[keep], index.members[keep]
+        index.merged[source] = target
+        members = state.locations(gen, [source])
+        batches = sorted(set(members["batch_id"].to_list()))
+        rows = state.read_clusters(gen, batches)
+        emb = read_embeddings(wh, batches).select("media_id", "speaker", "embedding", "speech_s")
+        moved = rows.filter(pl.col("global_speaker_id") == source).join(emb, on=["media_id", "speaker"], how="inner")
+        if moved.height:
+            from .cluster import ClusterParams, membership_confidence
+
+            X = normalize(moved["embedding"].to_numpy())
+            ids = [target] * moved.height
+            sims = index.similarities(ids, X)
+            conf = membership_confidence(sims, index.runner_up(ids, X), moved["speech_s"].to_numpy(), ClusterParams())
+            update = pl.DataFrame(
+                {"media_id": moved["media_id"], "speaker": moved["speaker"], "new_sim": sims, "new_conf": conf}
+            )
+        else:
+            update = pl.DataFrame(
+                schema={"media_id": pl.Utf8, "speaker": pl.Utf8, "new_sim": pl.Float64, "new_conf": pl.Float64}
+            )
+        now = utc_now()
+        is_moved = pl.col("global_speaker_id") == source
+        rows = (
+            rows.join(update, on=["media_id", "speaker"], how="left")
+            .with_columns(
+                similarity=pl.when(is_moved).then(pl.coalesce("new_sim", "similarity")).otherwise("similarity"),
+                confidence=pl.when(is_moved).then(pl.coalesce("new_conf", "confidence")).otherwise("confidence"),
+                method=pl.when(is_moved).then(pl.lit("merge")).otherwise("method"),
+                clustered_at=pl.when(is_moved).then(pl.lit(now)).otherwise("clustered_at"),
+            )
+            .with_columns(global_speaker_id=pl.when(is_moved).then(pl.lit(target)).otherwise("global_speaker_id"))
+        )
+        parts = {b: conform(p, SpeakerClusters) for (b,), p in rows.partition_by("batch_id", as_dict=True).items()}
+        profiles, _ = follow_merges(state.profiles(gen)[0], [(source, target)])
+        change = Change(clusters=parts, centroids=centroid_rows(index, previous_rows), profiles=profiles)
+        return change, target
 
     return state.transact(build)[1]
