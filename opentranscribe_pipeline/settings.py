@@ -98,6 +98,12 @@ def pyannote_metrics_enabled() -> bool:
     return (env("PYANNOTE_METRICS_ENABLED", "0") or "0").strip().lower() in ("1", "true", "yes", "on")
 
 
+def quiet_model_logs() -> bool:
+    """``OPENTRANSCRIBE_QUIET_MODEL_LOGS``: lower the model libraries' own log lines where a
+    model is loaded (the CLI sets it without ``-v``, for the step processes it starts)."""
+    return (env("OPENTRANSCRIBE_QUIET_MODEL_LOGS", "0") or "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 # -- drops and batches --------------------------------------------------------------------------
 def incoming() -> str | None:
     """The prefix whose subfolders are drops (``s3://bucket/prefix`` or a local folder)."""
@@ -140,6 +146,16 @@ def celery_broker() -> str | None:
 def celery_backend() -> str | None:
     """Result backend URL; defaults to the broker."""
     return env("OPENTRANSCRIBE_CELERY_BACKEND") or celery_broker()
+
+
+def workspace_file() -> str | None:
+    """The ``workspace.yaml`` whose code location the CLI creates its runs from:
+    ``OPENTRANSCRIBE_WORKSPACE``, else ``./workspace.yaml`` when there is one (else the
+    package's definitions module under the same location name)."""
+    value = env("OPENTRANSCRIBE_WORKSPACE")
+    if value:
+        return value
+    return "workspace.yaml" if Path("workspace.yaml").is_file() else None
 
 
 def dagster_home() -> Path | None:
