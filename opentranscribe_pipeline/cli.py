@@ -245,6 +245,14 @@ def _run_batches(loc, instance, batch_ids: list[str], run_config: dict, tags: di
         submitted[batch_id] = run.run_id
         print(f"submitted batch {batch_id} as run {run.run_id}", flush=True)
 
+    if not runner.daemon_alive(instance):
+        print(
+            "warning: no dagster-daemon has reported to this instance lately; queued runs wait for one "
+            "(start it with `dagster-daemon run -w workspace.yaml`)",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def progress(batch_id, status):
         print(f"  batch {batch_id}: {status.value.lower().replace('_', ' ')}", flush=True)
 
@@ -483,6 +491,23 @@ def cmd_speakers(args) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args) -> int:
+    """One line per check; exit 0 only when every check passes."""
+    from .doctor import run_checks
+
+    if args.warehouse:
+        os.environ["OPENTRANSCRIBE_WAREHOUSE"] = args.warehouse  # the checks read the setting
+    checks = run_checks(args.warehouse, device=args.device, compute_type=args.compute_type, batch_size=args.batch_size)
+    for check in checks:
+        print(check.line(), flush=True)
+    failed = [c.name for c in checks if not c.ok]
+    print(
+        f"{len(checks) - len(failed)} of {len(checks)} checks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return EXIT_OK if not failed else EXIT_RUN_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opentranscribe", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -532,6 +557,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--diarization", help="diarization pipeline whose embeddings to cluster (default: packaged)")
     sp.add_argument("-v", "--verbose", action="store_true")
     sp.set_defaults(func=cmd_speakers)
+    d = sub.add_parser("doctor", help="check this machine: packages, models, device, instance, storage, search, pool")
+    d.add_argument("--warehouse", help="warehouse to check (default OPENTRANSCRIBE_WAREHOUSE, else ./warehouse)")
+    d.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    d.add_argument(
+        "--compute-type", dest="compute_type", default="default", help="default: float16 on CUDA, int8 on CPU"
+    )
+    d.add_argument("--batch-size", dest="batch_size", type=int, default=8, help="ASR batch size to check (default 8)")
+    d.add_argument("-v", "--verbose", action="store_true")
+    d.set_defaults(func=cmd_doctor)
     from .query.cli import add_query_commands  # `query transcript|words|talk-time|languages`, `duckdb`
 
     add_query_commands(sub)

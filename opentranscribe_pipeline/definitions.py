@@ -11,17 +11,20 @@ import dagster as dg
 from . import settings
 from .assets import attribute_speakers, cluster_speakers, diarize, ingest, speaker_profiles, transcribe
 from .assets.clustering import clustering_run_config
+from .assets.summary import archive_summary
 from .assets.versions import with_code_versions
 from .executors import batch_executor
 from .partitions import batch_partitions
 from .resources import AsrModelResource, DiarizationModelResource, SpeakerClusteringResource, WarehouseResource
 from .sensors import DropSensorConfig, drop_sensor, record_run_failures
 from .sensors.speakers import ASSIGN_JOB, assign_new_speakers
+from .sensors.summary import summary_sensor
 
 BATCH_JOB = "transcribe_batch"
 RECLUSTER_JOB = "recluster_speakers"
+SUMMARY_JOB = "summarize_archive"
 
-__all__ = ["ASSIGN_JOB", "BATCH_JOB", "RECLUSTER_JOB", "clustering_run_config", "defs"]
+__all__ = ["ASSIGN_JOB", "BATCH_JOB", "RECLUSTER_JOB", "SUMMARY_JOB", "clustering_run_config", "defs"]
 
 transcribe_batch = dg.define_asset_job(
     BATCH_JOB,
@@ -53,12 +56,31 @@ nightly_recluster = dg.ScheduleDefinition(
     description="Archive-wide speaker re-clustering (cron: OPENTRANSCRIBE_RECLUSTER_CRON).",
 )
 
+summarize_archive = dg.define_asset_job(
+    SUMMARY_JOB,
+    selection=dg.AssetSelection.assets(archive_summary),
+    description="The archive dashboard: files, hours, languages, speakers per drop; slowest and failing batches.",
+)
+
+nightly_summary = dg.ScheduleDefinition(
+    name="nightly_archive_summary",
+    job=summarize_archive,
+    cron_schedule=settings.summary_cron(),  # OPENTRANSCRIBE_SUMMARY_CRON, default 04:00 daily
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Refreshes archive_summary (cron: OPENTRANSCRIBE_SUMMARY_CRON).",
+)
+
+summarize_after_batch = summary_sensor(transcribe_batch, summarize_archive)
+
 defs = dg.Definitions(
     # code versions name the configured models: change one and the UI marks outputs stale
-    assets=with_code_versions([ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles]),
-    jobs=[transcribe_batch, assign_speakers, recluster_speakers],
-    schedules=[nightly_recluster],
-    sensors=[drop_sensor, record_run_failures, assign_new_speakers],
+    assets=[
+        *with_code_versions([ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles]),
+        archive_summary,
+    ],
+    jobs=[transcribe_batch, assign_speakers, recluster_speakers, summarize_archive],
+    schedules=[nightly_recluster, nightly_summary],
+    sensors=[drop_sensor, record_run_failures, assign_new_speakers, summarize_after_batch],
     resources={
         "warehouse": WarehouseResource(),
         "asr": AsrModelResource(),

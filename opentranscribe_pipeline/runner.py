@@ -174,6 +174,17 @@ def submit(loc: CodeLocation, instance: dg.DagsterInstance, run: dg.DagsterRun) 
     return instance.submit_run(run.run_id, loc.workspace)
 
 
+def daemon_alive(instance: dg.DagsterInstance, within_s: float = 120.0) -> bool:
+    """Whether a run submitted now will be picked up: the coordinator launches at once, or a
+    ``dagster-daemon`` has sent a heartbeat within ``within_s``."""
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
+        return True
+    beats = instance.get_daemon_heartbeats()
+    return any(time.time() - beat.timestamp < within_s for beat in beats.values())
+
+
 def follow(
     instance: dg.DagsterInstance, run_id: str, on_change=None, poll_s: float = 1.0, timeout_s: float | None = None
 ) -> RunOutcome:

@@ -17,6 +17,7 @@ DEFAULT_WAREHOUSE = "warehouse"
 DEFAULT_ASR_MODEL = "packaged:base"
 DEFAULT_DIARIZATION = "packaged"
 DEFAULT_RECLUSTER_CRON = "0 3 * * *"
+DEFAULT_SUMMARY_CRON = "0 4 * * *"
 
 # A batch (one dynamic partition) holds at most this many files and hours of audio.
 BATCH_MAX_FILES = 200
@@ -135,6 +136,11 @@ def batch_max_hours() -> float:
 def recluster_cron() -> str:
     """When the archive-wide speaker re-clustering runs (read when definitions load)."""
     return env("OPENTRANSCRIBE_RECLUSTER_CRON", DEFAULT_RECLUSTER_CRON)
+
+
+def summary_cron() -> str:
+    """When ``archive_summary`` is refreshed besides after each batch (read when definitions load)."""
+    return env("OPENTRANSCRIBE_SUMMARY_CRON", DEFAULT_SUMMARY_CRON)
 
 
 def celery_broker() -> str | None:
