@@ -143,6 +143,50 @@ def summary_cron() -> str:
     return env("OPENTRANSCRIBE_SUMMARY_CRON", DEFAULT_SUMMARY_CRON)
 
 
+EXECUTORS = ("multiprocess", "celery", "k8s")
+
+
+def executor() -> str | None:
+    """``OPENTRANSCRIBE_EXECUTOR``: ``multiprocess``, ``celery`` or ``k8s`` (read when the code
+    location loads); unset: Celery when ``OPENTRANSCRIBE_CELERY_BROKER`` is set, else multiprocess."""
+    value = env("OPENTRANSCRIBE_EXECUTOR")
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value not in EXECUTORS:
+        raise ValueError(f"OPENTRANSCRIBE_EXECUTOR={value!r}: expected one of {', '.join(EXECUTORS)}")
+    return value
+
+
+def k8s_env_secrets() -> list[str]:
+    """Kubernetes secrets whose keys become the step pods' environment (``envFrom``):
+    ``OPENTRANSCRIBE_K8S_ENV_SECRETS``, comma-separated; default the three the Helm values name."""
+    value = env("OPENTRANSCRIBE_K8S_ENV_SECRETS", "opentranscribe-s3,opentranscribe-hf,opentranscribe-opensearch")
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def k8s_namespace() -> str | None:
+    return env("OPENTRANSCRIBE_K8S_NAMESPACE")
+
+
+def k8s_gpu_node_selector() -> dict[str, str]:
+    """``OPENTRANSCRIBE_K8S_GPU_NODE_SELECTOR``: ``key=value,key=value`` for model-step pods."""
+    value = env("OPENTRANSCRIBE_K8S_GPU_NODE_SELECTOR", "")
+    pairs = [item.split("=", 1) for item in value.split(",") if "=" in item]
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def k8s_gpu_tolerations() -> list[dict]:
+    """``OPENTRANSCRIBE_K8S_GPU_TOLERATIONS``: a JSON list of tolerations for model-step pods;
+    default: tolerate the ``nvidia.com/gpu`` taint GPU node pools usually carry."""
+    import json
+
+    value = env("OPENTRANSCRIBE_K8S_GPU_TOLERATIONS")
+    if value is None:
+        return [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return json.loads(value)
+
+
 def celery_broker() -> str | None:
     """Broker URL (e.g. ``redis://host:6379/0``): when set, batch runs hand their steps to
     Celery workers, model steps on the ``gpu`` queue. Unset: the multiprocess executor."""
