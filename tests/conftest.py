@@ -136,15 +136,27 @@ def build_bad_drop(target: Path, good: tuple[str, ...] = ("interview 01.wav", "l
     return target
 
 
-def shipped_instance(home: Path) -> Path:
+def shipped_instance(home: Path, postgres: dict | None = None) -> Path:
     """A DAGSTER_HOME holding the shipped dagster.yaml (queued runs, `gpu` pool limit 1), its
-    SQLite storage created here: two processes creating it at the same moment race."""
+    storage (SQLite, or the PostgreSQL database ``postgres`` names) created here: two processes
+    creating it at the same moment race."""
     import dagster as dg
 
-    home.mkdir(parents=True)
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    if postgres:
+        write_instance_yaml(home, postgres=postgres)
+    else:
+        home.mkdir(parents=True)
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     dg.DagsterInstance.from_config(str(home)).dispose()
     return home
+
+
+# parametrize a test over the two instance storages; ``instance_storage(request, storage)`` gives its postgres
+STORAGES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def instance_storage(request, storage: str) -> dict | None:
+    return request.getfixturevalue("postgres_url") if storage == "postgres" else None
 
 
 def register_one_file_batches(tmp_path: Path, home: Path, root: Path, files=("meeting-02.flac", "call-07.flac")):
