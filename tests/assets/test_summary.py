@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from opentranscribe_pipeline.assets import ingest
+from opentranscribe_pipeline.assets.checks import failed_files_tag
 from opentranscribe_pipeline.assets.summary import SUMMARY_CHECK, archive_summary
 from opentranscribe_pipeline.query.summary import archive_summary as summarize
 from opentranscribe_pipeline.resources import WarehouseResource
@@ -28,17 +29,22 @@ def test_dashboard_over_drops_with_failed_skipped_and_ok_files(tmp_path, instanc
     root = tmp_path / "warehouse"
     bad = build_bad_drop(tmp_path / "drop-bad", good=("lecture_05.ogg",))
     [bad_batch] = register(instance, root, bad).new_batch_ids
-    assert run_batch(instance, root, bad_batch, selection=[ingest]).success
+    ingested = run_batch(instance, root, bad_batch, selection=[ingest])
+    assert ingested.success
+    # the batch's run says so in the runs list and the partition's runs, without a click
+    expected_failed = sum(1 for status, _ in BAD_INPUTS.values() if status == "failed")
+    assert instance.get_run_by_id(ingested.run_id).tags[failed_files_tag("media")] == str(expected_failed)
     good = tmp_path / "drop-good"
     good.mkdir()
     shutil.copy(SAMPLE_DROP / "call-07.flac", good / "call-07.flac")
     [good_batch] = register(instance, root, good).new_batch_ids
-    assert run_batch(instance, root, good_batch).success
+    good_run = run_batch(instance, root, good_batch)
+    assert good_run.success
+    assert not any(k.endswith("_failed_files") for k in instance.get_run_by_id(good_run.run_id).tags)
 
     s = summarize(Warehouse(str(root)))
     drops = {row["drop"]: row for row in s.per_drop.iter_rows(named=True)}
     assert set(drops) == {"drop-bad", "drop-good"}
-    expected_failed = sum(1 for status, _ in BAD_INPUTS.values() if status == "failed")
     expected_skipped = sum(1 for status, _ in BAD_INPUTS.values() if status == "skipped")
     bad_row = drops["drop-bad"]
     assert (bad_row["failed"], bad_row["skipped"]) == (expected_failed, expected_skipped)
