@@ -595,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     # The application entry point decides before anything imports pyannote, which writes
     # "true" into this variable on import when it is unset (library code never writes it).
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+    # the step processes of its runs log the project's lines like this process does
+    os.environ["OPENTRANSCRIBE_LOG_LEVEL"] = "INFO" if args.verbose else "WARNING"
     if not args.verbose and args.command in ("process", "speakers"):
         _quiet_model_libraries()
     from .storage import StorageError

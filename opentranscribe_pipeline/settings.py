@@ -99,6 +99,12 @@ def pyannote_metrics_enabled() -> bool:
     return (env("PYANNOTE_METRICS_ENABLED", "0") or "0").strip().lower() in ("1", "true", "yes", "on")
 
 
+def cli_log_level() -> str | None:
+    """``OPENTRANSCRIBE_LOG_LEVEL``: set by the CLI (``INFO`` with ``-v``, else ``WARNING``) so
+    the step processes of its runs log the project's own lines to stderr as it does."""
+    return env("OPENTRANSCRIBE_LOG_LEVEL")
+
+
 def quiet_model_logs() -> bool:
     """``OPENTRANSCRIBE_QUIET_MODEL_LOGS``: lower the model libraries' own log lines where a
     model is loaded (the CLI sets it without ``-v``, for the step processes it starts)."""
