@@ -178,6 +178,7 @@ def cmd_process(args) -> int:
     for run_id in recover_interrupted_runs(instance):
         print(f"recovered interrupted run {run_id}: marked failed, its gpu slot released")
     instance.add_dynamic_partitions(BATCHES, reg.batch_ids)
+    runner.ensure_pools(instance)  # before any run claims a slot (see runner.ensure_pools)
     run_config = {
         "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
         "resources": {

@@ -174,6 +174,29 @@ def submit(loc: CodeLocation, instance: dg.DagsterInstance, run: dg.DagsterRun) 
     return instance.submit_run(run.run_id, loc.workspace)
 
 
+def ensure_pools(instance: dg.DagsterInstance, pools=(settings.GPU_POOL, settings.SPEAKER_INDEX_POOL)) -> list[str]:
+    """Create the pools' limit rows (at the instance's default limit) before runs start.
+
+    Dagster creates them lazily when the first step claims a slot; on PostgreSQL two runs
+    doing that at the same moment both insert the row, and the loser's transaction aborts
+    (dagster 1.13: ``initialize_concurrency_limit_to_default`` catches the unique violation
+    but reuses the aborted transaction), failing its run. Created once up front, that race
+    cannot happen. Returns the pools it created; existing ones are left alone."""
+    storage = instance.event_log_storage
+    created = []
+    for pool in pools:
+        if pool in storage.get_concurrency_keys():
+            continue
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+        except Exception:  # another process created it just now
+            if pool not in storage.get_concurrency_keys():
+                raise
+            continue
+        created.append(pool)
+    return created
+
+
 def daemon_alive(instance: dg.DagsterInstance, within_s: float = 120.0) -> bool:
     """Whether a run submitted now will be picked up: the coordinator launches at once, or a
     ``dagster-daemon`` has sent a heartbeat within ``within_s``."""

@@ -147,7 +147,11 @@ def shipped_instance(home: Path, postgres: dict | None = None) -> Path:
     else:
         home.mkdir(parents=True)
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    dg.DagsterInstance.from_config(str(home)).dispose()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        if postgres:  # as an operator does once (`dagster instance concurrency set`): see runner.ensure_pools
+            from opentranscribe_pipeline.runner import ensure_pools
+
+            ensure_pools(instance)
     return home
 
 
