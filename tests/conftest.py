@@ -160,7 +160,27 @@ STORAGES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def instance_storage(request, storage: str) -> dict | None:
-    return request.getfixturevalue("postgres_url") if storage == "postgres" else None
+    """None for SQLite; for PostgreSQL a database of this test's own (the session's
+    ``postgres_url`` database is shared: runs of one test must not count in another's)."""
+    return request.getfixturevalue("own_postgres_db") if storage == "postgres" else None
+
+
+@pytest.fixture
+def own_postgres_db(postgres_url):
+    """A throwaway database on the server of ``postgres_url``, for this test only."""
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host=postgres_url["host"], port=postgres_url["port"], user=postgres_url["user"], dbname=postgres_url["db"]
+    )
+    conn.autocommit = True
+    db = f"ot_test_{uuid.uuid4().hex[:10]}"
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{db}"')
+    yield {**postgres_url, "db": db}
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    conn.close()
 
 
 def register_one_file_batches(tmp_path: Path, home: Path, root: Path, files=("meeting-02.flac", "call-07.flac")):
