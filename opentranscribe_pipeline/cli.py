@@ -10,10 +10,10 @@ error is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -113,28 +113,30 @@ def _run_log_level(args) -> str:
     return "INFO" if args.verbose else "CRITICAL"
 
 
-def _run_tags() -> dict:
-    return {"opentranscribe/host": socket.gethostname(), "opentranscribe/pid": str(os.getpid())}
+def run_clustering(instance, warehouse_uri: str, args, mode: str, batch_ids: list[str] | None = None, loc=None):
+    """``assign_speakers`` (incremental, the batches given) or ``recluster_speakers`` (full):
+    a run created from the code location like every CLI run (see :mod:`.runner`)."""
+    from . import runner
+    from .definitions import ASSIGN_JOB, RECLUSTER_JOB, clustering_run_config
 
-
-def run_clustering(instance, warehouse_uri: str, args, mode: str, batch_ids: list[str] | None = None):
-    """``assign_speakers`` (incremental, the batches given) or ``recluster_speakers`` (full), in process."""
-    from .definitions import ASSIGN_JOB, RECLUSTER_JOB, clustering_run_config, defs
-
-    job = defs.resolve_job_def(ASSIGN_JOB if mode == "incremental" else RECLUSTER_JOB)
-    return job.execute_in_process(
-        run_config={
-            **clustering_run_config(mode, batch_ids),
-            "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
-            "resources": {
-                "warehouse": {"config": {"root": warehouse_uri}},
-                "diarization": {"config": _diarization_config(args)},
-            },
+    run_config = {
+        **clustering_run_config(mode, batch_ids),
+        "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
+        "resources": {
+            "warehouse": {"config": {"root": warehouse_uri}},
+            "diarization": {"config": _diarization_config(args)},
         },
-        instance=instance,
-        raise_on_error=False,
-        tags=_run_tags(),
-    )
+    }
+    with contextlib.ExitStack() as stack:
+        if loc is None:
+            loc = stack.enter_context(runner.code_location(instance, verbose=getattr(args, "verbose", False)))
+        return runner.run_job(
+            loc,
+            instance,
+            ASSIGN_JOB if mode == "incremental" else RECLUSTER_JOB,
+            run_config=run_config,
+            submit_to_queue=getattr(args, "submit", False),
+        )
 
 
 def _translation_config(args) -> dict:
@@ -151,26 +153,29 @@ def _translation_config(args) -> dict:
     return config
 
 
-def run_publish(instance, warehouse_uri: str, args, batch_ids: list[str]) -> list[tuple[str, str, list[str]]]:
-    """``publish_batch`` (exports) for each batch, in process, after clustering; the failed
-    runs as ``(batch, run id, failed steps)``. ``--no-exports`` writes no files."""
-    from .definitions import PUBLISH_JOB, defs
+def run_publish(loc, instance, warehouse_uri: str, args, batch_ids: list[str]) -> list[tuple[str, str, list[str]]]:
+    """``publish_batch`` (exports, search index) for each batch after clustering, created from
+    the code location like every CLI run; the failed runs as ``(batch, run id, failed
+    steps)``. ``--no-exports`` writes no files."""
+    from . import runner
+    from .definitions import PUBLISH_JOB
 
-    job = defs.resolve_job_def(PUBLISH_JOB)
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
+        "resources": {
+            "warehouse": {"config": {"root": warehouse_uri}},
+            "exports_config": {"config": {"enabled": not getattr(args, "no_exports", False)}},
+        },
+    }
     failed = []
     for batch_id in batch_ids:
-        result = job.execute_in_process(
-            run_config={
-                "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
-                "resources": {
-                    "warehouse": {"config": {"root": warehouse_uri}},
-                    "exports_config": {"config": {"enabled": not getattr(args, "no_exports", False)}},
-                },
-            },
-            instance=instance,
+        result = runner.run_job(
+            loc,
+            instance,
+            PUBLISH_JOB,
+            run_config=run_config,
             partition_key=batch_id,
-            raise_on_error=False,
-            tags=_run_tags(),
+            submit_to_queue=getattr(args, "submit", False),
         )
         if not result.success:
             failed.append((f"{batch_id} (publish)", result.run_id, failed_steps(result)))
@@ -180,8 +185,8 @@ def run_publish(instance, warehouse_uri: str, args, batch_ids: list[str]) -> lis
 def cmd_process(args) -> int:
     from dagster import DagsterInstance
 
+    from . import runner
     from .batching import BatchLimits, register_drop
-    from .definitions import BATCH_JOB, defs
     from .partitions import BATCHES
     from .storage import StorageError, Warehouse
 
@@ -216,7 +221,7 @@ def cmd_process(args) -> int:
     for run_id in recover_interrupted_runs(instance):
         print(f"recovered interrupted run {run_id}: marked failed, its gpu slot released")
     instance.add_dynamic_partitions(BATCHES, reg.batch_ids)
-    job = defs.resolve_job_def(BATCH_JOB)
+    runner.ensure_pools(instance)  # before any run claims a slot (see runner.ensure_pools)
     run_config = {
         "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
         "resources": {
@@ -226,30 +231,26 @@ def cmd_process(args) -> int:
             "translation": {"config": _translation_config(args)},
         },
     }
+    tags = {"opentranscribe/drop": reg.drop, "opentranscribe/source": args.source}
     failed_runs = []
-    for batch_id in reg.batch_ids:
-        print(f"running batch {batch_id} ...", flush=True)
-        result = job.execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            partition_key=batch_id,
-            raise_on_error=False,
-            tags={
-                "opentranscribe/drop": reg.drop,
-                "opentranscribe/source": args.source,
-                **_run_tags(),
-            },
-        )
-        if not result.success:
-            failed_runs.append((batch_id, result.run_id, failed_steps(result)))
-    done = [b for b in reg.batch_ids if b not in {f for f, _, _ in failed_runs}]
-    if done:
-        print("assigning global speaker ids ...", flush=True)
-        result = run_clustering(instance, warehouse.root_uri, args, "incremental", done)
-        if not result.success:
-            failed_runs.append(("speaker clustering", result.run_id, failed_steps(result)))
-        else:
-            failed_runs += run_publish(instance, warehouse.root_uri, args, done)
+    with contextlib.ExitStack() as stack:
+        try:
+            loc = stack.enter_context(runner.code_location(instance, verbose=args.verbose))
+        except Exception as exc:  # a definitions import error, a bad workspace.yaml
+            print(f"error: cannot load the code location: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        outcomes = _run_batches(loc, instance, reg.batch_ids, run_config, tags, submit=args.submit)
+        for batch_id, result in outcomes.items():
+            if not result.success:
+                failed_runs.append((batch_id, result.run_id, failed_steps(result)))
+        done = [b for b in reg.batch_ids if b not in {f for f, _, _ in failed_runs}]
+        if done:
+            print("assigning global speaker ids ...", flush=True)
+            result = run_clustering(instance, warehouse.root_uri, args, "incremental", done, loc=loc)
+            if not result.success:
+                failed_runs.append(("speaker clustering", result.run_id, failed_steps(result)))
+            else:
+                failed_runs += run_publish(loc, instance, warehouse.root_uri, args, done)
     summary_error = print_summary(warehouse, reg.batch_ids, time.perf_counter() - started)
     print(f"runs recorded in {home} (dagster dev shows them)")
     for batch_id, run_id, steps in failed_runs:
@@ -260,6 +261,49 @@ def cmd_process(args) -> int:
     if summary_error is not None or storage_failed:
         return EXIT_USAGE
     return EXIT_RUN_FAILED if failed_runs else EXIT_OK
+
+
+def _run_batches(loc, instance, batch_ids: list[str], run_config: dict, tags: dict, submit: bool) -> dict:
+    """One ``transcribe_batch`` run per batch, created from the code location: executed here
+    one after another, or (``--submit``) all handed to the run queue, then followed, one
+    line per batch and status change."""
+    from . import runner
+    from .definitions import BATCH_JOB
+
+    if not submit:
+        outcomes = {}
+        for batch_id in batch_ids:
+            print(f"running batch {batch_id} ...", flush=True)
+            outcomes[batch_id] = runner.run_job(
+                loc, instance, BATCH_JOB, run_config=run_config, partition_key=batch_id, tags=tags
+            )
+        return outcomes
+    submitted = {}
+    for batch_id in batch_ids:
+        run = runner.create_run(
+            loc,
+            instance,
+            BATCH_JOB,
+            run_config=run_config,
+            partition_key=batch_id,
+            tags={**tags, runner.SUBMITTED_TAG: "true"},
+        )
+        runner.submit(loc, instance, run)
+        submitted[batch_id] = run.run_id
+        print(f"submitted batch {batch_id} as run {run.run_id}", flush=True)
+
+    if not runner.daemon_alive(instance):
+        print(
+            "warning: no dagster-daemon has reported to this instance lately; queued runs wait for one "
+            "(start it with `dagster-daemon run -w workspace.yaml`)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def progress(batch_id, status):
+        print(f"  batch {batch_id}: {status.value.lower().replace('_', ' ')}", flush=True)
+
+    return runner.follow_all(instance, submitted, on_change=progress)
 
 
 STORAGE_PREFIX = "storage: "
@@ -586,6 +630,23 @@ def cmd_speakers_calibrate(args, warehouse) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args) -> int:
+    """One line per check; exit 0 only when every check passes."""
+    from .doctor import run_checks
+
+    if args.warehouse:
+        os.environ["OPENTRANSCRIBE_WAREHOUSE"] = args.warehouse  # the checks read the setting
+    checks = run_checks(args.warehouse, device=args.device, compute_type=args.compute_type, batch_size=args.batch_size)
+    for check in checks:
+        print(check.line(), flush=True)
+    failed = [c.name for c in checks if not c.ok]
+    print(
+        f"{len(checks) - len(failed)} of {len(checks)} checks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return EXIT_OK if not failed else EXIT_RUN_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opentranscribe", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -627,6 +688,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--translation-model", dest="translation_model", help="multilingual Whisper model (default: --model)"
     )
     p.add_argument("--no-exports", dest="no_exports", action="store_true", help="write no subtitle/transcript files")
+    p.add_argument(
+        "--submit",
+        action="store_true",
+        help="hand the runs to the instance's run queue (dagster-daemon runs them) and follow them",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_process)
     s = sub.add_parser("show", help="print table sizes and the first transcript lines of a warehouse")
@@ -645,6 +711,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--into", help="`merge`: the global id that absorbs ID (one person under two ids)")
     sp.add_argument("-v", "--verbose", action="store_true")
     sp.set_defaults(func=cmd_speakers)
+    d = sub.add_parser("doctor", help="check this machine: packages, models, device, instance, storage, search, pool")
+    d.add_argument("--warehouse", help="warehouse to check (default OPENTRANSCRIBE_WAREHOUSE, else ./warehouse)")
+    d.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    d.add_argument(
+        "--compute-type", dest="compute_type", default="default", help="default: float16 on CUDA, int8 on CPU"
+    )
+    d.add_argument("--batch-size", dest="batch_size", type=int, default=8, help="ASR batch size to check (default 8)")
+    d.add_argument("-v", "--verbose", action="store_true")
+    d.set_defaults(func=cmd_doctor)
     from .query.cli import add_query_commands  # `query transcript|words|talk-time|languages`, `duckdb`
 
     add_query_commands(sub)
@@ -656,16 +731,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet_model_libraries() -> None:
     """The pipeline hands pyannote in-memory arrays, so its torchcodec warning (no system
-    FFmpeg) is noise; WhisperX and Lightning log at INFO to stdout unless told otherwise."""
-    import warnings
+    FFmpeg) is noise; WhisperX and Lightning log at INFO to stdout unless told otherwise.
+    Runs execute their steps in child processes: the variables carry the choice there
+    (the warning is raised when pyannote is imported, before any of our code runs)."""
+    from .speech.models import quiet_model_logs
 
-    warnings.filterwarnings("ignore", message=r"\s*torchcodec is not installed correctly")
-    import lightning.pytorch  # noqa: F401  its import sets its own logger to INFO: lower it afterwards
-    import whisperx
-
-    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    whisperx.setup_logging(level="warning")
+    os.environ["OPENTRANSCRIBE_QUIET_MODEL_LOGS"] = "1"
+    quiet = "ignore::UserWarning:pyannote.audio.core.io"
+    current = os.environ.get("PYTHONWARNINGS", "")
+    if quiet not in current:
+        os.environ["PYTHONWARNINGS"] = f"{current},{quiet}" if current else quiet
+    quiet_model_logs()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -676,6 +752,8 @@ def main(argv: list[str] | None = None) -> int:
     # The application entry point decides before anything imports pyannote, which writes
     # "true" into this variable on import when it is unset (library code never writes it).
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+    # the step processes of its runs log the project's lines like this process does
+    os.environ["OPENTRANSCRIBE_LOG_LEVEL"] = "INFO" if args.verbose else "WARNING"
     if not args.verbose and args.command in ("process", "speakers"):
         _quiet_model_libraries()
     from .storage import StorageError

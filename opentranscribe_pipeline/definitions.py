@@ -6,6 +6,8 @@ terminal is the same graph, resources and checks as one started from the UI.
 
 from __future__ import annotations
 
+import logging
+
 import dagster as dg
 
 from . import settings
@@ -13,6 +15,7 @@ from .assets import attribute_speakers, cluster_speakers, diarize, ingest, speak
 from .assets.clustering import clustering_run_config
 from .assets.exports import exports
 from .assets.stats import conversation_analytics
+from .assets.summary import archive_summary
 from .assets.translation import translate
 from .assets.versions import with_code_versions
 from .executors import batch_executor
@@ -28,12 +31,17 @@ from .resources.deliver import ExportsResource
 from .sensors import DropSensorConfig, drop_sensor, record_run_failures
 from .sensors.publish import publish_after_assignment
 from .sensors.speakers import ASSIGN_JOB, assign_new_speakers
+from .sensors.summary import summary_sensor
+
+if _cli_level := settings.cli_log_level():  # a step process of a CLI run: log like the CLI
+    logging.basicConfig(level=_cli_level, format="%(levelname)s %(name)s: %(message)s")
 
 BATCH_JOB = "transcribe_batch"
 RECLUSTER_JOB = "recluster_speakers"
 PUBLISH_JOB = "publish_batch"
+SUMMARY_JOB = "summarize_archive"
 
-__all__ = ["ASSIGN_JOB", "BATCH_JOB", "PUBLISH_JOB", "RECLUSTER_JOB", "clustering_run_config", "defs"]
+__all__ = ["ASSIGN_JOB", "BATCH_JOB", "PUBLISH_JOB", "RECLUSTER_JOB", "SUMMARY_JOB", "clustering_run_config", "defs"]
 
 transcribe_batch = dg.define_asset_job(
     BATCH_JOB,
@@ -74,15 +82,34 @@ nightly_recluster = dg.ScheduleDefinition(
     description="Archive-wide speaker re-clustering (cron: OPENTRANSCRIBE_RECLUSTER_CRON).",
 )
 
+summarize_archive = dg.define_asset_job(
+    SUMMARY_JOB,
+    selection=dg.AssetSelection.assets(archive_summary),
+    description="The archive dashboard: files, hours, languages, speakers per drop; slowest and failing batches.",
+)
+
+nightly_summary = dg.ScheduleDefinition(
+    name="nightly_archive_summary",
+    job=summarize_archive,
+    cron_schedule=settings.summary_cron(),  # OPENTRANSCRIBE_SUMMARY_CRON, default 04:00 daily
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Refreshes archive_summary (cron: OPENTRANSCRIBE_SUMMARY_CRON).",
+)
+
+summarize_after_batch = summary_sensor(transcribe_batch, summarize_archive)
+
 defs = dg.Definitions(
     # code versions name the configured models: change one and the UI marks outputs stale
-    assets=with_code_versions(
-        [ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles]
-        + [translate, conversation_analytics, exports]
-    ),
-    jobs=[transcribe_batch, assign_speakers, recluster_speakers, publish_batch],
-    schedules=[nightly_recluster],
-    sensors=[drop_sensor, record_run_failures, assign_new_speakers]
+    assets=[
+        *with_code_versions(
+            [ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles]
+            + [translate, conversation_analytics, exports]
+        ),
+        archive_summary,
+    ],
+    jobs=[transcribe_batch, assign_speakers, recluster_speakers, publish_batch, summarize_archive],
+    schedules=[nightly_recluster, nightly_summary],
+    sensors=[drop_sensor, record_run_failures, assign_new_speakers, summarize_after_batch]
     + [publish_after_assignment(assign_speakers, publish_batch)],
     resources={
         "warehouse": WarehouseResource(),

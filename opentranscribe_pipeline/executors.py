@@ -12,6 +12,16 @@ host, one worker per device with ``--concurrency 1`` on the ``gpu`` queue; CPU w
 
     dagster-celery worker start -A dagster_celery.app -y celery.yaml -q gpu -n gpu0 -- --concurrency 1
     dagster-celery worker start -A dagster_celery.app -y celery.yaml -q dagster -n cpu
+
+Kubernetes (``OPENTRANSCRIBE_EXECUTOR=k8s``, with the Helm chart's K8sRunLauncher): every
+step becomes a Kubernetes job (dagster-k8s ``k8s_job_executor``). Model steps carry a
+``dagster-k8s/config`` tag asking for ``nvidia.com/gpu: 1`` plus the node selector and
+tolerations of ``OPENTRANSCRIBE_K8S_GPU_NODE_SELECTOR`` / ``OPENTRANSCRIBE_K8S_GPU_TOLERATIONS``;
+CPU steps ask for no GPU. Step pods take their secrets from the Kubernetes secrets named in
+``OPENTRANSCRIBE_K8S_ENV_SECRETS`` (``envFrom``: references, never values).
+
+``OPENTRANSCRIBE_EXECUTOR`` picks one of ``multiprocess``, ``celery``, ``k8s``; unset, Celery
+when a broker is configured, else multiprocess (what it always did).
 """
 
 from __future__ import annotations
@@ -21,14 +31,54 @@ import dagster as dg
 from . import settings
 from .settings import CELERY_QUEUE_TAG, GPU_QUEUE
 
-# op tags of the model steps: the Celery queue they are routed to
-MODEL_STEP_TAGS = {CELERY_QUEUE_TAG: GPU_QUEUE}
+K8S_CONFIG_TAG = "dagster-k8s/config"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def model_step_k8s_config() -> dict:
+    """The ``dagster-k8s/config`` of a model step: one GPU, on the GPU nodes."""
+    pod_spec: dict = {}
+    if selector := settings.k8s_gpu_node_selector():
+        pod_spec["node_selector"] = selector
+    if tolerations := settings.k8s_gpu_tolerations():
+        pod_spec["tolerations"] = tolerations
+    config: dict = {"container_config": {"resources": {"limits": {GPU_RESOURCE: "1"}, "requests": {GPU_RESOURCE: "1"}}}}
+    if pod_spec:
+        config["pod_spec_config"] = pod_spec
+    return config
+
+
+def model_step_tags() -> dict:
+    """Op tags of the model steps: the Celery ``gpu`` queue and, on Kubernetes, a GPU request."""
+    return {CELERY_QUEUE_TAG: GPU_QUEUE, K8S_CONFIG_TAG: model_step_k8s_config()}
+
+
+# op tags of the model steps (read when the code location loads)
+MODEL_STEP_TAGS = model_step_tags()
+
+
+def k8s_executor_config() -> dict:
+    """``k8s_job_executor`` config from the settings: secrets by name, the namespace."""
+    config: dict = {"env_secrets": settings.k8s_env_secrets()}
+    if namespace := settings.k8s_namespace():
+        config["job_namespace"] = namespace
+    return config
 
 
 def batch_executor() -> dg.ExecutorDefinition | None:
-    """The Celery executor when a broker is configured, else None (Dagster's default)."""
+    """The executor ``OPENTRANSCRIBE_EXECUTOR`` names; unset: Celery when a broker is
+    configured, else None (Dagster's default, multiprocess)."""
+    choice = settings.executor()
+    if choice == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor.configured(k8s_executor_config(), name="k8s_gpu_steps")
+    if choice == "multiprocess":
+        return None
     broker = settings.celery_broker()
     if not broker:
+        if choice == "celery":
+            raise ValueError("OPENTRANSCRIBE_EXECUTOR=celery needs OPENTRANSCRIBE_CELERY_BROKER")
         return None
     from dagster_celery import celery_executor
 

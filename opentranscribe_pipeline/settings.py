@@ -17,6 +17,7 @@ DEFAULT_WAREHOUSE = "warehouse"
 DEFAULT_ASR_MODEL = "packaged:base"
 DEFAULT_DIARIZATION = "packaged"
 DEFAULT_RECLUSTER_CRON = "0 3 * * *"
+DEFAULT_SUMMARY_CRON = "0 4 * * *"
 
 # A batch (one dynamic partition) holds at most this many files and hours of audio.
 BATCH_MAX_FILES = 200
@@ -103,6 +104,18 @@ def pyannote_metrics_enabled() -> bool:
     return (env("PYANNOTE_METRICS_ENABLED", "0") or "0").strip().lower() in ("1", "true", "yes", "on")
 
 
+def cli_log_level() -> str | None:
+    """``OPENTRANSCRIBE_LOG_LEVEL``: set by the CLI (``INFO`` with ``-v``, else ``WARNING``) so
+    the step processes of its runs log the project's own lines to stderr as it does."""
+    return env("OPENTRANSCRIBE_LOG_LEVEL")
+
+
+def quiet_model_logs() -> bool:
+    """``OPENTRANSCRIBE_QUIET_MODEL_LOGS``: lower the model libraries' own log lines where a
+    model is loaded (the CLI sets it without ``-v``, for the step processes it starts)."""
+    return (env("OPENTRANSCRIBE_QUIET_MODEL_LOGS", "0") or "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 # -- drops and batches --------------------------------------------------------------------------
 def incoming() -> str | None:
     """The prefix whose subfolders are drops (``s3://bucket/prefix`` or a local folder)."""
@@ -136,6 +149,55 @@ def recluster_cron() -> str:
     return env("OPENTRANSCRIBE_RECLUSTER_CRON", DEFAULT_RECLUSTER_CRON)
 
 
+def summary_cron() -> str:
+    """When ``archive_summary`` is refreshed besides after each batch (read when definitions load)."""
+    return env("OPENTRANSCRIBE_SUMMARY_CRON", DEFAULT_SUMMARY_CRON)
+
+
+EXECUTORS = ("multiprocess", "celery", "k8s")
+
+
+def executor() -> str | None:
+    """``OPENTRANSCRIBE_EXECUTOR``: ``multiprocess``, ``celery`` or ``k8s`` (read when the code
+    location loads); unset: Celery when ``OPENTRANSCRIBE_CELERY_BROKER`` is set, else multiprocess."""
+    value = env("OPENTRANSCRIBE_EXECUTOR")
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value not in EXECUTORS:
+        raise ValueError(f"OPENTRANSCRIBE_EXECUTOR={value!r}: expected one of {', '.join(EXECUTORS)}")
+    return value
+
+
+def k8s_env_secrets() -> list[str]:
+    """Kubernetes secrets whose keys become the step pods' environment (``envFrom``):
+    ``OPENTRANSCRIBE_K8S_ENV_SECRETS``, comma-separated; default the three the Helm values name."""
+    value = env("OPENTRANSCRIBE_K8S_ENV_SECRETS", "opentranscribe-s3,opentranscribe-hf,opentranscribe-opensearch")
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def k8s_namespace() -> str | None:
+    return env("OPENTRANSCRIBE_K8S_NAMESPACE")
+
+
+def k8s_gpu_node_selector() -> dict[str, str]:
+    """``OPENTRANSCRIBE_K8S_GPU_NODE_SELECTOR``: ``key=value,key=value`` for model-step pods."""
+    value = env("OPENTRANSCRIBE_K8S_GPU_NODE_SELECTOR", "")
+    pairs = [item.split("=", 1) for item in value.split(",") if "=" in item]
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def k8s_gpu_tolerations() -> list[dict]:
+    """``OPENTRANSCRIBE_K8S_GPU_TOLERATIONS``: a JSON list of tolerations for model-step pods;
+    default: tolerate the ``nvidia.com/gpu`` taint GPU node pools usually carry."""
+    import json
+
+    value = env("OPENTRANSCRIBE_K8S_GPU_TOLERATIONS")
+    if value is None:
+        return [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return json.loads(value)
+
+
 def celery_broker() -> str | None:
     """Broker URL (e.g. ``redis://host:6379/0``): when set, batch runs hand their steps to
     Celery workers, model steps on the ``gpu`` queue. Unset: the multiprocess executor."""
@@ -145,6 +207,16 @@ def celery_broker() -> str | None:
 def celery_backend() -> str | None:
     """Result backend URL; defaults to the broker."""
     return env("OPENTRANSCRIBE_CELERY_BACKEND") or celery_broker()
+
+
+def workspace_file() -> str | None:
+    """The ``workspace.yaml`` whose code location the CLI creates its runs from:
+    ``OPENTRANSCRIBE_WORKSPACE``, else ``./workspace.yaml`` when there is one (else the
+    package's definitions module under the same location name)."""
+    value = env("OPENTRANSCRIBE_WORKSPACE")
+    if value:
+        return value
+    return "workspace.yaml" if Path("workspace.yaml").is_file() else None
 
 
 def dagster_home() -> Path | None:

@@ -136,15 +136,51 @@ def build_bad_drop(target: Path, good: tuple[str, ...] = ("interview 01.wav", "l
     return target
 
 
-def shipped_instance(home: Path) -> Path:
+def shipped_instance(home: Path, postgres: dict | None = None) -> Path:
     """A DAGSTER_HOME holding the shipped dagster.yaml (queued runs, `gpu` pool limit 1), its
-    SQLite storage created here: two processes creating it at the same moment race."""
+    storage (SQLite, or the PostgreSQL database ``postgres`` names) created here: two processes
+    creating it at the same moment race."""
     import dagster as dg
 
-    home.mkdir(parents=True)
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    dg.DagsterInstance.from_config(str(home)).dispose()
+    if postgres:
+        write_instance_yaml(home, postgres=postgres)
+    else:
+        home.mkdir(parents=True)
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        if postgres:  # as an operator does once (`dagster instance concurrency set`): see runner.ensure_pools
+            from opentranscribe_pipeline.runner import ensure_pools
+
+            ensure_pools(instance)
     return home
+
+
+# parametrize a test over the two instance storages; ``instance_storage(request, storage)`` gives its postgres
+STORAGES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def instance_storage(request, storage: str) -> dict | None:
+    """None for SQLite; for PostgreSQL a database of this test's own (the session's
+    ``postgres_url`` database is shared: runs of one test must not count in another's)."""
+    return request.getfixturevalue("own_postgres_db") if storage == "postgres" else None
+
+
+@pytest.fixture
+def own_postgres_db(postgres_url):
+    """A throwaway database on the server of ``postgres_url``, for this test only."""
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host=postgres_url["host"], port=postgres_url["port"], user=postgres_url["user"], dbname=postgres_url["db"]
+    )
+    conn.autocommit = True
+    db = f"ot_test_{uuid.uuid4().hex[:10]}"
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{db}"')
+    yield {**postgres_url, "db": db}
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    conn.close()
 
 
 def register_one_file_batches(tmp_path: Path, home: Path, root: Path, files=("meeting-02.flac", "call-07.flac")):

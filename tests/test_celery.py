@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from .conftest import ROOT, register_one_file_batches, shipped_instance
+from .conftest import ROOT, STORAGES, instance_storage, register_one_file_batches, shipped_instance
 from .seaweed import free_port
 
 BIN = Path(sys.executable).parent
@@ -77,8 +77,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_batch_runs_on_celery_workers_with_model_steps_on_the_gpu_queue(tmp_path, redis_url):
-    home = shipped_instance(tmp_path / "home")
+@pytest.mark.parametrize("storage", STORAGES)
+def test_batch_runs_on_celery_workers_with_model_steps_on_the_gpu_queue(tmp_path, redis_url, request, storage):
+    home = shipped_instance(tmp_path / "home", postgres=instance_storage(request, storage))
     root = tmp_path / "warehouse"
     env = {
         **os.environ,

@@ -84,6 +84,18 @@ def failed_files_check_result(table: str, state: pl.DataFrame, label: str = "med
     )
 
 
+def failed_files_tag(table: str) -> str:
+    return f"opentranscribe/{table}_failed_files"
+
+
+def tag_failed_files(context: dg.AssetExecutionContext, table: str, state: pl.DataFrame) -> None:
+    """Tag the batch's run when files failed at this step: the runs list, the run page and
+    the partition's runs show ``opentranscribe/<table>_failed_files: N`` without a click."""
+    failed = state.filter(pl.col("status") == "failed").height
+    if failed:
+        context.instance.add_run_tags(context.run_id, {failed_files_tag(table): str(failed)})
+
+
 def table_spec(
     table: str, description: str, *, group: str, deps: list[str] | tuple[str, ...] = (), kinds: tuple[str, ...] = ()
 ) -> dg.AssetSpec:

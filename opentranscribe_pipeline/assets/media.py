@@ -40,6 +40,7 @@ from .checks import (
     schema_check_result,
     schema_check_spec,
     table_spec,
+    tag_failed_files,
 )
 from .modelstep import publish, with_staged
 
@@ -278,6 +279,7 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     media = pl.concat([kept, *new_media]).sort("source_uri")
     audio = pl.concat([kept_audio, *new_audio]).unique("media_id", keep="first").sort("media_id")
     publish(wh, batch_id, {"audio": audio, "media": media})  # media last: it is what a re-run trusts
+    tag_failed_files(context, "media", media)
 
     counts = dict(media.group_by("status").len().iter_rows())
     silent = media.filter((pl.col("status") == "ok") & pl.col("silent").fill_null(False))

@@ -39,7 +39,13 @@ from pydantic import Field
 
 from ..schemas import TABLES, conform, utc_now
 from ..storage import Warehouse
-from .checks import failed_files_check_result, failed_files_check_spec, markdown_table, schema_check_result
+from .checks import (
+    failed_files_check_result,
+    failed_files_check_spec,
+    markdown_table,
+    schema_check_result,
+    tag_failed_files,
+)
 
 Model = TypeVar("Model")
 
@@ -382,5 +388,6 @@ def run_model_step(
                 context.log.info("%s: %s in %.1f s", media_id[:12], out.summary or stage.verb, elapsed)
 
     tables = fold(wh, batch_id, stage, prev, new, wanted["media_id"])
+    tag_failed_files(context, stage.state_table, tables[stage.state_table])
     run_state = pl.concat(new[stage.state_table]) if new[stage.state_table] else empty(state_model)
     return StepResult(stage, model_meta, tables, run_state, kept, load_s, time.perf_counter() - started)

@@ -9,7 +9,7 @@ from .. import settings
 from ..speakers.cluster import ClusterParams
 from ..speech.asr import TIMING_ALIGNMENT, TIMING_CROSS_ATTENTION, AsrOptions, Transcriber, resolve_device
 from ..speech.diarize import DiarizationOptions, Diarizer, embedding_model_name, pipeline_version
-from ..speech.models import ResolvedModel, resolve_asr_model
+from ..speech.models import ResolvedModel, quiet_model_logs, resolve_asr_model
 
 
 class AsrModelResource(dg.ConfigurableResource):
@@ -69,6 +69,7 @@ class AsrModelResource(dg.ConfigurableResource):
 
     def load(self) -> Transcriber:
         """The model, loaded on ``with`` and freed after (a ``StageModel``)."""
+        _apply_log_settings()
         return Transcriber(self.resolved(), self.options())
 
 
@@ -114,7 +115,13 @@ class DiarizationModelResource(dg.ConfigurableResource):
 
     def load(self) -> Diarizer:
         """The pipeline, loaded on ``with`` and freed after (a ``StageModel``)."""
+        _apply_log_settings()
         return Diarizer(self.options())
+
+
+def _apply_log_settings() -> None:
+    if settings.quiet_model_logs():
+        quiet_model_logs()
 
 
 class SpeakerClusteringResource(dg.ConfigurableResource):

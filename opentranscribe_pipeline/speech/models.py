@@ -50,6 +50,23 @@ def default_cache_dir() -> Path:
     return settings.model_cache_dir()
 
 
+def quiet_model_logs() -> None:
+    """Keep WhisperX's and Lightning's INFO lines and pyannote's torchcodec warning (the
+    pipeline hands it in-memory arrays) out of a terminal: what the CLI asks for without
+    ``-v``, in its own process and in the step processes it starts
+    (``settings.quiet_model_logs``)."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"\s*torchcodec is not installed correctly")
+    import lightning.pytorch  # noqa: F401  its import sets its own logger to INFO: lower it afterwards
+    import whisperx
+
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    whisperx.setup_logging(level="warning")
+
+
 def set_pyannote_telemetry(enabled: bool | None = None) -> None:
     """Tell pyannote.audio whether to report usage metrics, before a pyannote model or
     pipeline is built (WhisperX's VAD is one too). ``None``: the setting, off unless

@@ -1,0 +1,71 @@
+"""``archive_summary``: the dashboard of the whole archive, refreshed after each batch run
+(sensor ``summarize_after_batch``) and nightly (schedule ``nightly_archive_summary``).
+
+Its materialization metadata holds the numbers as plain numeric values, so the UI plots each
+over time (files by status, audio hours, languages, local / global / named speakers, failing
+batches), and markdown tables per drop, of the slowest and of the failing batches. Its check
+``no_partly_failed_batches`` names each batch with failed files in its description.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ..query.summary import archive_summary as summarize
+from ..resources import WarehouseResource
+from .checks import markdown_table
+
+SUMMARY_CHECK = "no_partly_failed_batches"
+
+
+@dg.asset(
+    name="archive_summary",
+    group_name="operations",
+    kinds={"polars"},
+    description="Files by status, audio hours, languages and speakers per drop and in total; slowest and failing batches.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            SUMMARY_CHECK,
+            asset="archive_summary",
+            description="No batch of the archive has files whose status is `failed` (they are named when some do).",
+        )
+    ],
+)
+def archive_summary(warehouse: WarehouseResource):
+    wh = warehouse.get()
+    s = summarize(wh)
+    t = s.totals
+    metadata = {
+        "drops": dg.MetadataValue.int(t["drops"]),
+        "batches": dg.MetadataValue.int(t["batches"]),
+        "files": dg.MetadataValue.int(t["files"]),
+        "files_ok": dg.MetadataValue.int(t["ok"]),
+        "files_failed": dg.MetadataValue.int(t["failed"]),
+        "files_skipped": dg.MetadataValue.int(t["skipped"]),
+        "audio_hours": dg.MetadataValue.float(round(t["audio_h"], 4)),
+        "languages": dg.MetadataValue.int(t["languages"]),
+        "local_speakers": dg.MetadataValue.int(t["local_speakers"]),
+        "global_speakers": dg.MetadataValue.int(t["global_speakers"]),
+        "named_speakers": dg.MetadataValue.int(t["named_speakers"]),
+        "failing_batches": dg.MetadataValue.int(t["failing_batches"]),
+        "per_drop": dg.MetadataValue.md(markdown_table(s.per_drop.with_columns(s.per_drop["audio_h"].round(3)))),
+        "slowest_batches": dg.MetadataValue.md(markdown_table(s.slowest)),
+        "failing_batches_list": dg.MetadataValue.md(markdown_table(s.failing.head(100))),
+        "languages_list": dg.MetadataValue.md(markdown_table(s.languages.head(50))),
+    }
+    yield dg.MaterializeResult(metadata=metadata)
+    failing = s.failing["batch_id"].to_list()
+    yield dg.AssetCheckResult(
+        check_name=SUMMARY_CHECK,
+        passed=not failing,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(failing)} batch(es) with failed files: {', '.join(failing[:20])}{' ...' if len(failing) > 20 else ''}"
+            if failing
+            else "no batch has failed files"
+        ),
+        metadata={
+            "failing_batches": dg.MetadataValue.int(len(failing)),
+            "batches": dg.MetadataValue.md(markdown_table(s.failing.head(100))),
+        },
+    )

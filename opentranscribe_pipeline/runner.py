@@ -1,0 +1,273 @@
+"""Runs of the code location's jobs, started from a terminal but made like the UI makes them.
+
+A run created with ``JobDefinition.execute_in_process`` has no code-location origin: the UI
+shows it under no job, on no timeline and in no partition view, and the in-process executor
+never asks the instance for a ``gpu`` pool slot. The CLI therefore goes the way
+``dagster job launch`` does: it loads the code location named by ``workspace.yaml`` (a code
+server subprocess, the same one ``dagster dev`` starts), creates the run from the remote
+job (origin, snapshots, the ``.dagster/repository`` label, partition tags) and then either
+
+- executes it here (:func:`execute`), with the job's own executor (multiprocess by default:
+  model steps claim ``gpu`` slots from the instance, so two terminals, or a terminal and a
+  backfill, take turns on one GPU), or
+- submits it to the instance's run coordinator (:func:`submit`, ``--submit``): the daemon's
+  queue with ``QueuedRunCoordinator``, and :func:`follow` waits for it.
+
+Any job of the code location runs this way, by name, with a partition key and run config
+(``transcribe_batch``, ``assign_speakers``, ``recluster_speakers``, later ``publish_batch``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from . import settings
+
+DEFINITIONS_MODULE = "opentranscribe_pipeline.definitions"
+# tags naming the process that executes a run here: recover_interrupted_runs reads them
+HOST_TAG = "opentranscribe/host"
+PID_TAG = "opentranscribe/pid"
+SUBMITTED_TAG = "opentranscribe/submitted"
+
+
+def _load_target(workspace_file: str | None):
+    from dagster._core.workspace.load_target import ModuleTarget, WorkspaceFileTarget
+
+    path = workspace_file or settings.workspace_file()
+    if path and Path(path).is_file():
+        return WorkspaceFileTarget(paths=[str(Path(path).resolve())])
+    # no workspace.yaml here: the module it names, under the same (default) location name
+    return ModuleTarget(module_name=DEFINITIONS_MODULE, attribute=None, working_directory=None, location_name=None)
+
+
+@dataclass
+class CodeLocation:
+    """The loaded code location: what a run is created from."""
+
+    workspace: object  # WorkspaceRequestContext
+    location: object  # dagster CodeLocation
+    repository: object  # RemoteRepository
+
+    @property
+    def name(self) -> str:
+        return self.location.name
+
+
+@contextlib.contextmanager
+def code_location(
+    instance: dg.DagsterInstance, workspace_file: str | None = None, verbose: bool = False
+) -> Iterator[CodeLocation]:
+    """The one code location of ``workspace.yaml`` (``OPENTRANSCRIBE_WORKSPACE``), served by a
+    code server subprocess for as long as the context is open."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+
+    with WorkspaceProcessContext(
+        instance, _load_target(workspace_file), code_server_log_level="INFO" if verbose else "WARNING"
+    ) as process_context:
+        workspace = process_context.create_request_context()
+        names = list(workspace.code_location_names)
+        if len(names) != 1:
+            raise RuntimeError(f"workspace must hold exactly one code location, found {names}")
+        if workspace.has_code_location_error(names[0]):
+            raise RuntimeError(
+                f"code location {names[0]!r} failed to load: {workspace.get_code_location_error(names[0])}"
+            )
+        location = workspace.get_code_location(names[0])
+        [repository] = location.get_repositories().values()
+        yield CodeLocation(workspace, location, repository)
+
+
+def create_run(
+    loc: CodeLocation,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    *,
+    run_config: Mapping | None = None,
+    partition_key: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dg.DagsterRun:
+    """A NOT_STARTED run of ``job_name`` created from the remote job, as the UI creates one."""
+    from dagster._core.definitions.selector import JobSubsetSelector
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+    selector = JobSubsetSelector(
+        location_name=loc.location.name, repository_name=loc.repository.name, job_name=job_name, op_selection=None
+    )
+    remote_job = loc.location.get_job(selector)
+    run_config = dict(run_config or {})
+    all_tags = {**remote_job.tags, **(tags or {})}
+    if partition_key is not None:
+        all_tags[PARTITION_NAME_TAG] = partition_key
+    plan = loc.location.get_execution_plan(
+        remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
+    ).execution_plan_snapshot
+    return instance.create_run(
+        job_name=job_name,
+        run_id=None,
+        run_config=run_config,
+        resolved_op_selection=remote_job.resolved_op_selection,
+        step_keys_to_execute=plan.step_keys_to_execute,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags=all_tags,
+        job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=loc.repository.asset_graph,
+    )
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended, read back from the instance (the same for a run executed here and
+    one the daemon ran)."""
+
+    run_id: str
+    status: dg.DagsterRunStatus
+    failures: list = field(default_factory=list)  # STEP_FAILURE DagsterEvents
+
+    @property
+    def success(self) -> bool:
+        return self.status == dg.DagsterRunStatus.SUCCESS
+
+    def get_step_failure_events(self) -> list:
+        return self.failures
+
+
+def outcome(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
+    run = instance.get_run_by_id(run_id)
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    return RunOutcome(run_id, run.status, [r.event_log_entry.dagster_event for r in records])
+
+
+def local_tags() -> dict[str, str]:
+    """Tags of a run executed by this process (so a later call can recover it if we die)."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def execute(loc: CodeLocation, instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunOutcome:
+    """Execute ``run`` in this process with the job's executor (multiprocess: one process per
+    step, pool slots claimed from the instance; or Celery / Kubernetes as configured)."""
+    from dagster._core.execution.api import execute_run
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+
+    execute_run(recon_job_from_origin(run.job_code_origin), run, instance, raise_on_error=False)
+    return outcome(instance, run.run_id)
+
+
+def submit(loc: CodeLocation, instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:
+    """Hand ``run`` to the instance's run coordinator (the daemon's queue when queued)."""
+    return instance.submit_run(run.run_id, loc.workspace)
+
+
+def ensure_pools(instance: dg.DagsterInstance, pools=(settings.GPU_POOL, settings.SPEAKER_INDEX_POOL)) -> list[str]:
+    """Create the pools' limit rows (at the instance's default limit) before runs start.
+
+    Dagster creates them lazily when the first step claims a slot; on PostgreSQL two runs
+    doing that at the same moment both insert the row, and the loser's transaction aborts
+    (dagster 1.13: ``initialize_concurrency_limit_to_default`` catches the unique violation
+    but reuses the aborted transaction), failing its run. Created once up front, that race
+    cannot happen. Returns the pools it created; existing ones are left alone."""
+    storage = instance.event_log_storage
+    created = []
+    for pool in pools:
+        if pool in storage.get_concurrency_keys():
+            continue
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+        except Exception:  # another process created it just now
+            if pool not in storage.get_concurrency_keys():
+                raise
+            continue
+        created.append(pool)
+    return created
+
+
+def daemon_alive(instance: dg.DagsterInstance, within_s: float = 120.0) -> bool:
+    """Whether a run submitted now will be picked up: the coordinator launches at once, or a
+    ``dagster-daemon`` has sent a heartbeat within ``within_s``."""
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
+        return True
+    beats = instance.get_daemon_heartbeats()
+    return any(time.time() - beat.timestamp < within_s for beat in beats.values())
+
+
+def follow(
+    instance: dg.DagsterInstance, run_id: str, on_change=None, poll_s: float = 1.0, timeout_s: float | None = None
+) -> RunOutcome:
+    """Wait until the run ends; ``on_change(status)`` on each status change."""
+    last = None
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        run = instance.get_run_by_id(run_id)
+        if run.status != last:
+            last = run.status
+            if on_change:
+                on_change(run.status)
+        if run.is_finished:
+            return outcome(instance, run_id)
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} still {run.status.value} after {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
+def run_job(
+    loc: CodeLocation,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    *,
+    run_config: Mapping | None = None,
+    partition_key: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    submit_to_queue: bool = False,
+    on_change=None,
+) -> RunOutcome:
+    """Create a run of ``job_name`` from the code location, run it (here, or through the
+    run coordinator and wait), and say how it ended."""
+    extra = {SUBMITTED_TAG: "true"} if submit_to_queue else local_tags()
+    run = create_run(
+        loc, instance, job_name, run_config=run_config, partition_key=partition_key, tags={**(tags or {}), **extra}
+    )
+    if submit_to_queue:
+        submit(loc, instance, run)
+        return follow(instance, run.run_id, on_change=on_change)
+    return execute(loc, instance, run)
+
+
+def follow_all(
+    instance: dg.DagsterInstance, runs: Mapping[str, str], on_change=None, poll_s: float = 1.0
+) -> dict[str, RunOutcome]:
+    """Wait until every run of ``runs`` (label -> run id) ends; ``on_change(label, status)``
+    on each status change (the CLI prints one line per batch)."""
+    last: dict[str, dg.DagsterRunStatus] = {}
+    done: dict[str, RunOutcome] = {}
+    while len(done) < len(runs):
+        for label, run_id in runs.items():
+            if label in done:
+                continue
+            run = instance.get_run_by_id(run_id)
+            if last.get(label) != run.status:
+                last[label] = run.status
+                if on_change:
+                    on_change(label, run.status)
+            if run.is_finished:
+                done[label] = outcome(instance, run_id)
+        if len(done) < len(runs):
+            time.sleep(poll_s)
+    return done
