@@ -40,7 +40,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,12 @@ DEFAULT_RETRY_S = 30.0
 
 # -- errors -----------------------------------------------------------------------------------
 class StorageError(RuntimeError):
-    """A storage failure an operator must see; the message is one line naming what and where."""
+    """A storage failure an operator must see; the message is one line naming what and where.
+
+    ``attempts`` is how many times the call was tried before this error was raised (1: not
+    retried), set by :func:`retry` on the errors it makes."""
+
+    attempts: int = 1
 
 
 class StorageUnavailable(StorageError):
@@ -100,12 +105,18 @@ class CorruptTable(StorageError):
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with jitter inside a time budget; ``max_attempts`` caps the
-    attempts as well when set."""
+    attempts as well when set.
+
+    ``clock`` and ``sleep`` are the time source and the wait (default :func:`time.monotonic`
+    and :func:`time.sleep`, looked up at each call); a test passes its own to count the waits
+    and to spend the budget without waiting."""
 
     budget_s: float = DEFAULT_RETRY_S
     base_delay: float = 0.25
     max_delay: float = 8.0
     max_attempts: int | None = None
+    clock: Callable[[], float] | None = field(default=None, compare=False, repr=False)
+    sleep: Callable[[float], object] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls) -> RetryPolicy:
@@ -131,8 +142,11 @@ def retry(
     """Run ``fn``; while it raises an error ``transient`` accepts and the budget allows, wait
     and try again. Then raise ``give_up(error, attempts, seconds)`` (the error itself when
     ``give_up`` returns it unchanged). The budget counts both the waits and the time the
-    attempts took, so a hanging endpoint (connect timeouts) is not retried for longer."""
-    started = time.monotonic()
+    attempts took, so a hanging endpoint (connect timeouts) is not retried for longer. A
+    :class:`StorageError` made by ``give_up`` carries the number of attempts."""
+    clock = policy.clock or time.monotonic
+    sleep = policy.sleep or time.sleep
+    started = clock()
     slept = 0.0
     attempt = 0
     while True:
@@ -140,28 +154,29 @@ def retry(
         try:
             return fn()
         except Exception as exc:
-            spent = max(slept, time.monotonic() - started)
+            spent = max(slept, clock() - started)
             left = policy.budget_s - spent
             capped = policy.max_attempts is not None and attempt >= policy.max_attempts
             if transient(exc) and not capped and left > 0.05:
                 delay = min(policy.delay(attempt), left)
                 log.info("%s failed (%s: %s), retry %d in %.2f s", what, type(exc).__name__, exc, attempt, delay)
-                time.sleep(delay)
+                sleep(delay)
                 slept += delay
                 continue
             final = give_up(exc, attempt, spent)
             if final is exc:
                 raise
+            if isinstance(final, StorageError):
+                final.attempts = attempt
             raise final from None
 
 
 def _policy(policy: RetryPolicy | None, attempts: int | None, base_delay: float | None) -> RetryPolicy:
     policy = policy or RetryPolicy.from_settings()
     if attempts is not None or base_delay is not None:
-        policy = RetryPolicy(
-            budget_s=policy.budget_s,
+        policy = replace(
+            policy,
             base_delay=policy.base_delay if base_delay is None else base_delay,
-            max_delay=policy.max_delay,
             max_attempts=attempts if attempts is not None else policy.max_attempts,
         )
     return policy

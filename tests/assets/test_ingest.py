@@ -3,9 +3,11 @@ transcription step after it): links and special files, a silence bomb, MP3s with
 bytes, two audio tracks. Asserts the recorded ``media`` rows."""
 
 import datetime as dt
+import errno
 import os
 import shutil
-import time
+import threading
+from contextlib import contextmanager
 
 import dagster as dg
 import polars as pl
@@ -18,6 +20,7 @@ from opentranscribe_pipeline.storage import Warehouse
 
 from ..conftest import SAMPLE_DROP, TRUTH
 from ..data.make_messy_media import TAILS, mp3_with_tail, silence_bomb, two_tracks
+from ..demux_spy import DemuxSpy
 from .test_batch_pipeline import register, run_batch
 
 
@@ -31,6 +34,44 @@ def rows(root, batch_id) -> dict[str, dict]:
     media = Warehouse(str(root)).read_table("media", batch_id)
     Media.validate(media)
     return {uri.rsplit("/", 1)[1]: row for uri, row in zip(media["source_uri"], media.iter_rows(named=True))}
+
+
+@contextmanager
+def fifo_readers(path):
+    """The readers that block on the fifo at ``path`` meanwhile, counted: opening its write end
+    without blocking succeeds only while a reader has it open, and closing it again ends that
+    reader's wait (it reads EOF), so a blocked reader is caught and released, never a hang."""
+    caught: list[int] = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                assert exc.errno == errno.ENXIO, exc  # no reader
+                stop.wait(0.005)
+                continue
+            caught.append(fd)
+            os.close(fd)
+            while not stop.is_set() and _has_reader(path):
+                stop.wait(0.005)  # the same reader, not yet gone
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield caught
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _has_reader(path) -> bool:
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        return True
+    except OSError:
+        return False
 
 
 def test_links_and_special_files_are_skipped_and_never_opened(tmp_path, instance):
@@ -67,9 +108,13 @@ def test_links_and_special_files_are_skipped_and_never_opened(tmp_path, instance
     os.unlink(drop / "meeting-02.flac")
     os.mkfifo(drop / "meeting-02.flac")
     shutil.rmtree(root / "media")  # a fresh ingest of the same batch
-    started = time.perf_counter()
-    assert dg.materialize([ingest], partition_key=batch_id, instance=instance, resources=_res(root)).success
-    assert time.perf_counter() - started < 30  # never blocked on the fifo
+    with fifo_readers(drop / "meeting-02.flac") as blocked:  # the watch catches a blocking reader
+        with open(drop / "meeting-02.flac", "rb") as reader:  # blocks until the watch opens the write end
+            assert reader.read() == b""  # released by the watch (counted before it closed): EOF
+        assert len(blocked) == 1
+    with fifo_readers(drop / "meeting-02.flac") as blocked:
+        assert dg.materialize([ingest], partition_key=batch_id, instance=instance, resources=_res(root)).success
+    assert blocked == []  # never blocked on the fifo
     [row] = rows(root, batch_id).values()
     assert (row["status"], row["error"], row["media_id"]) == ("skipped", "not a regular file (fifo): not read", None)
 
@@ -80,7 +125,7 @@ def _res(root):
     return {"warehouse": WarehouseResource(root=str(root))}
 
 
-def test_hostile_files_are_recorded_in_seconds_and_skip_the_models(tmp_path, instance):
+def test_hostile_files_are_recorded_without_decoding_the_bombs_and_skip_the_models(tmp_path, instance, monkeypatch):
     drop = tmp_path / "drop"
     drop.mkdir()
     silence_bomb(drop / "bomb.flac")
@@ -92,9 +137,8 @@ def test_hostile_files_are_recorded_in_seconds_and_skip_the_models(tmp_path, ins
     root = tmp_path / "warehouse"
     [batch_id] = register(instance, root, drop).new_batch_ids
 
-    started = time.perf_counter()
+    spy = DemuxSpy().install(monkeypatch, "opentranscribe_pipeline.assets.media")
     result = run_batch(instance, root, batch_id, selection=(ingest, transcribe))
-    elapsed = time.perf_counter() - started
     assert result.success
     by = rows(root, batch_id)
     for name in ("bomb.flac", "lying bomb.flac"):
@@ -124,7 +168,14 @@ def test_hostile_files_are_recorded_in_seconds_and_skip_the_models(tmp_path, ins
         for k, v in m.metadata.items()
     }
     assert (md["files_ok"], md["files_failed"], md["files_silent"]) == (4, 2, 1)
-    assert elapsed < 120, elapsed  # the bombs cost seconds (the rest is the model on 3 files)
+    # the bombs cost next to no decoding: the one that declares 3 h is refused from its header
+    # (not a packet read), the one that declares nothing is stopped at the 10 min it may hold
+    read = {uri.rsplit("/", 1)[1]: [(o.packets, o.seconds) for o in opened] for uri, opened in spy.by_name.items()}
+    assert read["bomb.flac"] == [(0, 0.0)]
+    [(_, seconds)] = read["lying bomb.flac"]
+    assert 600 < seconds < 900, read  # of the 10,800 s in the file (a few blocks read ahead)
+    [(_, seconds)] = read["quiet room.flac"]
+    assert seconds == pytest.approx(180, abs=9)  # a plausible silent file is decoded whole
 
 
 def test_configured_audio_track(tmp_path, instance, monkeypatch):

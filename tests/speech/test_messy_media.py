@@ -1,8 +1,6 @@
 """Messy and hostile media at the decoder: trailing junk and tags, silence bombs, two audio
 tracks, the energy check. Files are built with PyAV into tmp_path (tests/data/make_messy_media.py)."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -10,6 +8,7 @@ from opentranscribe_pipeline.speech.decode import MediaError, MediaProblem, acti
 
 from ..conftest import SAMPLE_DROP, TRUTH
 from ..data.make_messy_media import TAILS, mp3_with_tail, silence_bomb, two_tracks
+from ..demux_spy import DemuxSpy
 
 MP3_S = TRUTH[f"{SAMPLE_DROP.name}/radio_show_03.mp3"]["duration_s"]
 
@@ -45,21 +44,24 @@ def test_truncation_is_still_caught_with_junk_after_it(tmp_path):
 
 
 @pytest.mark.parametrize("lie", [False, True], ids=["declares 3 h", "declares nothing"])
-def test_silence_bomb_is_refused_in_well_under_a_second(tmp_path, lie):
+def test_silence_bomb_is_refused_without_decoding_it(tmp_path, monkeypatch, lie):
     bomb = silence_bomb(tmp_path / "bomb.flac", lie=lie)
     size = bomb.stat().st_size
     assert size < 300_000
-    started = time.perf_counter()
+    spy = DemuxSpy().install(monkeypatch)
     with pytest.raises(MediaError) as err:
         decode(str(bomb), size_bytes=size)
-    elapsed = time.perf_counter() - started
     assert err.value.reason == MediaProblem.IMPLAUSIBLE_DURATION and not err.value.skip
     assert str(err.value).startswith("implausible duration: ")
+    [opened] = spy.opened
     if lie:  # decoding stopped at the plausible limit (10 min), never 3 h
         assert "decoding stopped at 0.17 h" in str(err.value)
-    else:  # refused from the header, nothing decoded
+        # the packets read: the 600 s limit plus the few 8 s FLAC blocks frame threads read
+        # ahead, not the 3 h (10,800 s) in the file
+        assert 600 < opened.seconds < 900, opened
+    else:  # refused from the header: not one packet read
         assert "the container declares 3.00 h" in str(err.value)
-    assert elapsed < 2.0
+        assert (opened.packets, opened.seconds) == (0, 0.0)
 
 
 def test_ceiling_on_decoded_duration(tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
-import time
+from contextlib import contextmanager
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -51,6 +51,49 @@ def client_error(code: str, status: int = 400) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
 
 
+class FakeTime:
+    """A clock that moves only when told: by each wait of the retry loop (recorded, not
+    slept) and by the time an attempt is said to take. The budget is spent in no time, and
+    machine load cannot change how many attempts fit in it."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    def policy(self, **kw) -> RetryPolicy:
+        return RetryPolicy(clock=self.clock, sleep=self.sleep, **kw)
+
+
+@contextmanager
+def s3_traffic(client):
+    """What goes through the botocore ``client`` meanwhile: ``calls``, the operations called
+    (one per attempt of :func:`s3_call`), and ``sent``, the HTTP requests botocore sent for
+    them, as ``(operation, url)``."""
+    calls: list[str] = []
+    sent: list[tuple[str, str]] = []
+
+    def on_call(event_name, **kw):
+        calls.append(event_name.rsplit(".", 1)[-1])
+
+    def on_send(request, event_name, **kw):
+        sent.append((event_name.rsplit(".", 1)[-1], request.url))
+
+    client.meta.events.register("before-call.s3", on_call)
+    client.meta.events.register("before-send.s3", on_send)
+    try:
+        yield calls, sent
+    finally:
+        client.meta.events.unregister("before-call.s3", on_call)
+        client.meta.events.unregister("before-send.s3", on_send)
+
+
 @pytest.fixture
 def no_sleep(monkeypatch):
     slept = []
@@ -92,17 +135,22 @@ def test_budget_comes_from_the_setting(monkeypatch, no_sleep):
     assert once.calls == 1
 
 
-def test_budget_counts_time_spent_in_attempts(no_sleep):
+def test_budget_counts_time_spent_in_attempts():
     """A hanging endpoint (each attempt a connect timeout) is not retried past the budget."""
+    fake = FakeTime()
+    calls = []
 
     def hang():
-        time.sleep(0.2)  # the real sleep: no_sleep patches the retry module's only
+        calls.append(fake.now)
+        fake.now += 0.2  # each attempt a 0.2 s connect timeout
         raise TimeoutError("connect timeout")
 
-    started = time.monotonic()
-    with pytest.raises(StorageUnreachable):
-        with_retries(hang, what="reading x", endpoint="e", policy=RetryPolicy(budget_s=0.5, base_delay=0.01))
-    assert time.monotonic() - started < 1.0
+    with pytest.raises(StorageUnreachable, match=r"after 3 attempts over 0\.6 s") as info:
+        with_retries(hang, what="reading x", endpoint="e", policy=fake.policy(budget_s=0.5, base_delay=0.01))
+    # 0.2 + wait + 0.2 + wait leaves < 0.05 s of the 0.5 s budget: a third attempt, then no more
+    assert len(calls) == info.value.attempts == 3 and len(fake.waits) == 2
+    # the waits alone (0.005 to 0.02 s each) would have allowed a dozen more attempts
+    assert sum(fake.waits) < 0.05
 
 
 def test_not_transient_errors_are_raised_at_once(no_sleep):
@@ -184,27 +232,37 @@ def test_s3_backend_missing_key_is_one_request(monkeypatch):
 # -- the real thing ---------------------------------------------------------------------------
 def test_unreachable_s3_endpoint_is_retried_for_the_budget():
     """Nothing listens on the discard port: connection refused, retried, then named."""
-    backend = S3Backend("bucket/w", S3Options("http://127.0.0.1:9", "k", "s"), policy=RetryPolicy(budget_s=1.5))
-    started = time.monotonic()
-    with pytest.raises(StorageUnreachable, match=r"cannot reach bucket 'bucket' at http://127\.0\.0\.1:9 after"):
+    fake = FakeTime()
+    backend = S3Backend("bucket/w", S3Options("http://127.0.0.1:9", "k", "s"), policy=fake.policy(budget_s=1.5))
+    with s3_traffic(backend.client) as (calls, sent), pytest.raises(StorageUnreachable) as info:
         backend.put_bytes("bucket/w/x", b"x")
-    assert 1.4 <= time.monotonic() - started < 5
+    n = info.value.attempts
+    assert str(info.value).startswith(
+        f"writing bucket/w/x: cannot reach bucket 'bucket' at http://127.0.0.1:9 after {n} attempts over 1.5 s"
+    ), str(info.value)
+    # waited out the whole budget between attempts, each attempt one real (refused) PUT
+    assert sum(fake.waits) == pytest.approx(1.5) and len(fake.waits) == n - 1 and n >= 4
+    assert calls == ["PutObject"] * n and sent[0] == ("PutObject", "http://127.0.0.1:9/bucket/w/x")
 
 
 @pytest.mark.s3
 def test_dot_dot_keys_are_rejected_before_any_request(seaweed):
     bucket = seaweed.make_bucket()
     wh = Warehouse(f"s3://{bucket}/w", seaweed.s3_options())
-    started = time.monotonic()
-    for path in (f"{bucket}/incoming/../other/x", f"{bucket}/w/./x", f"s3://{bucket}/a/.."):
-        with pytest.raises(InvalidKey, match="'.' and '..' segments"):
-            wh.put_bytes(path, b"x")
-    with pytest.raises(InvalidKey):
-        open_backend(f"s3://{bucket}/incoming/../other", seaweed.s3_options())
-    with pytest.raises(InvalidKey, match="names no bucket"):
-        open_backend("s3:///x")
-    assert time.monotonic() - started < 0.5  # no backoff
-    assert "Contents" not in seaweed.client().list_objects_v2(Bucket=bucket)
+    fake = FakeTime()
+    wh.backend.policy = fake.policy()  # any wait would be recorded here
+    with s3_traffic(wh.backend.client) as (calls, sent):
+        for path in (f"{bucket}/incoming/../other/x", f"{bucket}/w/./x", f"s3://{bucket}/a/.."):
+            with pytest.raises(InvalidKey, match="'.' and '..' segments"):
+                wh.put_bytes(path, b"x")
+        with pytest.raises(InvalidKey):
+            open_backend(f"s3://{bucket}/incoming/../other", seaweed.s3_options())
+        with pytest.raises(InvalidKey, match="names no bucket"):
+            open_backend("s3:///x")
+        wh.put_bytes(wh.path("ok"), b"x")  # the counter sees a valid key's PUT
+    # no request and no backoff for the bad ones
+    assert calls == ["PutObject"] and [op for op, _ in sent] == ["PutObject"] and fake.waits == []
+    assert [o["Key"] for o in seaweed.client().list_objects_v2(Bucket=bucket)["Contents"]] == ["w/ok"]
 
 
 @pytest.mark.s3
@@ -215,14 +273,18 @@ def test_wrong_secret_key_is_access_denied_not_a_missing_bucket(tmp_path):
         bucket = server.make_bucket()
         for key, secret, code in (("ak", "wrong", "SignatureDoesNotMatch"), ("nobody", "x", "InvalidAccessKeyId")):
             wh = Warehouse(f"s3://{bucket}/w", S3Options(server.endpoint, key, secret, "us-east-1"))
-            started = time.monotonic()
-            with pytest.raises(
-                AccessDenied, match=rf"access denied to bucket '{bucket}' .*\({code}\): check AWS_ACCESS_KEY_ID"
-            ):
-                wh.check_reachable()
-            with pytest.raises(AccessDenied):
-                wh.put_bytes(wh.path("x"), b"x")
-            assert time.monotonic() - started < 1.0  # not retried
+            fake = FakeTime()
+            wh.backend.policy = fake.policy()
+            with s3_traffic(wh.backend.client) as (calls, sent):
+                with pytest.raises(
+                    AccessDenied, match=rf"access denied to bucket '{bucket}' .*\({code}\): check AWS_ACCESS_KEY_ID"
+                ) as listing:
+                    wh.check_reachable()
+                with pytest.raises(AccessDenied) as put:
+                    wh.put_bytes(wh.path("x"), b"x")
+            # not retried: one request each, no wait
+            assert calls == [op for op, _ in sent] == ["ListObjectsV2", "PutObject"] and fake.waits == []
+            assert (listing.value.attempts, put.value.attempts) == (1, 1)
         missing = Warehouse("s3://no-such-bucket-here/w", server.s3_options())
         with pytest.raises(NoSuchBucket, match="bucket 'no-such-bucket-here' does not exist"):
             missing.check_reachable()
@@ -231,12 +293,13 @@ def test_wrong_secret_key_is_access_denied_not_a_missing_bucket(tmp_path):
 def test_local_root_that_is_a_file_is_not_a_directory(tmp_path):
     (tmp_path / "file").write_text("x")
     wh = Warehouse(str(tmp_path / "file"))
-    started = time.monotonic()
-    with pytest.raises(NotADirectory, match=f"{tmp_path / 'file'} is not a directory"):
+    fake = FakeTime()
+    wh.backend.policy = fake.policy()
+    with pytest.raises(NotADirectory, match=f"{tmp_path / 'file'} is not a directory") as opening:
         wh.check_reachable()
-    with pytest.raises(NotADirectory, match="is not a directory"):
+    with pytest.raises(NotADirectory, match="is not a directory") as writing:
         wh.write_table("media", __import__("polars").DataFrame({"a": [1]}), "b1")
-    assert time.monotonic() - started < 0.5
+    assert (opening.value.attempts, writing.value.attempts, fake.waits) == (1, 1, [])  # not retried
 
 
 def test_local_io_error_is_retried_then_names_the_folder(tmp_path, monkeypatch, no_sleep):
@@ -266,13 +329,14 @@ def test_disk_full_names_the_path_and_is_not_retried(tiny_tmpfs):
     small = pl.DataFrame({"x": [1, 2, 3]})
     wh.write_table("media", small, "b1")
     big = os.urandom(4 << 20)
-    started = time.monotonic()
+    fake = FakeTime()
+    wh.backend.policy = fake.policy()
     target = wh.path("audio_16k", "ab", "big.flac")
     with pytest.raises(
         DiskFull, match=rf"^writing {target}: disk full: no space left on the device \(ENOSPC\)$"
     ) as info:
         wh.put_bytes(target, big)
-    assert time.monotonic() - started < 0.5  # no backoff
+    assert (info.value.attempts, fake.waits) == (1, [])  # not retried, no backoff
     assert info.value.path == target
     assert not wh.exists(target)
     assert os.listdir(tiny_tmpfs / "warehouse" / "_tmp") == []  # the partial temporary file is gone
