@@ -113,7 +113,9 @@ def test_process_records_runs_in_postgres_instance(tmp_path, postgres_url):
     assert "2 total, 1 ok, 1 failed, 0 skipped" in proc.stdout
     assert "bad.mp3: not a readable media file" in proc.stdout
     runs, partitions = recorded_runs(home)
-    assert [r[1] for r in runs] == ["SUCCESS", "SUCCESS"] and len(partitions) == 1
+    # the batch, the assignment of its speakers, its publication (exports, search index)
+    assert sorted(r[0] for r in runs) == ["assign_speakers", "publish_batch", "transcribe_batch"]
+    assert {r[1] for r in runs} == {"SUCCESS"} and len(partitions) == 1
 
 
 def test_missing_source_is_a_usage_error(tmp_path):
