@@ -31,6 +31,8 @@ STEP_VERSIONS = {
     "diarize": "diarize/1",
     "attribute_speakers": "attribute/1",
     "cluster_speakers": "cluster/1",
+    "embed_chunks": "chunks/1",
+    "search_index": "search_index/1",
 }
 
 
@@ -41,6 +43,7 @@ def code_versions() -> dict[str, str]:
     versions = dict(STEP_VERSIONS)
     versions["transcribe"] += f"|{asr}|{asr_model_version(asr)}"
     versions["diarize"] += f"|{pipeline_version(diarization)}"
+    versions["embed_chunks"] += f"|{settings.text_embedding_model()}"
     return versions
 
 
