@@ -220,7 +220,8 @@ class LanceBackend:
             ]
         )
         data = docs.select(schema.names).to_arrow().cast(schema)
-        db.create_table(SPEAKERS, data=data, mode="overwrite")
+        # "overwrite" on a missing table makes Lance warn on stderr: create the first one
+        db.create_table(SPEAKERS, data=data, mode="overwrite" if self._table(SPEAKERS) is not None else "create")
         return docs.height
 
     def similar_speakers(self, vector: Sequence[float], model: str, limit: int) -> list[Hit]:

@@ -1,8 +1,8 @@
 """Passages: one speaker each, split at sentence ends near the target, one sentence of overlap."""
 
+from opentranscribe_pipeline.search.backends import Hit
 from opentranscribe_pipeline.search.chunking import chunk_file, source_digest
 from opentranscribe_pipeline.search.ranking import highlight, reciprocal_rank_fusion
-from opentranscribe_pipeline.search.backends import Hit
 
 
 def words_of(sentences: list[tuple[str, str]], seconds_per_word: float = 0.5) -> list[dict]:
