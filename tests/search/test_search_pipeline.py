@@ -21,6 +21,10 @@ from opentranscribe_pipeline.storage import Warehouse
 from ..conftest import DATA, SAMPLE_DROP, TRUTH, write_instance_yaml
 from ..test_cli import cli
 
+# the sample archive through the real models once per module (about a minute on a quiet machine;
+# the ceiling is for a shared one)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+
 MODEL = "packaged:all-minilm-l6-v2"
 QUERIES = json.loads((DATA / "search_queries.json").read_text())["queries"]
 RECALL_FLOOR = {"text": 0.5, "semantic": 0.75, "hybrid": 0.75}  # recall@5 on the 14 queries (tiny.en transcripts)
@@ -32,7 +36,7 @@ def archive(tmp_path_factory):
     base = tmp_path_factory.mktemp("search")
     home = write_instance_yaml(base / "home")
     root = base / "wh"
-    out = cli(["process", str(SAMPLE_DROP), "--warehouse", str(root)], home)
+    out = cli(["process", str(SAMPLE_DROP), "--warehouse", str(root)], home, timeout=2400)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "indexing for search" in out.stdout
     wh = Warehouse(str(root))
@@ -324,3 +328,30 @@ def test_opensearch_backend_on_the_same_warehouse(archive, tmp_path, osmem_clone
                 os.environ[k] = v
     backend = open_search_backend(wh, "opensearch", opensearch_url=osmem_clone.url, index_prefix="arch")
     assert backend.count(Filters(model=MODEL, batch_id=batch)) == n
+
+
+def test_assignment_run_launches_publish_and_refreshes_the_speakers_index(archive, tmp_path):
+    from opentranscribe_pipeline.definitions import ASSIGN_JOB, PUBLISH_JOB, clustering_run_config, defs
+
+    wh = _copy(archive, tmp_path)
+    batch = archive["batch"]
+    shutil.rmtree(wh.root + "/_search/speakers.lance")
+    instance = dg.DagsterInstance.ephemeral()
+    assign = defs.resolve_job_def(ASSIGN_JOB).execute_in_process(
+        instance=instance,
+        run_config={
+            **clustering_run_config("incremental", [batch]),
+            "resources": {"warehouse": {"config": {"root": wh.root_uri}}},
+        },
+    )
+    assert assign.success
+    assert open_search_backend(wh).speaker_vector(next(iter(archive["names"]))) is not None
+    sensor = defs.get_sensor_def("publish_after_assignment")
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=assign.dagster_run,
+        dagster_event=assign.get_run_success_event(),
+    )
+    (request,) = sensor(context)
+    assert request.partition_key == batch and request.job_name in (None, PUBLISH_JOB)
