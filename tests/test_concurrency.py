@@ -16,7 +16,13 @@ from .conftest import ROOT, shipped_instance
 def test_model_steps_are_in_the_gpu_pool():
     job = defs.resolve_job_def("transcribe_batch")
     pools = {node.name: node.definition.pool for node in job.graph.nodes}
-    assert pools == {"ingest": None, "transcribe": "gpu", "diarize": "gpu", "attribute_speakers": None}
+    assert pools == {
+        "ingest": None,
+        "transcribe": "gpu",
+        "diarize": "gpu",
+        "attribute_speakers": None,
+        "embed_chunks": "gpu",  # the text-embedding model step (search)
+    }
 
 
 def run_two_at_once(home, log) -> list[dict]:
