@@ -27,6 +27,8 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: venv $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/opentranscribe process "$(SAMPLE)" --warehouse "$(WAREHOUSE)"
 	$(VENV)/bin/opentranscribe show --warehouse "$(WAREHOUSE)"
+	@echo; echo '$$ opentranscribe search "tomatoes on a balcony" --warehouse $(WAREHOUSE) --limit 1'
+	@$(VENV)/bin/opentranscribe search "tomatoes on a balcony" --warehouse "$(WAREHOUSE)" --limit 1
 
 test: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -160,6 +160,7 @@ def run_publish(loc, instance, warehouse_uri: str, args, batch_ids: list[str]) -
     from . import runner
     from .definitions import PUBLISH_JOB
 
+    print("publishing: exports, indexing for search ...", flush=True)
     run_config = {
         "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
         "resources": {
@@ -496,6 +497,8 @@ def cmd_speakers(args) -> int:
     from .storage import StorageUnavailable, Warehouse
 
     warehouse = Warehouse(args.warehouse, _s3_options())
+    if args.action == "similar":
+        return cmd_speakers_similar(args)
     if args.action == "recluster":
         from dagster import DagsterInstance
 
@@ -547,6 +550,7 @@ def cmd_speakers(args) -> int:
     if target != args.id:
         print(f"{args.id} was merged into {target}; naming {target}")
     print(f"{target} is now {args.name.strip()!r}")
+    refresh_speakers_index(warehouse)
     return EXIT_OK
 
 
@@ -596,6 +600,7 @@ def cmd_speakers_split(args, warehouse) -> int:
         print(f"  {gid}: {len(members)} member(s) in {len(files)} file(s): {', '.join(f[:12] for f in files[:5])}")
     print(f"committed speaker state generation {result.generation}; these ids are kept apart from now on")
     record_profiles_changed(warehouse)  # names and members moved: exports are stale
+    refresh_speakers_index(warehouse)
     return EXIT_OK
 
 
@@ -617,6 +622,7 @@ def cmd_speakers_merge(args, warehouse) -> int:
         return EXIT_USAGE
     print(f"{args.id} is now part of {target}")
     record_profiles_changed(warehouse)  # names and members moved: exports are stale
+    refresh_speakers_index(warehouse)
     return EXIT_OK
 
 
@@ -645,6 +651,136 @@ def cmd_doctor(args) -> int:
         + (f"; failed: {', '.join(failed)}" if failed else "")
     )
     return EXIT_OK if not failed else EXIT_RUN_FAILED
+
+
+def _search_backend(warehouse):
+    from .resources.search import SearchResource
+
+    return SearchResource().open(warehouse)
+
+
+def _emphasis(highlighted: str, tty: bool) -> str:
+    """``<em>`` marks of the highlighter as bold on a terminal, ``*word*`` otherwise."""
+    on, off = ("\033[1m", "\033[0m") if tty else ("*", "*")
+    return highlighted.replace("<em>", on).replace("</em>", off)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(max(0.0, seconds), 60)
+    h, m = divmod(int(m), 60)
+    return f"{h}:{m:02d}:{s:04.1f}" if h else f"{m:02d}:{s:04.1f}"
+
+
+def cmd_search(args) -> int:
+    """Full-text, semantic or hybrid search over the indexed passages."""
+    import json
+
+    from .search.backends import SearchUnavailable, VectorSearchUnsupported
+    from .search.service import UnknownSpeakerFilter, query_embedder, search
+    from .storage import Warehouse
+
+    if not args.query.strip():
+        print("error: the query is empty", file=sys.stderr)
+        return EXIT_USAGE
+    warehouse = Warehouse(args.warehouse, _s3_options())
+    model = args.model or settings.text_embedding_model()
+    try:
+        backend = _search_backend(warehouse)
+        embed = query_embedder(model) if args.mode != "text" else None
+        outcome = search(
+            warehouse,
+            backend,
+            args.query,
+            model=model,
+            embed=embed,
+            mode=args.mode,
+            speaker=args.speaker,
+            language=args.language,
+            drop=args.drop,
+            limit=args.limit,
+        )
+    except (SearchUnavailable, VectorSearchUnsupported, UnknownSpeakerFilter, ValueError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for line in outcome.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if outcome.indexed == 0:
+        print(
+            f"nothing is indexed in {warehouse.root_uri} yet ({backend.describe()['backend']}, model {model}): "
+            f"run `opentranscribe process SOURCE --warehouse {warehouse.root_uri}`"
+        )
+        return EXIT_OK
+    if args.json:
+        for r in outcome.results:
+            print(json.dumps(r.as_json(), ensure_ascii=False))
+        return EXIT_OK
+    if not outcome.results:
+        print(f"no results for {args.query!r} ({args.mode}, {outcome.indexed} passages searched)")
+        return EXIT_OK
+    tty = sys.stdout.isatty()
+    print(f"{len(outcome.results)} result(s) for {args.query!r} ({args.mode}, {outcome.indexed} passages searched)")
+    for r in outcome.results:
+        print(f"\n{r.source_uri}  [{_clock(r.start_s)} - {_clock(r.end_s)}]  {r.who}  (score {r.score:.4f})")
+        print(f"  {_emphasis(r.highlighted, tty)}")
+    return EXIT_OK
+
+
+def cmd_speakers_similar(args) -> int:
+    """The voices nearest to one global speaker, by k-NN in the speakers index."""
+    from .search.backends import SearchUnavailable, VectorSearchUnsupported
+    from .search.service import UnknownSpeakerFilter, similar_speakers
+    from .storage import Warehouse
+
+    if not args.id:
+        print("error: usage: opentranscribe speakers similar ID|NAME", file=sys.stderr)
+        return EXIT_USAGE
+    warehouse = Warehouse(args.warehouse, _s3_options())
+    try:
+        found = similar_speakers(warehouse, _search_backend(warehouse), args.id, limit=args.limit)
+    except (SearchUnavailable, VectorSearchUnsupported, UnknownSpeakerFilter, ValueError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not found:
+        print(f"no other voices of the same embedding model as {args.id}")
+    for row in found:
+        talk = f"{row['speech_s']:8.1f} s" if row.get("speech_s") is not None else ""
+        print(
+            f"  {row['global_speaker_id']}  similarity {row['similarity']:.3f}  {row['n_files'] or 0:5d} files  {talk}  {row['name'] or '-'}"
+        )
+    return EXIT_OK
+
+
+def refresh_speakers_index(warehouse) -> None:
+    """After naming: the speakers index shows the new state (a warning when it cannot)."""
+    from .search.backends import SearchUnavailable
+    from .search.service import refresh_speakers
+
+    try:
+        refresh_speakers(warehouse, _search_backend(warehouse))
+    except (SearchUnavailable, ValueError) as exc:
+        print(f"warning: the speakers index was not refreshed: {exc}", file=sys.stderr)
+
+
+def add_search_commands(sub) -> None:
+    q = sub.add_parser("search", help="search the transcripts: full text, by meaning, or both (hybrid)")
+    q.add_argument("query", help="words or a phrase (any language; operators are not interpreted)")
+    q.add_argument("--warehouse", required=True)
+    q.add_argument(
+        "--mode", choices=["hybrid", "text", "semantic"], default="hybrid", help="default: hybrid (BM25 + vectors, RRF)"
+    )
+    q.add_argument(
+        "--speaker", help="only passages of this voice: a global id (spk-000003) or a name given with `speakers name`"
+    )
+    q.add_argument("--language", help="only passages in this language (ISO code, e.g. en)")
+    q.add_argument("--drop", help="only passages of this drop")
+    q.add_argument("--limit", type=int, default=10, help="results to show (default 10)")
+    q.add_argument("--json", action="store_true", help="one JSON object per result and line")
+    q.add_argument(
+        "--model",
+        help="text-embedding model of the index (default: OPENTRANSCRIBE_TEXT_EMBEDDING_MODEL or the packaged MiniLM)",
+    )
+    q.add_argument("-v", "--verbose", action="store_true")
+    q.set_defaults(func=cmd_search)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -701,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_show)
     sp = sub.add_parser("speakers", help="list global speakers, name one, or re-cluster the archive")
-    sp.add_argument("action", choices=["list", "name", "recluster", "split", "merge", "calibrate"])
+    sp.add_argument("action", choices=["list", "name", "recluster", "split", "merge", "calibrate", "similar"])
     sp.add_argument("id", nargs="?", help="global speaker id (spk-000001) for `name`")
     sp.add_argument("name", nargs="?", help="the person's name for `name`")
     sp.add_argument("--warehouse", required=True)
@@ -709,8 +845,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--media", action="append", help="`split`: a file (media id or 8+ digit prefix) to move out")
     sp.add_argument("--by-file", dest="by_file", action="store_true", help="`split`: every file its own voice")
     sp.add_argument("--into", help="`merge`: the global id that absorbs ID (one person under two ids)")
+    sp.add_argument("--limit", type=int, default=5, help="voices to show for `similar` (default 5)")
     sp.add_argument("-v", "--verbose", action="store_true")
     sp.set_defaults(func=cmd_speakers)
+    add_search_commands(sub)
     d = sub.add_parser("doctor", help="check this machine: packages, models, device, instance, storage, search, pool")
     d.add_argument("--warehouse", help="warehouse to check (default OPENTRANSCRIBE_WAREHOUSE, else ./warehouse)")
     d.add_argument("--device", default="auto", help="auto (default), cpu or cuda")

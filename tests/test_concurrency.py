@@ -23,6 +23,7 @@ def test_model_steps_are_in_the_gpu_pool():
         "attribute_speakers": None,
         "translate": "gpu",  # the translation model step (issue 12)
         "conversation_analytics": None,
+        "embed_chunks": "gpu",  # the text-embedding model step (search)
     }
 
 

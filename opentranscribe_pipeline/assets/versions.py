@@ -34,6 +34,8 @@ STEP_VERSIONS = {
     "translate": "translate/1",
     "conversation_analytics": "stats/1",
     "exports": "exports/1",
+    "embed_chunks": "chunks/1",
+    "search_index": "search_index/1",
 }
 
 
@@ -46,6 +48,7 @@ def code_versions() -> dict[str, str]:
     versions["diarize"] += f"|{pipeline_version(diarization)}"
     translation = settings.translation_model() or asr
     versions["translate"] += f"|{translation}|{asr_model_version(translation)}"
+    versions["embed_chunks"] += f"|{settings.text_embedding_model()}"
     return versions
 
 

@@ -1,0 +1,249 @@
+"""The embedded backend: LanceDB tables under ``<warehouse>/_search/`` (local or S3).
+
+Two tables: ``chunks`` (one row per passage: the document columns and a ``vector``) with a
+native full-text index on ``text`` (BM25, English stemming and stop words) and, once the
+table is big enough to train one (``VECTOR_INDEX_MIN_ROWS``), an IVF-HNSW-SQ cosine index on
+``vector``; below that LanceDB's exact (brute-force) search is faster than any index. Rows
+written since an index was built are searched too (LanceDB scans the unindexed part), and
+``optimize()`` after each write folds them in. ``speakers`` holds one centroid per global
+voice for ``speakers similar``.
+
+Writes are idempotent: ``merge_insert`` on ``id`` (``<media_id>:<chunk_index>``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from ..storage import S3Options
+from .backends import Filters, Hit, SearchUnavailable
+
+log = logging.getLogger(__name__)
+
+CHUNKS = "chunks"
+SPEAKERS = "speakers"
+VECTOR_INDEX_MIN_ROWS = 100_000
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def lance_storage_options(s3: S3Options | None, uri: str) -> dict[str, str] | None:
+    """The warehouse's S3 settings as object_store options (LanceDB's S3 client)."""
+    if not uri.startswith(("s3://", "s3a://")) or s3 is None:
+        return None
+    opts: dict[str, str] = {}
+    if s3.endpoint_url:
+        opts["aws_endpoint"] = s3.endpoint_url
+        if s3.endpoint_url.startswith("http://"):
+            opts["allow_http"] = "true"
+    if s3.access_key_id:
+        opts["aws_access_key_id"] = s3.access_key_id
+    if s3.secret_access_key:
+        opts["aws_secret_access_key"] = s3.secret_access_key
+    opts["aws_region"] = s3.region or "us-east-1"
+    return opts
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def where_clause(filters: Filters | None) -> str | None:
+    if filters is None:
+        return None
+    parts = []
+    if filters.model:
+        parts.append(f"model = {_quote(filters.model)}")
+    if filters.global_speaker_ids is not None:
+        ids = ", ".join(_quote(i) for i in filters.global_speaker_ids) or "''"
+        parts.append(f"global_speaker_id IN ({ids})")
+    if filters.language:
+        parts.append(f"language = {_quote(filters.language)}")
+    if filters.drop:
+        parts.append(f'"drop" = {_quote(filters.drop)}')
+    if filters.batch_id:
+        parts.append(f"batch_id = {_quote(filters.batch_id)}")
+    return " AND ".join(parts) or None
+
+
+def _chunk_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("media_id", pa.string()),
+            ("chunk_index", pa.int32()),
+            ("batch_id", pa.string()),
+            ("drop", pa.string()),
+            ("source_uri", pa.string()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("speaker", pa.string()),
+            ("global_speaker_id", pa.string()),
+            ("language", pa.string()),
+            ("text", pa.string()),
+            ("model", pa.string()),
+            ("vector", pa.list_(pa.float32(), dim)),
+        ]
+    )
+
+
+class LanceBackend:
+    name = "lancedb"
+
+    def __init__(self, uri: str, s3: S3Options | None = None):
+        self.uri = uri.rstrip("/")
+        self.storage_options = lance_storage_options(s3, self.uri)
+        self._conn = None
+
+    def describe(self) -> dict:
+        return {
+            "backend": self.name,
+            "index": f"{self.uri}/{CHUNKS}.lance",
+            "speakers_index": f"{self.uri}/{SPEAKERS}.lance",
+        }
+
+    # -- connection ------------------------------------------------------------------------
+    def _db(self):
+        if self._conn is None:
+            import lancedb
+
+            try:
+                self._conn = lancedb.connect(self.uri, storage_options=self.storage_options)
+            except Exception as exc:
+                raise SearchUnavailable(f"cannot open the LanceDB index at {self.uri}: {exc}") from None
+        return self._conn
+
+    def _table(self, name: str):
+        db = self._db()
+        try:
+            if name not in db.list_tables().tables:
+                return None
+            return db.open_table(name)
+        except Exception as exc:
+            raise SearchUnavailable(f"cannot open LanceDB table {name!r} at {self.uri}: {exc}") from None
+
+    def check(self) -> None:
+        self._table(CHUNKS)
+
+    # -- chunks ----------------------------------------------------------------------------
+    def upsert_chunks(self, docs: pl.DataFrame) -> int:
+        if docs.is_empty():
+            return 0
+        dim = docs.schema["vector"].size
+        data = docs.select(_chunk_schema(dim).names).to_arrow().cast(_chunk_schema(dim))
+        table = self._table(CHUNKS)
+        if table is None:
+            table = self._db().create_table(CHUNKS, schema=_chunk_schema(dim), exist_ok=True)
+        table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        self._maintain(table)
+        return docs.height
+
+    def _maintain(self, table) -> None:
+        """Full-text index once; a vector index once the table can train one; fold new rows in."""
+        from lancedb.index import FTS
+
+        names = {i.name: i for i in table.list_indices()}
+        if "text_idx" not in names:
+            table.create_index("text", config=FTS(language="English", stem=True, remove_stop_words=True), replace=True)
+        else:
+            table.optimize()
+        if "vector_idx" not in names and table.count_rows() >= VECTOR_INDEX_MIN_ROWS:
+            from lancedb.index import HnswSq
+
+            table.create_index("vector", config=HnswSq(distance_type="cosine"), replace=True)
+
+    def delete_leftovers(self, batch_id: str, kept: Mapping[str, int]) -> int:
+        """Delete the batch's documents that are no longer chunks: files without chunks now,
+        and chunk numbers past a re-chunked file's last."""
+        table = self._table(CHUNKS)
+        if table is None:
+            return 0
+        stale = [f"media_id NOT IN ({', '.join(_quote(m) for m in kept) or _quote('')})"]
+        stale += [f"(media_id = {_quote(m)} AND chunk_index >= {int(n)})" for m, n in kept.items()]
+        where = f"batch_id = {_quote(batch_id)} AND ({' OR '.join(stale)})"
+        before = table.count_rows()
+        table.delete(where)
+        return before - table.count_rows()
+
+    def count(self, filters: Filters | None = None) -> int:
+        table = self._table(CHUNKS)
+        if table is None:
+            return 0
+        return table.count_rows(where_clause(filters))
+
+    def text_search(self, query: str, filters: Filters, limit: int) -> list[Hit]:
+        table = self._table(CHUNKS)
+        if table is None:
+            return []
+        terms = " ".join(_WORD.findall(query))  # the FTS parser reads operators; search words only
+        if not terms:
+            return []
+        q = table.search(terms, query_type="fts")
+        where = where_clause(filters)
+        if where:
+            q = q.where(where, prefilter=True)
+        rows = q.limit(limit).to_list()
+        return [Hit(r["id"], float(r["_score"]), _doc(r)) for r in rows]
+
+    def vector_search(self, vector: Sequence[float], filters: Filters, limit: int) -> list[Hit]:
+        table = self._table(CHUNKS)
+        if table is None:
+            return []
+        q = table.search(np.asarray(vector, np.float32), vector_column_name="vector").distance_type("cosine")
+        where = where_clause(filters)
+        if where:
+            q = q.where(where, prefilter=True)
+        rows = q.limit(limit).to_list()
+        return [Hit(r["id"], 1.0 - float(r["_distance"]), _doc(r)) for r in rows]
+
+    # -- speakers --------------------------------------------------------------------------
+    def replace_speakers(self, docs: pl.DataFrame) -> int:
+        """The speakers table becomes ``docs`` (one row per active global voice)."""
+        db = self._db()
+        if docs.is_empty():
+            if self._table(SPEAKERS) is not None:
+                db.drop_table(SPEAKERS)
+            return 0
+        dim = len(docs["vector"][0])
+        schema = pa.schema(
+            [
+                ("global_speaker_id", pa.string()),
+                ("model", pa.string()),
+                ("vector", pa.list_(pa.float32(), dim)),
+                ("n_files", pa.int64()),
+                ("speech_s", pa.float64()),
+            ]
+        )
+        data = docs.select(schema.names).to_arrow().cast(schema)
+        # "overwrite" on a missing table makes Lance warn on stderr: create the first one
+        db.create_table(SPEAKERS, data=data, mode="overwrite" if self._table(SPEAKERS) is not None else "create")
+        return docs.height
+
+    def similar_speakers(self, vector: Sequence[float], model: str, limit: int) -> list[Hit]:
+        table = self._table(SPEAKERS)
+        if table is None:
+            return []
+        rows = (
+            table.search(np.asarray(vector, np.float32), vector_column_name="vector")
+            .distance_type("cosine")
+            .where(f"model = {_quote(model)}", prefilter=True)
+            .limit(limit)
+            .to_list()
+        )
+        return [Hit(r["global_speaker_id"], 1.0 - float(r["_distance"]), _doc(r)) for r in rows]
+
+    def speaker_vector(self, global_speaker_id: str) -> tuple[list[float], str] | None:
+        table = self._table(SPEAKERS)
+        if table is None:
+            return None
+        rows = table.search().where(f"global_speaker_id = {_quote(global_speaker_id)}").limit(1).to_list()
+        return (list(rows[0]["vector"]), rows[0]["model"]) if rows else None
+
+
+def _doc(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in ("vector", "_score", "_distance", "_relevance_score")}

@@ -1,0 +1,370 @@
+"""Search over the warehouse: index a batch, answer a query, keep the speakers index.
+
+Dagster-free; ``assets/search.py`` and ``cli.py`` are thin front ends over these functions.
+
+- :func:`index_batch` writes a batch's ``chunks`` (of the configured text model) to the
+  backend with their source file, drop and global speaker ids, idempotently, and deletes the
+  batch's documents that are no longer chunks (a file re-chunked into fewer passages, a file
+  that now has none). Chunks of another model are left out and reported by batch.
+- :func:`search` runs ``text`` (BM25), ``semantic`` (cosine k-NN over the text embeddings)
+  or ``hybrid`` (both, fused by reciprocal rank in the client) with filters, and resolves
+  speakers through the speaker state at query time: merged ids to their heir, ids to names.
+  Filtering by a name finds the ids named so; renaming never touches the index.
+- :func:`refresh_speakers` / :func:`similar_speakers`: one document per active global voice
+  (centroid, files, talk time), searched by k-NN for the nearest voices.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from ..schemas import GLOBAL_ID
+from ..storage import Warehouse
+from .backends import Filters, Hit, SearchBackend, VectorSearchUnsupported, empty_docs
+from .ranking import highlight, reciprocal_rank_fusion
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "text", "semantic")
+CANDIDATES = 50  # per retriever, before fusion
+
+
+# -- the backend --------------------------------------------------------------------------------
+def open_search_backend(
+    wh: Warehouse,
+    backend: str = "lancedb",
+    *,
+    lancedb_uri: str | None = None,
+    opensearch_url: str | None = None,
+    opensearch_user: str | None = None,
+    opensearch_password: str | None = None,
+    index_prefix: str = "opentranscribe",
+    verify_certs: bool = True,
+) -> SearchBackend:
+    """The configured backend: LanceDB under ``<root>/_search`` (default) or OpenSearch."""
+    if backend == "lancedb":
+        from .lance import LanceBackend
+
+        return LanceBackend(lancedb_uri or f"{wh.root_uri}/_search", wh.s3)
+    if backend == "opensearch":
+        if not opensearch_url:
+            raise ValueError("the opensearch search backend needs a URL (OPENSEARCH_URL)")
+        from .opensearch import OpenSearchBackend
+
+        return OpenSearchBackend(
+            opensearch_url, opensearch_user, opensearch_password, prefix=index_prefix, verify_certs=verify_certs
+        )
+    raise ValueError(f"unknown search backend {backend!r} (lancedb or opensearch)")
+
+
+# -- indexing -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IndexReport:
+    batch_id: str
+    chunks: int  # rows of `chunks` of the configured model
+    indexed: int
+    deleted: int
+    indexed_total: int  # documents of this batch and model in the index after the write
+    other_models: dict[str, int]  # model -> chunks left out
+    without_global_id: int
+    elapsed_s: float
+
+
+def _drop_of(wh: Warehouse, batch_id: str) -> str | None:
+    batches = wh.read_table("batches", batch_id)
+    if batches is None or batches.is_empty():
+        return None
+    return batches["drop"][0]
+
+
+def batch_documents(wh: Warehouse, batch_id: str, model: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The batch's documents for ``model``, and its chunks made by other models."""
+    from ..speakers.state import read_clusters
+
+    chunks = wh.read_table("chunks", batch_id)
+    if chunks is None or chunks.is_empty():
+        return empty_docs(), pl.DataFrame(schema={"model": pl.Utf8})
+    current = chunks.filter(pl.col("model") == model)
+    other = chunks.filter(pl.col("model") != model).select("model")
+    media = wh.read_table("media", batch_id)
+    sources = (
+        media.filter(pl.col("media_id").is_not_null()).select("media_id", "source_uri").unique("media_id")
+        if media is not None
+        else pl.DataFrame(schema={"media_id": pl.Utf8, "source_uri": pl.Utf8})
+    )
+    clusters = read_clusters(wh, [batch_id]).select("media_id", "speaker", "global_speaker_id")
+    docs = (
+        current.join(sources, on="media_id", how="left")
+        .join(clusters, on=["media_id", "speaker"], how="left")
+        .with_columns(
+            id=pl.col("media_id") + ":" + pl.col("chunk_index").cast(pl.Utf8),
+            drop=pl.lit(_drop_of(wh, batch_id), pl.Utf8),
+            vector=pl.col("embedding"),
+        )
+    )
+    template = empty_docs()
+    return docs.select([pl.col(c).cast(t) for c, t in template.schema.items()]), other
+
+
+def index_batch(wh: Warehouse, backend: SearchBackend, batch_id: str, model: str) -> IndexReport:
+    """Write the batch's chunks to ``backend`` (ids ``<media_id>:<chunk_index>``: a re-run
+    overwrites) and delete the batch's documents that are no longer chunks."""
+    started = time.perf_counter()
+    docs, other = batch_documents(wh, batch_id, model)
+    backend.check()
+    indexed = backend.upsert_chunks(docs)
+    kept = dict(docs.group_by("media_id").len().iter_rows()) if docs.height else {}
+    deleted = backend.delete_leftovers(batch_id, kept)
+    total = backend.count(Filters(model=model, batch_id=batch_id))
+    others = dict(other.group_by("model").len().iter_rows()) if other.height else {}
+    return IndexReport(
+        batch_id=batch_id,
+        chunks=docs.height,
+        indexed=indexed,
+        deleted=deleted,
+        indexed_total=total,
+        other_models=others,
+        without_global_id=docs.filter(pl.col("global_speaker_id").is_null()).height,
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+# -- speakers at query time -----------------------------------------------------------------------
+class UnknownSpeakerFilter(LookupError):
+    """``--speaker`` names no voice."""
+
+
+@dataclass
+class SpeakerDirectory:
+    """Names and merges of global voices, read from the committed speaker state."""
+
+    names: dict[str, str]
+    heirs: dict[str, str]  # merged id -> the id that absorbed it
+
+    @classmethod
+    def read(cls, wh: Warehouse) -> SpeakerDirectory:
+        from ..speakers.state import CENTROIDS, SpeakerState
+
+        state = SpeakerState(wh)
+        gen = state.current()
+        profiles = state.profiles(gen)[0]
+        centroids = state.read(gen, CENTROIDS)
+        merged = centroids.filter(pl.col("status") == "merged") if centroids.height else centroids
+        return cls(
+            names=dict(profiles.select("global_speaker_id", "name").iter_rows()),
+            heirs=dict(merged.select("global_speaker_id", "merged_into").iter_rows()) if merged.height else {},
+        )
+
+    def current(self, gid: str | None) -> str | None:
+        seen = set()
+        while gid in self.heirs and gid not in seen:
+            seen.add(gid)
+            gid = self.heirs[gid]
+        return gid
+
+    def ids_for(self, who: str) -> list[str]:
+        """Every id that means the voice ``who`` names (a global id or a name, any case):
+        the voice's id and the ids merged into it."""
+        if re.match(GLOBAL_ID, who.strip()):
+            targets = {self.current(who.strip())}
+        else:
+            wanted = who.strip().casefold()
+            targets = {self.current(g) for g, n in self.names.items() if n.casefold() == wanted}
+            if not targets:
+                known = ", ".join(sorted(set(self.names.values()))[:10]) or "none named yet"
+                raise UnknownSpeakerFilter(f"no speaker named {who!r} (named: {known})")
+        merged = {g for g in self.heirs if self.current(g) in targets}
+        return sorted(targets | merged)
+
+
+# -- queries --------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    media_id: str
+    source_uri: str | None
+    start_s: float
+    end_s: float
+    speaker: str | None
+    global_speaker_id: str | None
+    speaker_name: str | None
+    text: str
+    highlighted: str
+    score: float
+    language: str | None = None
+    drop: str | None = None
+    batch_id: str | None = None
+    chunk_index: int | None = None
+    ranks: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {
+            "media_id": self.media_id,
+            "source_uri": self.source_uri,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "speaker": self.speaker,
+            "global_speaker_id": self.global_speaker_id,
+            "speaker_name": self.speaker_name,
+            "text": self.text,
+            "score": self.score,
+            "language": self.language,
+            "drop": self.drop,
+            "chunk_index": self.chunk_index,
+        }
+
+    @property
+    def who(self) -> str:
+        return self.speaker_name or self.global_speaker_id or self.speaker or "?"
+
+
+@dataclass
+class SearchOutcome:
+    results: list[Result]
+    indexed: int  # documents of the configured model in the index
+    warnings: list[str] = field(default_factory=list)
+
+
+def search(
+    wh: Warehouse,
+    backend: SearchBackend,
+    query: str,
+    *,
+    model: str,
+    embed: Callable[[str], np.ndarray] | None = None,
+    mode: str = "hybrid",
+    speaker: str | None = None,
+    language: str | None = None,
+    drop: str | None = None,
+    limit: int = 10,
+    directory: SpeakerDirectory | None = None,
+) -> SearchOutcome:
+    """The best ``limit`` passages for ``query``. ``embed`` turns the query into a vector
+    with the same model as the chunks (needed for ``semantic`` and ``hybrid``)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r} ({', '.join(MODES)})")
+    directory = directory or SpeakerDirectory.read(wh)
+    ids = directory.ids_for(speaker) if speaker else None
+    filters = Filters(model=model, global_speaker_ids=ids, language=language or None, drop=drop or None)
+    indexed = backend.count(Filters(model=model))
+    warnings: list[str] = []
+    if indexed == 0:
+        return SearchOutcome([], 0, warnings)
+    depth = max(CANDIDATES, limit)
+    lists: dict[str, Sequence[Hit]] = {}
+    if mode in ("text", "hybrid"):
+        lists["text"] = backend.text_search(query, filters, depth)
+    if mode in ("semantic", "hybrid"):
+        if embed is None:
+            raise ValueError(f"{mode} search needs the text-embedding model")
+        try:
+            lists["semantic"] = backend.vector_search(embed(query), filters, depth)
+        except VectorSearchUnsupported as exc:
+            if mode == "semantic":
+                raise
+            warnings.append(f"{exc}; hybrid search used full text only")
+    hits = reciprocal_rank_fusion(lists, limit) if mode == "hybrid" else list(lists[mode])[:limit]
+    results = []
+    for h in hits:
+        d = h.doc
+        gid = directory.current(d.get("global_speaker_id"))
+        results.append(
+            Result(
+                media_id=d["media_id"],
+                source_uri=d.get("source_uri"),
+                start_s=float(d["start_s"]),
+                end_s=float(d["end_s"]),
+                speaker=d.get("speaker"),
+                global_speaker_id=gid,
+                speaker_name=directory.names.get(gid) if gid else None,
+                text=d["text"],
+                highlighted=h.highlight or highlight(d["text"], query),
+                score=round(float(h.score), 6),
+                language=d.get("language"),
+                drop=d.get("drop"),
+                batch_id=d.get("batch_id"),
+                chunk_index=d.get("chunk_index"),
+                ranks=dict(h.ranks),
+            )
+        )
+    return SearchOutcome(results, indexed, warnings)
+
+
+def query_embedder(model: str, device: str = "cpu") -> Callable[[str], np.ndarray]:
+    """A function embedding one query with ``model`` (loaded on first use, kept for the
+    process: a CLI call or a test asks it a few times)."""
+    from .embedding import TextEmbedder, resolve_text_model
+
+    holder: dict = {}
+
+    def embed(text: str) -> np.ndarray:
+        if "m" not in holder:
+            holder["m"] = TextEmbedder(resolve_text_model(model), device=device).__enter__()
+        return holder["m"].encode([text])[0]
+
+    return embed
+
+
+# -- the speakers index ---------------------------------------------------------------------------
+def speaker_documents(wh: Warehouse) -> pl.DataFrame:
+    """One row per active global voice: centroid, model, files, talk time."""
+    from ..speakers.state import CENTROIDS, SpeakerState
+
+    state = SpeakerState(wh)
+    centroids = state.read(state.current(), CENTROIDS)
+    if centroids.is_empty():
+        return pl.DataFrame(schema={"global_speaker_id": pl.Utf8, "model": pl.Utf8, "vector": pl.List(pl.Float32)})
+    return (
+        centroids.filter(pl.col("status") == "active")
+        .select(
+            "global_speaker_id",
+            "model",
+            pl.col("centroid").alias("vector"),
+            pl.col("n_members").alias("n_files"),
+            "speech_s",
+        )
+        .sort("global_speaker_id")
+    )
+
+
+def refresh_speakers(wh: Warehouse, backend: SearchBackend) -> int:
+    """The speakers index becomes the active voices of the committed generation."""
+    backend.check()
+    return backend.replace_speakers(speaker_documents(wh))
+
+
+def similar_speakers(wh: Warehouse, backend: SearchBackend, who: str, limit: int = 5) -> list[dict]:
+    """The voices nearest to ``who`` (a global id or a name) by cosine of their centroids,
+    found by k-NN in the speakers index (no scan of the archive)."""
+    directory = SpeakerDirectory.read(wh)
+    ids = directory.ids_for(who)
+    target = directory.current(ids[0]) if re.match(GLOBAL_ID, who.strip()) else ids[0]
+    found = backend.speaker_vector(target)
+    if found is None:
+        raise UnknownSpeakerFilter(
+            f"{target} is not in the speakers index of {backend.describe().get('backend')} "
+            "(run `opentranscribe speakers recluster`, or process a batch, to refresh it)"
+        )
+    vector, model = found
+    hits = backend.similar_speakers(vector, model, limit + 1)
+    out = []
+    for h in hits:
+        gid = h.doc.get("global_speaker_id", h.id)
+        if gid == target:
+            continue
+        out.append(
+            {
+                "global_speaker_id": gid,
+                "name": directory.names.get(gid),
+                "similarity": round(float(h.score), 4),
+                "n_files": h.doc.get("n_files"),
+                "speech_s": h.doc.get("speech_s"),
+            }
+        )
+    return out[:limit]
