@@ -12,6 +12,14 @@ from ..speech.diarize import DiarizationOptions, Diarizer, embedding_model_name,
 from ..speech.models import ResolvedModel, quiet_model_logs, resolve_asr_model
 
 
+def _device_and_compute_type(device: str, compute_type: str) -> tuple[str, str]:
+    """The device ``auto`` resolves to, and ``default`` compute type for it (float16 on CUDA, int8 on CPU)."""
+    resolved = resolve_device(device)
+    if compute_type == "default":
+        compute_type = "float16" if resolved == "cuda" else "int8"
+    return resolved, compute_type
+
+
 class AsrModelResource(dg.ConfigurableResource):
     """WhisperX ASR. ``model``: ``packaged:base`` (default), ``packaged:tiny.en``, a local
     CTranslate2 directory, or a Hugging Face id / size name (needs hub access and, for
@@ -38,10 +46,7 @@ class AsrModelResource(dg.ConfigurableResource):
         return resolve_asr_model(self.model or settings.asr_model(), Path(self.cache_dir) if self.cache_dir else None)
 
     def options(self) -> AsrOptions:
-        device = resolve_device(self.device)
-        compute_type = self.compute_type
-        if compute_type == "default":
-            compute_type = "float16" if device == "cuda" else "int8"
+        device, compute_type = _device_and_compute_type(self.device, self.compute_type)
         return AsrOptions(
             device=device,
             device_index=self.device_index,
@@ -190,10 +195,7 @@ class TranslationModelResource(dg.ConfigurableResource):
         return resolve_asr_model(self.spec(), Path(self.cache_dir) if self.cache_dir else None)
 
     def options(self) -> AsrOptions:
-        device = resolve_device(self.device)
-        compute_type = self.compute_type
-        if compute_type == "default":
-            compute_type = "float16" if device == "cuda" else "int8"
+        device, compute_type = _device_and_compute_type(self.device, self.compute_type)
         return AsrOptions(
             device=device,
             device_index=self.device_index,
