@@ -203,6 +203,16 @@ def test_empty_warehouse_says_nothing_is_indexed(tmp_path):
     assert out.returncode == 0 and "nothing is indexed" in out.stdout
 
 
+def _index_metadata(result) -> dict:
+    """The ``search_index`` materialization's metadata (``publish_batch`` also writes ``exports``)."""
+    (mat,) = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key == dg.AssetKey("search_index")
+    ]
+    return mat.metadata
+
+
 def _copy(archive, tmp_path) -> Warehouse:
     dst = tmp_path / "wh"
     shutil.copytree(archive["root"], dst)
@@ -264,8 +274,9 @@ def test_rechunked_file_replaces_its_passages_and_other_models_are_left_out(arch
     )
     assert publish.success
     checks = [e.event_specific_data for e in publish.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert [c.passed for c in checks] == [True]
-    mat = publish.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
+    index_checks = [c for c in checks if c.asset_key == dg.AssetKey("search_index")]
+    assert [c.passed for c in index_checks] == [True]
+    mat = _index_metadata(publish)
     n_other = chunks.filter(pl.col("media_id") == other).height
     assert mat["chunks_of_other_models_skipped"].value == n_other and mat["backend"].value == "lancedb"
     # the re-chunked file's passages past its new last one, and the other model's
@@ -304,7 +315,7 @@ def test_opensearch_backend_on_the_same_warehouse(archive, tmp_path, osmem_clone
 
     ok = publish(osmem_clone.url)
     assert ok.success
-    mat = ok.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
+    mat = _index_metadata(ok)
     n = wh.read_table("chunks", batch).height
     assert mat["dagster/row_count"].value == n and mat["alias"].value == "arch-chunks"
     assert mat["index"].value.startswith("arch-chunks-v1-")
