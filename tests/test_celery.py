@@ -18,7 +18,7 @@ from .conftest import ROOT, STORAGES, instance_storage, register_one_file_batche
 from .seaweed import free_port
 
 BIN = Path(sys.executable).parent
-MODEL_STEPS = ("transcribe", "diarize")
+MODEL_STEPS = ("transcribe", "diarize", "translate", "embed_chunks")  # the gpu queue's steps
 
 
 def _ping(url: str) -> bool:
@@ -124,8 +124,9 @@ def test_batch_runs_on_celery_workers_with_model_steps_on_the_gpu_queue(tmp_path
 
     # every step ran as a Celery task; model steps on the gpu worker only
     gpu_log, cpu_log = logs["gpu"].read_text(), logs["cpu"].read_text()
-    # per run: transcribe, diarize, translate on gpu; ingest, attribute_speakers, conversation_analytics on cpu
-    assert gpu_log.count("succeeded in") == 6 and cpu_log.count("succeeded in") == 6
+    # per run: transcribe, diarize, translate, embed_chunks on gpu; ingest, attribute_speakers,
+    # conversation_analytics on cpu
+    assert gpu_log.count("succeeded in") == 8 and cpu_log.count("succeeded in") == 6
     with dg.DagsterInstance.from_config(str(home)) as instance:
         finished = instance.get_runs(dg.RunsFilter(job_name="transcribe_batch"))
         assert [r.status for r in finished] == [dg.DagsterRunStatus.SUCCESS] * 2
