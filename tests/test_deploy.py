@@ -18,7 +18,7 @@ from opentranscribe_pipeline.definitions import defs
 
 from .conftest import ROOT
 
-MODEL_STEPS = {"transcribe", "diarize"}
+MODEL_STEPS = {"transcribe", "diarize", "translate", "embed_chunks"}
 SECRET = "literal-secret-value-do-not-ship"
 SECRET_NAMES = re.compile(r"(PASSWORD|SECRET_ACCESS_KEY|ACCESS_KEY_ID|TOKEN)", re.I)
 WORKSPACE_MODULE = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"][0]["python_module"]["module_name"]
@@ -47,7 +47,7 @@ def test_k8s_step_jobs_request_a_gpu_for_exactly_the_model_steps(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", SECRET)
     job = defs.resolve_job_def("transcribe_batch")
     manifests = {node.name: step_job_manifest(node) for node in job.graph.nodes}
-    assert set(manifests) == {"ingest", "transcribe", "diarize", "attribute_speakers"}
+    assert set(manifests) == MODEL_STEPS | {"ingest", "attribute_speakers", "conversation_analytics"}
     gpu_steps = set()
     for name, manifest in manifests.items():
         pod = manifest["spec"]["template"]["spec"]
