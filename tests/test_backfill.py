@@ -15,7 +15,7 @@ import pytest
 from .conftest import ROOT, STORAGES, instance_storage, register_one_file_batches, shipped_instance
 
 BIN = Path(sys.executable).parent
-GPU_STEPS = ("transcribe", "diarize")
+GPU_STEPS = ("transcribe", "diarize", "translate", "embed_chunks")  # the steps in the gpu pool
 
 
 def step_spans(instance, run_id) -> dict[str, tuple[float, float]]:
