@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import types
 from contextlib import contextmanager
 
 import pytest
@@ -96,9 +97,15 @@ def s3_traffic(client):
 
 @pytest.fixture
 def no_sleep(monkeypatch):
-    slept = []
-    monkeypatch.setattr("opentranscribe_pipeline.storage.retries.time.sleep", slept.append)
-    return slept
+    """The retry module's default clock and wait replaced by a :class:`FakeTime` (for
+    policies made without their own): the waits are recorded, not slept, and the time the
+    attempts take on a loaded machine does not eat into the budget."""
+    fake = FakeTime()
+    monkeypatch.setattr(
+        "opentranscribe_pipeline.storage.retries.time",
+        types.SimpleNamespace(monotonic=fake.clock, sleep=fake.sleep),
+    )
+    return fake.waits
 
 
 # -- the backoff ------------------------------------------------------------------------------
