@@ -15,6 +15,7 @@ from ..partitions import batch_partitions
 from ..resources import DiarizationModelResource, WarehouseResource
 from ..schemas import EMBEDDING_DIM, SpeakerEmbeddings, SpeakerTurns, conform
 from ..settings import GPU_POOL
+from ..speech.activity import activity_path
 from ..speech.decode import load_flac
 from ..speech.diarize import Diarizer
 from .checks import markdown_table, table_spec
@@ -89,7 +90,11 @@ def diarize(
     embedding_model = diarization.embedding_model()
 
     def diarize_file(diarizer: Diarizer, item: dict) -> FileOutput:
-        result = diarizer.diarize(load_flac(wh.get_bytes(item["audio_uri"])))
+        audio = wh.get_bytes(item["audio_uri"])
+        result = diarizer.diarize(load_flac(audio))
+        if result.activity is not None:  # for transcription: no second segmentation pass
+            path = activity_path(item["audio_uri"], result.activity.fingerprint, audio)
+            wh.put_bytes(path, result.activity.to_bytes())
         turns, embeddings = diarization_frames(batch_id, item["media_id"], result, embedding_model)
         return FileOutput(
             rows={"speaker_turns": turns, "speaker_embeddings": embeddings},

@@ -18,7 +18,8 @@ from ..partitions import batch_partitions
 from ..resources import AsrModelResource, WarehouseResource
 from ..schemas import AsrSegments, AsrWords, conform
 from ..settings import GPU_POOL
-from ..speech.asr import Transcriber, Transcript
+from ..speech.activity import SpeechActivity, activity_path
+from ..speech.asr import VAD_OWN, VAD_SHARED, Transcriber, Transcript
 from ..speech.decode import load_flac
 from .checks import table_spec
 from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, run_model_step
@@ -72,7 +73,10 @@ def transcript_frames(batch_id: str, media_id: str, tx: Transcript) -> tuple[pl.
 
 
 def _spec(table: str, description: str, *kinds: str) -> dg.AssetSpec:
-    return table_spec(table, description, group="transcription", deps=["media", "audio"], kinds=kinds)
+    # after diarization (when both run): its segmentation pass gives the VAD cut (speech/activity.py)
+    return table_spec(
+        table, description, group="transcription", deps=["media", "audio", "diarization"], kinds=kinds
+    )
 
 
 @dg.multi_asset(
@@ -94,9 +98,23 @@ def transcribe(
     """Transcribe every usable file of the batch that lacks a current transcript."""
     batch_id = context.partition_key
     wh = warehouse.get()
+    vad_sources: dict[str, int] = {}
+
+    def shared_activity(transcriber: Transcriber, audio_uri: str, audio: bytes) -> SpeechActivity | None:
+        fp = transcriber.vad_fingerprint
+        data = wh.get_if_exists(activity_path(audio_uri, fp, audio)) if fp else None
+        if data is None:
+            return None
+        try:
+            return SpeechActivity.from_bytes(data)
+        except Exception as exc:  # noqa: BLE001 - a damaged cache entry: run the VAD instead
+            context.log.warning(f"ignoring unreadable speech activity for {audio_uri}: {exc}")
+            return None
 
     def transcribe_file(transcriber: Transcriber, item: dict) -> FileOutput:
-        tx = transcriber.transcribe(load_flac(wh.get_bytes(item["audio_uri"])))
+        audio = wh.get_bytes(item["audio_uri"])
+        tx = transcriber.transcribe(load_flac(audio), activity=shared_activity(transcriber, item["audio_uri"], audio))
+        vad_sources[tx.vad] = vad_sources.get(tx.vad, 0) + 1
         segments, words = transcript_frames(batch_id, item["media_id"], tx)
         return FileOutput(
             rows={"asr_segments": segments, "asr_words": words},
@@ -112,6 +130,13 @@ def transcribe(
     step = run_model_step(context, wh, STAGE, model=asr, force=config.force, process=transcribe_file)
     options = asr.options()
     yield from step.results(
-        state_extra={"device": options.device, "compute_type": options.compute_type, "batch_size": options.batch_size},
+        state_extra={
+            "device": options.device,
+            "compute_type": options.compute_type,
+            "batch_size": options.batch_size,
+            # files whose VAD cut came from diarization's segmentation pass, and those that ran it
+            "vad_from_diarization": vad_sources.get(VAD_SHARED, 0),
+            "vad_run_here": vad_sources.get(VAD_OWN, 0),
+        },
         model=asr.resolved().spec,
     )

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .activity import SpeechActivity, bundled_checkpoint, fingerprint
 from .decode import SAMPLE_RATE
 from .models import ResolvedModel, set_pyannote_telemetry
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 TIMING_ALIGNMENT = "alignment"
 TIMING_CROSS_ATTENTION = "cross_attention"
 TIMING_INTERPOLATED = "interpolated"
+# language detection looks at the speech of the first 10 minutes (more when that is unsure)
+LANGUAGE_PREFIX_S = 600.0
 # faster-whisper's defaults: punctuation glued to the word before / after it
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
@@ -54,11 +57,16 @@ class Segment:
     words: tuple[Word, ...] = ()
 
 
+VAD_OWN = "whisperx"  # WhisperX's VAD ran on the file
+VAD_SHARED = "diarization"  # the speech activity diarization computed was used
+
+
 @dataclass(frozen=True)
 class Transcript:
     language: str | None
     language_probability: float | None
     segments: tuple[Segment, ...]
+    vad: str = VAD_OWN
 
     @property
     def n_words(self) -> int:
@@ -162,21 +170,57 @@ class Transcriber:
     def detect_language(self, samples: np.ndarray) -> LanguageGuess:
         """Language of the speech in ``samples``: English-only models say so; multilingual
         ones vote over up to four 30 s windows of VAD-filtered speech, not just the first
-        30 s of the file (music or silence there misleads WhisperX's detector)."""
+        30 s of the file (music or silence there misleads WhisperX's detector), taken from
+        the first ``LANGUAGE_PREFIX_S`` of the file unless that leaves the vote unsure."""
         if self.options.language:
             return LanguageGuess(self.options.language, 1.0)
         if not self.multilingual:
             return LanguageGuess("en", 1.0)
+        # faster-whisper runs its VAD over all it is given and copies out all the speech, to
+        # use 2 minutes of it: a bounded prefix keeps a 2-hour file's detection as cheap as a
+        # 10-minute one's; the whole file only when the prefix has too little speech
+        head = samples[: int(LANGUAGE_PREFIX_S * SAMPLE_RATE)]
         language, probability, _ = self._pipeline.model.detect_language(
-            audio=samples, vad_filter=True, language_detection_segments=4
+            audio=head, vad_filter=True, language_detection_segments=4
         )
+        if head.size < samples.size and probability < 0.5:
+            language, probability, _ = self._pipeline.model.detect_language(
+                audio=samples, vad_filter=True, language_detection_segments=4
+            )
         return LanguageGuess(language, float(probability))
 
-    def transcribe(self, samples: np.ndarray) -> Transcript:
+    @property
+    def vad_fingerprint(self) -> str | None:
+        """The :func:`~.activity.fingerprint` a shared speech activity must carry to stand in
+        for this pipeline's VAD; None when the VAD is not WhisperX's bundled pyannote one."""
+        from whisperx.vads import Pyannote
+
+        vad = getattr(self._pipeline, "vad_model", None)
+        if not isinstance(vad, Pyannote):
+            return None
+        inference = vad.vad_pipeline._segmentation
+        return fingerprint(bundled_checkpoint(), inference.duration, inference.step)
+
+    def usable_activity(self, activity: SpeechActivity | None, num_samples: int) -> bool:
+        return (
+            activity is not None
+            and activity.fingerprint == self.vad_fingerprint
+            and activity.num_samples == num_samples
+        )
+
+    def transcribe(self, samples: np.ndarray, activity: SpeechActivity | None = None) -> Transcript:
+        """``activity``: the speech activity diarization computed for these samples; used in
+        place of WhisperX's VAD when it was computed the same way (see speech/activity.py),
+        which gives the same VAD cut without running the segmentation model again."""
         if self._pipeline is None:
             raise RuntimeError("Transcriber is not loaded; use it as a context manager")
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         language, probability = self.detect_language(samples)
+        shared = self.usable_activity(activity, samples.size)
+        own_vad = self._pipeline.vad_model
+        if shared:
+            scores = activity.sliding_window_feature()
+            self._pipeline.vad_model = lambda _file: scores  # whisperx then merges with Pyannote's rule
         try:
             result = self._pipeline.transcribe(
                 samples,
@@ -191,14 +235,17 @@ class Transcriber:
                     f"is probably too large (or use compute_type=int8)"
                 ) from exc
             raise
+        finally:
+            self._pipeline.vad_model = own_vad
+        vad = VAD_SHARED if shared else VAD_OWN
         raw = [s for s in result["segments"] if s["text"].strip()]
         if not raw:
-            return Transcript(language, probability, ())
+            return Transcript(language, probability, (), vad)
         if self.options.align_model:
             segments = self._align_wav2vec2(raw, samples, language)
         else:
             segments = self._align_cross_attention(raw, samples, language)
-        return Transcript(language, probability, tuple(segments))
+        return Transcript(language, probability, tuple(segments), vad)
 
     def _align_cross_attention(self, raw: list[dict], samples: np.ndarray, language: str) -> list[Segment]:
         """Word times from Whisper's cross-attention, batched over VAD chunks."""

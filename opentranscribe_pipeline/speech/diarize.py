@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .activity import SpeechActivity, bundled_checkpoint
 from .asr import free_device_memory
 from .decode import SAMPLE_RATE
 from .models import set_pyannote_telemetry
@@ -66,6 +67,9 @@ class DiarizationResult:
     exclusive_turns: list[Turn] = field(default_factory=list)  # one speaker at a time
     voices: list[SpeakerVoice] = field(default_factory=list)
     note: str | None = None  # documented fallbacks, e.g. "no speech found"
+    # the speech activity WhisperX's VAD would compute, from this run's segmentation (packaged
+    # pipeline only: it runs the VAD's own checkpoint); see speech/activity.py
+    activity: SpeechActivity | None = None
 
     @property
     def speakers(self) -> list[str]:
@@ -108,9 +112,7 @@ def pipeline_version(pipeline: str) -> str:
 
 
 def _segmentation_checkpoint() -> Path:
-    import whisperx
-
-    return Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin"
+    return Path(bundled_checkpoint())
 
 
 def normalize_volume(wav: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
@@ -137,6 +139,8 @@ class ResemblyzerEmbedding:
     metric = "cosine"
     min_num_samples = int(0.4 * SAMPLE_RATE)
     name = RESEMBLYZER_MODEL
+    max_partials = 256  # 1.6 s partials per LSTM forward pass (about 0.25 GB of activations)
+    piece_s = 300.0  # longer waveforms are cut into partials this much at a time
 
     def __init__(self, device: str = "cpu"):
         import torch
@@ -162,24 +166,60 @@ class ResemblyzerEmbedding:
         mel = audio.wav_to_mel_spectrogram(wav)
         return np.stack([mel[s] for s in mel_slices])  # (partials, 160, 40)
 
+    def _partials_in_pieces(self, wav: np.ndarray):
+        """The partials of ``wav``, a piece of at most ``piece_s`` at a time (the mel
+        spectrogram and partials of a 2-hour speaker would be held whole otherwise); a
+        waveform shorter than that is one piece, so its partials are exactly resemblyzer's."""
+        n = int(self.piece_s * self.sample_rate)
+        if len(wav) <= n:
+            yield self._partials(wav)
+            return
+        for start in range(0, len(wav), n):
+            piece = wav[start : start + n]
+            if len(piece) >= self.min_num_samples:
+                yield self._partials(piece)
+
     def embed_many(self, wavs: list[np.ndarray]) -> np.ndarray:
-        """One unit vector per waveform, ``(len(wavs), 256)``; NaN rows for too-short input."""
+        """One unit vector per waveform, ``(len(wavs), 256)``; NaN rows for too-short input.
+
+        The partials of all waveforms go through the LSTM ``max_partials`` at a time and each
+        waveform's are summed as they come, so memory stays flat however long the input (a
+        speaker's hour of speech is 7,200 partials: in one forward pass, gigabytes of LSTM
+        activations); the mean of the sums is the same as the mean of one pass."""
         out = np.full((len(wavs), self.dimension), np.nan, dtype=np.float32)
-        mels, owner = [], []
+        sums = np.zeros((len(wavs), self.dimension), dtype=np.float64)
+        pending: list[np.ndarray] = []  # partials waiting for a forward pass
+        owners: list[np.ndarray] = []
+        n_pending = 0
+
+        def flush():
+            nonlocal n_pending
+            if not pending:
+                return
+            with self._torch.inference_mode():
+                batch = self._torch.from_numpy(np.concatenate(pending)).to(self.device)
+                partial = self.encoder(batch).cpu().numpy().astype(np.float64)
+            np.add.at(sums, np.concatenate(owners), partial)
+            pending.clear()
+            owners.clear()
+            n_pending = 0
+
         for i, wav in enumerate(wavs):
             if len(wav) < self.min_num_samples:
                 continue
-            p = self._partials(np.asarray(wav, dtype=np.float32))
-            mels.append(p)
-            owner += [i] * len(p)
-        if not mels:
-            return out
-        with self._torch.inference_mode():
-            partial = self.encoder(self._torch.from_numpy(np.concatenate(mels)).to(self.device)).cpu().numpy()
-        owner_arr = np.asarray(owner)
-        for i in np.unique(owner_arr):
-            v = partial[owner_arr == i].mean(axis=0)
-            out[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+            for p in self._partials_in_pieces(np.asarray(wav, dtype=np.float32)):
+                for start in range(0, len(p), self.max_partials):
+                    piece = p[start : start + self.max_partials]
+                    pending.append(piece)
+                    owners.append(np.full(len(piece), i))
+                    n_pending += len(piece)
+                    if n_pending >= self.max_partials:
+                        flush()
+        flush()
+        for i in range(len(wavs)):
+            norm = float(np.linalg.norm(sums[i]))
+            if norm > 0:
+                out[i] = (sums[i] / norm).astype(np.float32)
         return out
 
     def __call__(self, waveforms, masks=None) -> np.ndarray:
@@ -257,6 +297,12 @@ def packaged_pipeline(options: DiarizationOptions):
             self._audio = Audio(sample_rate=SAMPLE_RATE, mono="downmix")
             self.clustering = Clustering(metric="cosine")
             self._expects_num_speakers = False
+            self.last_segmentations = None
+
+        def get_segmentations(self, file, hook=None):
+            # kept for the speech activity handed to transcription (Diarizer.diarize)
+            self.last_segmentations = super().get_segmentations(file, hook=hook)
+            return self.last_segmentations
 
     pipeline = PackagedSpeakerDiarization().instantiate(PACKAGED_PARAMS)
     pipeline.to(torch.device(options.device))
@@ -367,8 +413,9 @@ class Diarizer:
         duration = round(samples.size / SAMPLE_RATE, 3)
         turns = _clip(_annotation_turns(annotation), duration)
         exclusive_turns = _clip(_annotation_turns(exclusive), duration) if exclusive is not None else _exclusive(turns)
+        activity = self._activity(samples.size)
         if not turns:
-            return DiarizationResult(note="no speech found")
+            return DiarizationResult(note="no speech found", activity=activity)
         # stable local labels: SPEAKER_00 speaks first
         order: list[str] = []
         for t in sorted(turns, key=lambda t: t.start_s):
@@ -379,7 +426,16 @@ class Diarizer:
         turns = _relabel(turns, mapping)
         exclusive_turns = _relabel([t for t in exclusive_turns if t.speaker in mapping], mapping)
         voices = self._voices(samples, exclusive_turns, out, labels, mapping)
-        return DiarizationResult(turns=turns, exclusive_turns=exclusive_turns, voices=voices)
+        return DiarizationResult(turns=turns, exclusive_turns=exclusive_turns, voices=voices, activity=activity)
+
+    def _activity(self, num_samples: int) -> SpeechActivity | None:
+        segmentations = getattr(self.pipeline, "last_segmentations", None)
+        if segmentations is None:
+            return None
+        self.pipeline.last_segmentations = None
+        return SpeechActivity.from_segmentations(
+            segmentations, self.pipeline._segmentation, num_samples, SAMPLE_RATE, bundled_checkpoint()
+        )
 
     def _voices(self, samples, exclusive_turns, out, labels, mapping) -> list[SpeakerVoice]:
         seconds = speech_seconds(exclusive_turns)

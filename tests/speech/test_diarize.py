@@ -1,0 +1,58 @@
+"""The packaged speaker embedding (resemblyzer's GE2E behind pyannote's interface): batching
+and piecing bound its memory on long input without changing what it computes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from opentranscribe_pipeline.speech.decode import decode
+from opentranscribe_pipeline.speech.diarize import ResemblyzerEmbedding
+
+SAMPLE = Path(__file__).parents[1] / "data" / "sample_archive" / "drop-2026-11-24"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return ResemblyzerEmbedding("cpu")
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return [decode(str(SAMPLE / name)).samples for name in ("interview 01.wav", "meeting-02.flac", "call-07.flac")]
+
+
+def one_pass(encoder: ResemblyzerEmbedding, wav: np.ndarray) -> np.ndarray:
+    """resemblyzer's own way: every partial of the waveform in one forward pass, averaged."""
+    import torch
+
+    with torch.inference_mode():
+        partial = encoder.encoder(torch.from_numpy(encoder._partials(wav))).numpy()
+    v = partial.mean(axis=0)
+    return v / np.linalg.norm(v)
+
+
+def test_batched_forward_passes_give_the_one_pass_embeddings(encoder, speech, monkeypatch):
+    expected = np.stack([one_pass(encoder, w) for w in speech])
+    # 7 partials a pass: batches cut through waveforms and span two of them
+    monkeypatch.setattr(encoder, "max_partials", 7)
+    got = encoder.embed_many([*speech, np.zeros(100, np.float32)])
+    np.testing.assert_allclose(got[:3], expected, atol=1e-5)
+    assert np.isnan(got[3]).all()  # too short: NaN, as pyannote's embeddings do
+    assert np.allclose(np.linalg.norm(got[:3], axis=1), 1.0, atol=1e-5)
+
+
+def test_long_waveforms_are_embedded_in_pieces_close_to_one_pass(encoder, speech, monkeypatch):
+    """A speaker with more speech than ``piece_s`` is cut into pieces (bounded mel and
+    partials); the voice it gives is the one-pass voice up to the partials lost at the cuts."""
+    long = np.concatenate(speech)  # about a minute
+    expected = one_pass(encoder, long)
+    monkeypatch.setattr(encoder, "piece_s", 15.0)
+    seen = []
+    original = encoder._partials
+    monkeypatch.setattr(encoder, "_partials", lambda wav: seen.append(len(wav)) or original(wav))
+    got = encoder.embed_many([long])[0]
+    assert len(seen) >= 4 and max(seen) <= 15 * 16_000
+    assert float(got @ expected) > 0.995
