@@ -74,9 +74,7 @@ def transcript_frames(batch_id: str, media_id: str, tx: Transcript) -> tuple[pl.
 
 def _spec(table: str, description: str, *kinds: str) -> dg.AssetSpec:
     # after diarization (when both run): its segmentation pass gives the VAD cut (speech/activity.py)
-    return table_spec(
-        table, description, group="transcription", deps=["media", "audio", "diarization"], kinds=kinds
-    )
+    return table_spec(table, description, group="transcription", deps=["media", "audio", "diarization"], kinds=kinds)
 
 
 @dg.multi_asset(

@@ -18,6 +18,9 @@ from __future__ import annotations
 import gc
 import logging
 import math
+from collections import deque
+from contextlib import contextmanager
+from contextlib import nullcontext as _nothing
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -126,6 +129,9 @@ class Transcriber:
         self.options = options
         self._pipeline = None
         self._align: dict[str, tuple[object, dict]] = {}
+        # cross-attention word timings from the ASR pass's encoder output (False: a second
+        # encoder pass per chunk, as before; benchmarks/word_timing.py compares the two)
+        self.words_in_asr_pass = True
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Transcriber:
@@ -221,13 +227,17 @@ class Transcriber:
         if shared:
             scores = activity.sliding_window_feature()
             self._pipeline.vad_model = lambda _file: scores  # whisperx then merges with Pyannote's rule
+        # cross-attention word timings are taken in the same pass, from the same encoder output
+        words_here = self.words_in_asr_pass and not self.options.align_model
+        alignments: list[list[dict]] = []
         try:
-            result = self._pipeline.transcribe(
-                samples,
-                batch_size=self.options.batch_size,
-                language=language,
-                chunk_size=self.options.chunk_size,
-            )
+            with self._words_from_the_asr_pass(alignments) if words_here else _nothing():
+                result = self._pipeline.transcribe(
+                    samples,
+                    batch_size=self.options.batch_size,
+                    language=language,
+                    chunk_size=self.options.chunk_size,
+                )
         except RuntimeError as exc:
             if "out of memory" in str(exc).lower():
                 raise AsrOutOfMemory(
@@ -238,14 +248,66 @@ class Transcriber:
         finally:
             self._pipeline.vad_model = own_vad
         vad = VAD_SHARED if shared else VAD_OWN
+        if words_here and len(alignments) == len(result["segments"]):
+            segments = []
+            for seg, alignment in zip(result["segments"], alignments):
+                if seg["text"].strip():
+                    segments.extend(split_sentences(seg, _words_from_alignment(alignment, seg)))
+            return Transcript(language, probability, tuple(segments), vad)
         raw = [s for s in result["segments"] if s["text"].strip()]
         if not raw:
             return Transcript(language, probability, (), vad)
         if self.options.align_model:
             segments = self._align_wav2vec2(raw, samples, language)
         else:
+            if words_here:  # a WhisperX that batches differently from what _words_from_the_asr_pass expects
+                log.warning(
+                    "word timings: ASR pass gave %d alignments for %d segments, re-encoding", len(alignments), len(raw)
+                )
             segments = self._align_cross_attention(raw, samples, language)
         return Transcript(language, probability, tuple(segments), vad)
+
+    @contextmanager
+    def _words_from_the_asr_pass(self, alignments: list[list[dict]]):
+        """While WhisperX transcribes: each batch's encoder output is computed once, used for
+        decoding and then for Whisper's cross-attention alignment of the decoded text (what
+        :meth:`_align_cross_attention` does in a second pass, re-encoding every chunk).
+        ``alignments`` gets one alignment per VAD chunk, in WhisperX's segment order.
+
+        WhisperX's pipeline calls ``preprocess`` on each chunk's samples (recorded here: the
+        real length of each padded mel) and ``generate_segment_batched`` per batch, in order."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        pipeline = self._pipeline
+        wm = pipeline.model
+        lengths: deque[int] = deque()
+        own_preprocess = pipeline.preprocess
+        own_generate = wm.generate_segment_batched
+        own_encode = wm.encode
+
+        def preprocess(inputs):
+            lengths.append(int(inputs["inputs"].shape[0]))
+            return own_preprocess(inputs)
+
+        def generate(features, tokenizer: Tokenizer, options, encoder_output=None):
+            encoded = own_encode(features)
+            wm.encode = lambda _features: encoded
+            try:
+                out = own_generate(features, tokenizer, options)
+            finally:
+                wm.__dict__.pop("encode", None)
+            frames = [min(lengths.popleft() // 160, 3000) for _ in range(features.shape[0])]  # 10 ms hop
+            tokens = [tokenizer.encode(" " + (text.strip() or ".")) for text in out["text"]]
+            alignments.extend(wm.find_alignment(tokenizer, tokens, encoded, frames))
+            return out
+
+        pipeline.preprocess = preprocess
+        wm.generate_segment_batched = generate
+        try:
+            yield
+        finally:
+            pipeline.__dict__.pop("preprocess", None)
+            wm.__dict__.pop("generate_segment_batched", None)
 
     def _align_cross_attention(self, raw: list[dict], samples: np.ndarray, language: str) -> list[Segment]:
         """Word times from Whisper's cross-attention, batched over VAD chunks."""

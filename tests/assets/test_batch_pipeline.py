@@ -179,6 +179,11 @@ def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instan
 
     first = run_batch(instance, root, batch_id)
     assert metadata(first, "transcripts")["files_transcribed_this_run"] == 3
+    # diarization ran first and handed every file's speech activity over: no second VAD pass
+    assert (metadata(first, "transcripts")["vad_from_diarization"], metadata(first, "transcripts")["vad_run_here"]) == (
+        3,
+        0,
+    )
     state1 = wh.read_table("transcripts", batch_id)
     words1 = wh.read_table("words", batch_id)
 
@@ -200,6 +205,7 @@ def test_rerun_skips_done_files_and_redoes_other_model_versions(tmp_path, instan
         run_config={"ops": {"transcribe": {"config": {"force": ["meeting-02.flac"]}}}},
     )
     assert metadata(forced, "transcripts")["files_transcribed_this_run"] == 1
+    assert metadata(forced, "transcripts")["vad_from_diarization"] == 1  # kept from the first run
 
     # the deployment now names another model (the same weights from another directory are
     # another model version): the UI marks transcripts and what follows stale, not media;
