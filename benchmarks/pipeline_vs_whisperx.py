@@ -1,4 +1,4 @@
-"""Pipeline vs bare WhisperX on the sample archive: wall time ratio and WER of both.
+"""Pipeline vs bare WhisperX on the sample archive: wall time ratio, WER of both, DER, steps.
 
 Both sides use the same model directory, device, compute type, batch size and VAD, over the
 same files, measured in this one run:
@@ -10,7 +10,9 @@ same files, measured in this one run:
   DAGSTER_HOME: registration, hashing, probing, FLAC writing, word timings, Parquet, checks
   and the Dagster run bookkeeping all included.
 
-Each side runs in its own fresh Python process, so both pay the same import costs.
+Each side runs in its own fresh Python process, so both pay the same import costs. The
+pipeline's time is also broken down per Dagster step (from the run's step events, each step
+its own process), and its speaker turns are scored against the truth (DER, collar 0.25 s).
 
     .venv/bin/python benchmarks/pipeline_vs_whisperx.py [--model packaged:base] [--source DIR]
 """
@@ -63,6 +65,38 @@ def wer(refs: list[str], hyps: list[str]) -> float:
         ]
     )
     return jiwer.wer(" ".join(refs), " ".join(hyps), reference_transform=norm, hypothesis_transform=norm)
+
+
+def step_seconds(home: Path) -> dict[str, float]:
+    """Seconds per step of every run the pipeline's CLI recorded in ``home``'s instance."""
+    import dagster as dg
+
+    out: dict[str, float] = {}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for run in instance.get_runs():
+            for stat in instance.get_run_step_stats(run.run_id):
+                if stat.start_time and stat.end_time:
+                    out[stat.step_key] = out.get(stat.step_key, 0.0) + stat.end_time - stat.start_time
+    return out
+
+
+def der(truth: dict, turns) -> float:
+    """DER of the pipeline's turns against the truth's, over the files that have both."""
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    metric = DiarizationErrorRate(collar=0.25)
+    for key, value in truth.items():
+        hyp_rows = turns.filter(turns["source_uri"] == str(SAMPLE / key))
+        if not value.get("turns") or hyp_rows.is_empty():
+            continue
+        ref, hyp = Annotation(), Annotation()
+        for t in value["turns"]:
+            ref[Segment(t["start_s"], t["end_s"])] = t["speaker"]
+        for row in hyp_rows.iter_rows(named=True):
+            hyp[Segment(row["start_s"], row["end_s"])] = row["speaker"]
+        metric(ref, hyp)
+    return abs(metric)
 
 
 def main() -> int:
@@ -134,6 +168,10 @@ def main() -> int:
         )
         pipe_texts = dict(zip(texts["source_uri"], texts["text"]))
         audio_s = float(media["duration_s"].sum())
+        turns = pl.read_parquet(warehouse / "speaker_turns" / "**" / "*.parquet", hive_partitioning=True).join(
+            media.select("media_id", "source_uri"), on="media_id"
+        )
+        steps = step_seconds(home)
 
     keys = [f for f in files if f in refs]
     base_wer = wer([refs[k] for k in keys], [base["texts"].get(k, "") for k in keys])
@@ -147,6 +185,11 @@ def main() -> int:
     print(f"{'  of which in-script':28s}{base['wall_s']:10.1f}")
     print(f"{'opentranscribe pipeline':28s}{pipe_wall:10.1f}{audio_s / pipe_wall:13.2f}{pipe_wer:8.3f}")
     print(f"wall-time ratio pipeline / whisperx: {pipe_wall / base_wall:.2f}")
+    print(f"DER of the pipeline's speaker turns (collar 0.25 s): {der(truth, turns):.4f}")
+    print("pipeline steps (Dagster step times, each its own process; ratio to the whole bare whisperx run):")
+    for key, secs in sorted(steps.items(), key=lambda kv: -kv[1]):
+        print(f"  {key:34s}{secs:8.1f} s{secs / base_wall:8.2f}")
+    print(f"  {'(sum of steps)':34s}{sum(steps.values()):8.1f} s{sum(steps.values()) / base_wall:8.2f}")
     print(
         f"WER pipeline - whisperx: {pipe_wer - base_wer:+.3f} ({'no worse' if pipe_wer <= base_wer + 1e-9 else 'WORSE'})"
     )

@@ -100,7 +100,8 @@ def pipeline_version(pipeline: str) -> str:
     from importlib.metadata import version
 
     if pipeline == PACKAGED:
-        params = json.dumps(PACKAGED_PARAMS, sort_keys=True)
+        embedding = {"voice_rate": ResemblyzerEmbedding.voice_rate, "window_rate": ResemblyzerEmbedding.window_rate}
+        params = json.dumps({**PACKAGED_PARAMS, "embedding": embedding}, sort_keys=True)
         digest = hashlib.sha256(f"{params}|whisperx {version('whisperx')}".encode()).hexdigest()[:12]
         return f"packaged/{digest}|pyannote.audio {version('pyannote.audio')}"
     local = Path(pipeline).expanduser()
@@ -141,6 +142,12 @@ class ResemblyzerEmbedding:
     name = RESEMBLYZER_MODEL
     max_partials = 256  # 1.6 s partials per LSTM forward pass (about 0.25 GB of activations)
     piece_s = 300.0  # longer waveforms are cut into partials this much at a time
+    # partials per second: a speaker's voice (what archive-wide clustering compares, and its
+    # thresholds are calibrated on) takes resemblyzer's 2.0; pyannote's per-window embeddings
+    # (5 s windows every 0.5 s, so every second of speech is embedded ten times over) take 1.0,
+    # half the LSTM work of diarization (benchmarks/speakers_quality.py: DER before/after)
+    voice_rate = 2.0
+    window_rate = 1.0
 
     def __init__(self, device: str = "cpu"):
         import torch
@@ -156,31 +163,32 @@ class ResemblyzerEmbedding:
         self.encoder.to(device)
         return self
 
-    def _partials(self, wav: np.ndarray) -> np.ndarray:
+    def _partials(self, wav: np.ndarray, rate: float = 2.0) -> np.ndarray:
         from resemblyzer import audio
 
         wav = normalize_volume(wav)
-        wav_slices, mel_slices = self.encoder.compute_partial_slices(len(wav), rate=2.0, min_coverage=0.5)
+        wav_slices, mel_slices = self.encoder.compute_partial_slices(len(wav), rate=rate, min_coverage=0.5)
         if wav_slices[-1].stop > len(wav):
             wav = np.pad(wav, (0, wav_slices[-1].stop - len(wav)))
         mel = audio.wav_to_mel_spectrogram(wav)
         return np.stack([mel[s] for s in mel_slices])  # (partials, 160, 40)
 
-    def _partials_in_pieces(self, wav: np.ndarray):
+    def _partials_in_pieces(self, wav: np.ndarray, rate: float):
         """The partials of ``wav``, a piece of at most ``piece_s`` at a time (the mel
         spectrogram and partials of a 2-hour speaker would be held whole otherwise); a
         waveform shorter than that is one piece, so its partials are exactly resemblyzer's."""
         n = int(self.piece_s * self.sample_rate)
         if len(wav) <= n:
-            yield self._partials(wav)
+            yield self._partials(wav, rate)
             return
         for start in range(0, len(wav), n):
             piece = wav[start : start + n]
             if len(piece) >= self.min_num_samples:
-                yield self._partials(piece)
+                yield self._partials(piece, rate)
 
-    def embed_many(self, wavs: list[np.ndarray]) -> np.ndarray:
+    def embed_many(self, wavs: list[np.ndarray], rate: float | None = None) -> np.ndarray:
         """One unit vector per waveform, ``(len(wavs), 256)``; NaN rows for too-short input.
+        ``rate``: partials per second (default ``voice_rate``, resemblyzer's own 2.0).
 
         The partials of all waveforms go through the LSTM ``max_partials`` at a time and each
         waveform's are summed as they come, so memory stays flat however long the input (a
@@ -207,7 +215,7 @@ class ResemblyzerEmbedding:
         for i, wav in enumerate(wavs):
             if len(wav) < self.min_num_samples:
                 continue
-            for p in self._partials_in_pieces(np.asarray(wav, dtype=np.float32)):
+            for p in self._partials_in_pieces(np.asarray(wav, dtype=np.float32), rate or self.voice_rate):
                 for start in range(0, len(p), self.max_partials):
                     piece = p[start : start + self.max_partials]
                     pending.append(piece)
@@ -229,10 +237,10 @@ class ResemblyzerEmbedding:
         assert channels == 1
         signals = waveforms[:, 0].cpu().numpy()
         if masks is None:
-            return self.embed_many(list(signals))
+            return self.embed_many(list(signals), self.window_rate)
         keep = F.interpolate(masks[:, None].float(), size=num_samples, mode="nearest")[:, 0] > 0.5
         keep = keep.cpu().numpy()
-        return self.embed_many([s[k] for s, k in zip(signals, keep)])
+        return self.embed_many([s[k] for s, k in zip(signals, keep)], self.window_rate)
 
 
 def packaged_pipeline(options: DiarizationOptions):

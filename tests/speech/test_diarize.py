@@ -52,7 +52,7 @@ def test_long_waveforms_are_embedded_in_pieces_close_to_one_pass(encoder, speech
     monkeypatch.setattr(encoder, "piece_s", 15.0)
     seen = []
     original = encoder._partials
-    monkeypatch.setattr(encoder, "_partials", lambda wav: seen.append(len(wav)) or original(wav))
+    monkeypatch.setattr(encoder, "_partials", lambda wav, rate: seen.append(len(wav)) or original(wav, rate))
     got = encoder.embed_many([long])[0]
     assert len(seen) >= 4 and max(seen) <= 15 * 16_000
     assert float(got @ expected) > 0.995
