@@ -16,10 +16,9 @@ from ..resources import DiarizationModelResource, WarehouseResource
 from ..schemas import EMBEDDING_DIM, SpeakerEmbeddings, SpeakerTurns, conform
 from ..settings import GPU_POOL
 from ..speech.activity import activity_path
-from ..speech.decode import load_flac
 from ..speech.diarize import Diarizer
 from .checks import markdown_table, table_spec
-from .modelstep import FileOutput, ModelStage, ReprocessConfig, run_model_step
+from .modelstep import FileOutput, ModelStage, ReprocessConfig, read_audio, run_model_step
 
 GROUP = "speakers"
 STAGE = ModelStage(
@@ -90,10 +89,9 @@ def diarize(
     embedding_model = diarization.embedding_model()
 
     def diarize_file(diarizer: Diarizer, item: dict) -> FileOutput:
-        audio = wh.get_bytes(item["audio_uri"])
-        result = diarizer.diarize(load_flac(audio))
+        result = diarizer.diarize(item["samples"])
         if result.activity is not None:  # for transcription: no second segmentation pass
-            path = activity_path(item["audio_uri"], result.activity.fingerprint, audio)
+            path = activity_path(item["audio_uri"], result.activity.fingerprint, item["audio"])
             wh.put_bytes(path, result.activity.to_bytes())
         turns, embeddings = diarization_frames(batch_id, item["media_id"], result, embedding_model)
         return FileOutput(
@@ -107,7 +105,9 @@ def diarize(
             summary=f"{len(result.speakers)} speakers, {len(result.turns)} turns",
         )
 
-    step = run_model_step(context, wh, STAGE, model=diarization, force=config.force, process=diarize_file)
+    step = run_model_step(
+        context, wh, STAGE, model=diarization, force=config.force, process=diarize_file, prepare=read_audio(wh)
+    )
     notes = step.state.filter(pl.col("note").is_not_null())
     yield from step.results(
         state_extra={

@@ -321,6 +321,50 @@ def to_do(
     return prev, current.height, todo, staged_state & set(todo["media_id"].to_list())
 
 
+def read_audio(wh: Warehouse) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The ``prepare`` of the audio models: the file's 16 kHz FLAC (``audio``, its bytes) and
+    its samples (``samples``), read while the model works on the file before."""
+    from ..speech.decode import load_flac
+
+    def prepare(item: dict[str, Any]) -> dict[str, Any]:
+        audio = wh.get_bytes(item["audio_uri"])
+        return {"audio": audio, "samples": load_flac(audio)}
+
+    return prepare
+
+
+class _Prefetch:
+    """``(item, prepared)`` for each item, where ``prepared()`` returns ``prepare(item)`` (or
+    raises its error); ``prepare`` of the next item runs on a worker thread meanwhile."""
+
+    def __init__(self, prepare: Callable[[dict[str, Any]], Mapping[str, Any]] | None, items: Iterator[dict]):
+        self.prepare = prepare
+        self.items = items
+        self.pool = None
+
+    def __enter__(self):
+        if self.prepare is None:
+            return ((item, dict) for item in self.items)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+        return self._ahead()
+
+    def _ahead(self):
+        pending = None
+        for item in self.items:
+            future = self.pool.submit(self.prepare, item)
+            if pending is not None:
+                yield pending
+            pending = (item, future.result)
+        if pending is not None:
+            yield pending
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_model_step(
     context: dg.AssetExecutionContext,
     wh: Warehouse,
@@ -330,12 +374,19 @@ def run_model_step(
     force: list[str],
     process: Callable[[Model, dict[str, Any]], FileOutput],
     wanted: pl.DataFrame | None = None,
+    prepare: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
 ) -> StepResult:
     """Run ``process`` over every wanted file of the partition that is not current.
 
     ``wanted`` has one row per file the stage should cover (``media_id`` and whatever
     ``process`` needs, ``duration_s`` for the real-time factor); by default the batch's
-    usable audio (``media_id, audio_uri, duration_s``), the input of every audio model."""
+    usable audio (``media_id, audio_uri, duration_s``), the input of every audio model.
+
+    ``prepare(item)``: the file's input work that needs no model (read the audio from storage,
+    decode it); it runs on a background thread for the *next* file while ``process`` runs the
+    model on this one, so the device is not left waiting on storage. What it returns is added
+    to the item ``process`` gets; an error in it is that file's failure, like one in
+    ``process``. One file ahead at most (one file's input held in memory beside the current)."""
     batch_id = context.partition_key
     if wanted is None:
         wanted = usable_audio(wh, batch_id, stage.state_table)
@@ -363,14 +414,14 @@ def run_model_step(
     load_s = 0.0
     if todo.height:
         t_load = time.perf_counter()
-        with model.load() as loaded:
+        with model.load() as loaded, _Prefetch(prepare, todo.iter_rows(named=True)) as items:
             load_s = time.perf_counter() - t_load
-            for item in todo.iter_rows(named=True):
+            for item, prepared in items:
                 media_id, t0 = item["media_id"], time.perf_counter()
                 if media_id in stale_state:  # a killed run's state row must not vouch for new rows
                     wh.unstage(stage.state_table, batch_id, media_id)
                 try:
-                    out = process(loaded, item)
+                    out = process(loaded, {**item, **prepared()})
                 except Exception as exc:  # one bad file must not fail the batch
                     context.log.error("%s failed for %s: %s", stage.name, media_id, traceback.format_exc(limit=3))
                     row = state_row(item, f"{type(exc).__name__}: {exc}", stage.failed_state, time.perf_counter() - t0)

@@ -20,9 +20,8 @@ from ..schemas import AsrSegments, AsrWords, conform
 from ..settings import GPU_POOL
 from ..speech.activity import SpeechActivity, activity_path
 from ..speech.asr import VAD_OWN, VAD_SHARED, Transcriber, Transcript
-from ..speech.decode import load_flac
 from .checks import table_spec
-from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, run_model_step
+from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, read_audio, run_model_step
 
 STAGE = ModelStage(
     name="transcription",
@@ -110,8 +109,8 @@ def transcribe(
             return None
 
     def transcribe_file(transcriber: Transcriber, item: dict) -> FileOutput:
-        audio = wh.get_bytes(item["audio_uri"])
-        tx = transcriber.transcribe(load_flac(audio), activity=shared_activity(transcriber, item["audio_uri"], audio))
+        activity = shared_activity(transcriber, item["audio_uri"], item["audio"])
+        tx = transcriber.transcribe(item["samples"], activity=activity)
         vad_sources[tx.vad] = vad_sources.get(tx.vad, 0) + 1
         segments, words = transcript_frames(batch_id, item["media_id"], tx)
         return FileOutput(
@@ -125,7 +124,9 @@ def transcribe(
             summary=f"{tx.n_words} words ({item['duration_s']:.1f} s of audio)",
         )
 
-    step = run_model_step(context, wh, STAGE, model=asr, force=config.force, process=transcribe_file)
+    step = run_model_step(
+        context, wh, STAGE, model=asr, force=config.force, process=transcribe_file, prepare=read_audio(wh)
+    )
     options = asr.options()
     yield from step.results(
         state_extra={

@@ -10,6 +10,7 @@ rows, staging and the fold, and the standard metadata and checks.
 
 import datetime as dt
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,6 +69,21 @@ class ByteCounter:
     staged_state_seen: dict[str, bool] = field(default_factory=dict)
 
     version: str = "bytes/1"
+    # with prefetching: the files whose input was prepared, in order, and per processed file
+    # whether the next file's preparation had started while it was processed
+    prepared: list[str] = field(default_factory=list)
+    next_was_prepared: list[bool] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+    events: dict[str, threading.Event] = field(default_factory=dict)
+
+    def prepared_event(self, media_id: str) -> threading.Event:
+        return self.events.setdefault(media_id, threading.Event())
+
+    def wait_for_next(self, media_id: str) -> bool:
+        i = self.order.index(media_id)
+        if i + 1 == len(self.order):
+            return True  # the last file: nothing after it
+        return self.prepared_event(self.order[i + 1]).wait(timeout=30)  # a guard, not a timing
 
     def with_version(self, version: str) -> "ByteCounter":
         self.version = version
@@ -124,7 +140,7 @@ def measured_rows(batch_id: str, item: dict, data: bytes) -> dict[str, pl.DataFr
     return {"asr_segments": conform(segments, AsrSegments), "asr_words": conform(words, AsrWords)}
 
 
-def measuring_asset(counter: ByteCounter) -> dg.AssetsDefinition:
+def measuring_asset(counter: ByteCounter, prefetch: bool = False) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name="measure",
         specs=[dg.AssetSpec(table) for table in STAGE.tables],
@@ -135,10 +151,18 @@ def measuring_asset(counter: ByteCounter) -> dg.AssetsDefinition:
         wh = warehouse.get()
         batch_id = context.partition_key
 
+        def read(item: dict) -> dict:
+            counter.prepared.append(item["media_id"])
+            counter.prepared_event(item["media_id"]).set()
+            return {"data": wh.get_bytes(item["audio_uri"])}
+
         def measure_file(model: ByteCounter, item: dict) -> FileOutput:
             model.attempted.append(item["media_id"])
             model.staged_state_seen[item["media_id"]] = item["media_id"] in wh.staged("transcripts", batch_id)
-            data = wh.get_bytes(item["audio_uri"])
+            if prefetch:
+                # the next file's input is read while this one is worked on: wait for it to start
+                model.next_was_prepared.append(model.wait_for_next(item["media_id"]))
+            data = item["data"] if prefetch else wh.get_bytes(item["audio_uri"])
             if data.startswith(b"BAD"):
                 raise ValueError(f"not audio ({len(data)} bytes)")
             rows = measured_rows(batch_id, item, data)
@@ -156,6 +180,7 @@ def measuring_asset(counter: ByteCounter) -> dg.AssetsDefinition:
             wanted=usable_audio(wh, batch_id, "transcripts"),
             force=config.force,
             process=measure_file,
+            prepare=read if prefetch else None,
         )
         yield from step.results()
 
@@ -168,10 +193,11 @@ class Batch:
     root: str
     wh: Warehouse
     counter: ByteCounter = field(default_factory=ByteCounter)
+    prefetch: bool = False
 
     def run(self, **config) -> dg.ExecuteInProcessResult:
         result = dg.materialize(
-            [measuring_asset(self.counter)],
+            [measuring_asset(self.counter, self.prefetch)],
             partition_key=BATCH,
             instance=self.instance,
             resources={"warehouse": WarehouseResource(root=self.root)},
@@ -467,3 +493,37 @@ def test_a_killed_runs_staged_state_row_never_vouches_for_a_redone_files_new_row
     assert batch.counter.staged_state_seen == {BAD: False}
     assert batch.status()[BAD] == "ok"
     assert wh.staged("transcripts", BATCH) == {}
+
+
+def test_prefetch_reads_the_next_file_while_this_one_is_processed(batch):
+    """``prepare`` (the input work: read the audio) runs for file k+1 while the model works on
+    file k, and its result is what ``process`` gets; same tables as without it."""
+    batch.run()
+    plain = {t: batch.wh.read_table(t, BATCH).drop("processed_at", "elapsed_s", strict=False) for t in STAGE.tables}
+
+    batch.prefetch = True
+    batch.counter.attempted.clear()
+    batch.counter.order = sorted([*GOOD, BAD])  # the to-do list's order (media_id)
+    batch.run(model_version="bytes/2")
+    assert batch.counter.prepared == batch.counter.attempted == batch.counter.order
+    assert batch.counter.next_was_prepared == [True] * 4
+    for table in STAGE.tables:
+        again = batch.wh.read_table(table, BATCH).drop("processed_at", "elapsed_s", strict=False)
+        if table == "transcripts":
+            assert set(again["model_version"]) == {"bytes/2"}
+            again = again.drop("model_version")
+            plain[table] = plain[table].drop("model_version")
+        assert again.equals(plain[table]), table
+
+
+def test_an_error_preparing_a_file_is_that_files_failure(batch):
+    batch.prefetch = True
+    gone = media_id("b.flac")
+    batch.counter.order = sorted([*GOOD, BAD])
+    batch.wh.remove(batch.wh.audio_path(gone))
+    batch.run()
+    status = batch.status()
+    assert status[gone] == "failed" and status[BAD] == "failed"
+    assert {m for m, s in status.items() if s == "ok"} == set(GOOD) - {gone}
+    error = batch.state().filter(pl.col("media_id") == gone)["error"][0]
+    assert error.startswith("FileNotFoundError")
