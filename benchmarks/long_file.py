@@ -15,9 +15,11 @@ its model as the pipeline's step does, and reports:
     .venv/bin/python benchmarks/long_file.py [--minutes 5 30 120] [--steps decode transcribe diarize]
         [--model packaged:base] [--threads 0]
 
-Steps: ``decode`` (FLAC bytes -> 16 kHz float32, as every model step starts), ``transcribe``
-(WhisperX with word timings, ``Transcriber``), ``diarize`` (pyannote with the packaged parts,
-``Diarizer``, voices included).
+Steps, in the pipeline's order: ``decode`` (FLAC bytes -> 16 kHz float32, as every model step
+starts), ``diarize`` (pyannote with the packaged parts, ``Diarizer``, voices included; it
+leaves the file's speech activity beside the FLAC, as the pipeline's step does), ``transcribe``
+(WhisperX with word timings, ``Transcriber``, using that activity as its VAD when ``diarize``
+ran before it, so ``--steps decode transcribe`` measures WhisperX with its own VAD).
 """
 
 from __future__ import annotations
@@ -70,11 +72,16 @@ del data
 phases["decoded"] = hwm_mb()
 t0 = time.perf_counter()
 detail = {}
+activity_file = args["flac"] + ".activity.npz"
 if step == "transcribe":
-    tx = model.transcribe(samples)
-    detail = {"words": tx.n_words, "segments": len(tx.segments)}
+    from opentranscribe_pipeline.speech.activity import SpeechActivity
+    activity = SpeechActivity.from_bytes(open(activity_file, "rb").read()) if os.path.exists(activity_file) else None
+    tx = model.transcribe(samples, activity=activity)
+    detail = {"words": tx.n_words, "segments": len(tx.segments), "vad": tx.vad}
 elif step == "diarize":
     result = model.diarize(samples)
+    if result.activity is not None:  # as the pipeline's diarization step hands it to transcription
+        open(activity_file, "wb").write(result.activity.to_bytes())
     detail = {"speakers": len(result.speakers), "turns": len(result.turns), "voices": len(result.voices)}
 step_s = time.perf_counter() - t0 if step != "decode" else decode_s
 phases["step done"] = hwm_mb()
@@ -126,7 +133,7 @@ def run_child(step: str, flac: Path, args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, nargs="+", default=[5, 30, 120])
-    ap.add_argument("--steps", nargs="+", default=["decode", "transcribe", "diarize"])
+    ap.add_argument("--steps", nargs="+", default=["decode", "diarize", "transcribe"])
     ap.add_argument("--model", default="packaged:base")
     ap.add_argument("--threads", type=int, default=0, help="CTranslate2 threads (0: its default)")
     args = ap.parse_args()
