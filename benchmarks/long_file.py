@@ -15,7 +15,8 @@ its model as the pipeline's step does, and reports:
     .venv/bin/python benchmarks/long_file.py [--minutes 5 30 120] [--steps decode transcribe diarize]
         [--model packaged:base] [--threads 0]
 
-Steps, in the pipeline's order: ``decode`` (FLAC bytes -> 16 kHz float32, as every model step
+Steps: ``whisperx`` (the baseline: bare ``whisperx.load_model(...).transcribe``, its own VAD,
+no word timings, as WhisperX's CLI runs a file), then the pipeline's in its order: ``decode`` (FLAC bytes -> 16 kHz float32, as every model step
 starts), ``diarize`` (pyannote with the packaged parts, ``Diarizer``, voices included; it
 leaves the file's speech activity beside the FLAC, as the pipeline's step does), ``transcribe``
 (WhisperX with word timings, ``Transcriber``, using that activity as its VAD when ``diarize``
@@ -59,6 +60,12 @@ elif step == "diarize":
     from opentranscribe_pipeline.speech.diarize import DiarizationOptions, Diarizer
     model = Diarizer(DiarizationOptions())
     model.load()
+elif step == "whisperx":  # the baseline: what WhisperX's CLI runs per file (no word timings)
+    import whisperx
+    from opentranscribe_pipeline.speech.models import resolve_asr_model
+    m = resolve_asr_model(args["model"])
+    model = whisperx.load_model(m.path, "cpu", compute_type="int8", vad_method="pyannote",
+                                asr_options={"beam_size": 5}, local_files_only=True, threads=args["threads"])
 else:
     model = None
 load_s = time.perf_counter() - t0
@@ -78,6 +85,10 @@ if step == "transcribe":
     activity = SpeechActivity.from_bytes(open(activity_file, "rb").read()) if os.path.exists(activity_file) else None
     tx = model.transcribe(samples, activity=activity)
     detail = {"words": tx.n_words, "segments": len(tx.segments), "vad": tx.vad}
+elif step == "whisperx":
+    lang = None if model.model.model.is_multilingual else "en"
+    out = model.transcribe(samples, batch_size=8, language=lang)
+    detail = {"segments": len(out["segments"])}
 elif step == "diarize":
     result = model.diarize(samples)
     if result.activity is not None:  # as the pipeline's diarization step hands it to transcription
@@ -133,7 +144,7 @@ def run_child(step: str, flac: Path, args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, nargs="+", default=[5, 30, 120])
-    ap.add_argument("--steps", nargs="+", default=["decode", "diarize", "transcribe"])
+    ap.add_argument("--steps", nargs="+", default=["decode", "whisperx", "diarize", "transcribe"])
     ap.add_argument("--model", default="packaged:base")
     ap.add_argument("--threads", type=int, default=0, help="CTranslate2 threads (0: its default)")
     args = ap.parse_args()
@@ -153,6 +164,16 @@ def main() -> int:
                     flush=True,
                 )
     base = {r["step"]: r for r in rows if r["minutes"] == min(args.minutes)}
+    if "whisperx" in args.steps:
+        print()
+        print("model steps against bare whisperx on the same file (step seconds, model loads excluded):")
+        for minutes in sorted(args.minutes):
+            of = {r["step"]: r["step_s"] for r in rows if r["minutes"] == minutes}
+            ours = sum(of.get(s, 0.0) for s in ("decode", "diarize", "transcribe"))
+            parts = ", ".join(f"{s} {of[s] / of['whisperx']:.2f}" for s in ("diarize", "transcribe") if s in of)
+            print(
+                f"  {minutes:g} min: decode + diarize + transcribe / whisperx = {ours / of['whisperx']:.2f} ({parts})"
+            )
     print()
     print(
         f"{'audio':>8s} {'step':<11s}{'load s':>8s}{'step s':>9s}{'RTF':>9s}{'RTF/short':>10s}"
