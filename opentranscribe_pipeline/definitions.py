@@ -19,7 +19,7 @@ from .assets.stats import conversation_analytics
 from .assets.summary import archive_summary
 from .assets.translation import translate
 from .assets.versions import with_code_versions
-from .executors import batch_executor
+from .executors import batch_executor, local_executor
 from .partitions import batch_partitions
 from .resources import (
     AsrModelResource,
@@ -60,6 +60,7 @@ assign_speakers = dg.define_asset_job(
     selection=dg.AssetSelection.assets(cluster_speakers, speakers_index),
     config=clustering_run_config("incremental"),
     description="Give the speakers of new batches global ids (run by the assign_new_speakers sensor).",
+    executor_def=local_executor(),  # multiprocess, steps forked from a forkserver
 )
 
 recluster_speakers = dg.define_asset_job(
@@ -67,6 +68,7 @@ recluster_speakers = dg.define_asset_job(
     selection=dg.AssetSelection.assets(cluster_speakers, speakers_index),
     config=clustering_run_config("full"),
     description="Re-cluster every speaker of the archive, keeping global ids stable.",
+    executor_def=local_executor(),  # multiprocess, steps forked from a forkserver
 )
 
 # Per-batch assets that need global speaker ids or names, after the batch's speakers were assigned.
@@ -75,6 +77,7 @@ publish_batch = dg.define_asset_job(
     selection=dg.AssetSelection.assets(exports, search_index),
     partitions_def=batch_partitions,
     description="One batch after speaker assignment: its exports (names known) and its chunks into the search index.",
+    executor_def=local_executor(),  # multiprocess, steps forked from a forkserver
 )
 
 nightly_recluster = dg.ScheduleDefinition(
@@ -89,6 +92,7 @@ summarize_archive = dg.define_asset_job(
     SUMMARY_JOB,
     selection=dg.AssetSelection.assets(archive_summary),
     description="The archive dashboard: files, hours, languages, speakers per drop; slowest and failing batches.",
+    executor_def=local_executor(),  # multiprocess, steps forked from a forkserver
 )
 
 nightly_summary = dg.ScheduleDefinition(

@@ -165,8 +165,23 @@ def execute(loc: CodeLocation, instance: dg.DagsterInstance, run: dg.DagsterRun)
     from dagster._core.execution.api import execute_run
     from dagster._utils.hosted_user_process import recon_job_from_origin
 
-    execute_run(recon_job_from_origin(run.job_code_origin), run, instance, raise_on_error=False)
+    try:
+        execute_run(recon_job_from_origin(run.job_code_origin), run, instance, raise_on_error=False)
+    finally:
+        stop_forkserver()
     return outcome(instance, run.run_id)
+
+
+def stop_forkserver() -> None:
+    """Stop this process's multiprocessing forkserver (the local executor's, see
+    ``executors.local_executor``), so that the next run here starts a new one: a forkserver
+    keeps the environment and imports of the moment it started, which a later run in the same
+    process (a test, a notebook) must not inherit."""
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def submit(loc: CodeLocation, instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:

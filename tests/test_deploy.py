@@ -82,9 +82,9 @@ def test_gpu_node_selector_and_tolerations_are_settings(monkeypatch):
 @pytest.mark.parametrize(
     ("choice", "broker", "expected"),
     [
-        (None, None, None),  # multiprocess, Dagster's default
+        (None, None, executors.LOCAL_EXECUTOR),  # multiprocess, steps forked from a forkserver
         (None, "redis://127.0.0.1:6379/0", "celery_gpu_queue"),  # the broker alone still picks Celery
-        ("multiprocess", "redis://127.0.0.1:6379/0", None),
+        ("multiprocess", "redis://127.0.0.1:6379/0", executors.LOCAL_EXECUTOR),
         ("celery", "redis://127.0.0.1:6379/0", "celery_gpu_queue"),
         ("k8s", None, "k8s_gpu_steps"),
     ],
@@ -96,7 +96,7 @@ def test_executor_choice(monkeypatch, choice, broker, expected):
         else:
             monkeypatch.setenv(name, value)
     executor = executors.batch_executor()
-    assert (executor.name if executor else None) == expected
+    assert executor.name == expected
 
 
 def test_executor_choice_refuses_unknown_values(monkeypatch):
