@@ -38,7 +38,7 @@ import polars as pl
 from pydantic import Field
 
 from ..schemas import TABLES, conform, utc_now
-from ..storage import Warehouse
+from ..storage import StorageUnavailable, Warehouse
 from .checks import (
     failed_files_check_result,
     failed_files_check_spec,
@@ -422,6 +422,8 @@ def run_model_step(
                     wh.unstage(stage.state_table, batch_id, media_id)
                 try:
                     out = process(loaded, {**item, **prepared()})
+                except StorageUnavailable:  # not this file's fault: the step fails, a re-run resumes
+                    raise
                 except Exception as exc:  # one bad file must not fail the batch
                     context.log.error("%s failed for %s: %s", stage.name, media_id, traceback.format_exc(limit=3))
                     row = state_row(item, f"{type(exc).__name__}: {exc}", stage.failed_state, time.perf_counter() - t0)

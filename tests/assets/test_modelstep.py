@@ -527,3 +527,31 @@ def test_an_error_preparing_a_file_is_that_files_failure(batch):
     assert {m for m, s in status.items() if s == "ok"} == set(GOOD) - {gone}
     error = batch.state().filter(pl.col("media_id") == gone)["error"][0]
     assert error.startswith("FileNotFoundError")
+
+
+def test_storage_lost_while_preparing_fails_the_step_not_the_file(batch, monkeypatch):
+    """An outage is no file's fault: the step fails (a re-run resumes from what was staged)
+    and no file is recorded as failed for it."""
+    from opentranscribe_pipeline.storage import StorageUnreachable
+
+    batch.prefetch = True
+    batch.counter.order = sorted([*GOOD, BAD])
+    lost = media_id("c.ogg")
+    own = Warehouse.get_bytes
+
+    def get_bytes(self, path):
+        if lost in path:
+            raise StorageUnreachable(f"reading {path}: cannot reach the store after 3 attempts over 2.0 s")
+        return own(self, path)
+
+    monkeypatch.setattr(Warehouse, "get_bytes", get_bytes)
+    result = dg.materialize(
+        [measuring_asset(batch.counter, prefetch=True)],
+        partition_key=BATCH,
+        instance=batch.instance,
+        resources={"warehouse": WarehouseResource(root=batch.root)},
+        raise_on_error=False,
+    )
+    assert not result.success
+    staged = batch.wh.staged("transcripts", BATCH)
+    assert lost not in staged and all(df["status"][0] != "failed" or m == BAD for m, df in staged.items())
