@@ -206,10 +206,11 @@ class TranslationModelResource(dg.ConfigurableResource):
         )
 
     def model_version(self) -> str:
-        """Changes whenever the English text could change (model or mode)."""
+        """Changes whenever the English text could change (model, mode or decoding)."""
+        from ..deliver.translate import DECODING_VERSION
         from ..speech.models import asr_model_version
 
-        return f"{asr_model_version(self.spec())}|translate|{self.mode()}"
+        return f"{asr_model_version(self.spec())}|translate|{self.mode()}|{DECODING_VERSION}"
 
     def model_columns(self) -> dict[str, str]:
         """The ``translations`` columns that name the model (a ``StageModel``)."""

@@ -95,10 +95,11 @@ STOPWORDS = set(
         "morning",
     ]
 )
-# measured with packaged:base on these fixtures (README "Translation"): the floor below
-# holds it with room for run-to-run noise, and fails if translation stops working
-FLOOR = {"fr": 0.15, "de": 0.15, "es": 0.40}  # measured 31%, 33%, 67% (overall 45%)
-OVERALL_FLOOR = 0.30
+# measured with packaged:base on these fixtures (README "Deliverables"): decoding is
+# deterministic (temperature 0), so these are the same on every run of one machine; the
+# floors leave room for another CPU's arithmetic and fail if translation stops working
+FLOOR = {"fr": 0.20, "de": 0.30, "es": 0.50}  # measured 31%, 47%, 67% (overall 49%)
+OVERALL_FLOOR = 0.40
 
 
 def content_words(text: str) -> set[str]:
@@ -148,6 +149,7 @@ def test_foreign_dialogues_are_detected_and_translated_above_a_floor(foreign_bat
     assert state["model_version"].str.contains(r"\|translate\|non_english").all()
     found_all = total_all = 0
     report = []
+    shares = {}
     for mid, name in name_of.items():
         lang = name.split(".")[0]
         detected = transcripts.filter(pl.col("media_id") == mid)["language"][0]
@@ -162,9 +164,27 @@ def test_foreign_dialogues_are_detected_and_translated_above_a_floor(foreign_bat
         assert rows.height >= 2 and (rows["start_s"].diff().drop_nulls() >= 0).all()
         # speakers are the file's local labels, as in `segments`
         assert set(rows["speaker"].drop_nulls()) <= set(segments.filter(pl.col("media_id") == mid)["speaker"])
-        assert share >= FLOOR[lang], report[-1]
+        shares[lang] = share
     print("\n" + "\n".join(report) + f"\noverall {found_all / total_all:.0%}")
+    assert all(shares[lang] >= FLOOR[lang] for lang in LANGS), report
     assert found_all / total_all >= OVERALL_FLOOR
+
+
+def test_translation_is_deterministic_the_same_audio_gives_the_same_english():
+    """Whisper's default decoding falls back to sampling on low-confidence windows, which
+    gave a different English text on every run (and a CI failure on a quality floor);
+    the translator decodes at temperature 0 only."""
+    import soundfile as sf
+
+    from opentranscribe_pipeline.deliver.translate import Region
+
+    samples, rate = sf.read(FIXTURES / "de.flac", dtype="float32")
+    assert rate == 16000
+    turns = TRUTH["de.flac"]["turns"]
+    spans = [Region(turns[0]["start_s"], turns[-1]["end_s"], "")]
+    with TranslationModelResource(model="packaged:base").load() as translator:
+        runs = [translator.translate(samples, spans, "de") for _ in range(3)]
+    assert runs[0] and all(r == runs[0] for r in runs), runs
 
 
 @pytest.mark.slow
