@@ -318,6 +318,48 @@ def _merge_close(
     return group
 
 
+def _one_per_file(
+    X: np.ndarray, labels: np.ndarray, w: np.ndarray, need: np.ndarray, groups: list[str] | None
+) -> np.ndarray:
+    """Two local speakers of one file are two people (diarization kept them apart): where
+    a cluster holds several of one file, the heaviest stays and each other one goes to the
+    most similar cluster holding nobody of its file that it is similar enough to, or to a
+    voice of its own (the rule incremental assignment follows). Vectorised over the rows;
+    only the duplicates, rare, are looked at one by one."""
+    if groups is None or len(labels) < 2:
+        return labels
+    import polars as pl
+
+    g = pl.Series(groups, dtype=pl.Utf8).rank("dense").to_numpy().astype(np.int64) - 1  # 0.1 s at 1M rows
+    key = labels.astype(np.int64) * (int(g.max()) + 1) + g
+    order = np.lexsort((-w, key))
+    dup = order[1:][key[order][1:] == key[order][:-1]]
+    if not len(dup):
+        return labels
+    labels = labels.copy()
+    k = int(labels.max()) + 1
+    C = np.zeros((k, X.shape[1]), np.float64)
+    np.add.at(C, labels, X * w[:, None])
+    C = normalize(C.astype(np.float32))
+    moved = np.zeros(len(labels), bool)
+    moved[dup] = True
+    taken: dict[int, set[int]] = {}
+    for r in np.flatnonzero(np.isin(g, g[dup]) & ~moved):
+        taken.setdefault(int(g[r]), set()).add(int(labels[r]))
+    for r in dup[np.argsort(-w[dup], kind="stable")]:
+        mine = taken.setdefault(int(g[r]), set())
+        s = C @ X[r]
+        s[list(mine & set(range(len(C))))] = -np.inf
+        best = int(s.argmax())
+        if s[best] >= need[r] - 1e-6:
+            labels[r] = best
+        else:
+            labels[r] = k
+            k += 1
+        mine.add(int(labels[r]))
+    return labels
+
+
 @dataclass
 class ReclusterReport:
     kept_ids: int = 0
@@ -332,11 +374,13 @@ def recluster(
     previous_ids: list[str | None],
     index: VoiceIndex,
     params: ClusterParams = ClusterParams(),
+    groups: list[str] | None = None,
 ) -> tuple[list[str], np.ndarray, VoiceIndex, ReclusterReport]:
     """Cluster every local speaker of one model; returns ids, similarities, the new index.
 
     ``index`` is the previous state for the same model (possibly empty); ``previous_ids``
-    the global id each row had before (``None`` for speakers never assigned).
+    the global id each row had before (``None`` for speakers never assigned); ``groups``
+    the media id of each row: two local speakers of one file never end under one id.
     """
     X = normalize(embeddings)
     w = _weights(speech_s, params)
@@ -387,6 +431,7 @@ def recluster(
     labels, sim = _best(X, C, params.chunk_rows)
     resolved = [index.resolve(p) if p else None for p in previous_ids]
     labels = _keep_apart(X, labels, resolved, index.distinct)
+    labels = _one_per_file(X, labels, w, need, groups)
     used, labels = np.unique(labels, return_inverse=True)
     C, cw = _means(X, w, labels, len(used))
     sim = np.einsum("nd,nd->n", X, C[labels])

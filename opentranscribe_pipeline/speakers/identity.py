@@ -79,7 +79,9 @@ def recluster_all(emb: pl.DataFrame, previous: pl.DataFrame, index: VoiceIndex, 
         zip(zip(previous["media_id"].to_list(), previous["speaker"].to_list()), previous["global_speaker_id"].to_list())
     )
     previous_ids = [prev_map.get(k) for k in zip(free["media_id"].to_list(), free["speaker"].to_list())]
-    ids, sims, new_index, report = recluster(_vectors(free), free["speech_s"].to_numpy(), previous_ids, index, params)
+    ids, sims, new_index, report = recluster(
+        _vectors(free), free["speech_s"].to_numpy(), previous_ids, index, params, groups=free["media_id"].to_list()
+    )
     rows = [cluster_rows(free, ids, sims, "full", new_index, params)] if free.height else []
     if pinned.height:
         pin_ids = [new_index.resolve(index.resolve(g)) for g in pinned["placed_id"].to_list()]

@@ -122,6 +122,28 @@ def test_the_two_people_of_pyannotes_sample_never_share_an_id(tmp_path, encoder,
     assert clusters["confidence"].is_between(0, 1).all()
 
 
+def test_the_two_people_of_one_real_file_keep_two_ids_next_to_their_pieces(tmp_path, encoder):
+    """The sample's two people as the two local speakers of one file (all their clean
+    speech), next to 3 s pieces of each of them as other files: the pieces may find either
+    person, but the file's two speakers stay two ids after incremental assignment and after
+    a full re-clustering. (Here the calibrated thresholds alone keep them apart; the rule
+    that a file's speakers never share an id is proved on near-identical vectors in
+    test_cluster.py.)"""
+    sample = real_speech.pyannote_sample()
+    wh = Warehouse(str(tmp_path / "wh"))
+    person_of, batches = archive_of_pieces(wh, [sample], encoder, 3.0)
+    voices = []
+    for k, person in enumerate(sample.speakers):
+        speech = real_speech.cut(sample.samples, real_speech.exclusive_speech(sample, person))
+        [vector] = encoder.embed_many([speech])
+        voices.append(("whole-sample", f"SPEAKER_{k:02d}", vector, len(speech) / real_speech.SAMPLE_RATE))
+        person_of[(_media_id("whole-sample"), f"SPEAKER_{k:02d}")] = person
+    write_file_batch(wh, "whole", voices)
+    assert_no_two_people_share_an_id(wh, person_of, [*batches, "whole"])
+    whole = read_clusters(wh).filter(pl.col("media_id") == _media_id("whole-sample"))
+    assert whole.height == 2 and whole["global_speaker_id"].n_unique() == 2
+
+
 @pytest.mark.slow
 def test_the_real_people_of_the_ami_excerpts_never_share_an_id(tmp_path, encoder):
     files = real_speech.pyannote_debug_set()
