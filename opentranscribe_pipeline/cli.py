@@ -750,13 +750,42 @@ def cmd_speakers_similar(args) -> int:
     return EXIT_OK
 
 
-def refresh_speakers_index(warehouse) -> None:
-    """After naming: the speakers index shows the new state (a warning when it cannot)."""
+def cmd_reindex(args) -> int:
+    """``reindex``: the whole search index again from the ``chunks`` tables."""
     from .search.backends import SearchUnavailable
-    from .search.service import refresh_speakers
+    from .search.service import rebuild_index, refresh_speakers
+    from .storage import Warehouse
+
+    warehouse = Warehouse(args.warehouse, _s3_options())
+    model = args.model or settings.text_embedding_model()
+    try:
+        backend = _search_backend(warehouse)
+        report = rebuild_index(warehouse, backend, model)
+        speakers = refresh_speakers(warehouse, backend)
+    except (SearchUnavailable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    where = backend.describe()
+    target = f"new index {report.index} behind alias {where.get('alias')}" if report.index else where.get("index")
+    print(
+        f"indexed {report.documents} passages of {report.batches} batch(es) ({model}) into {where['backend']}: "
+        f"{target}; {speakers} voices in the speakers index; {report.elapsed_s:.1f} s"
+    )
+    return EXIT_OK
+
+
+def refresh_speakers_index(warehouse) -> None:
+    """After naming, a split or a merge: the speakers index shows the new state, and passages
+    whose speakers changed global id are re-indexed (a warning when it cannot)."""
+    from .search.backends import SearchUnavailable
+    from .search.service import refresh_speakers, resync_speaker_ids
 
     try:
-        refresh_speakers(warehouse, _search_backend(warehouse))
+        backend = _search_backend(warehouse)
+        redone = resync_speaker_ids(warehouse, backend)
+        if redone:
+            print(f"re-indexed the passages of {len(redone)} batch(es) for the new speaker ids")
+        refresh_speakers(warehouse, backend)
     except (SearchUnavailable, ValueError) as exc:
         print(f"warning: the speakers index was not refreshed: {exc}", file=sys.stderr)
 
@@ -781,6 +810,14 @@ def add_search_commands(sub) -> None:
     )
     q.add_argument("-v", "--verbose", action="store_true")
     q.set_defaults(func=cmd_search)
+    r = sub.add_parser(
+        "reindex",
+        help="rebuild the search index from the chunks tables (OpenSearch: a new index, alias swapped at the end)",
+    )
+    r.add_argument("--warehouse", required=True)
+    r.add_argument("--model", help="text-embedding model of the chunks to index (default: the configured one)")
+    r.add_argument("-v", "--verbose", action="store_true")
+    r.set_defaults(func=cmd_reindex)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from ..schemas import TEXT_EMBEDDING_DIM, Chunks, conform
 from ..search.backends import SearchUnavailable
 from ..search.chunking import chunk_file, source_digest
 from ..search.embedding import TextEmbedder
-from ..search.service import index_batch, refresh_speakers
+from ..search.service import index_batch, refresh_speakers, resync_speaker_ids
 from ..settings import GPU_POOL, SEARCH_INDEX_POOL
 from .checks import table_spec
 from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, run_model_step, with_staged
@@ -224,7 +224,20 @@ def speakers_index(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     wh = warehouse.get()
     try:
         backend = search.open(wh)
+        redone = resync_speaker_ids(wh, backend)
         n = refresh_speakers(wh, backend)
     except (SearchUnavailable, ValueError) as exc:
         raise dg.Failure(str(exc)) from None
-    return dg.MaterializeResult(metadata={"dagster/row_count": n, **{k: str(v) for k, v in backend.describe().items()}})
+    if redone:
+        context.log.info(
+            "re-indexed %d batch(es) whose speakers changed global id (a split or re-clustering): %s",
+            len(redone),
+            ", ".join(redone[:20]),
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": n,
+            "batches_reindexed_for_new_speaker_ids": len(redone),
+            **{k: str(v) for k, v in backend.describe().items()},
+        }
+    )

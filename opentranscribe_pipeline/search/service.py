@@ -12,10 +12,17 @@ Dagster-free; ``assets/search.py`` and ``cli.py`` are thin front ends over these
   Filtering by a name finds the ids named so; renaming never touches the index.
 - :func:`refresh_speakers` / :func:`similar_speakers`: one document per active global voice
   (centroid, files, talk time), searched by k-NN for the nearest voices.
+- :func:`resync_speaker_ids`: a split (``speakers split``, or a full re-clustering cutting
+  a voice in two) gives some members a new global id, which query-time resolution cannot
+  know (merges it can: the heir is in the speaker state). Each indexed batch records the
+  ``(media_id, speaker, global_speaker_id)`` its documents carry (``_search_published/``);
+  after a clustering run or a split/merge, the batches whose ids changed are re-indexed
+  (the same idempotent :func:`index_batch`: nothing is re-embedded).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -123,6 +130,8 @@ def index_batch(wh: Warehouse, backend: SearchBackend, batch_id: str, model: str
     kept = dict(docs.group_by("media_id").len().iter_rows()) if docs.height else {}
     deleted = backend.delete_leftovers(batch_id, kept)
     total = backend.count(Filters(model=model, batch_id=batch_id))
+    published = docs.select("media_id", "speaker", "global_speaker_id").unique().with_columns(model=pl.lit(model))
+    wh.write_parquet(published_path(wh, backend, batch_id), published.sort("media_id", "speaker"))
     others = dict(other.group_by("model").len().iter_rows()) if other.height else {}
     return IndexReport(
         batch_id=batch_id,
@@ -134,6 +143,91 @@ def index_batch(wh: Warehouse, backend: SearchBackend, batch_id: str, model: str
         without_global_id=docs.filter(pl.col("global_speaker_id").is_null()).height,
         elapsed_s=time.perf_counter() - started,
     )
+
+
+@dataclass
+class RebuildReport:
+    batches: int
+    documents: int
+    index: str | None  # the new OpenSearch index behind the alias; None for LanceDB
+    elapsed_s: float
+
+
+def rebuild_index(wh: Warehouse, backend: SearchBackend, model: str) -> RebuildReport:
+    """The whole search index again from the ``chunks`` tables alone (a new mapping, a lost
+    or damaged index, an archive moving to OpenSearch): OpenSearch loads every batch into a
+    new index with refresh off and swaps the alias in one call at the end, so searches see
+    the old index until the new one is complete; LanceDB upserts every batch in place and
+    drops each batch's leftovers. Nothing is re-embedded."""
+    started = time.perf_counter()
+    batches = wh.batch_ids("chunks")
+    backend.check()
+    rebuild = getattr(backend, "rebuild", None)
+    if rebuild is None:
+        total = sum(index_batch(wh, backend, b, model).indexed for b in batches)
+        return RebuildReport(len(batches), total, None, time.perf_counter() - started)
+    published: dict[str, pl.DataFrame] = {}
+
+    def documents():
+        for b in batches:
+            docs, _ = batch_documents(wh, b, model)
+            published[b] = docs.select("media_id", "speaker", "global_speaker_id").unique()
+            yield docs
+
+    from ..schemas import TEXT_EMBEDDING_DIM
+
+    name, total = rebuild(documents(), TEXT_EMBEDDING_DIM)
+    for b, keys in published.items():
+        wh.write_parquet(
+            published_path(wh, backend, b), keys.with_columns(model=pl.lit(model)).sort("media_id", "speaker")
+        )
+    return RebuildReport(len(batches), total, name, time.perf_counter() - started)
+
+
+PUBLISHED_DIR = "_search_published"
+
+
+def _published_dir(wh: Warehouse, backend: SearchBackend) -> str:
+    """One folder per backend and index (a LanceDB location, an OpenSearch URL + alias); a
+    LanceDB index inside the warehouse is named relative to it (a copied warehouse keeps it)."""
+    d = backend.describe()
+    where = "|".join(str(d.get(k)).replace(wh.root_uri, "<warehouse>") for k in ("index", "url", "alias"))
+    return wh.path(PUBLISHED_DIR, f"{d['backend']}-{hashlib.sha256(where.encode()).hexdigest()[:12]}")
+
+
+def published_path(wh: Warehouse, backend: SearchBackend, batch_id: str) -> str:
+    return f"{_published_dir(wh, backend)}/{batch_id}.parquet"
+
+
+def resync_speaker_ids(wh: Warehouse, backend: SearchBackend) -> list[str]:
+    """Re-index every batch whose documents carry a global speaker id that is no longer the
+    one its local speaker has (a split, a re-clustering, a merge); returns those batches.
+    Costs one read of the committed clusters and one small object per indexed batch."""
+    d = _published_dir(wh, backend)
+    names = [n for n in wh.list_names(d) if n.endswith(".parquet")]
+    if not names:
+        return []
+    from ..speakers.state import read_clusters
+
+    now = (
+        read_clusters(wh)
+        .select("media_id", "speaker", pl.col("global_speaker_id").alias("now"))
+        .unique(["media_id", "speaker"])
+    )
+    redone = []
+    for name in names:
+        pub = wh.read_parquet(f"{d}/{name}")
+        if pub is None or pub.is_empty():
+            continue
+        moved = pub.join(now, on=["media_id", "speaker"], how="left").filter(
+            pl.col("global_speaker_id").ne_missing(pl.col("now"))
+        )
+        if moved.height:
+            batch_id = name.removesuffix(".parquet")
+            report = index_batch(wh, backend, batch_id, pub["model"][0])
+            log.info("batch %s re-indexed: %d speakers changed global id", batch_id, moved.height)
+            redone.append(report.batch_id)
+    return redone
 
 
 # -- speakers at query time -----------------------------------------------------------------------

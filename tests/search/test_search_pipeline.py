@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import dagster as dg
@@ -366,3 +367,43 @@ def test_assignment_run_launches_publish_and_refreshes_the_speakers_index(archiv
     )
     (request,) = sensor(context)
     assert request.partition_key == batch and request.job_name in (None, PUBLISH_JOB)
+
+
+def test_a_split_moves_the_passages_of_the_split_off_files_to_their_new_id(archive, tmp_path):
+    """Merges resolve at query time (the heir is in the speaker state); a split cannot: the
+    split-off members' passages are re-indexed with their new id (nothing re-embedded), so
+    filtering by the new id finds them and the old id no longer does."""
+    from opentranscribe_pipeline.search.service import published_path, resync_speaker_ids
+
+    wh = _copy(archive, tmp_path)
+    home, root = archive["home"], str(wh.root)
+    batch = archive["batch"]
+    clusters = pl.read_parquet(f"{root}/speaker_clusters/*.parquet")
+    chunks = wh.read_table("chunks", batch)
+    spoken = chunks.join(clusters.select("media_id", "speaker", "global_speaker_id"), on=["media_id", "speaker"])
+    per_id = spoken.group_by("global_speaker_id").agg(pl.col("media_id").n_unique().alias("files"))
+    gid = per_id.sort("files", "global_speaker_id", descending=[True, False])["global_speaker_id"][0]
+    assert per_id.filter(pl.col("global_speaker_id") == gid)["files"][0] >= 2
+    backend = open_search_backend(wh)
+    assert wh.exists(published_path(wh, backend, batch))
+    assert resync_speaker_ids(wh, backend) == [], "nothing changed yet: nothing re-indexed"
+
+    out = cli(["speakers", "split", gid, "--by-file", "--warehouse", root], home)
+    assert out.returncode == 0, out.stderr
+    assert "re-indexed the passages of 1 batch(es)" in out.stdout
+    after = pl.read_parquet(f"{root}/speaker_clusters/*.parquet").select("media_id", "speaker", "global_speaker_id")
+    moved = spoken.filter(pl.col("global_speaker_id") == gid).join(after, on=["media_id", "speaker"], suffix="_now")
+    new_ids = set(moved["global_speaker_id_now"]) - {gid}
+    assert new_ids, "the split gave some files a new id"
+    kept_files = set(moved.filter(pl.col("global_speaker_id_now") == gid)["media_id"])
+    for new in new_ids:
+        files = set(moved.filter(pl.col("global_speaker_id_now") == new)["media_id"])
+        passage = moved.filter(pl.col("global_speaker_id_now") == new)["text"][0]
+        word = max(re.findall(r"[A-Za-z]+", passage), key=len)  # a word of one of its passages
+        out = cli(["search", word, "--warehouse", root, "--speaker", new, "--mode", "text", "--json"], home)
+        rows = [json.loads(line) for line in out.stdout.splitlines()]
+        assert rows and {r["media_id"] for r in rows} <= files and {r["global_speaker_id"] for r in rows} == {new}
+        out = cli(["search", word, "--warehouse", root, "--speaker", gid, "--mode", "text", "--json"], home)
+        rows = [json.loads(line) for line in out.stdout.splitlines()]
+        assert {r["media_id"] for r in rows} <= kept_files, "the old id no longer finds the split-off files"
+    assert resync_speaker_ids(wh, backend) == [], "in step again: a second pass re-indexes nothing"
