@@ -407,3 +407,55 @@ def test_a_split_moves_the_passages_of_the_split_off_files_to_their_new_id(archi
         rows = [json.loads(line) for line in out.stdout.splitlines()]
         assert {r["media_id"] for r in rows} <= kept_files, "the old id no longer finds the split-off files"
     assert resync_speaker_ids(wh, backend) == [], "in step again: a second pass re-indexes nothing"
+
+
+def _with_env(env: dict, fn):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return fn()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_reindex_rebuilds_a_lost_embedded_index_and_loads_an_archive_into_opensearch(archive, tmp_path, osmem_clone):
+    """`opentranscribe reindex`: the index again from the tables alone. LanceDB: the
+    `_search` folder deleted, search finds nothing, reindex, search finds the passage again.
+    OpenSearch: an archive processed with the embedded index moves to OpenSearch; a second
+    reindex loads a new index and swaps the alias (the old index is gone)."""
+    wh = _copy(archive, tmp_path)
+    home, root = archive["home"], wh.root_uri
+    n = wh.read_table("chunks", archive["batch"]).height
+    shutil.rmtree(wh.root + "/_search")
+    out = cli(["search", "planting tomatoes", "--warehouse", root, "--mode", "text"], home)
+    assert out.returncode == 0 and "nothing is indexed" in out.stdout
+    out = cli(["reindex", "--warehouse", root], home)
+    assert out.returncode == 0, out.stderr
+    assert f"indexed {n} passages of 1 batch(es)" in out.stdout and "lancedb" in out.stdout
+    out = cli(["search", "planting tomatoes", "--warehouse", root, "--mode", "text", "--json"], home)
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert rows and rows[0]["source_uri"].endswith("podcast 04.m4a")
+
+    env = {"OPENSEARCH_URL": osmem_clone.url, "OPENSEARCH_INDEX_PREFIX": "moved"}
+    first = _with_env(env, lambda: cli(["reindex", "--warehouse", root], home))
+    assert first.returncode == 0, first.stderr
+    assert f"indexed {n} passages" in first.stdout and "behind alias moved-chunks" in first.stdout
+    backend = open_search_backend(wh, "opensearch", opensearch_url=osmem_clone.url, index_prefix="moved")
+    old_index = backend.index_name()
+    assert backend.count(Filters(model=MODEL)) == n
+    second = _with_env(env, lambda: cli(["reindex", "--warehouse", root], home))
+    assert second.returncode == 0, second.stderr
+    new_index = backend.index_name()
+    assert new_index != old_index and backend.count(Filters(model=MODEL)) == n
+    assert not backend.client.indices.exists(index=old_index), "the old index is deleted after the swap"
+    out = _with_env(
+        env, lambda: cli(["search", "planting tomatoes", "--warehouse", root, "--mode", "text", "--json"], home)
+    )
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert rows and rows[0]["source_uri"].endswith("podcast 04.m4a")
+    dead = _with_env({"OPENSEARCH_URL": "http://127.0.0.1:9"}, lambda: cli(["reindex", "--warehouse", root], home))
+    assert dead.returncode == 2 and "cannot reach OpenSearch at http://127.0.0.1:9" in dead.stderr
