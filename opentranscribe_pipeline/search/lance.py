@@ -221,7 +221,12 @@ class LanceBackend:
         )
         data = docs.select(schema.names).to_arrow().cast(schema)
         # "overwrite" on a missing table makes Lance warn on stderr: create the first one
-        db.create_table(SPEAKERS, data=data, mode="overwrite" if self._table(SPEAKERS) is not None else "create")
+        try:
+            db.create_table(SPEAKERS, data=data, mode="overwrite" if self._table(SPEAKERS) is not None else "create")
+        except ValueError as exc:  # two writers at once: the other created it first
+            if "already exists" not in str(exc):
+                raise
+            db.create_table(SPEAKERS, data=data, mode="overwrite")
         return docs.height
 
     def similar_speakers(self, vector: Sequence[float], model: str, limit: int) -> list[Hit]:
