@@ -48,9 +48,21 @@ def vocabulary(n: int = 5000, seed: int = 0) -> np.ndarray:
     return np.array(["".join(rng.choice(letters, rng.integers(3, 9))) for _ in range(n)])
 
 
+def clustered_vectors(n: int, rng: np.random.Generator, topics: int = 2000) -> np.ndarray:
+    """Unit vectors around ``topics`` fixed centres: text embeddings cluster by topic, and
+    uniform random 384-d vectors (all nearly orthogonal) would make any ANN index look bad."""
+    centres = np.random.default_rng(12345).normal(size=(topics, DIM)).astype(np.float32)
+    vec = centres[rng.integers(0, topics, n)] + 0.6 * rng.normal(size=(n, DIM)).astype(np.float32)
+    return vec / np.linalg.norm(vec, axis=1, keepdims=True)
+
+
+def queries_near(vectors: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    q = vectors[rng.integers(0, len(vectors), k)] + 0.3 * rng.normal(size=(k, DIM)).astype(np.float32)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
 def synthetic_docs(start: int, n: int, vocab: np.ndarray, rng: np.random.Generator, words: int = 40) -> pl.DataFrame:
-    vec = rng.normal(size=(n, DIM)).astype(np.float32)
-    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    vec = clustered_vectors(n, rng)
     # Zipf-like word choice so that BM25 has common and rare terms
     idx = np.minimum(rng.zipf(1.3, size=(n, words)) - 1, len(vocab) - 1)
     texts = [" ".join(vocab[row]) for row in idx]
@@ -149,8 +161,9 @@ def bench_lance(n: int, batch: int, queries: int) -> None:
     print(f"   indices: {[i.name for i in table.list_indices()]}")
 
     filters = Filters(model=MODEL)
-    qv = rng.normal(size=(queries, DIM)).astype(np.float32)
-    qv /= np.linalg.norm(qv, axis=1, keepdims=True)
+    qv = queries_near(all_vectors, queries, rng)
+    speaker_of = np.arange(n) % 5000  # synthetic_docs: global_speaker_id spk-{i % 5000}
+    recall = {"vector": [], "vector+speaker": []}
     qwords = [" ".join(rng.choice(vocab[:2000], 3)) for _ in range(queries)]
     lat = {"text": [], "vector": [], "vector+speaker": [], "hybrid": [], "scan vector": [], "scan text": []}
     frame = pl.DataFrame({"text": texts})
@@ -162,8 +175,14 @@ def bench_lance(n: int, batch: int, queries: int) -> None:
         vh = backend.vector_search(qv[i], filters, 50)
         lat["vector"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        backend.vector_search(qv[i], Filters(model=MODEL, global_speaker_ids=[f"spk-{i:06d}"]), 10)
+        sh = backend.vector_search(qv[i], Filters(model=MODEL, global_speaker_ids=[f"spk-{i:06d}"]), 10)
         lat["vector+speaker"].append(time.perf_counter() - t0)
+        exact = np.argsort(-(all_vectors @ qv[i]))[:10]
+        recall["vector"].append(len({f"{int(j) // 20:064x}:{int(j) % 20}" for j in exact} & {h.id for h in vh[:10]}) / 10)
+        mine = np.flatnonzero(speaker_of == i)
+        exact_spk = mine[np.argsort(-(all_vectors[mine] @ qv[i]))[:10]]
+        ids_spk = {f"{int(j) // 20:064x}:{int(j) % 20}" for j in exact_spk}
+        recall["vector+speaker"].append(len(ids_spk & {h.id for h in sh}) / len(ids_spk))
         t0 = time.perf_counter()
         reciprocal_rank_fusion(
             {
@@ -185,8 +204,53 @@ def bench_lance(n: int, batch: int, queries: int) -> None:
     for name, samples in lat.items():
         p50, p95 = pct(samples)
         print(f"     {name:16s} {p50:8.1f} / {p95:8.1f}")
+    for name, values in recall.items():
+        print(f"   recall@10 against an exact scan, {name}: {np.mean(values):.3f}")
     ratio = pct(lat["scan vector"])[0] / pct(lat["vector"])[0]
     print(f"   vector search vs numpy linear scan (p50): {ratio:.2f}x (>1: the index is faster)")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- 2b. which vector index ------------------------------------------------------------------
+def bench_index_kinds(n: int, queries: int = 30) -> None:
+    """Build time, latency and recall@10 of LanceDB's vector index kinds on the same rows."""
+    import lancedb
+    import pyarrow as pa
+    from lancedb.index import HnswSq, IvfFlat, IvfPq
+
+    rng = np.random.default_rng(4)
+    vectors = clustered_vectors(n, rng)
+    qv = queries_near(vectors, queries, rng)
+    truth = [set(np.argsort(-(vectors @ q))[:10].tolist()) for q in qv]
+    tmp = Path(tempfile.mkdtemp(prefix="index-kinds-"))
+    table = lancedb.connect(str(tmp)).create_table(
+        "c", data=pa.table({"i": np.arange(n), "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)})
+    )
+
+    def measure() -> tuple[float, float]:
+        lat, rec = [], []
+        for q, t in zip(qv, truth):
+            t0 = time.perf_counter()
+            rows = table.search(q, vector_column_name="vector").distance_type("cosine").limit(10).to_list()
+            lat.append(time.perf_counter() - t0)
+            rec.append(len(t & {r["i"] for r in rows}) / 10)
+        return pct(lat)[0], float(np.mean(rec))
+
+    print(f"\n2b. vector index kinds at {n:,} clustered 384-d vectors ({queries} queries, limit 10):")
+    p50, rec = measure()
+    print(f"   {'none (exact scan)':34s} build {0:6.1f} s   p50 {p50:7.1f} ms   recall@10 {rec:.3f}")
+    kinds = {
+        "IVF-flat (the pipeline's)": IvfFlat(distance_type="cosine"),
+        "IVF-PQ, defaults": IvfPq(distance_type="cosine"),
+        f"IVF-HNSW-SQ, {max(1, n // 8192)} partitions": HnswSq(distance_type="cosine", num_partitions=max(1, n // 8192)),
+    }
+    for name, config in kinds.items():
+        t0 = time.perf_counter()
+        table.create_index("vector", config=config, replace=True)
+        build = time.perf_counter() - t0
+        p50, rec = measure()
+        print(f"   {name:34s} build {build:6.1f} s   p50 {p50:7.1f} ms   recall@10 {rec:.3f}", flush=True)
+    print("   (IVF-HNSW-SQ with LanceDB's default partitions ran for more than 10 minutes at 100,000 rows here)")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -230,12 +294,15 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=50)
     p.add_argument("--texts", type=int, default=500, help="passages to embed")
     p.add_argument("--bulk", type=int, default=20_000, help="documents bulk-loaded into osmem-server")
-    p.add_argument("--skip", nargs="*", default=[], choices=["embedding", "lance", "osmem"])
+    p.add_argument("--index-rows", type=int, default=100_000, help="rows for the vector index comparison")
+    p.add_argument("--skip", nargs="*", default=[], choices=["embedding", "lance", "kinds", "osmem"])
     a = p.parse_args()
     if "embedding" not in a.skip:
         bench_embedding(a.texts)
     if "lance" not in a.skip:
         bench_lance(a.chunks, a.batch, a.queries)
+    if "kinds" not in a.skip:
+        bench_index_kinds(a.index_rows)
     if "osmem" not in a.skip:
         bench_osmem(a.bulk)
 

@@ -2,8 +2,12 @@
 
 Two tables: ``chunks`` (one row per passage: the document columns and a ``vector``) with a
 native full-text index on ``text`` (BM25, English stemming and stop words) and, once the
-table is big enough to train one (``VECTOR_INDEX_MIN_ROWS``), an IVF-HNSW-SQ cosine index on
-``vector``; below that LanceDB's exact (brute-force) search is faster than any index. Rows
+table is big enough to train one (``VECTOR_INDEX_MIN_ROWS``), an IVF-flat cosine index on
+``vector``; below that LanceDB's exact (brute-force) search is fast enough. IVF-flat, not
+HNSW or PQ, measured at 100,000 clustered 384-d vectors on 2 cores (``benchmarks/search_scale.py``):
+IVF-flat builds in 2.4 s with recall@10 0.91 at 17 ms a query; IVF-HNSW-SQ with LanceDB's
+defaults ran for more than 10 minutes, with fewer partitions 40 s and recall 0.65; IVF-PQ 64 s
+and recall 0.06 (the product quantiser loses too much of a 384-d MiniLM vector). Rows
 written since an index was built are searched too (LanceDB scans the unindexed part), and
 ``optimize()`` after each write folds them in. ``speakers`` holds one centroid per global
 voice for ``speakers similar``.
@@ -153,9 +157,9 @@ class LanceBackend:
         else:
             table.optimize()
         if "vector_idx" not in names and table.count_rows() >= VECTOR_INDEX_MIN_ROWS:
-            from lancedb.index import HnswSq
+            from lancedb.index import IvfFlat
 
-            table.create_index("vector", config=HnswSq(distance_type="cosine"), replace=True)
+            table.create_index("vector", config=IvfFlat(distance_type="cosine"), replace=True)
 
     def delete_leftovers(self, batch_id: str, kept: Mapping[str, int]) -> int:
         """Delete the batch's documents that are no longer chunks: files without chunks now,

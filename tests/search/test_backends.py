@@ -212,3 +212,63 @@ def test_knn_on_a_real_opensearch():
     finally:
         for index in backend._indices_of(backend.alias):
             backend.client.indices.delete(index=index)
+
+
+def many_docs(start: int, n: int, centres: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
+    """``n`` passages with vectors around topic centres; passage i is spoken by spk-{i % 500}."""
+    vec = centres[rng.integers(0, len(centres), n)] + 0.6 * rng.normal(size=(n, 384)).astype(np.float32)
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    ids = np.arange(start, start + n)
+    return pl.DataFrame(
+        {
+            "id": [f"m{i:07d}:0" for i in ids],
+            "media_id": [f"m{i:07d}" for i in ids],
+            "chunk_index": np.zeros(n, np.int32),
+            "batch_id": "b-0000",
+            "drop": "bulk",
+            "source_uri": [f"/archive/bulk/{i}.wav" for i in ids],
+            "start_s": 0.0,
+            "end_s": 5.0,
+            "speaker": "SPEAKER_00",
+            "global_speaker_id": [f"spk-{i % 500:06d}" for i in ids],
+            "language": "en",
+            "text": [f"passage number {i}" for i in ids],
+            "model": MODEL,
+            "vector": vec,
+        }
+    ).with_columns(vector=pl.col("vector").cast(empty_docs().schema["vector"]))
+
+
+def test_the_vector_index_is_built_once_big_enough_and_narrow_filters_stay_exact(tmp_path, monkeypatch):
+    """Past ``VECTOR_INDEX_MIN_ROWS`` the table gets its IVF index (lowered here to 3,000 rows
+    so that the test builds one in seconds); rows written before and after it are found, and a
+    speaker filter matching a handful of rows returns all of them, not only those in the
+    partitions nearest the query (LanceDB probes further partitions until the limit is met)."""
+    from opentranscribe_pipeline.search import lance
+
+    monkeypatch.setattr(lance, "VECTOR_INDEX_MIN_ROWS", 3000)
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(60, 384)).astype(np.float32)
+    backend = lance_local(tmp_path)
+    parts = [many_docs(0, 2000, centres, rng), many_docs(2000, 2000, centres, rng), many_docs(4000, 400, centres, rng)]
+    backend.upsert_chunks(parts[0])
+    table = backend._table("chunks")
+    assert "vector_idx" not in {i.name for i in table.list_indices()}
+    backend.upsert_chunks(parts[1])
+    assert "vector_idx" in {i.name for i in backend._table("chunks").list_indices()}
+    backend.upsert_chunks(parts[2])  # after the index: folded in by optimize(), still searched
+    assert backend.count() == 4400
+
+    for part in parts:
+        for row in part.head(5).iter_rows(named=True):
+            hits = backend.vector_search(np.asarray(row["vector"], np.float32), Filters(model=MODEL), 5)
+            assert hits[0].id == row["id"] and hits[0].score == pytest.approx(1.0, abs=1e-3)
+
+    query = parts[0]["vector"][0].to_numpy()
+    for speaker in ("spk-000007", "spk-000123", "spk-000499"):
+        members = {i for i, g in zip(pl.concat(parts)["id"], pl.concat(parts)["global_speaker_id"]) if g == speaker}
+        assert len(members) in (8, 9)
+        hits = backend.vector_search(query, Filters(model=MODEL, global_speaker_ids=[speaker]), 20)
+        assert {h.id for h in hits} == members, f"{speaker}: {len(hits)} of {len(members)}"
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)

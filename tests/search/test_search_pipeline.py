@@ -323,21 +323,16 @@ def test_opensearch_backend_on_the_same_warehouse(archive, tmp_path, osmem_clone
     assert publish(osmem_clone.url).success  # idempotent
     env = {"OPENSEARCH_URL": osmem_clone.url, "OPENSEARCH_INDEX_PREFIX": "arch"}
     home = archive["home"]
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+
+    def searches():
         out = cli(["search", "planting tomatoes", "--warehouse", wh.root_uri, "--mode", "text", "--json"], home)
         rows = [json.loads(line) for line in out.stdout.splitlines()]
         assert rows and rows[0]["source_uri"].endswith("podcast 04.m4a")
         hybrid = cli(["search", "planting tomatoes", "--warehouse", wh.root_uri], home)
         assert hybrid.returncode == 0 and "podcast 04.m4a" in hybrid.stdout
         assert "no k-NN" in hybrid.stderr and "full text only" in hybrid.stderr
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+
+    _with_env(env, searches)
     backend = open_search_backend(wh, "opensearch", opensearch_url=osmem_clone.url, index_prefix="arch")
     assert backend.count(Filters(model=MODEL, batch_id=batch)) == n
 
