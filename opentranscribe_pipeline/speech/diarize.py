@@ -41,6 +41,12 @@ PACKAGED_PARAMS = {
 }
 
 
+# Embeddings the packaged pipeline's agglomerative clustering is trained on, at most (their
+# pairwise distances: 6,000 -> 144 MB; a 2-hour file has about 30,000 and held 3.6 GB of them).
+# Files up to about 30 minutes have fewer and are clustered exactly as before.
+MAX_CLUSTERING_EMBEDDINGS = 6000
+
+
 class DiarizationModelNotAvailable(RuntimeError):
     """The configured pipeline cannot be loaded (missing directory, no token, no hub)."""
 
@@ -266,6 +272,20 @@ def packaged_pipeline(options: DiarizationOptions):
         on their own): pyannote would then take the mean of an empty array (numpy's "Mean of
         empty slice" warning) for a NaN centroid; here that one cluster gets its NaN centroid
         without averaging nothing. Same result, no warning."""
+
+        def filter_embeddings(self, embeddings, segmentations=None, min_active_ratio: float = 0.2):
+            """pyannote's choice of embeddings to train the clustering on, thinned evenly in
+            time to at most ``MAX_CLUSTERING_EMBEDDINGS``: average linkage holds all pairwise
+            distances (n²/2 float64), which on a 2-hour file (14,400 windows, up to three
+            speakers each) is gigabytes. Every embedding is still assigned to the nearest
+            cluster centroid afterwards, as pyannote does with those it leaves out of training."""
+            train, chunk_idx, speaker_idx = super().filter_embeddings(
+                embeddings, segmentations=segmentations, min_active_ratio=min_active_ratio
+            )
+            if len(train) > MAX_CLUSTERING_EMBEDDINGS:
+                keep = np.unique(np.linspace(0, len(train) - 1, MAX_CLUSTERING_EMBEDDINGS).round().astype(np.int64))
+                train, chunk_idx, speaker_idx = train[keep], chunk_idx[keep], speaker_idx[keep]
+            return train, chunk_idx, speaker_idx
 
         def __call__(self, embeddings, segmentations=None, **kwargs):
             train, _, _ = self.filter_embeddings(embeddings, segmentations=segmentations)
