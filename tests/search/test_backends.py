@@ -265,8 +265,9 @@ def test_the_vector_index_is_built_once_big_enough_and_narrow_filters_stay_exact
             assert hits[0].id == row["id"] and hits[0].score == pytest.approx(1.0, abs=1e-3)
 
     query = parts[0]["vector"][0].to_numpy()
+    everything = pl.concat(parts)
     for speaker in ("spk-000007", "spk-000123", "spk-000499"):
-        members = {i for i, g in zip(pl.concat(parts)["id"], pl.concat(parts)["global_speaker_id"]) if g == speaker}
+        members = set(everything.filter(pl.col("global_speaker_id") == speaker)["id"])
         assert len(members) in (8, 9)
         hits = backend.vector_search(query, Filters(model=MODEL, global_speaker_ids=[speaker]), 20)
         assert {h.id for h in hits} == members, f"{speaker}: {len(hits)} of {len(members)}"
@@ -294,15 +295,11 @@ def test_a_speaker_filtered_knn_query_on_an_indexed_table_is_exact(tmp_path, mon
     vectors = np.stack(data["vector"].to_numpy())
     speakers = data["global_speaker_id"].to_numpy()
     ids = data["id"].to_numpy()
-    found = total = 0
     for k, speaker in enumerate(("spk-000003", "spk-000250", "spk-000499")):
         query = vectors[k * 7]
         mine = np.flatnonzero(speakers == speaker)
         exact = ids[mine[np.argsort(-(vectors[mine] @ query))[:5]]].tolist()
         hits = backend.vector_search(query, Filters(model=MODEL, global_speaker_ids=[speaker]), 5)
         assert [h.id for h in hits] == exact
-        found += len(set(exact) & {h.id for h in hits})
-        total += 5
-    assert found == total
     whole = backend.vector_search(vectors[0], Filters(model=MODEL), 5)
     assert whole[0].id == ids[0]
