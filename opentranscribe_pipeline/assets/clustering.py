@@ -127,15 +127,16 @@ def cluster_speakers(
     """Global speaker ids: assign new batches (incremental) or re-cluster everything (full)."""
     wh = warehouse.get()
     model = diarization.embedding_model()
+    params = clustering.params(model)
     started = time.perf_counter()
     try:
         run = cluster_archive(
             wh,
             mode=config.mode,
             model=model,
-            params=clustering.params(),
-            accept_threshold=clustering.accept_threshold,
-            suggest_threshold=clustering.suggest_threshold,
+            params=params,
+            accept_threshold=params.accept_threshold,
+            suggest_threshold=params.suggest_threshold,
             batch_ids=config.batch_ids,
         )
     except ValueError as exc:  # incremental without batch ids
@@ -156,7 +157,7 @@ def cluster_speakers(
     meta = {
         "mode": config.mode,
         "model": model,
-        "threshold": clustering.threshold,
+        "threshold": params.threshold,
         "local_speakers_this_run": rows.height,
         "global_speakers_active": len(run.outcome.index),
         "embeddings_of_other_models_skipped": other.height,

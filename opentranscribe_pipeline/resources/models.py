@@ -80,11 +80,12 @@ class AsrModelResource(dg.ConfigurableResource):
 
 class DiarizationModelResource(dg.ConfigurableResource):
     """pyannote.audio diarization. ``pipeline``: ``packaged`` (offline default: the bundled
-    segmentation model + resemblyzer embeddings), a Hugging Face id such as
+    segmentation model + 3D-Speaker's CAM++ embeddings), ``packaged-ge2e`` (the same with
+    resemblyzer's GE2E, the default before CAM++), a Hugging Face id such as
     ``pyannote/speaker-diarization-community-1`` (with ``hf_token``), or a local directory
     holding the pipeline's ``config.yaml``. Unset falls back to ``OPENTRANSCRIBE_DIARIZATION``."""
 
-    pipeline: str | None = Field(default=None, description="packaged | hub id | /local/dir")
+    pipeline: str | None = Field(default=None, description="packaged | packaged-ge2e | hub id | /local/dir")
     device: str = Field(default="auto", description="auto, cpu or cuda")
     hf_token: str | None = Field(default=None, description="Hugging Face token; pass as EnvVar('HF_TOKEN')")
     num_speakers: int | None = Field(default=None, description="exact number of speakers per file, when known")
@@ -132,34 +133,42 @@ def _apply_log_settings() -> None:
 class SpeakerClusteringResource(dg.ConfigurableResource):
     """Thresholds of the archive-wide speaker clustering (cosine similarity of unit vectors).
 
-    Calibrated on real speech for the packaged resemblyzer encoder (README "Speakers on real
-    voices", ``benchmarks/speakers_quality.py --real``): different real people reach 0.83
-    with 6 s or more of speech each and 0.87-0.90 with 2-4 s, so speakers with little speech
-    need more similarity to join; chosen so that a false merge is rarer than a missed join.
-    Production embeddings (WeSpeaker) need their own calibration (``speakers calibrate``)."""
+    Unset (the default), each takes the value calibrated for the embedding model that made
+    the vectors (``ClusterParams.for_model``: measured on real speech for the packaged CAM++
+    and GE2E encoders, README "Speakers on real voices", ``benchmarks/speakers_quality.py
+    --real``), chosen so that a false merge is rarer than a missed join. Production
+    embeddings (WeSpeaker) need their own calibration (``speakers calibrate``)."""
 
-    threshold: float = Field(
-        default=0.88, description="similarity needed to join a voice with >= full_speech_s of speech"
+    threshold: float | None = Field(
+        default=None, description="similarity needed to join a voice with >= full_speech_s of speech"
     )
-    short_threshold: float = Field(default=0.95, description="similarity needed with short_speech_s of speech or less")
-    full_speech_s: float = Field(default=8.0, description="speech from which `threshold` applies")
-    short_speech_s: float = Field(default=2.0, description="speech up to which `short_threshold` applies")
-    min_speech_s: float = Field(default=1.0, description="a speaker with less speech never joins a voice")
-    merge_threshold: float = Field(default=0.92, description="centroids this similar are merged")
-    accept_threshold: float = Field(default=0.80, description="suggest a name with confidence 'high'")
-    suggest_threshold: float = Field(default=0.70, description="suggest a name with confidence 'medium'")
+    short_threshold: float | None = Field(
+        default=None, description="similarity needed with short_speech_s of speech or less"
+    )
+    full_speech_s: float | None = Field(default=None, description="speech from which `threshold` applies")
+    short_speech_s: float | None = Field(default=None, description="speech up to which `short_threshold` applies")
+    min_speech_s: float | None = Field(default=None, description="a speaker with less speech never joins a voice")
+    merge_threshold: float | None = Field(default=None, description="centroids this similar are merged")
+    accept_threshold: float | None = Field(default=None, description="suggest a name with confidence 'high'")
+    suggest_threshold: float | None = Field(default=None, description="suggest a name with confidence 'medium'")
     iterations: int = 3
 
-    def params(self) -> ClusterParams:
-        return ClusterParams(
-            threshold=self.threshold,
-            merge_threshold=self.merge_threshold,
-            short_threshold=self.short_threshold,
-            full_speech_s=self.full_speech_s,
-            short_speech_s=self.short_speech_s,
-            min_speech_s=self.min_speech_s,
-            iterations=self.iterations,
+    def params(self, model: str | None = None) -> ClusterParams:
+        """``model``'s calibrated thresholds, with those set on this resource instead."""
+        import dataclasses
+
+        names = (
+            "threshold",
+            "short_threshold",
+            "full_speech_s",
+            "short_speech_s",
+            "min_speech_s",
+            "merge_threshold",
+            "accept_threshold",
+            "suggest_threshold",
         )
+        overrides = {k: getattr(self, k) for k in names if getattr(self, k) is not None}
+        return dataclasses.replace(ClusterParams.for_model(model), iterations=self.iterations, **overrides)
 
 
 class TranslationModelResource(dg.ConfigurableResource):

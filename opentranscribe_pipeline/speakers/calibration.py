@@ -127,7 +127,7 @@ def calibrate_warehouse(wh, model: str, params: ClusterParams | None = None) -> 
     current thresholds on them."""
     from .state import SpeakerState, read_embeddings
 
-    params = params or ClusterParams()
+    params = params or ClusterParams.for_model(model)
     state = SpeakerState(wh)
     gen = state.current()
     emb = read_embeddings(wh).filter(pl.col("model") == model)

