@@ -40,10 +40,7 @@ def whole_network(encoder: CamPlusEmbedding, wav: np.ndarray) -> np.ndarray:
         feats = (feats - feats.mean(dim=0, keepdim=True))[None]
         h = encoder.model.head(feats.permute(0, 2, 1))
         for name, layer in encoder.model.xvector.named_children():
-            if name == "dense":
-                h = layer.nonlinear.batchnorm(layer.linear(h[:, :, None]))[:, :, 0]
-            else:
-                h = layer(h)
+            h = layer.nonlinear.batchnorm(layer.linear(h[:, :, None]))[:, :, 0] if name == "dense" else layer(h)
     v = h[0].numpy()
     return v / np.linalg.norm(v)
 
