@@ -532,6 +532,8 @@ def cmd_speakers(args) -> int:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     if args.action == "list":
+        from .speakers.cluster import ClusterParams
+
         print(f"{active.height} global speakers ({retired} merged or retired ids)")
         for row in active.iter_rows(named=True):
             hint = ""
@@ -540,7 +542,8 @@ def cmd_speakers(args) -> int:
             sure = ""
             if row.get("min_confidence") is not None:
                 sure = f"  confidence min {row['min_confidence']:.2f} mean {row['mean_confidence']:.2f}"
-            if row.get("closest_similarity") is not None and row["closest_similarity"] >= 0.80:
+            close = ClusterParams.for_model(row.get("model")).accept_threshold  # GE2E 0.80, CAM++ 0.45
+            if row.get("closest_similarity") is not None and row["closest_similarity"] >= close:
                 sure += f"  close to {row['closest_id']} ({row['closest_similarity']:.2f})"
             print(
                 f"  {row['global_speaker_id']}  {row['n_members']:5d} files  {row['speech_s']:8.1f} s  {row['name'] or '-'}{hint}{sure}"
