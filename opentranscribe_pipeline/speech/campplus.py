@@ -113,6 +113,7 @@ class CamPlusEmbedding:
     channels = 512
     piece_s = 30.0
     max_voice_s = 60.0
+    min_turn_s = 0.1  # window_embeddings: change points closer than this are one
 
     def __init__(self, device: str = "cpu"):
         import torch
@@ -191,6 +192,76 @@ class CamPlusEmbedding:
                 f = self.frames(piece)
                 stats.add(np.ones((1, len(f))), f, rows=slice(i, i + 1))
         return self.head(stats)
+
+    # -- pyannote's per-window embeddings, from one pass over the file's turns ------------
+    def window_embeddings(
+        self, samples: np.ndarray, masks: np.ndarray, chunk_start: float, chunk_step: float, chunk_duration: float
+    ) -> np.ndarray:
+        """pyannote's (window, local speaker) embeddings: ``masks`` ``(num_chunks,
+        num_frames, num_speakers)`` of 0/1 says which segmentation frames of each window to
+        pool for each local speaker; returns ``(num_chunks, num_speakers, 192)``, NaN where a
+        speaker has under ``min_num_samples`` of frames in a window.
+
+        The windows overlap (5 s every 0.5 s), so embedding each on its own puts every second
+        of speech through the network ten times. Here the file is cut into *turns* wherever
+        any window's segmentation sees the set of active speakers change (cuts closer than
+        ``min_turn_s`` taken as one), the network runs once over each turn that holds speech
+        (at most ``piece_s`` at a time; features normalised over the turn, so no frame sees
+        another voice's audio beyond a cut), and each window's statistics are pooled from the
+        frames of its speaker inside it. Windows are finished as the turns pass them, so
+        memory holds the open windows only."""
+        num_chunks, num_frames, num_speakers = masks.shape
+        out = np.full((num_chunks, num_speakers, self.dimension), np.nan, np.float32)
+        if num_chunks == 0:
+            return out
+        total_s = len(samples) / SAMPLE_RATE
+        seg_frame_s = chunk_duration / num_frames
+        chunk_starts = chunk_start + chunk_step * np.arange(num_chunks)
+        active = masks > 0
+        code = (active * (1 << np.arange(num_speakers))).sum(axis=2)  # (chunks, frames): who is active
+        c_idx, f_idx = np.nonzero(code[:, 1:] != code[:, :-1])
+        cuts = np.sort(chunk_starts[c_idx] + (f_idx + 1) * seg_frame_s)
+        merged: list[float] = []
+        group: list[float] = []
+        for t in cuts:  # cuts closer than min_turn_s are one (windows disagree by a frame or two)
+            if group and t - group[0] > self.min_turn_s:
+                merged.append(float(np.median(group)))
+                group = []
+            group.append(float(t))
+        if group:
+            merged.append(float(np.median(group)))
+        bounds = np.unique(np.clip([0.0, *merged, total_s], 0.0, total_s))
+        # speech somewhere in a turn: some window has an active frame inside it
+        fc, ff = np.nonzero(code)
+        speech_t = np.sort(chunk_starts[fc] + (ff + 0.5) * seg_frame_s)
+        stats: dict[int, FrameStats] = {}
+        done = 0  # windows before this one are finished
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            k = np.searchsorted(speech_t, lo)
+            if hi - lo < 0.03 or k >= len(speech_t) or speech_t[k] >= hi:
+                continue
+            for p_lo in np.arange(lo, hi, self.piece_s):
+                p_hi = min(hi, p_lo + self.piece_s)
+                f = self.frames(samples[int(p_lo * SAMPLE_RATE) : int(p_hi * SAMPLE_RATE)])
+                if not len(f):
+                    continue
+                t = p_lo + np.arange(len(f)) * self.frame_s + 0.0125
+                first = max(done, int(np.ceil((p_lo - chunk_duration - chunk_start) / chunk_step)))
+                for c in range(max(first, 0), num_chunks):
+                    if chunk_starts[c] >= p_hi:
+                        break
+                    sel = (t >= chunk_starts[c]) & (t < chunk_starts[c] + chunk_duration)
+                    if sel.any():
+                        idx = np.minimum(((t[sel] - chunk_starts[c]) / seg_frame_s).astype(np.int64), num_frames - 1)
+                        st = stats.get(c) or stats.setdefault(c, FrameStats(num_speakers, self.channels))
+                        st.add(masks[c, idx, :].T, f[sel])
+            while done < num_chunks and chunk_starts[done] + chunk_duration <= hi:  # no later turn reaches it
+                if done in stats:
+                    out[done] = self.head(stats.pop(done))
+                done += 1
+        for c, st in stats.items():
+            out[c] = self.head(st)
+        return out
 
     def __call__(self, waveforms, masks=None) -> np.ndarray:
         import torch.nn.functional as F

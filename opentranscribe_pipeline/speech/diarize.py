@@ -44,7 +44,7 @@ RESEMBLYZER_MODEL = "resemblyzer-ge2e-256@0.1.4"
 PACKAGED_PARAMS = {
     PACKAGED: {
         "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
-        "clustering": {"method": "average", "threshold": 0.50, "min_cluster_size": 3},
+        "clustering": {"method": "average", "threshold": 0.55, "min_cluster_size": 3},
     },
     PACKAGED_GE2E: {
         "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
@@ -130,7 +130,7 @@ def pipeline_version(pipeline: str) -> str:
         from .campplus import CamPlusEmbedding
 
         e = CamPlusEmbedding
-        embedding = {"piece_s": e.piece_s, "max_voice_s": e.max_voice_s}
+        embedding = {"piece_s": e.piece_s, "max_voice_s": e.max_voice_s, "min_turn_s": e.min_turn_s, "windows": "turns"}
         params = json.dumps({**PACKAGED_PARAMS[PACKAGED], "embedding": embedding}, sort_keys=True)
         digest = hashlib.sha256(f"{params}|whisperx {version('whisperx')}".encode()).hexdigest()[:12]
         return f"packaged-campplus/{digest}|pyannote.audio {version('pyannote.audio')}"
@@ -355,6 +355,25 @@ def packaged_pipeline(options: DiarizationOptions):
             self.clustering = Clustering(metric="cosine")
             self._expects_num_speakers = False
             self.last_segmentations = None
+
+        def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
+            """CAM++: one pass of the network over the file's turns, pooled per (window,
+            speaker) (``CamPlusEmbedding.window_embeddings``), with pyannote's own choice of
+            frames (a speaker's frames without overlap, or all of them when those are too
+            few); GE2E: pyannote's own loop over every window."""
+            window_embeddings = getattr(self._embedding, "window_embeddings", None)
+            if window_embeddings is None:
+                return super().get_embeddings(file, binary_segmentations, exclude_overlap=exclude_overlap, hook=hook)
+            data = np.nan_to_num(binary_segmentations.data, nan=0.0).astype(np.float32)
+            num_chunks, num_frames, _ = data.shape
+            window = binary_segmentations.sliding_window
+            if exclude_overlap:
+                min_frames = math.ceil(num_frames * self._embedding.min_num_samples / (window.duration * SAMPLE_RATE))
+                clean = data * (data.sum(axis=2, keepdims=True) < 2)
+                use_clean = clean.sum(axis=1, keepdims=True) > min_frames
+                data = np.where(use_clean, clean, data)
+            samples = file["waveform"][0].cpu().numpy()
+            return window_embeddings(samples, data, window.start, window.step, window.duration)
 
         def get_segmentations(self, file, hook=None):
             # kept for the speech activity handed to transcription (Diarizer.diarize)
