@@ -132,3 +132,21 @@ def test_window_embeddings_pool_each_speakers_own_turns(encoder):
             assert float(got[c, k] @ exact) > 0.9, (s, k)
             own, other = (voice_a, voice_b) if k == 0 else (voice_b, voice_a)
             assert float(got[c, k] @ own) > float(got[c, k] @ other) + 0.2, (s, k)
+
+
+def test_each_packaged_pipeline_tags_its_vectors_and_gets_its_own_thresholds():
+    """CAM++ and GE2E vectors are never compared (their own model names, versions that
+    differ, so a batch diarized with one is redone with the other) and each is clustered at
+    its own calibrated thresholds, which a setting on the resource overrides."""
+    from opentranscribe_pipeline.resources import DiarizationModelResource, SpeakerClusteringResource
+    from opentranscribe_pipeline.speakers.cluster import ClusterParams
+    from opentranscribe_pipeline.speech.diarize import PACKAGED_GE2E, RESEMBLYZER_MODEL
+
+    campp, ge2e = DiarizationModelResource(pipeline=PACKAGED), DiarizationModelResource(pipeline=PACKAGED_GE2E)
+    assert campp.embedding_model() == CAMPP_MODEL and ge2e.embedding_model() == RESEMBLYZER_MODEL
+    assert campp.model_version() != ge2e.model_version()
+    assert ClusterParams.for_model(CAMPP_MODEL).threshold == 0.55
+    assert ClusterParams.for_model(RESEMBLYZER_MODEL) == ClusterParams() == ClusterParams.for_model("pyannote:x")
+    params = SpeakerClusteringResource(threshold=0.6, iterations=2).params(CAMPP_MODEL)
+    assert (params.threshold, params.short_threshold, params.iterations) == (0.6, 0.70, 2)
+    assert SpeakerClusteringResource().params(RESEMBLYZER_MODEL).threshold == 0.88
