@@ -264,13 +264,6 @@ class CamPlusEmbedding:
         return out
 
     def __call__(self, waveforms, masks=None) -> np.ndarray:
-        import torch.nn.functional as F
+        from .diarize import masked_signals
 
-        batch, channels, num_samples = waveforms.shape
-        assert channels == 1
-        signals = waveforms[:, 0].cpu().numpy()
-        if masks is None:
-            return self.embed_many(list(signals))
-        keep = F.interpolate(masks[:, None].float(), size=num_samples, mode="nearest")[:, 0] > 0.5
-        keep = keep.cpu().numpy()
-        return self.embed_many([s[k] for s, k in zip(signals, keep)])
+        return self.embed_many(masked_signals(waveforms, masks))

@@ -261,16 +261,22 @@ class ResemblyzerEmbedding:
         return out
 
     def __call__(self, waveforms, masks=None) -> np.ndarray:
-        import torch.nn.functional as F
+        return self.embed_many(masked_signals(waveforms, masks), self.window_rate)
 
-        batch, channels, num_samples = waveforms.shape
-        assert channels == 1
-        signals = waveforms[:, 0].cpu().numpy()
-        if masks is None:
-            return self.embed_many(list(signals), self.window_rate)
-        keep = F.interpolate(masks[:, None].float(), size=num_samples, mode="nearest")[:, 0] > 0.5
-        keep = keep.cpu().numpy()
-        return self.embed_many([s[k] for s, k in zip(signals, keep)], self.window_rate)
+
+def masked_signals(waveforms, masks=None) -> list[np.ndarray]:
+    """pyannote's embedding input as one waveform per item: ``waveforms (B, 1, N)``, each
+    cut to the samples its frame mask ``masks (B, F)`` keeps (all of them without masks)."""
+    import torch.nn.functional as F
+
+    batch, channels, num_samples = waveforms.shape
+    assert channels == 1
+    signals = waveforms[:, 0].cpu().numpy()
+    if masks is None:
+        return list(signals)
+    keep = F.interpolate(masks[:, None].float(), size=num_samples, mode="nearest")[:, 0] > 0.5
+    keep = keep.cpu().numpy()
+    return [s[k] for s, k in zip(signals, keep)]
 
 
 def packaged_pipeline(options: DiarizationOptions):
