@@ -114,6 +114,7 @@ class CamPlusEmbedding:
     piece_s = 30.0
     max_voice_s = 60.0
     min_turn_s = 0.1  # window_embeddings: change points closer than this are one
+    cut_agreement = 0.5  # window_embeddings: share of the windows over a change point that see it
 
     def __init__(self, device: str = "cpu"):
         import torch
@@ -203,10 +204,9 @@ class CamPlusEmbedding:
         speaker has under ``min_num_samples`` of frames in a window.
 
         The windows overlap (5 s every 0.5 s), so embedding each on its own puts every second
-        of speech through the network ten times. Here the file is cut into *turns* wherever
-        any window's segmentation sees the set of active speakers change (cuts closer than
-        ``min_turn_s`` taken as one), the network runs once over each turn that holds speech
-        (at most ``piece_s`` at a time; features normalised over the turn, so no frame sees
+        of speech through the network ten times. Here the file is cut into *turns* where most
+        windows' segmentations see the set of active speakers change (``_agreed_cuts``), the
+        network runs once over each turn that holds speech (at most ``piece_s`` at a time; features normalised over the turn, so no frame sees
         another voice's audio beyond a cut), and each window's statistics are pooled from the
         frames of its speaker inside it. Windows are finished as the turns pass them, so
         memory holds the open windows only."""
@@ -220,16 +220,7 @@ class CamPlusEmbedding:
         active = masks > 0
         code = (active * (1 << np.arange(num_speakers))).sum(axis=2)  # (chunks, frames): who is active
         c_idx, f_idx = np.nonzero(code[:, 1:] != code[:, :-1])
-        cuts = np.sort(chunk_starts[c_idx] + (f_idx + 1) * seg_frame_s)
-        merged: list[float] = []
-        group: list[float] = []
-        for t in cuts:  # cuts closer than min_turn_s are one (windows disagree by a frame or two)
-            if group and t - group[0] > self.min_turn_s:
-                merged.append(float(np.median(group)))
-                group = []
-            group.append(float(t))
-        if group:
-            merged.append(float(np.median(group)))
+        merged = self._agreed_cuts(chunk_starts[c_idx] + (f_idx + 1) * seg_frame_s, c_idx, chunk_starts, chunk_duration)
         bounds = np.unique(np.clip([0.0, *merged, total_s], 0.0, total_s))
         # speech somewhere in a turn: some window has an active frame inside it
         fc, ff = np.nonzero(code)
@@ -261,6 +252,43 @@ class CamPlusEmbedding:
                 done += 1
         for c, st in stats.items():
             out[c] = self.head(st)
+        return out
+
+    def _agreed_cuts(self, cuts, windows, chunk_starts, chunk_duration) -> list[float]:
+        """Change points most windows agree on. Each window's segmentation proposes its own,
+        a frame or a few apart from its neighbours' and some seen by one window only; taking
+        all of them cut the sample's dialogue into 0.26 s pieces (median), too short for the
+        network to say whose voice it hears. A cut stands where at least ``cut_agreement`` of
+        the windows covering it see a change within ``min_turn_s`` of it."""
+        if not len(cuts):
+            return []
+        b = self.min_turn_s
+        n_bins = int(np.ceil((chunk_starts[-1] + chunk_duration) / b)) + 2
+        k = np.minimum((cuts / b).astype(np.int64), n_bins - 1)
+        votes = np.zeros(n_bins)
+        for w in np.unique(windows):  # a window votes once per bin and its neighbours
+            near = np.unique(np.concatenate([k[windows == w] + d for d in (-1, 0, 1)]))
+            votes[np.clip(near, 0, n_bins - 1)] += 1
+        covered = np.zeros(n_bins + 1)
+        np.add.at(covered, np.minimum((chunk_starts / b).astype(np.int64), n_bins), 1)
+        np.add.at(covered, np.minimum(((chunk_starts + chunk_duration) / b).astype(np.int64), n_bins), -1)
+        coverage = np.maximum(np.cumsum(covered)[:n_bins], 1)
+        agreed = votes >= self.cut_agreement * coverage
+        out: list[float] = []
+        order = np.argsort(cuts)
+        cuts, k = cuts[order], k[order]
+        run: list[float] = []
+        last = -2
+        for t, kb in zip(cuts, k):
+            if not agreed[kb]:
+                continue
+            if run and kb > last + 1:
+                out.append(float(np.median(run)))
+                run = []
+            run.append(float(t))
+            last = kb
+        if run:
+            out.append(float(np.median(run)))
         return out
 
     def __call__(self, waveforms, masks=None) -> np.ndarray:

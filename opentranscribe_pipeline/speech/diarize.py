@@ -44,7 +44,7 @@ RESEMBLYZER_MODEL = "resemblyzer-ge2e-256@0.1.4"
 PACKAGED_PARAMS = {
     PACKAGED: {
         "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
-        "clustering": {"method": "average", "threshold": 0.55, "min_cluster_size": 3},
+        "clustering": {"method": "average", "threshold": 0.45, "min_cluster_size": 3},
     },
     PACKAGED_GE2E: {
         "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
@@ -130,7 +130,13 @@ def pipeline_version(pipeline: str) -> str:
         from .campplus import CamPlusEmbedding
 
         e = CamPlusEmbedding
-        embedding = {"piece_s": e.piece_s, "max_voice_s": e.max_voice_s, "min_turn_s": e.min_turn_s, "windows": "turns"}
+        embedding = {
+            "piece_s": e.piece_s,
+            "max_voice_s": e.max_voice_s,
+            "min_turn_s": e.min_turn_s,
+            "cut_agreement": e.cut_agreement,
+            "windows": "turns",
+        }
         params = json.dumps({**PACKAGED_PARAMS[PACKAGED], "embedding": embedding}, sort_keys=True)
         digest = hashlib.sha256(f"{params}|whisperx {version('whisperx')}".encode()).hexdigest()[:12]
         return f"packaged-campplus/{digest}|pyannote.audio {version('pyannote.audio')}"

@@ -168,18 +168,12 @@ def test_the_real_people_of_the_ami_excerpts_never_share_an_id(tmp_path, encoder
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # four diarizations of real speech on CPU
-@pytest.mark.xfail(
-    strict=True,
-    reason="known false merge (issue 15, open): with the turn-pooled CAM++ window embeddings each 15 s "
-    "half is one mixed local speaker and the two mixtures join (cosine 0.69); embedding every window "
-    "on its own separates them (README 'Speakers on real voices') at 3.6x the diarization time",
-)
 def test_pipeline_diarizer_on_real_speech_keeps_both_people_apart_across_files(tmp_path):
     """Halves of the sample as two files through the packaged diarizer (its turns and its
     embeddings, as the pipeline writes them), then incremental and full clustering. The false
     merge of issue 15: with GE2E each 15 s half was one local speaker mixing both people, and
-    the two mixtures joined one id (cosine 0.930); with CAM++ embedded window by window each
-    half has both people, with the turn-pooled window embeddings (the default) not yet."""
+    the two mixtures joined one id (cosine 0.930); with CAM++ pooled over turns that most
+    windows agree on, each half has both people and the two people stay apart."""
     sample = real_speech.pyannote_sample()
     half = len(sample.samples) // 2
     wh = Warehouse(str(tmp_path / "wh"))

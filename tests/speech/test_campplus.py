@@ -150,3 +150,21 @@ def test_each_packaged_pipeline_tags_its_vectors_and_gets_its_own_thresholds():
     params = SpeakerClusteringResource(threshold=0.6, iterations=2).params(CAMPP_MODEL)
     assert (params.threshold, params.short_threshold, params.iterations) == (0.6, 0.70, 2)
     assert SpeakerClusteringResource().params(RESEMBLYZER_MODEL).threshold == 0.88
+
+
+def test_turns_are_cut_where_most_windows_see_a_change():
+    """A change point seen by every window over it is a cut (taken once, at the median of the
+    windows' estimates); one seen by a single window of ten is not (such cuts left the sample's
+    halves in 0.26 s pieces, too short to tell its two people apart)."""
+    from types import SimpleNamespace
+
+    from opentranscribe_pipeline.speech.campplus import CamPlusEmbedding
+
+    me = SimpleNamespace(min_turn_s=0.1, cut_agreement=0.5)
+    starts = np.arange(0.0, 20.0, 0.5)  # windows of 5 s every 0.5 s
+    covering = [w for w, s in enumerate(starts) if s <= 12.0 < s + 5.0]
+    cuts = [12.0 + 0.02 * (i % 3 - 1) for i in range(len(covering))] + [15.3]
+    windows = covering + [covering[-1]]
+    got = CamPlusEmbedding._agreed_cuts(me, np.array(cuts), np.array(windows), starts, 5.0)
+    assert len(got) == 1 and abs(got[0] - 12.0) < 0.03, got
+    assert CamPlusEmbedding._agreed_cuts(me, np.array([]), np.array([], int), starts, 5.0) == []
