@@ -206,10 +206,11 @@ class CamPlusEmbedding:
         The windows overlap (5 s every 0.5 s), so embedding each on its own puts every second
         of speech through the network ten times. Here the file is cut into *turns* where most
         windows' segmentations see the set of active speakers change (``_agreed_cuts``), the
-        network runs once over each turn that holds speech (at most ``piece_s`` at a time; features normalised over the turn, so no frame sees
-        another voice's audio beyond a cut), and each window's statistics are pooled from the
-        frames of its speaker inside it. Windows are finished as the turns pass them, so
-        memory holds the open windows only."""
+        network runs once over each turn that holds speech (at most ``piece_s`` at a time;
+        features normalised over the turn, so no frame sees another voice's audio beyond a
+        cut), and each window's statistics are pooled from the frames of its speaker inside
+        it. Windows are finished as the turns pass them, so memory holds the open windows
+        only."""
         num_chunks, num_frames, num_speakers = masks.shape
         out = np.full((num_chunks, num_speakers, self.dimension), np.nan, np.float32)
         if num_chunks == 0:
@@ -265,10 +266,10 @@ class CamPlusEmbedding:
         b = self.min_turn_s
         n_bins = int(np.ceil((chunk_starts[-1] + chunk_duration) / b)) + 2
         k = np.minimum((cuts / b).astype(np.int64), n_bins - 1)
-        votes = np.zeros(n_bins)
-        for w in np.unique(windows):  # a window votes once per bin and its neighbours
-            near = np.unique(np.concatenate([k[windows == w] + d for d in (-1, 0, 1)]))
-            votes[np.clip(near, 0, n_bins - 1)] += 1
+        # a window votes once per bin and its neighbours: unique (window, bin) pairs, one sort
+        near = np.clip(np.concatenate([k + d for d in (-1, 0, 1)]), 0, n_bins - 1)
+        pairs = np.unique(np.tile(windows.astype(np.int64), 3) * n_bins + near)
+        votes = np.bincount(pairs % n_bins, minlength=n_bins).astype(float)
         covered = np.zeros(n_bins + 1)
         np.add.at(covered, np.minimum((chunk_starts / b).astype(np.int64), n_bins), 1)
         np.add.at(covered, np.minimum(((chunk_starts + chunk_duration) / b).astype(np.int64), n_bins), -1)
