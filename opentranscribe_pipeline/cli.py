@@ -915,14 +915,11 @@ def _quiet_model_libraries() -> None:
     FFmpeg) is noise; WhisperX and Lightning log at INFO to stdout unless told otherwise.
     Runs execute their steps in child processes: the variables carry the choice there
     (the warning is raised when pyannote is imported, before any of our code runs)."""
-    from .speech.models import quiet_model_logs
-
     os.environ["OPENTRANSCRIBE_QUIET_MODEL_LOGS"] = "1"
     quiet = "ignore::UserWarning:pyannote.audio.core.io"
     current = os.environ.get("PYTHONWARNINGS", "")
     if quiet not in current:
         os.environ["PYTHONWARNINGS"] = f"{current},{quiet}" if current else quiet
-    quiet_model_logs()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -936,6 +933,8 @@ def main(argv: list[str] | None = None) -> int:
     # the step processes of its runs log the project's lines like this process does
     os.environ["OPENTRANSCRIBE_LOG_LEVEL"] = "INFO" if args.verbose else "WARNING"
     if not args.verbose and args.command in ("process", "speakers"):
+        # this process only orchestrates: models load in the step processes, which read the
+        # variables (importing the model libraries here just to quiet them cost 6 s a call)
         _quiet_model_libraries()
     from .storage import StorageError
 
