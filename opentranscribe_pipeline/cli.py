@@ -186,7 +186,7 @@ def run_publish(loc, instance, warehouse_uri: str, args, batch_ids: list[str]) -
 def cmd_process(args) -> int:
     from dagster import DagsterInstance
 
-    from . import runner
+    from . import executors, runner
     from .batching import BatchLimits, register_drop
     from .partitions import BATCHES
     from .storage import StorageError, Warehouse
@@ -218,23 +218,27 @@ def cmd_process(args) -> int:
         return EXIT_OK
 
     home = _dagster_home()
-    instance = DagsterInstance.get()
-    for run_id in recover_interrupted_runs(instance):
-        print(f"recovered interrupted run {run_id}: marked failed, its gpu slot released")
-    instance.add_dynamic_partitions(BATCHES, reg.batch_ids)
-    runner.ensure_pools(instance)  # before any run claims a slot (see runner.ensure_pools)
-    run_config = {
-        "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
-        "resources": {
-            "warehouse": {"config": {"root": warehouse.root_uri}},
-            "asr": {"config": _asr_config(args)},
-            "diarization": {"config": _diarization_config(args)},
-            "translation": {"config": _translation_config(args)},
-        },
-    }
-    tags = {"opentranscribe/drop": reg.drop, "opentranscribe/source": args.source}
     failed_runs = []
     with contextlib.ExitStack() as stack:
+        # the batch run's forkserver imports the model stack (about 10 s on 2 cores) while
+        # this process loads the code location and creates the run; the clustering and
+        # publishing runs then fork their steps from it too
+        stack.enter_context(runner.shared_forkserver(None if args.submit else executors.local_batch_preload()))
+        instance = DagsterInstance.get()
+        for run_id in recover_interrupted_runs(instance):
+            print(f"recovered interrupted run {run_id}: marked failed, its gpu slot released")
+        instance.add_dynamic_partitions(BATCHES, reg.batch_ids)
+        runner.ensure_pools(instance)  # before any run claims a slot (see runner.ensure_pools)
+        run_config = {
+            "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
+            "resources": {
+                "warehouse": {"config": {"root": warehouse.root_uri}},
+                "asr": {"config": _asr_config(args)},
+                "diarization": {"config": _diarization_config(args)},
+                "translation": {"config": _translation_config(args)},
+            },
+        }
+        tags = {"opentranscribe/drop": reg.drop, "opentranscribe/source": args.source}
         try:
             loc = stack.enter_context(runner.code_location(instance, verbose=args.verbose))
         except Exception as exc:  # a definitions import error, a bad workspace.yaml

@@ -76,13 +76,23 @@ def local_executor(preload: str = PRELOAD) -> dg.ExecutorDefinition:
     """Dagster's multiprocess executor with its step processes forked from a forkserver that
     imported the code location once per run, instead of each step process starting Python and
     importing it again (5-7 s a step on 2 cores: most of a short batch's wall time). The
-    forkserver lives as long as the run (see ``runner.execute``), so a step sees the
-    environment its run started with. ``preload`` names what the forkserver imports
+    forkserver lives as long as the run (see ``runner.execute``; the CLI keeps one for all
+    its runs of one command and starts it first, ``runner.shared_forkserver``), so a step
+    sees the environment its run started with. ``preload`` names what the forkserver imports
     (:mod:`opentranscribe_pipeline.preload`): with ``PRELOAD_MODELS`` the model steps also
     find torch and pyannote imported (6 s a model step on 2 cores)."""
     return dg.multiprocess_executor.configured(
         {"start_method": {"forkserver": {"preload_modules": [preload]}}}, name=LOCAL_EXECUTOR
     )
+
+
+def local_batch_preload() -> str | None:
+    """What the forkserver of a ``transcribe_batch`` run executed on this machine imports
+    (``PRELOAD_MODELS``), or None when its steps are not forked here (Celery, Kubernetes)."""
+    try:
+        return PRELOAD_MODELS if batch_executor().name == LOCAL_EXECUTOR else None
+    except ValueError:  # a bad executor setting: the code location's load says so
+        return None
 
 
 def batch_executor() -> dg.ExecutorDefinition:

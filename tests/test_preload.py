@@ -99,3 +99,77 @@ def test_the_light_forkserver_does_not_import_torch(tmp_path):
     assert "opentranscribe_pipeline.definitions" in seen["child"]["imported"]
     assert "torch" not in seen["child"]["imported"]  # 1.6 s + 4.5 s a fork that no light step needs
     assert "pyannote.audio" not in seen["child"]["imported"]
+
+
+SHARED_PROBE = """
+import json, multiprocessing, os
+from multiprocessing import forkserver
+
+from opentranscribe_pipeline import executors, runner
+
+
+def report(queue):
+    queue.put({"ppid": os.getppid(), "probe": os.environ.get("PROBE")})
+
+
+def child(ctx):
+    queue = ctx.Queue()
+    proc = ctx.Process(target=report, args=(queue,))
+    proc.start()
+    seen = queue.get(timeout=300)
+    proc.join()
+    return seen
+
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("forkserver")
+    os.environ["PROBE"] = "when the block began"
+    out = {}
+    with runner.shared_forkserver(executors.PRELOAD):
+        out["server"] = forkserver._forkserver._forkserver_pid
+        out["shared"] = runner._shared_forkserver
+        os.environ["PROBE"] = "changed inside the block"
+        for run in ("first", "second"):
+            # what each run's multiprocess executor does before forking its steps
+            ctx.set_forkserver_preload(runner.forkserver_preload(executors.PRELOAD))
+            out[run] = child(ctx)
+    out["after"] = forkserver._forkserver._forkserver_pid
+    try:
+        os.kill(out["server"], 0)
+        out["server_alive"] = True
+    except ProcessLookupError:
+        out["server_alive"] = False
+    out["later"] = child(ctx)  # a run after the block starts its own forkserver
+    runner.stop_forkserver()
+    print(json.dumps(out))
+"""
+
+
+def test_the_cli_runs_share_one_forkserver_started_first_and_stopped_after(tmp_path):
+    """``runner.shared_forkserver`` (the CLI's ``process``): the forkserver starts when the
+    block begins, with that moment's environment; the runs inside fork their steps from it
+    instead of each starting its own; when the block ends it is gone (terminated and reaped)
+    and a later run starts a fresh one with the environment of then."""
+    script = tmp_path / "shared.py"
+    script.write_text(SHARED_PROBE)
+    out = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=600, check=True
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["server"] is not None and seen["shared"] is True
+    assert seen["first"]["ppid"] == seen["second"]["ppid"] == seen["server"]
+    assert seen["first"]["probe"] == seen["second"]["probe"] == "when the block began"
+    assert seen["after"] is None and seen["server_alive"] is False
+    assert seen["later"]["ppid"] != seen["server"]
+    assert seen["later"]["probe"] == "changed inside the block"
+
+
+def test_shared_forkserver_none_starts_nothing():
+    from multiprocessing import forkserver
+
+    from opentranscribe_pipeline import runner
+
+    runner.stop_forkserver()
+    with runner.shared_forkserver(None):
+        assert runner._shared_forkserver is False
+        assert getattr(forkserver._forkserver, "_forkserver_pid", None) is None
