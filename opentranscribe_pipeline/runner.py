@@ -231,7 +231,7 @@ def stop_forkserver() -> None:
 
     server = getattr(forkserver, "_forkserver", None)
     lock = getattr(server, "_lock", None)
-    if server is None or lock is None or getattr(server, "_forkserver_pid", None) is None:
+    if lock is None:
         return
     with lock:
         pid = server._forkserver_pid
