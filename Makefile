@@ -8,7 +8,7 @@ export PYANNOTE_METRICS_ENABLED := 0
 SAMPLE := tests/data/sample_archive/drop-2026-11-24
 WAREHOUSE ?= warehouse
 
-.PHONY: venv run test dev lint bench clean
+.PHONY: venv run test test-random real-speech dev lint bench clean
 
 venv: $(STAMP)
 
@@ -30,8 +30,17 @@ run: venv $(DAGSTER_HOME)/dagster.yaml
 	@echo; echo '$$ opentranscribe search "tomatoes on a balcony" --warehouse $(WAREHOUSE) --limit 1'
 	@$(VENV)/bin/opentranscribe search "tomatoes on a balcony" --warehouse "$(WAREHOUSE)" --limit 1
 
-test: venv
+# real speech the tests judge voices on (AMI excerpts from pyannote.audio's sdist), fetched here, not mid-test
+real-speech: venv
+	$(VENV)/bin/python tests/data/real_speech.py
+
+test: venv real-speech
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# the suite in random order: pyproject's addopts without `-p no:randomly` (pytest-randomly prints its
+# seed; replay an order with PYTEST_ARGS=--randomly-seed=N)
+test-random: venv real-speech
+	$(VENV)/bin/python -m pytest -o addopts="-ra --strict-markers --durations=30" $(PYTEST_ARGS)
 
 dev: venv $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml

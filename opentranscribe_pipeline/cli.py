@@ -248,7 +248,13 @@ def cmd_process(args) -> int:
         for batch_id, result in outcomes.items():
             if not result.success:
                 failed_runs.append((batch_id, result.run_id, failed_steps(result)))
-        done = [b for b in reg.batch_ids if b not in {f for f, _, _ in failed_runs}]
+        # one file (or one step) failing never holds back the rest: speaker ids, exports and
+        # search go on for every batch whose storage is usable, from whatever its run finished
+        done = [
+            b
+            for b in reg.batch_ids
+            if not any(f == b and any(x.startswith(STORAGE_PREFIX) for x in steps) for f, _, steps in failed_runs)
+        ]
         if done:
             print("assigning global speaker ids ...", flush=True)
             result = run_clustering(instance, warehouse.root_uri, args, "incremental", done, loc=loc)
@@ -257,6 +263,7 @@ def cmd_process(args) -> int:
             else:
                 failed_runs += run_publish(loc, instance, warehouse.root_uri, args, done)
     summary_error = print_summary(warehouse, reg.batch_ids, time.perf_counter() - started)
+    held_back = print_held_back(warehouse, reg.batch_ids) if summary_error is None else 0
     print(f"runs recorded in {home} (dagster dev shows them)")
     for batch_id, run_id, steps in failed_runs:
         print(f"error: run {run_id} for batch {batch_id} failed (`dagster dev` shows its log)", file=sys.stderr)
@@ -265,7 +272,30 @@ def cmd_process(args) -> int:
     storage_failed = any(line.startswith(STORAGE_PREFIX) for _, _, steps in failed_runs for line in steps)
     if summary_error is not None or storage_failed:
         return EXIT_USAGE
-    return EXIT_RUN_FAILED if failed_runs else EXIT_OK
+    return EXIT_RUN_FAILED if failed_runs or held_back else EXIT_OK
+
+
+def print_held_back(warehouse, batch_ids: list[str]) -> int:
+    """One line per file and stage that held the file's rows back (``file_issues``): which
+    outputs the file misses and why. Returns how many files."""
+
+    from .assets.isolation import read_issues
+    from .storage import StorageError
+
+    try:
+        issues = read_issues(warehouse, batch_ids)
+    except StorageError as exc:
+        print(f"warning: file issues not readable: {exc}", file=sys.stderr)
+        return 0
+    if issues.is_empty():
+        return 0
+    files = issues["media_id"].n_unique()
+    print(f"held back:  {files} file(s) miss some outputs (table file_issues):", file=sys.stderr)
+    for row in issues.sort("source_uri", "stage").iter_rows(named=True):
+        name = (row["source_uri"] or row["media_id"]).rsplit("/", 1)[-1]
+        what = f"no `{row['table']}` rows" if row["table"] else "stage failed"
+        print(f"  {name}: {row['stage']}: {what}: {row['rule']} {row['values'][:160]}", file=sys.stderr)
+    return files
 
 
 def _run_batches(loc, instance, batch_ids: list[str], run_config: dict, tags: dict, submit: bool) -> dict:
@@ -926,27 +956,41 @@ def _quiet_model_libraries() -> None:
         os.environ["PYTHONWARNINGS"] = f"{current},{quiet}" if current else quiet
 
 
+@contextlib.contextmanager
+def _process_environment():
+    """The variables a command sets for the processes it starts (step processes, code servers
+    read them), undone when it returns: ``main()`` called in-process (tests, a notebook) leaves
+    ``os.environ`` as it found it."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    # The application entry point decides before anything imports pyannote, which writes
-    # "true" into this variable on import when it is unset (library code never writes it).
-    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
-    # the step processes of its runs log the project's lines like this process does
-    os.environ["OPENTRANSCRIBE_LOG_LEVEL"] = "INFO" if args.verbose else "WARNING"
-    if not args.verbose and args.command in ("process", "speakers"):
-        # this process only orchestrates: models load in the step processes, which read the
-        # variables (importing the model libraries here just to quiet them cost 6 s a call)
-        _quiet_model_libraries()
     from .storage import StorageError
 
-    try:
-        return args.func(args)
-    except StorageError as exc:  # one line, never a traceback: the message names what and where
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    with _process_environment():
+        # The application entry point decides before anything imports pyannote, which writes
+        # "true" into this variable on import when it is unset (library code never writes it).
+        os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+        # the step processes of its runs log the project's lines like this process does
+        os.environ["OPENTRANSCRIBE_LOG_LEVEL"] = "INFO" if args.verbose else "WARNING"
+        if not args.verbose and args.command in ("process", "speakers"):
+            # this process only orchestrates: models load in the step processes, which read the
+            # variables (importing the model libraries here just to quiet them cost 6 s a call)
+            _quiet_model_libraries()
+        try:
+            return args.func(args)
+        except StorageError as exc:  # one line, never a traceback: the message names what and where
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -433,6 +433,22 @@ class Chunks(_TimedTable):
         unique = ["media_id", "chunk_index"]  # the row's identity; search ids are <media_id>:<chunk_index>
 
 
+class FileIssues(_Table):
+    """What a CPU stage held back for one file, and why (``assets/isolation.py``): one row per
+    (file, stage, rule). Written as ``file_issues/batch_id=<id>/<stage>.parquet``, one part per
+    stage, replaced by each run of that stage."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    source_uri: str = pa.Field(nullable=True)
+    stage: str
+    table: str = pa.Field(nullable=True)  # the table whose rows were held back; null: the stage raised
+    rule: str  # the pandera check broken, or "exception"
+    reason: str
+    values: str  # the offending rows or values (JSON), or where the exception was raised
+    recorded_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+
 TABLES: dict[str, type[_Table]] = {
     "batches": Batches,
     "media": Media,
@@ -455,6 +471,7 @@ TABLES: dict[str, type[_Table]] = {
     "media_stats": MediaStats,
     "chunk_files": ChunkFiles,
     "chunks": Chunks,
+    "file_issues": FileIssues,
 }
 
 

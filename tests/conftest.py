@@ -6,6 +6,13 @@
   127.0.0.1:5432 if one answers; a throwaway database is created and dropped.
 - Tests default to the small packaged ``tiny.en`` model (OPENTRANSCRIBE_ASR_MODEL); tests
   about accuracy ask for ``packaged:base`` explicitly.
+- ``run_cli``: the console script in a subprocess (one helper for every test file);
+  ``cli_in_process``: a read-only command through ``cli.main`` with its output captured
+  (no interpreter start, no model stack import per call).
+- ``shared_archive``: ONE processed warehouse per session, shared by every test that only
+  reads (the sample archive plus a silent file and two links, through ``opentranscribe
+  process``). Guarded: a test that writes to it fails at teardown. Tests that write take
+  ``copy_of_shared_archive()`` (a copy of the warehouse and its Dagster instance).
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +39,41 @@ TRUTH = json.loads((DATA / "sample_archive" / "truth.json").read_text())
 
 os.environ.setdefault("OPENTRANSCRIBE_ASR_MODEL", "packaged:tiny.en")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+
+OPENTRANSCRIBE = [sys.executable, "-m", "opentranscribe_pipeline.cli"]
+
+
+def run_cli(args, home: Path, env_extra: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``opentranscribe ARGS`` in a subprocess with DAGSTER_HOME=home (and ``env_extra``)."""
+    env = {**os.environ, **(env_extra or {}), "DAGSTER_HOME": str(home)}
+    return subprocess.run([*OPENTRANSCRIBE, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def cli_in_process(args, home: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """``opentranscribe ARGS`` through ``cli.main`` in this process, stdout and stderr captured:
+    for read-only commands (show, query, search, export, speakers list/similar). ``main()``
+    restores ``os.environ``; the variables given here are restored too."""
+    import io
+    import logging
+
+    from opentranscribe_pipeline import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    os.environ.update({**(env_extra or {}), "DAGSTER_HOME": str(home)})
+    handler = logging.StreamHandler(err)  # what the console would show on stderr (warnings)
+    logging.getLogger().addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main([str(a) for a in args])
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        logging.getLogger().removeHandler(handler)
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["opentranscribe", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")
@@ -155,16 +199,6 @@ def shipped_instance(home: Path, postgres: dict | None = None) -> Path:
     return home
 
 
-# parametrize a test over the two instance storages; ``instance_storage(request, storage)`` gives its postgres
-STORAGES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def instance_storage(request, storage: str) -> dict | None:
-    """None for SQLite; for PostgreSQL a database of this test's own (the session's
-    ``postgres_url`` database is shared: runs of one test must not count in another's)."""
-    return request.getfixturevalue("own_postgres_db") if storage == "postgres" else None
-
-
 @pytest.fixture
 def own_postgres_db(postgres_url):
     """A throwaway database on the server of ``postgres_url``, for this test only."""
@@ -217,3 +251,91 @@ def mounted_tmpfs(mount: Path, size: str):
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+# -- the shared processed warehouse ----------------------------------------------------------------
+SHARED_DROP_NAME = SAMPLE_DROP.name  # batch drop-2026-11-24-0000, as `make run` makes it
+SHARED_EXTRA = ("silence.flac",)  # beside the 8 sample files: a file without speech
+SHARED_LINKS = ("evil.wav", "outside.flac")  # never registered, named by `process`
+
+
+def fingerprint(*roots: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under ``roots``: what a writer would change."""
+    out = {}
+    for root in roots:
+        for p in root.rglob("*"):
+            if p.is_file() and not p.is_symlink():
+                st = p.stat()
+                out[str(p)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A processed warehouse (local folder) and the DAGSTER_HOME its runs are recorded in."""
+
+    base: Path
+    drop: Path
+    home: Path
+    root: Path
+    stdout: str  # what `opentranscribe process` printed when it was built
+
+    @property
+    def wh(self):
+        from opentranscribe_pipeline.storage import Warehouse
+
+        return Warehouse(str(self.root))
+
+    @property
+    def batch(self) -> str:
+        return f"{SHARED_DROP_NAME}-0000"
+
+    def copy(self, dest: Path) -> Archive:
+        """A writable copy of the warehouse and its instance (the drop is shared: read-only)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(self.root, dest / "warehouse", symlinks=True)
+        shutil.copytree(self.home, dest / "home", symlinks=True)
+        return Archive(dest, self.drop, dest / "home", dest / "warehouse", self.stdout)
+
+
+def build_shared_drop(target: Path) -> Path:
+    """The sample archive's 8 files, a silent file, a link to /etc/passwd and a link to a media
+    file outside the drop (links are named by `process` and never read)."""
+    drop = target / SHARED_DROP_NAME
+    drop.mkdir(parents=True)
+    for src in sorted(SAMPLE_DROP.iterdir()):
+        shutil.copy(src, drop / src.name)
+    make_silence(drop / "silence.flac")
+    outside = target / "elsewhere.flac"
+    shutil.copy(SAMPLE_DROP / "meeting-02.flac", outside)
+    (drop / "evil.wav").symlink_to("/etc/passwd")
+    (drop / "outside.flac").symlink_to(outside)
+    return drop
+
+
+@pytest.fixture(scope="session")
+def _shared_archive_built(tmp_path_factory) -> Archive:
+    base = tmp_path_factory.mktemp("shared-archive")
+    drop = build_shared_drop(base / "incoming")
+    home = write_instance_yaml(base / "home")
+    root = base / "warehouse"
+    proc = run_cli(["process", str(drop), "--warehouse", str(root)], home, timeout=2400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return Archive(base, drop, home, root, proc.stdout)
+
+
+@pytest.fixture
+def shared_archive(_shared_archive_built) -> Archive:
+    """The session's processed sample warehouse, read-only: the test fails if it wrote there
+    (take ``copy_of_shared_archive`` to write)."""
+    before = fingerprint(_shared_archive_built.root)
+    yield _shared_archive_built
+    after = fingerprint(_shared_archive_built.root)
+    changed = sorted(set(before.items()) ^ set(after.items()))
+    assert not changed, f"a test wrote to the shared warehouse (use copy_of_shared_archive): {changed[:5]}"
+
+
+@pytest.fixture
+def copy_of_shared_archive(_shared_archive_built, tmp_path) -> Archive:
+    """This test's own copy of the shared warehouse and its Dagster instance."""
+    return _shared_archive_built.copy(tmp_path / "archive")

@@ -12,7 +12,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from .conftest import ROOT, STORAGES, instance_storage, register_one_file_batches, shipped_instance
+from .conftest import ROOT, register_one_file_batches, shipped_instance
 
 BIN = Path(sys.executable).parent
 GPU_STEPS = ("transcribe", "diarize", "translate", "embed_chunks")  # the steps in the gpu pool
@@ -36,9 +36,10 @@ def transcripts_metadata(instance, run_id) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("storage", STORAGES)
-def test_backfill_of_batch_partitions_runs_through_the_daemon(tmp_path, request, storage):
-    home = shipped_instance(tmp_path / "home", postgres=instance_storage(request, storage))
+def test_backfill_of_batch_partitions_runs_through_the_daemon(tmp_path):
+    # the daemon on SQLite instance storage, what `make dev` gives an operator (PostgreSQL's
+    # full batch runs: Celery in test_celery.py and the CLI in test_cli.py)
+    home = shipped_instance(tmp_path / "home")
     root = tmp_path / "warehouse"
     env = {
         **os.environ,

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from .conftest import ROOT, STORAGES, instance_storage, register_one_file_batches, shipped_instance
+from .conftest import ROOT, register_one_file_batches, shipped_instance
 from .seaweed import free_port
 
 BIN = Path(sys.executable).parent
@@ -77,9 +77,11 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("storage", STORAGES)
-def test_batch_runs_on_celery_workers_with_model_steps_on_the_gpu_queue(tmp_path, redis_url, request, storage):
-    home = shipped_instance(tmp_path / "home", postgres=instance_storage(request, storage))
+@pytest.mark.postgres
+def test_batch_runs_on_celery_workers_with_model_steps_on_the_gpu_queue(tmp_path, redis_url, own_postgres_db):
+    # Celery as in production: on PostgreSQL instance storage (SQLite's full batch runs are the
+    # shared archive's CLI run and the daemon backfill in test_backfill.py)
+    home = shipped_instance(tmp_path / "home", postgres=own_postgres_db)
     root = tmp_path / "warehouse"
     env = {
         **os.environ,

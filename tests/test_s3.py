@@ -1,9 +1,6 @@
 """The pipeline against a real S3 server (SeaweedFS on loopback): sources and warehouse."""
 
-import os
 import re
-import subprocess
-import sys
 
 import polars as pl
 import pytest
@@ -11,7 +8,7 @@ import pytest
 from opentranscribe_pipeline.storage import StorageUnavailable, Warehouse, list_source
 from opentranscribe_pipeline.storage.media_index import MediaIndex
 
-from .conftest import ROOT, SAMPLE_DROP
+from .conftest import SAMPLE_DROP, run_cli
 
 pytestmark = pytest.mark.s3
 
@@ -27,15 +24,7 @@ def upload_drop(seaweed, bucket, prefix):
 
 
 def cli(args, env_extra, dagster_home, timeout=600):
-    env = {**os.environ, **env_extra, "DAGSTER_HOME": str(dagster_home)}
-    return subprocess.run(
-        [sys.executable, "-m", "opentranscribe_pipeline.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(args, dagster_home, env_extra, timeout=timeout)
 
 
 def test_listing_keeps_odd_keys_below_the_prefix(seaweed):

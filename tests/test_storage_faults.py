@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,15 +16,10 @@ import pytest
 from opentranscribe_pipeline.storage import Warehouse
 
 from . import seaweed as seaweed_server
-from .conftest import ROOT, SAMPLE_DROP, mounted_tmpfs, write_instance_yaml
+from .conftest import OPENTRANSCRIBE, ROOT, SAMPLE_DROP, mounted_tmpfs, write_instance_yaml
+from .conftest import run_cli as cli
 
-OPENTRANSCRIBE = [sys.executable, "-m", "opentranscribe_pipeline.cli"]
 FILES = ("meeting-02.flac", "call-07.flac", "lecture_05.ogg")
-
-
-def cli(args, home: Path, env_extra=None, timeout=600):
-    env = {**os.environ, **(env_extra or {}), "DAGSTER_HOME": str(home)}
-    return subprocess.run([*OPENTRANSCRIBE, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def weed_dir(tmp_path: Path) -> Path:
@@ -56,14 +50,15 @@ def assert_not_retried(proc) -> None:
     assert "attempts over" not in proc.stderr
 
 
-def assert_each_file_once(wh: Warehouse, batch_id: str, n: int) -> None:
+def assert_each_file_once(wh: Warehouse, batch_id: str, n: int, with_words: int | None = None) -> None:
+    """``n`` files, each ok and done once; ``with_words`` of them have words (default: all)."""
     media = wh.read_table("media", batch_id)
     assert media.height == n and (media["status"] == "ok").all()
     for table in ("transcripts", "diarization"):
         state = wh.read_table(table, batch_id)
         assert state.height == n and state["media_id"].n_unique() == n and (state["status"] == "ok").all(), table
     words = wh.read_table("words", batch_id)
-    assert words["media_id"].n_unique() == n
+    assert words["media_id"].n_unique() == (n if with_words is None else with_words)
     assert words.select("media_id", "segment_id", "word_index").is_duplicated().sum() == 0
     assert wh.files_under(wh.path("_staging")) == []
 
@@ -262,23 +257,14 @@ def test_disk_full_exits_2_naming_the_path_without_retries(tmp_path, tmpfs):
 
 
 # -- corrupt parts ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory):
-    """A local warehouse with one processed batch of two files (read-only: copy it)."""
-    base = tmp_path_factory.mktemp("processed")
-    home = write_instance_yaml(base / "home")
-    drop = make_drop(base / "drop", FILES[:2])
-    proc = cli(["process", str(drop), "--warehouse", str(base / "w")], home)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return base
+SHARED_FILES, SHARED_SPEECH = 9, 8  # the shared archive: 8 sample files with speech and a silent one
 
 
-def copy_of(processed: Path, tmp_path: Path) -> tuple[Path, Path, Warehouse, str]:
-    shutil.copytree(processed / "w", tmp_path / "w")
-    home = write_instance_yaml(tmp_path / "home")
-    wh = Warehouse(str(tmp_path / "w"))
+def parts_of(archive) -> tuple[Path, Path, Warehouse, str]:
+    """The drop, Dagster home, warehouse and batch of a copy of the shared processed archive."""
+    wh = archive.wh
     [batch_id] = wh.batch_ids("batches")
-    return processed / "drop", home, wh, batch_id
+    return archive.drop, archive.home, wh, batch_id
 
 
 def truncate(path: str) -> None:
@@ -287,8 +273,8 @@ def truncate(path: str) -> None:
 
 
 @pytest.mark.slow
-def test_show_names_a_truncated_words_part_and_shows_the_rest(processed, tmp_path):
-    _, home, wh, batch_id = copy_of(processed, tmp_path)
+def test_show_names_a_truncated_words_part_and_shows_the_rest(copy_of_shared_archive, tmp_path):
+    _, home, wh, batch_id = parts_of(copy_of_shared_archive)
     segments = wh.read_table("segments", batch_id)
     bad = wh.table_file("words", batch_id)
     truncate(bad)
@@ -298,21 +284,21 @@ def test_show_names_a_truncated_words_part_and_shows_the_rest(processed, tmp_pat
     assert f"warning: table 'words' batch '{batch_id}': cannot read {bad}" in proc.stderr
     assert "(1 part(s) unreadable)" in proc.stdout
     assert f"segments             {segments.height:8d} rows" in proc.stdout
-    assert "media                       2 rows" in proc.stdout
+    assert f"media                {SHARED_FILES:8d} rows" in proc.stdout
     first = segments.sort("media_id", "segment_id")["text"][0].strip()
     assert first[:20] in proc.stdout  # the transcript lines are still shown
 
 
 @pytest.mark.slow
-def test_truncated_media_part_is_quarantined_and_rebuilt_by_the_rerun(processed, tmp_path):
-    drop, home, wh, batch_id = copy_of(processed, tmp_path)
+def test_truncated_media_part_is_quarantined_and_rebuilt_by_the_rerun(copy_of_shared_archive, tmp_path):
+    drop, home, wh, batch_id = parts_of(copy_of_shared_archive)
     before = wh.read_table("media", batch_id)
     transcripts = wh.read_table("transcripts", batch_id)
     bad = wh.table_file("media", batch_id)
     truncate(bad)
     proc = cli(["process", str(drop), "--warehouse", wh.root], home)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 total, 2 ok, 0 failed, 0 skipped" in proc.stdout
+    assert f"{SHARED_FILES} total, {SHARED_FILES} ok, 0 failed, 0 skipped" in proc.stdout
     after = wh.read_table("media", batch_id)
     assert sorted(after["media_id"].to_list()) == sorted(before["media_id"].to_list())
     assert after.drop("processed_at").sort("source_uri").equals(before.drop("processed_at").sort("source_uri"))
@@ -320,20 +306,20 @@ def test_truncated_media_part_is_quarantined_and_rebuilt_by_the_rerun(processed,
     assert len(aside) == 2 and aside[0].endswith(".json") and aside[1].endswith(".parquet")
     # the model steps' tables were current: nothing was transcribed again
     assert wh.read_table("transcripts", batch_id).equals(transcripts)
-    assert_each_file_once(wh, batch_id, 2)
+    assert_each_file_once(wh, batch_id, SHARED_FILES, with_words=SHARED_SPEECH)
 
 
 @pytest.mark.slow
-def test_truncated_asr_words_part_is_rebuilt_by_redoing_the_files(processed, tmp_path):
-    drop, home, wh, batch_id = copy_of(processed, tmp_path)
+def test_truncated_asr_words_part_is_rebuilt_by_redoing_the_files(copy_of_shared_archive, tmp_path):
+    drop, home, wh, batch_id = parts_of(copy_of_shared_archive)
     words = wh.read_table("asr_words", batch_id)
     truncate(wh.table_file("asr_words", batch_id))
     proc = cli(["process", str(drop), "--warehouse", wh.root], home)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rebuilt = wh.read_table("asr_words", batch_id)
-    assert rebuilt.height == words.height and rebuilt["media_id"].n_unique() == 2
+    assert rebuilt.height == words.height and rebuilt["media_id"].n_unique() == SHARED_SPEECH
     moved = {p.name.split("=")[0] for p in (Path(wh.root) / "_quarantine").iterdir()}
     assert moved == {"asr_words", "transcripts"}  # the bad part, and the state that vouched for it
     state = wh.read_table("transcripts", batch_id)
-    assert (state["status"] == "ok").all() and state.height == 2
-    assert_each_file_once(wh, batch_id, 2)
+    assert (state["status"] == "ok").all() and state.height == SHARED_FILES
+    assert_each_file_once(wh, batch_id, SHARED_FILES, with_words=SHARED_SPEECH)

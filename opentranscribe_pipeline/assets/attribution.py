@@ -13,7 +13,7 @@ from ..resources import WarehouseResource
 from ..schemas import AsrSegments, AsrWords, Segments, SpeakerTurns, Words, conform
 from ..speech.attribute import attribute_file
 from ..speech.diarize import Turn
-from .checks import markdown_table, schema_check_result, schema_check_spec, table_spec
+from .checks import check_spec, markdown_table, schema_check_result, schema_check_spec, table_spec
 from .modelstep import empty
 
 
@@ -79,11 +79,8 @@ def _spec(table: str, description: str) -> dg.AssetSpec:
     check_specs=[
         schema_check_spec("segments"),
         schema_check_spec("words"),
-        dg.AssetCheckSpec(
-            WORDS_HAVE_SPEAKERS,
-            asset="words",
-            description="No word of a successfully diarized file lacks a speaker.",
-            blocking=True,
+        check_spec(
+            WORDS_HAVE_SPEAKERS, "words", "No word of a successfully diarized file lacks a speaker.", blocking=True
         ),
     ],
     partitions_def=batch_partitions,

@@ -26,7 +26,7 @@ from ..search.chunking import chunk_file, source_digest
 from ..search.embedding import TextEmbedder
 from ..search.service import index_batch, refresh_speakers, resync_speaker_ids
 from ..settings import GPU_POOL, SEARCH_INDEX_POOL
-from .checks import table_spec
+from .checks import check_spec, table_spec
 from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, run_model_step, with_staged
 
 GROUP = "search"
@@ -157,10 +157,11 @@ def embed_chunks(
     kinds={"lancedb", "opensearch"},
     pool=SEARCH_INDEX_POOL,
     check_specs=[
-        dg.AssetCheckSpec(
+        check_spec(
             INDEX_CHECK,
-            asset="search_index",
-            description="The index holds exactly the batch's chunks of the configured text model.",
+            "search_index",
+            "The index holds exactly the batch's chunks of the configured text model.",
+            blocking=False,
         )
     ],
 )

@@ -14,6 +14,15 @@ from ..partitions import batch_partitions
 from ..resources import WarehouseResource
 from ..schemas import MediaStats, SpeakerStats, conform
 from .checks import schema_check_result, schema_check_spec, table_spec
+from .isolation import (
+    Issue,
+    hold_back_invalid,
+    issues_check_result,
+    issues_check_spec,
+    per_file,
+    tag_held_back,
+    write_issues,
+)
 from .modelstep import empty
 
 
@@ -28,8 +37,15 @@ def _by_media(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
     return {k[0]: v for k, v in df.partition_by("media_id", as_dict=True).items()}
 
 
-def batch_stats(batch_id: str, media, audio, turns, words, segments, diarization) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``speaker_stats`` and ``media_stats`` of a batch from its tables (plain frames)."""
+STAGE = "conversation_analytics"
+
+
+def batch_stats(
+    batch_id: str, media, audio, turns, words, segments, diarization
+) -> tuple[pl.DataFrame, pl.DataFrame, list[Issue]]:
+    """``speaker_stats`` and ``media_stats`` of a batch from its tables (plain frames), and the
+    issues of the files held back: a file whose statistics raise, or whose rows break a table's
+    rules, has no rows in either table (``assets/isolation.py``); the other files are unaffected."""
     ok = media.filter(pl.col("status") == "ok").select("media_id", "duration_s") if media.height else media
     if audio.height:  # the decoded duration where there is one
         ok = ok.join(
@@ -38,8 +54,8 @@ def batch_stats(batch_id: str, media, audio, turns, words, segments, diarization
         ok = ok.with_columns(duration_s=pl.coalesce("audio_duration_s", "duration_s")).drop("audio_duration_s")
     diarized = set(diarization.filter(pl.col("status") == "ok")["media_id"].to_list()) if diarization.height else set()
     turns_of, words_of, segs_of = _by_media(turns), _by_media(words), _by_media(segments)
-    speaker_rows, media_rows = [], []
-    for media_id, duration in ok.unique("media_id").sort("media_id").select("media_id", "duration_s").rows():
+
+    def one_file(media_id: str, duration) -> tuple[list[dict], dict]:
         t = turns_of.get(media_id)
         w = words_of.get(media_id)
         s = segs_of.get(media_id)
@@ -52,14 +68,27 @@ def batch_stats(batch_id: str, media, audio, turns, words, segments, diarization
             w.select("start_s", "end_s").rows() if w is not None else [],
             diarized=media_id in diarized,
         )
-        for st in per_speaker:
-            speaker_rows.append({"batch_id": batch_id, "media_id": media_id, **st.__dict__})
-        media_rows.append(
-            {"batch_id": batch_id, "media_id": media_id, "duration_s": float(duration or 0.0), **med.__dict__}
-        )
+        speaker_rows = [{"batch_id": batch_id, "media_id": media_id, **st.__dict__} for st in per_speaker]
+        return speaker_rows, {
+            "batch_id": batch_id,
+            "media_id": media_id,
+            "duration_s": float(duration or 0.0),
+            **med.__dict__,
+        }
+
+    items = ok.unique("media_id").sort("media_id").select("media_id", "duration_s").rows()
+    results, issues = per_file(STAGE, items, one_file)
+    speaker_rows = [row for rows, _ in results.values() for row in rows]
+    media_rows = [m for _, m in results.values()]
     speakers = conform(pl.DataFrame(speaker_rows), SpeakerStats) if speaker_rows else empty(SpeakerStats)
     medias = conform(pl.DataFrame(media_rows), MediaStats) if media_rows else empty(MediaStats)
-    return speakers.sort("media_id", "speaker"), medias.sort("media_id")
+    speakers, held_s = hold_back_invalid("speaker_stats", speakers, STAGE)
+    medias, held_m = hold_back_invalid("media_stats", medias, STAGE)
+    issues += held_s + held_m
+    bad = {i.media_id for i in issues}  # a file held back in one table is held back in both
+    speakers = speakers.filter(~pl.col("media_id").is_in(sorted(bad)))
+    medias = medias.filter(~pl.col("media_id").is_in(sorted(bad)))
+    return speakers.sort("media_id", "speaker"), medias.sort("media_id"), issues
 
 
 def _spec(table: str, description: str) -> dg.AssetSpec:
@@ -79,7 +108,11 @@ def _spec(table: str, description: str) -> dg.AssetSpec:
         ),
         _spec("media_stats", "Per media item: speech, silence, overlap, speakers, switches, pace."),
     ],
-    check_specs=[schema_check_spec("speaker_stats"), schema_check_spec("media_stats")],
+    check_specs=[
+        schema_check_spec("speaker_stats"),
+        schema_check_spec("media_stats"),
+        issues_check_spec(STAGE, "speaker_stats"),
+    ],
     partitions_def=batch_partitions,
 )
 def conversation_analytics(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
@@ -89,7 +122,7 @@ def conversation_analytics(context: dg.AssetExecutionContext, warehouse: Warehou
     media = _read(wh, "media", batch_id)
     if not media.height:
         raise dg.Failure(f"batch {batch_id!r} has no media table yet; materialize `media` first")
-    speakers, medias = batch_stats(
+    speakers, medias, issues = batch_stats(
         batch_id,
         media,
         _read(wh, "audio", batch_id),
@@ -100,6 +133,8 @@ def conversation_analytics(context: dg.AssetExecutionContext, warehouse: Warehou
     )
     wh.write_table("speaker_stats", speakers, batch_id)
     wh.write_table("media_stats", medias, batch_id)
+    held = write_issues(wh, batch_id, STAGE, issues, media)
+    tag_held_back(context, STAGE, held)
     speech_h = float(medias["speech_s"].sum() or 0) / 3600
     yield dg.MaterializeResult(asset_key="speaker_stats", metadata={"dagster/row_count": speakers.height})
     yield dg.MaterializeResult(
@@ -109,7 +144,9 @@ def conversation_analytics(context: dg.AssetExecutionContext, warehouse: Warehou
             "speech_hours": round(speech_h, 4),
             "overlap_s": round(float(medias["overlap_s"].sum() or 0), 2),
             "files_without_diarization": medias.filter(~pl.col("diarized")).height,
+            "files_held_back": held["media_id"].n_unique(),
         },
     )
     yield schema_check_result("speaker_stats", speakers)
     yield schema_check_result("media_stats", medias)
+    yield issues_check_result(STAGE, "speaker_stats", held)

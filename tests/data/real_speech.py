@@ -143,3 +143,14 @@ def pieces_of(samples: np.ndarray, seconds: float) -> list[np.ndarray]:
     """``samples`` cut into consecutive pieces of ``seconds`` (the last, shorter one dropped)."""
     n = int(seconds * SAMPLE_RATE)
     return [samples[i : i + n] for i in range(0, len(samples) - n + 1, n)]
+
+
+if __name__ == "__main__":
+    # `make test` runs this before the suite: the AMI excerpts are fetched by the setup step,
+    # never in the middle of a test. Exit 1 when they cannot be had (CI then fails instead of
+    # skipping the tests that need them).
+    debug_set = pyannote_debug_set()
+    if debug_set is None:
+        print("real speech: pyannote.audio's source distribution (AMI excerpts) could not be fetched with pip")
+        sys.exit(1)
+    print(f"real speech: {len(debug_set)} AMI excerpts in {default_cache()}, and pyannote.audio's sample")

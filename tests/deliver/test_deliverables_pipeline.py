@@ -14,31 +14,25 @@ import pytest
 
 from opentranscribe_pipeline.storage import Warehouse
 
-from ..conftest import SAMPLE_DROP, TRUTH, make_silence, write_instance_yaml
-from ..test_cli import cli
+from ..conftest import SHARED_DROP_NAME, TRUTH, cli_in_process
+from ..conftest import run_cli as cli
 from .helpers import check_srt, check_vtt, parse_srt, parse_vtt
 
-pytestmark = pytest.mark.slow  # a real `opentranscribe process` run (about 4 min on 2 shared cores)
+pytestmark = pytest.mark.slow  # the session's shared `opentranscribe process` run (conftest.shared_archive)
 
-FILES = ("interview 01.wav", "call-07.flac")
-DROP = "deliver-drop"
+FILES = ("interview 01.wav", "call-07.flac")  # two of the shared drop's files, checked against truth.json
+DROP = SHARED_DROP_NAME
 
 
 @pytest.fixture(scope="module")
-def processed(tmp_path_factory):
+def processed(_shared_archive_built, tmp_path_factory):
+    """The shared processed archive (sample files, a silent file; tiny.en, packaged diarization,
+    clustering, publish_batch), copied for this module: tests here rename and re-publish."""
     tmp = tmp_path_factory.mktemp("deliver")
-    drop = tmp / DROP
-    drop.mkdir()
-    for name in FILES:
-        shutil.copy(SAMPLE_DROP / name, drop / name)
-    make_silence(drop / "silence.flac")
-    home = write_instance_yaml(tmp / "home")
-    root = tmp / "warehouse"
-    proc = cli(["process", str(drop), "--warehouse", str(root), "--model", "packaged:tiny.en"], home, timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    wh = Warehouse(str(root))
+    copy = _shared_archive_built.copy(tmp)
+    wh = Warehouse(str(copy.root))
     [batch_id] = wh.batch_ids("media")
-    return {"tmp": tmp, "home": home, "root": root, "wh": wh, "batch": batch_id}
+    return {"tmp": tmp, "home": copy.home, "root": copy.root, "wh": wh, "batch": batch_id, "drop": copy.drop}
 
 
 def _media(wh, batch_id) -> dict[str, dict]:
@@ -57,6 +51,15 @@ def _shown_names(wh, media_id) -> set[str]:
     names = dict(profiles(wh).rows())
     gids = read_clusters(wh).filter(pl.col("media_id") == media_id)["global_speaker_id"].to_list()
     return {names.get(g, g) for g in gids}
+
+
+def _own_copy(processed, tmp_path) -> dict:
+    """A test's own copy of the module's warehouse and instance: its renames and rewrites
+    never reach another test, whatever the order."""
+    shutil.copytree(processed["root"], tmp_path / "warehouse")
+    shutil.copytree(processed["home"], tmp_path / "home")
+    wh = Warehouse(str(tmp_path / "warehouse"))
+    return {**processed, "tmp": tmp_path, "root": tmp_path / "warehouse", "home": tmp_path / "home", "wh": wh}
 
 
 def _publish(processed):
@@ -82,7 +85,7 @@ def _publish(processed):
 def test_every_ok_file_is_exported_and_parses_back_within_the_rules(processed):
     wh, batch_id = processed["wh"], processed["batch"]
     media = _media(wh, batch_id)
-    assert set(media) == {*FILES, "silence.flac"}
+    assert {*FILES, "silence.flac"} <= set(media)
     words = wh.read_table("words", batch_id)
     for name in FILES:
         mid = media[name]["media_id"]
@@ -152,21 +155,27 @@ def test_analytics_match_the_synthetic_truth(processed):
     assert silent["speech_s"] == 0 and silent["silence_s"] == pytest.approx(3.0, abs=0.05)
 
 
-def test_renamed_speaker_shows_after_rematerializing(processed):
+def test_renamed_speaker_shows_after_rematerializing(processed, tmp_path):
+    processed = _own_copy(processed, tmp_path)
     wh, batch_id, home = processed["wh"], processed["batch"], processed["home"]
     mid = _media(wh, batch_id)["interview 01.wav"]["media_id"]
     from opentranscribe_pipeline.speakers.state import read_clusters
 
     gid = read_clusters(wh).filter(pl.col("media_id") == mid)["global_speaker_id"].sort()[0]
     evil = "Ada <Lovelace> --> & co"
-    proc = cli(["speakers", "name", gid, evil, "--warehouse", str(processed["root"])], home)
+    proc = cli_in_process(["speakers", "name", gid, evil, "--warehouse", str(processed["root"])], home)
     assert proc.returncode == 0, proc.stderr
     assert "spk-" in _export(wh, "srt", batch_id, mid) and evil not in _export(wh, "vtt", batch_id, mid)
     _publish(processed)
     srt_text, vtt_text = _export(wh, "srt", batch_id, mid), _export(wh, "vtt", batch_id, mid)
     shown_srt = "Ada ‹Lovelace› → & co"
     names_srt = {shown_srt if n == evil else n for n in _shown_names(wh, mid)}
-    check_srt(srt_text, names_srt)
+    expected = wh.read_table("words", batch_id).filter(pl.col("media_id") == mid).sort("segment_id", "word_index")
+    # every cue names a speaker shown for this file, and no name's words leak into the text
+    assert check_srt(srt_text, names_srt) == expected["word"].to_list()
+    shown_vtt = "Ada &lt;Lovelace&gt; --&gt; &amp; co"  # escaped inside the <v> voice span
+    names_vtt = {shown_vtt if n == shown_srt else n for n in names_srt}
+    assert check_vtt(vtt_text, names_vtt) == expected["word"].to_list()
     assert f"{shown_srt}: " in srt_text
     assert "<v Ada &lt;Lovelace&gt; --&gt; &amp; co>" in vtt_text
     assert any(c.raw_text.startswith("<v Ada &lt;Lovelace&gt;") for c in parse_vtt(vtt_text))
@@ -195,25 +204,28 @@ def test_export_command_selections(processed):
     out = tmp / "out-drop"
     proc = cli(["export", "--warehouse", root, "--out", str(out), "--drop", DROP, "--format", "srt,vtt"], home)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{stem}.{ext}" for stem in ("interview 01", "call-07", "silence") for ext in ("srt", "vtt")
-    )
+    stems = [p.stem for p in processed["drop"].iterdir() if not p.is_symlink()]  # every file of the drop
+    assert "silence" in stems and "interview 01" in stems and "call-07" in stems
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}.{ext}" for stem in stems for ext in ("srt", "vtt"))
     check_srt((out / "call-07.srt").read_text())
     mid = _media(processed["wh"], processed["batch"])["call-07.flac"]["media_id"]
     out2 = tmp / "out-media"
-    proc = cli(["export", "--warehouse", root, "--out", str(out2), "--media", mid[:10], "--language", "en"], home)
+    proc = cli_in_process(
+        ["export", "--warehouse", root, "--out", str(out2), "--media", mid[:10], "--language", "en"], home
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out2.iterdir()) == [f"call-07.en.{e}" for e in ("json", "srt", "txt", "vtt")]
     check_srt((out2 / "call-07.en.srt").read_text())
     assert json.loads((out2 / "call-07.en.json").read_text())["language"] == "en"
     for bad in (["--drop", "no-such-drop"], ["--batch", "nope-0000"], ["--media", "ffffffffff"]):
-        proc = cli(["export", "--warehouse", root, "--out", str(tmp / "x"), *bad], home)
+        proc = cli_in_process(["export", "--warehouse", root, "--out", str(tmp / "x"), *bad], home)
         assert proc.returncode == 2 and proc.stderr.startswith("error: "), (bad, proc.stderr)
-    proc = cli(["export", "--warehouse", root, "--out", str(tmp / "x"), "--format", "docx"], home)
+    proc = cli_in_process(["export", "--warehouse", root, "--out", str(tmp / "x"), "--format", "docx"], home)
     assert proc.returncode == 2 and "docx" in proc.stderr
 
 
-def test_failed_diarization_is_exported_without_names(processed):
+def test_failed_diarization_is_exported_without_names(processed, tmp_path):
+    processed = _own_copy(processed, tmp_path)
     wh, batch_id = processed["wh"], processed["batch"]
     mid = _media(wh, batch_id)["call-07.flac"]["media_id"]
     diar = wh.read_table("diarization", batch_id)

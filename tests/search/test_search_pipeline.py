@@ -19,8 +19,7 @@ from opentranscribe_pipeline.search.backends import Filters
 from opentranscribe_pipeline.search.service import open_search_backend, search
 from opentranscribe_pipeline.storage import Warehouse
 
-from ..conftest import DATA, SAMPLE_DROP, TRUTH, write_instance_yaml
-from ..test_cli import cli
+from ..conftest import DATA, TRUTH, cli_in_process, run_cli, write_instance_yaml
 
 # the sample archive through the real models once per module (about a minute on a quiet machine;
 # the ceiling is for a shared one)
@@ -32,17 +31,14 @@ RECALL_FLOOR = {"text": 0.5, "semantic": 0.75, "hybrid": 0.75}  # recall@5 on th
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    """The sample archive processed once by the CLI (tiny.en), its voices named after truth.json."""
-    base = tmp_path_factory.mktemp("search")
-    home = write_instance_yaml(base / "home")
-    root = base / "wh"
-    out = cli(["process", str(SAMPLE_DROP), "--warehouse", str(root)], home, timeout=2400)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "indexing for search" in out.stdout
-    wh = Warehouse(str(root))
-    names = name_voices_after_truth(wh, home)
-    return {"wh": wh, "root": root, "home": home, "names": names, "batch": wh.batch_ids("chunks")[0]}
+def archive(_shared_archive_built, tmp_path_factory):
+    """The session's processed sample archive (tiny.en), copied for this module, its voices
+    named after truth.json."""
+    copy = _shared_archive_built.copy(tmp_path_factory.mktemp("search"))
+    assert "indexing for search" in copy.stdout
+    wh = Warehouse(str(copy.root))
+    names = name_voices_after_truth(wh, copy.home)
+    return {"wh": wh, "root": copy.root, "home": copy.home, "names": names, "batch": wh.batch_ids("chunks")[0]}
 
 
 def name_voices_after_truth(wh: Warehouse, home) -> dict[str, str]:
@@ -64,7 +60,7 @@ def name_voices_after_truth(wh: Warehouse, home) -> dict[str, str]:
     for gid, v in votes.items():
         voice = max(v, key=v.get)
         if voice not in names.values():
-            out = cli(["speakers", "name", gid, voice, "--warehouse", str(wh.root_uri)], home)
+            out = cli_in_process(["speakers", "name", gid, voice, "--warehouse", str(wh.root_uri)], home)
             assert out.returncode == 0, out.stderr
             names[gid] = voice
     return names
@@ -136,13 +132,13 @@ def test_query_set_recall(archive):
 
 def test_cli_search_prints_file_time_speaker_and_highlight(archive):
     root, home = str(archive["root"]), archive["home"]
-    out = cli(["search", "planting tomatoes", "--warehouse", root, "--mode", "text"], home)
+    out = run_cli(["search", "planting tomatoes", "--warehouse", root, "--mode", "text"], home)  # the console script
     assert out.returncode == 0, out.stderr
     assert "podcast 04.m4a" in out.stdout.splitlines()[2]
     assert "*tomatoes*" in out.stdout and "00:0" in out.stdout
     assert any(v in out.stdout for v in ("awb", "spk-"))
 
-    out = cli(["search", "the evening news", "--warehouse", root, "--json", "--limit", "3"], home)
+    out = cli_in_process(["search", "the evening news", "--warehouse", root, "--json", "--limit", "3"], home)
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert 1 <= len(rows) <= 3
     assert set(rows[0]) >= {
@@ -158,39 +154,39 @@ def test_cli_search_prints_file_time_speaker_and_highlight(archive):
     }
     assert rows[0]["source_uri"].endswith("radio_show_03.mp3")
 
-    out = cli(["search", "zzqxv", "--warehouse", root, "--mode", "text"], home)
+    out = cli_in_process(["search", "zzqxv", "--warehouse", root, "--mode", "text"], home)
     assert out.returncode == 0 and "no results" in out.stdout
     for odd in ("北京 ñandú ¿dónde?", '"AND OR (* ) [', "lluvia en la costa"):
-        out = cli(["search", odd, "--warehouse", root], home)
+        out = cli_in_process(["search", odd, "--warehouse", root], home)
         assert out.returncode == 0, out.stderr
-    out = cli(["search", "rain", "--warehouse", root, "--speaker", "Nobody Such"], home)
+    out = cli_in_process(["search", "rain", "--warehouse", root, "--speaker", "Nobody Such"], home)
     assert out.returncode == 2 and "no speaker named 'Nobody Such'" in out.stderr
 
 
 def test_renaming_changes_results_without_touching_the_index(archive, tmp_path):
-    wh, home, root = archive["wh"], archive["home"], str(archive["root"])
+    wh = _copy(archive, tmp_path)  # its own copy: the rename never reaches another test
+    home, root = archive["home"], str(wh.root)
     gid = next(g for g, v in archive["names"].items() if v == "esf")
     table = open_search_backend(wh)._table("chunks")
     version = table.version
-    out = cli(["speakers", "name", gid, "Elena Ferrante", "--warehouse", root], home)
+    out = cli_in_process(["speakers", "name", gid, "Elena Ferrante", "--warehouse", root], home)
     assert out.returncode == 0, out.stderr
-    out = cli(["search", "library", "--warehouse", root, "--speaker", "elena ferrante", "--json"], home)
+    out = cli_in_process(["search", "library", "--warehouse", root, "--speaker", "elena ferrante", "--json"], home)
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert (
         rows
         and {r["speaker_name"] for r in rows} == {"Elena Ferrante"}
         and {r["global_speaker_id"] for r in rows} == {gid}
     )
-    out = cli(["search", "library", "--warehouse", root, "--speaker", "esf"], home)
+    out = cli_in_process(["search", "library", "--warehouse", root, "--speaker", "esf"], home)
     assert out.returncode == 2  # the old name names nobody now
     assert open_search_backend(wh)._table("chunks").version == version, "no write to the index"
-    cli(["speakers", "name", gid, "esf", "--warehouse", root], home)
 
 
 def test_speakers_similar_uses_the_speakers_index(archive):
     root, home = str(archive["root"]), archive["home"]
     gid = next(iter(archive["names"]))
-    out = cli(["speakers", "similar", gid, "--warehouse", root, "--limit", "3"], home)
+    out = cli_in_process(["speakers", "similar", gid, "--warehouse", root, "--limit", "3"], home)
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if "similarity" in line]
     assert len(lines) == min(3, len(archive["names"]) - 1) and gid not in out.stdout
@@ -200,7 +196,7 @@ def test_speakers_similar_uses_the_speakers_index(archive):
 
 def test_empty_warehouse_says_nothing_is_indexed(tmp_path):
     home = write_instance_yaml(tmp_path / "home")
-    out = cli(["search", "anything", "--warehouse", str(tmp_path / "empty")], home)
+    out = cli_in_process(["search", "anything", "--warehouse", str(tmp_path / "empty")], home)
     assert out.returncode == 0 and "nothing is indexed" in out.stdout
 
 
@@ -325,10 +321,12 @@ def test_opensearch_backend_on_the_same_warehouse(archive, tmp_path, osmem_clone
     home = archive["home"]
 
     def searches():
-        out = cli(["search", "planting tomatoes", "--warehouse", wh.root_uri, "--mode", "text", "--json"], home)
+        out = cli_in_process(
+            ["search", "planting tomatoes", "--warehouse", wh.root_uri, "--mode", "text", "--json"], home
+        )
         rows = [json.loads(line) for line in out.stdout.splitlines()]
         assert rows and rows[0]["source_uri"].endswith("podcast 04.m4a")
-        hybrid = cli(["search", "planting tomatoes", "--warehouse", wh.root_uri], home)
+        hybrid = cli_in_process(["search", "planting tomatoes", "--warehouse", wh.root_uri], home)
         assert hybrid.returncode == 0 and "podcast 04.m4a" in hybrid.stdout
         assert "no k-NN" in hybrid.stderr and "full text only" in hybrid.stderr
 
@@ -383,7 +381,7 @@ def test_a_split_moves_the_passages_of_the_split_off_files_to_their_new_id(archi
     assert wh.exists(published_path(wh, backend, batch))
     assert resync_speaker_ids(wh, backend) == [], "nothing changed yet: nothing re-indexed"
 
-    out = cli(["speakers", "split", gid, "--by-file", "--warehouse", root], home)
+    out = cli_in_process(["speakers", "split", gid, "--by-file", "--warehouse", root], home)
     assert out.returncode == 0, out.stderr
     assert "re-indexed the passages of 1 batch(es)" in out.stdout
     after = pl.read_parquet(f"{root}/speaker_clusters/*.parquet").select("media_id", "speaker", "global_speaker_id")
@@ -395,10 +393,10 @@ def test_a_split_moves_the_passages_of_the_split_off_files_to_their_new_id(archi
         files = set(moved.filter(pl.col("global_speaker_id_now") == new)["media_id"])
         passage = moved.filter(pl.col("global_speaker_id_now") == new)["text"][0]
         word = max(re.findall(r"[A-Za-z]+", passage), key=len)  # a word of one of its passages
-        out = cli(["search", word, "--warehouse", root, "--speaker", new, "--mode", "text", "--json"], home)
+        out = cli_in_process(["search", word, "--warehouse", root, "--speaker", new, "--mode", "text", "--json"], home)
         rows = [json.loads(line) for line in out.stdout.splitlines()]
         assert rows and {r["media_id"] for r in rows} <= files and {r["global_speaker_id"] for r in rows} == {new}
-        out = cli(["search", word, "--warehouse", root, "--speaker", gid, "--mode", "text", "--json"], home)
+        out = cli_in_process(["search", word, "--warehouse", root, "--speaker", gid, "--mode", "text", "--json"], home)
         rows = [json.loads(line) for line in out.stdout.splitlines()]
         assert {r["media_id"] for r in rows} <= kept_files, "the old id no longer finds the split-off files"
     assert resync_speaker_ids(wh, backend) == [], "in step again: a second pass re-indexes nothing"
@@ -426,31 +424,34 @@ def test_reindex_rebuilds_a_lost_embedded_index_and_loads_an_archive_into_opense
     home, root = archive["home"], wh.root_uri
     n = wh.read_table("chunks", archive["batch"]).height
     shutil.rmtree(wh.root + "/_search")
-    out = cli(["search", "planting tomatoes", "--warehouse", root, "--mode", "text"], home)
+    out = cli_in_process(["search", "planting tomatoes", "--warehouse", root, "--mode", "text"], home)
     assert out.returncode == 0 and "nothing is indexed" in out.stdout
-    out = cli(["reindex", "--warehouse", root], home)
+    out = cli_in_process(["reindex", "--warehouse", root], home)
     assert out.returncode == 0, out.stderr
     assert f"indexed {n} passages of 1 batch(es)" in out.stdout and "lancedb" in out.stdout
-    out = cli(["search", "planting tomatoes", "--warehouse", root, "--mode", "text", "--json"], home)
+    out = cli_in_process(["search", "planting tomatoes", "--warehouse", root, "--mode", "text", "--json"], home)
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert rows and rows[0]["source_uri"].endswith("podcast 04.m4a")
 
     env = {"OPENSEARCH_URL": osmem_clone.url, "OPENSEARCH_INDEX_PREFIX": "moved"}
-    first = _with_env(env, lambda: cli(["reindex", "--warehouse", root], home))
+    first = _with_env(env, lambda: cli_in_process(["reindex", "--warehouse", root], home))
     assert first.returncode == 0, first.stderr
     assert f"indexed {n} passages" in first.stdout and "behind alias moved-chunks" in first.stdout
     backend = open_search_backend(wh, "opensearch", opensearch_url=osmem_clone.url, index_prefix="moved")
     old_index = backend.index_name()
     assert backend.count(Filters(model=MODEL)) == n
-    second = _with_env(env, lambda: cli(["reindex", "--warehouse", root], home))
+    second = _with_env(env, lambda: cli_in_process(["reindex", "--warehouse", root], home))
     assert second.returncode == 0, second.stderr
     new_index = backend.index_name()
     assert new_index != old_index and backend.count(Filters(model=MODEL)) == n
     assert not backend.client.indices.exists(index=old_index), "the old index is deleted after the swap"
     out = _with_env(
-        env, lambda: cli(["search", "planting tomatoes", "--warehouse", root, "--mode", "text", "--json"], home)
+        env,
+        lambda: cli_in_process(["search", "planting tomatoes", "--warehouse", root, "--mode", "text", "--json"], home),
     )
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert rows and rows[0]["source_uri"].endswith("podcast 04.m4a")
-    dead = _with_env({"OPENSEARCH_URL": "http://127.0.0.1:9"}, lambda: cli(["reindex", "--warehouse", root], home))
+    dead = _with_env(
+        {"OPENSEARCH_URL": "http://127.0.0.1:9"}, lambda: cli_in_process(["reindex", "--warehouse", root], home)
+    )
     assert dead.returncode == 2 and "cannot reach OpenSearch at http://127.0.0.1:9" in dead.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -142,9 +144,19 @@ def test_remove_many(wh: Warehouse):
     assert sorted(wh.files_under(wh.path("many"))) == sorted(paths[3:])
 
 
-def test_check_reachable(wh: Warehouse):
+def test_check_reachable(wh: Warehouse, tmp_path):
+    from opentranscribe_pipeline.storage import StorageUnavailable
+
     wh.check_reachable()
     wh.check_reachable()  # an existing root is fine too
+    wh.put_bytes(wh.path("probe.bin"), b"x")  # and it can be used right after
+    assert wh.get_bytes(wh.path("probe.bin")) == b"x"
+    if wh.is_local:
+        assert Path(wh.root).is_dir()  # the check made the root
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a folder")
+        with pytest.raises(StorageUnavailable, match="a-file"):
+            Warehouse(str(blocker / "w")).check_reachable()
 
 
 @pytest.mark.s3
