@@ -188,6 +188,7 @@ def cmd_process(args) -> int:
 
     from . import executors, runner
     from .batching import BatchLimits, register_drop
+    from .definitions import SUMMARY_JOB
     from .partitions import BATCHES
     from .storage import StorageError, Warehouse
 
@@ -262,6 +263,20 @@ def cmd_process(args) -> int:
                 failed_runs.append(("speaker clustering", result.run_id, failed_steps(result)))
             else:
                 failed_runs += run_publish(loc, instance, warehouse.root_uri, args, done)
+        if not any(x.startswith(STORAGE_PREFIX) for _, _, steps in failed_runs for x in steps):
+            # the dashboard (archive_summary) after every process, failed runs included
+            result = runner.run_job(
+                loc,
+                instance,
+                SUMMARY_JOB,
+                run_config={
+                    "loggers": {"console": {"config": {"log_level": _run_log_level(args)}}},
+                    "resources": {"warehouse": {"config": {"root": warehouse.root_uri}}},
+                },
+                submit_to_queue=args.submit,
+            )
+            if not result.success:
+                failed_runs.append(("archive summary", result.run_id, failed_steps(result)))
     summary_error = print_summary(warehouse, reg.batch_ids, time.perf_counter() - started)
     held_back = print_held_back(warehouse, reg.batch_ids) if summary_error is None else 0
     print(f"runs recorded in {home} (dagster dev shows them)")

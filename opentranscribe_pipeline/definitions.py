@@ -104,6 +104,7 @@ nightly_summary = dg.ScheduleDefinition(
 )
 
 summarize_after_batch = summary_sensor(transcribe_batch, summarize_archive)
+summarize_after_failed_batch = summary_sensor(transcribe_batch, summarize_archive, dg.DagsterRunStatus.FAILURE)
 
 defs = dg.Definitions(
     # code versions name the configured models: change one and the UI marks outputs stale
@@ -117,7 +118,7 @@ defs = dg.Definitions(
     ],
     jobs=[transcribe_batch, assign_speakers, recluster_speakers, publish_batch, summarize_archive],
     schedules=[nightly_recluster, nightly_summary],
-    sensors=[drop_sensor, record_run_failures, assign_new_speakers, summarize_after_batch]
+    sensors=[drop_sensor, record_run_failures, assign_new_speakers, summarize_after_batch, summarize_after_failed_batch]
     + [publish_after_assignment(assign_speakers, publish_batch)],
     resources={
         "warehouse": WarehouseResource(),

@@ -43,10 +43,12 @@ def test_process_sample_archive_records_runs_in_sqlite_instance(shared_archive):
     assert "real-time factor" in out and "words:" in out
     runs, partitions = recorded_runs(home)
     assert partitions == ["drop-2026-11-24-0000"]
-    # one batch run, then the assignment of its speakers to global ids, then its exports
+    # one batch run, then the assignment of its speakers to global ids, then its exports, then
+    # the dashboard (archive_summary) refreshed
     assert sorted(runs) == [
         ("assign_speakers", "SUCCESS", None),
         ("publish_batch", "SUCCESS", "drop-2026-11-24-0000"),
+        ("summarize_archive", "SUCCESS", None),
         ("transcribe_batch", "SUCCESS", "drop-2026-11-24-0000"),
     ]
     # four synthetic voices, every per-file speaker joined to its voice (CAM++: with GE2E two
@@ -120,8 +122,8 @@ def test_process_records_runs_in_postgres_instance(tmp_path, postgres_url):
     assert "2 total, 1 ok, 1 failed, 0 skipped" in proc.stdout
     assert "bad.mp3: not a readable media file" in proc.stdout
     runs, partitions = recorded_runs(home)
-    # the batch, the assignment of its speakers, its publication (exports, search index)
-    assert sorted(r[0] for r in runs) == ["assign_speakers", "publish_batch", "transcribe_batch"]
+    # the batch, the assignment of its speakers, its publication (exports, search index), the dashboard
+    assert sorted(r[0] for r in runs) == ["assign_speakers", "publish_batch", "summarize_archive", "transcribe_batch"]
     assert {r[1] for r in runs} == {"SUCCESS"} and len(partitions) == 1
 
 

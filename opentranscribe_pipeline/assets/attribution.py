@@ -14,7 +14,18 @@ from ..schemas import AsrSegments, AsrWords, Segments, SpeakerTurns, Words, conf
 from ..speech.attribute import attribute_file
 from ..speech.diarize import Turn
 from .checks import check_spec, markdown_table, schema_check_result, schema_check_spec, table_spec
+from .isolation import (
+    Issue,
+    hold_back_invalid,
+    issues_check_result,
+    issues_check_spec,
+    per_file,
+    tag_held_back,
+    write_issues,
+)
 from .modelstep import empty
+
+STAGE = "attribute_speakers"
 
 
 def attribute_batch(
@@ -23,23 +34,27 @@ def attribute_batch(
     asr_words: pl.DataFrame,
     turns: pl.DataFrame,
     diarized_ok: set[str],
-) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    """segments and words of the batch with speakers; also the media ids that fell back to
-    SPEAKER_00 (words heard, but diarization found no speech)."""
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str], list[Issue]]:
+    """segments and words of the batch with speakers; the media ids that fell back to
+    SPEAKER_00 (words heard, but diarization found no speech); and the issues of the files held
+    back (their attribution raised, or their rows break a table's rules: no rows in either table)."""
     seg_by = asr_segments.partition_by("media_id", as_dict=True)
     word_by = asr_words.partition_by("media_id", as_dict=True)
     turn_by = turns.partition_by("media_id", as_dict=True)
-    out_s, out_w, fallback = [], [], []
-    for (media_id,), segs in seg_by.items():
+    fallback: list[str] = []
+
+    def one_file(media_id: str, segs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         words = word_by.get((media_id,))
         words_rows = words.to_dicts() if words is not None else []
         if media_id not in diarized_ok:  # diarization failed or not run: speaker stays null
-            out_s.append(segs.with_columns(speaker=pl.lit(None, pl.Utf8)))
-            if words is not None:
-                out_w.append(
-                    words.with_columns(speaker=pl.lit(None, pl.Utf8), speaker_overlap=pl.lit(None, pl.Float64))
+            return (
+                conform(segs.with_columns(speaker=pl.lit(None, pl.Utf8)), Segments),
+                conform(
+                    words.with_columns(speaker=pl.lit(None, pl.Utf8), speaker_overlap=pl.lit(None, pl.Float64)), Words
                 )
-            continue
+                if words is not None
+                else None,
+            )
         tdf = turn_by.get((media_id,))
         file_turns = (
             [Turn(*r) for r in tdf.select("start_s", "end_s", "speaker").iter_rows()] if tdf is not None else []
@@ -51,14 +66,25 @@ def attribute_batch(
             file_turns = [Turn(start, max(end, start), "SPEAKER_00")]
             fallback.append(media_id)
         seg_rows, word_rows = attribute_file(segs.to_dicts(), words_rows, file_turns)
-        out_s.append(pl.DataFrame(seg_rows, infer_schema_length=None))
-        if word_rows:
-            out_w.append(pl.DataFrame(word_rows, infer_schema_length=None))
-    segments = pl.concat([conform(df, Segments) for df in out_s]) if out_s else empty(Segments)
-    words = pl.concat([conform(df, Words) for df in out_w]) if out_w else empty(Words)
+        return (
+            conform(pl.DataFrame(seg_rows, infer_schema_length=None), Segments),
+            conform(pl.DataFrame(word_rows, infer_schema_length=None), Words) if word_rows else None,
+        )
+
+    results, issues = per_file(STAGE, [(m, segs) for (m,), segs in seg_by.items()], one_file)
+    out_s = [s for s, _ in results.values()]
+    out_w = [w for _, w in results.values() if w is not None]
+    segments = pl.concat(out_s) if out_s else empty(Segments)
+    words = pl.concat(out_w) if out_w else empty(Words)
     segments = segments.with_columns(batch_id=pl.lit(batch_id)).sort("media_id", "segment_id")
     words = words.with_columns(batch_id=pl.lit(batch_id)).sort("media_id", "segment_id", "word_index")
-    return segments, words, fallback
+    segments, held_s = hold_back_invalid("segments", segments, STAGE)
+    words, held_w = hold_back_invalid("words", words, STAGE)
+    issues += held_s + held_w
+    bad = sorted({i.media_id for i in issues})  # held back in one table: in both
+    segments = segments.filter(~pl.col("media_id").is_in(bad))
+    words = words.filter(~pl.col("media_id").is_in(bad))
+    return segments, words, [m for m in fallback if m not in bad], issues
 
 
 WORDS_HAVE_SPEAKERS = "every_word_has_a_speaker"
@@ -82,6 +108,7 @@ def _spec(table: str, description: str) -> dg.AssetSpec:
         check_spec(
             WORDS_HAVE_SPEAKERS, "words", "No word of a successfully diarized file lacks a speaker.", blocking=True
         ),
+        issues_check_spec(STAGE, "words"),
     ],
     partitions_def=batch_partitions,
 )
@@ -97,11 +124,14 @@ def attribute_speakers(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     turns = wh.read_table("speaker_turns", batch_id)
     turns = conform(turns, SpeakerTurns) if turns is not None else empty(SpeakerTurns)
     ok = set(diar.filter(pl.col("status") == "ok")["media_id"].to_list())
-    segments, words, fallback = attribute_batch(
+    segments, words, fallback, issues = attribute_batch(
         batch_id, conform(asr_segments, AsrSegments), conform(asr_words, AsrWords), turns, ok
     )
     wh.write_table("segments", segments, batch_id)
     wh.write_table("words", words, batch_id)
+    media = wh.read_table("media", batch_id)
+    held = write_issues(wh, batch_id, STAGE, issues, media)
+    tag_held_back(context, STAGE, held)
     missing = words.filter(pl.col("speaker").is_null() & pl.col("media_id").is_in(list(ok)))
     no_diarization = sorted(set(words["media_id"].to_list()) - ok)
     nearest = words.filter(pl.col("speaker_overlap") == 0.0).height
@@ -109,11 +139,13 @@ def attribute_speakers(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         "files_without_diarization": len(no_diarization),
         "files_single_speaker_fallback": len(fallback),
         "words_by_nearest_turn": nearest,
+        "files_held_back": held["media_id"].n_unique(),
     }
     yield dg.MaterializeResult(asset_key="segments", metadata={"dagster/row_count": segments.height, **meta})
     yield dg.MaterializeResult(asset_key="words", metadata={"dagster/row_count": words.height, **meta})
     yield schema_check_result("segments", segments)
     yield schema_check_result("words", words)
+    yield issues_check_result(STAGE, "words", held)
     yield dg.AssetCheckResult(
         asset_key="words",
         check_name=WORDS_HAVE_SPEAKERS,

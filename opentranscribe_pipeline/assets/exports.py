@@ -20,6 +20,7 @@ from ..deliver.documents import documents, gather
 from ..partitions import batch_partitions
 from ..resources import WarehouseResource
 from ..resources.deliver import ExportsResource
+from .isolation import per_file, tag_held_back, write_issues
 
 
 def exported_media(src) -> list[str]:
@@ -32,21 +33,28 @@ def exported_media(src) -> list[str]:
     return sorted(m for m in ids if m in ok_tx or m not in tried)
 
 
+STAGE = "exports"
+
+
 def write_batch_exports(wh, batch_id: str, formats: list[str]) -> dict:
-    """Write the batch's export files; returns counts and the digest of what was shown."""
+    """Write the batch's export files; returns counts, the digest of what was shown and the
+    issues of the files whose documents could not be rendered (their old files are removed,
+    every other file is written: ``assets/isolation.py``)."""
     src = gather(wh, batch_id)
     media_ids = exported_media(src)
-    written = 0
-    without_names = []
     digest = hashlib.sha256(src.names_digest().encode())
+    # render first: a file that cannot be rendered has no export files, and no stale ones
+    docs, issues = per_file(STAGE, [(m, m) for m in media_ids], lambda _m, m: documents(src, m))
     for fmt in formats:
-        keep = {wh.export_path(fmt, batch_id, m) for m in media_ids}
+        keep = {wh.export_path(fmt, batch_id, m) for m in docs}
         for old in wh.files_under(wh.export_dir(fmt, batch_id)):
             if old not in keep:
                 wh.remove(old)
-    n_cues = 0
+    written, n_cues, without_names = 0, 0, []
     for media_id in media_ids:
-        doc = documents(src, media_id)
+        doc = docs.get(media_id)
+        if doc is None:
+            continue
         n_cues += doc.n_cues
         if not doc.named:
             without_names.append(media_id)
@@ -56,11 +64,13 @@ def write_batch_exports(wh, batch_id: str, formats: list[str]) -> dict:
             wh.put_bytes(wh.export_path(fmt, batch_id, media_id), data)
             written += 1
     return {
-        "media": len(media_ids),
+        "media": len(docs),
         "files": written,
         "cues": n_cues,
         "without_names": without_names,
         "digest": digest.hexdigest()[:16],
+        "issues": issues,
+        "media_table": src.media,
     }
 
 
@@ -80,6 +90,10 @@ def exports(context: dg.AssetExecutionContext, warehouse: WarehouseResource, exp
         return dg.MaterializeResult(metadata={"enabled": False, "files": 0})
     formats = exports_config.chosen_formats()
     out = write_batch_exports(wh, batch_id, formats)
+    held = write_issues(wh, batch_id, STAGE, out["issues"], out["media_table"])
+    tag_held_back(context, STAGE, held)
+    for row in held.iter_rows(named=True):
+        context.log.error("exports: %s not exported: %s", row["source_uri"] or row["media_id"], row["reason"])
     return dg.MaterializeResult(
         data_version=dg.DataVersion(out["digest"]),
         metadata={
@@ -89,6 +103,7 @@ def exports(context: dg.AssetExecutionContext, warehouse: WarehouseResource, exp
             "files_written": out["files"],
             "cues": out["cues"],
             "exported_without_names": len(out["without_names"]),
+            "files_held_back": held["media_id"].n_unique(),
             "location": wh.uri(wh.path("exports")),
         },
     )

@@ -237,6 +237,24 @@ def data_version(state: pl.DataFrame) -> dg.DataVersion:
     return dg.DataVersion(hashlib.sha256(repr(rows).encode()).hexdigest()[:16])
 
 
+class RowsRejected(ValueError):
+    """A file's rows break their table's rules: the file fails at this step (its state row
+    says which rule and which values), the batch goes on."""
+
+
+def reject_invalid_rows(stage: ModelStage, rows: Mapping[str, pl.DataFrame]) -> None:
+    """Validate one file's rows of every row table before they are staged (``assets/isolation.py``)."""
+    from .isolation import hold_back_invalid
+
+    for table in stage.row_tables:
+        df = rows.get(table)
+        if df is not None and df.height:
+            _, issues = hold_back_invalid(table, df, stage.name)
+            if issues:
+                first = issues[0]
+                raise RowsRejected(f"`{table}` rows break `{first.rule}`: {first.values[:300]}")
+
+
 # -- the step -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StepResult:
@@ -422,6 +440,7 @@ def run_model_step(
                     wh.unstage(stage.state_table, batch_id, media_id)
                 try:
                     out = process(loaded, {**item, **prepared()})
+                    reject_invalid_rows(stage, out.rows)  # never staged, never visible, if they break a rule
                 except StorageUnavailable:  # not this file's fault: the step fails, a re-run resumes
                     raise
                 except Exception as exc:  # one bad file must not fail the batch

@@ -25,7 +25,9 @@ class ArchiveSummary:
     per_drop: pl.DataFrame  # one row per drop (see DROP_COLUMNS)
     totals: dict  # the same counts for the whole archive, plus global / named speakers
     slowest: pl.DataFrame  # batch_id, drop, audio_h, elapsed_s, realtime_factor
-    failing: pl.DataFrame  # batch_id, drop, files, failed, skipped, first_error: batches with failed files
+    # batch_id, drop, files, failed, skipped, held_back, missing, first_error: batches with failed
+    # files, or with files some stage held back (``file_issues``) or failed (model steps)
+    failing: pl.DataFrame
     languages: pl.DataFrame  # language, n_media, audio_h
 
 
@@ -48,10 +50,25 @@ def _columns(wh: Warehouse, table: str, columns: list[str]) -> pl.DataFrame:
     return scan(wh, table_files(wh, table), table).select(columns).collect()
 
 
+def _missing_per_batch(wh: Warehouse, transcripts: pl.DataFrame) -> pl.DataFrame:
+    """Per batch: how many ok files miss some output (a stage held them back, or transcription
+    failed for them) and which stages: ``batch_id, held_back, missing``."""
+    from ..assets.isolation import read_issues
+
+    issues = read_issues(wh).select("batch_id", "media_id", "stage")
+    failed_tx = transcripts.filter(pl.col("status") == "failed")
+    if failed_tx.height and "media_id" in failed_tx.columns:
+        issues = pl.concat([issues, failed_tx.select("batch_id", "media_id", stage=pl.lit("transcription"))])
+    return issues.group_by("batch_id").agg(
+        held_back=pl.col("media_id").n_unique(),
+        missing=pl.col("stage").unique().sort().str.join(", "),
+    )
+
+
 def archive_summary(wh: Warehouse) -> ArchiveSummary:
     batches = _columns(wh, "batches", ["batch_id", "drop"]).unique("batch_id")
     media = _columns(wh, "media", ["batch_id", "status", "duration_s", "error"])
-    transcripts = _columns(wh, "transcripts", ["batch_id", "status", "language", "audio_s", "elapsed_s"])
+    transcripts = _columns(wh, "transcripts", ["batch_id", "media_id", "status", "language", "audio_s", "elapsed_s"])
     diarization = _columns(wh, "diarization", ["batch_id", "elapsed_s"])
     local = _columns(wh, "speaker_embeddings", ["batch_id"])
     clusters = speaker_state.read_clusters(wh)
@@ -71,6 +88,9 @@ def archive_summary(wh: Warehouse) -> ArchiveSummary:
             first_error=pl.col("error").filter(pl.col("status") == "failed").first(),
         )
         .sort("batch_id")
+    )
+    per_batch = per_batch.join(_missing_per_batch(wh, transcripts), on="batch_id", how="left").with_columns(
+        pl.col("held_back").fill_null(0).cast(pl.Int64), pl.col("missing").fill_null("")
     )
     ok_transcripts = with_drop(transcripts.filter(pl.col("status") == "ok"))
     per_drop = (
@@ -124,8 +144,8 @@ def archive_summary(wh: Warehouse) -> ArchiveSummary:
         .head(SLOWEST)
         .select("batch_id", "drop", "audio_h", "elapsed_s", "realtime_factor")
     )
-    failing = per_batch.filter(pl.col("failed") > 0).select(
-        "batch_id", "drop", "files", "failed", "skipped", "first_error"
+    failing = per_batch.filter((pl.col("failed") > 0) | (pl.col("held_back") > 0)).select(
+        "batch_id", "drop", "files", "failed", "skipped", "held_back", "missing", "first_error"
     )
     languages = (
         ok_transcripts.group_by("language")

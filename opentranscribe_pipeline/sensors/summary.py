@@ -7,15 +7,24 @@ from __future__ import annotations
 import dagster as dg
 
 
-def summary_sensor(batch_job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition, summary_job) -> dg.SensorDefinition:
+def summary_sensor(
+    batch_job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition,
+    summary_job,
+    run_status: dg.DagsterRunStatus = dg.DagsterRunStatus.SUCCESS,
+) -> dg.SensorDefinition:
+    """After each ``batch_job`` run that ends with ``run_status`` (one sensor for successes, one
+    for failures: a failed batch run's dashboard must show what is missing too)."""
+    name = "summarize_after_batch" if run_status == dg.DagsterRunStatus.SUCCESS else "summarize_after_failed_batch"
+    ended = "succeeds" if run_status == dg.DagsterRunStatus.SUCCESS else "fails"
+
     @dg.run_status_sensor(
-        name="summarize_after_batch",
-        run_status=dg.DagsterRunStatus.SUCCESS,
+        name=name,
+        run_status=run_status,
         monitored_jobs=[batch_job],
         request_job=summary_job,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Materializes archive_summary after a transcribe_batch run succeeds.",
+        description=f"Materializes archive_summary after a transcribe_batch run {ended}.",
     )
     def summarize_after_batch(context: dg.RunStatusSensorContext):
         waiting = context.instance.get_runs(

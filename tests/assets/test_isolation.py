@@ -20,6 +20,7 @@ from opentranscribe_pipeline.assets.isolation import (
 )
 from opentranscribe_pipeline.assets.stats import STAGE, batch_stats, conversation_analytics
 from opentranscribe_pipeline.partitions import BATCHES
+from opentranscribe_pipeline.query.summary import archive_summary
 from opentranscribe_pipeline.resources import WarehouseResource
 from opentranscribe_pipeline.schemas import FileIssues, SpeakerStats
 from opentranscribe_pipeline.storage import Warehouse
@@ -42,6 +43,7 @@ def tables() -> dict[str, pl.DataFrame]:
             "source_uri": ["/in/drop-x/good.wav", "/in/drop-x/raises.wav", "/in/drop-x/breaks.wav"],
             "status": ["ok"] * 3,
             "duration_s": [20.0, 20.0, 20.0],
+            "error": pl.Series([None, None, None], dtype=pl.Utf8),
         }
     )
     turns = pl.DataFrame(
@@ -163,6 +165,10 @@ def test_the_step_succeeds_for_the_good_file_and_records_the_bad_ones(warehouse_
     FileIssues.validate(issues)
     assert set(issues["media_id"]) == {RAISES, BREAKS} and set(issues["stage"]) == {STAGE}
     assert {u.rsplit("/", 1)[-1] for u in issues["source_uri"]} == {"raises.wav", "breaks.wav"}
+    # the dashboard lists the batch as missing outputs, and which stage held them back
+    summary = archive_summary(wh)
+    [row] = summary.failing.iter_rows(named=True)
+    assert (row["batch_id"], row["failed"], row["held_back"], row["missing"]) == (BATCH, 0, 2, STAGE)
 
     # the files fixed, the stage runs again: their rows appear and their issues are gone
     fixed = tables()
@@ -181,3 +187,4 @@ def test_the_step_succeeds_for_the_good_file_and_records_the_bad_ones(warehouse_
     assert again.success
     assert set(wh.read_table("media_stats", BATCH)["media_id"]) == {GOOD, RAISES, BREAKS}
     assert read_issues(wh, [BATCH]).is_empty()
+    assert archive_summary(wh).failing.is_empty()

@@ -377,8 +377,8 @@ def test_failed_diarization_leaves_words_without_speaker_and_says_so(tmp_path):
     from opentranscribe_pipeline.assets.modelstep import empty
     from opentranscribe_pipeline.schemas import SpeakerTurns
 
-    s, w, fallback = attribute_batch("b", segs, words, empty(SpeakerTurns), diarized_ok=set())
-    assert w["speaker"].to_list() == [None] and s["speaker"].to_list() == [None]
+    s, w, fallback, issues = attribute_batch("b", segs, words, empty(SpeakerTurns), diarized_ok=set())
+    assert w["speaker"].to_list() == [None] and s["speaker"].to_list() == [None] and issues == []
     # diarized fine but no turns (words heard in what diarization called silence): SPEAKER_00
-    s, w, fallback = attribute_batch("b", segs, words, empty(SpeakerTurns), diarized_ok={mid})
-    assert w["speaker"].to_list() == ["SPEAKER_00"] and fallback == [mid]
+    s, w, fallback, issues = attribute_batch("b", segs, words, empty(SpeakerTurns), diarized_ok={mid})
+    assert w["speaker"].to_list() == ["SPEAKER_00"] and fallback == [mid] and issues == []
