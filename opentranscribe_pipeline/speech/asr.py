@@ -253,10 +253,12 @@ class Transcriber:
             for seg, alignment in zip(result["segments"], alignments):
                 if seg["text"].strip():
                     segments.extend(split_sentences(seg, _words_from_alignment(alignment, seg)))
+            if not segments:  # nothing was said (noise, music, hum): no language either, not a guess
+                return Transcript(None, None, (), vad)
             return Transcript(language, probability, tuple(segments), vad)
         raw = [s for s in result["segments"] if s["text"].strip()]
-        if not raw:
-            return Transcript(language, probability, (), vad)
+        if not raw:  # nothing was said (noise, music, hum): no language either, not a guess
+            return Transcript(None, None, (), vad)
         if self.options.align_model:
             segments = self._align_wav2vec2(raw, samples, language)
         else:

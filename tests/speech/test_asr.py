@@ -70,6 +70,7 @@ def test_segments_are_sentences(tiny):
 def test_silence_gives_no_segments(tiny):
     tx = tiny.transcribe(np.zeros(16000 * 3, np.float32))
     assert tx.segments == () and tx.n_words == 0
+    assert tx.language is None and tx.language_probability is None  # nothing said: no language guessed
 
 
 def test_noise_only_does_not_crash(tiny):
@@ -77,6 +78,7 @@ def test_noise_only_does_not_crash(tiny):
     tx = tiny.transcribe(noise)
     assert all(w.start_s <= w.end_s for s in tx.segments for w in s.words)
     assert tx.n_words == 0  # the VAD hears no speech in it: nothing for Whisper to make up
+    assert tx.language is None and tx.language_probability is None
 
 
 def test_speech_under_noise_keeps_its_words(tiny):
