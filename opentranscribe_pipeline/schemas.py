@@ -385,10 +385,14 @@ class MediaStats(_Table):
     @pa.dataframe_check
     @classmethod
     def time_adds_up(cls, data) -> pl.LazyFrame:
+        # overlap is part of speech, always; speech + silence is the duration, unless the
+        # duration is unknown or 0 (turns are cut to the media in deliver/stats.py)
         return data.lazyframe.select(
             (pl.col("overlap_s") <= pl.col("speech_s") + 1e-3)
-            & ((pl.col("speech_s") + pl.col("silence_s") - pl.col("duration_s")).abs() < 1e-2)
-            | (pl.col("speech_s") > pl.col("duration_s"))  # turns a hair past the end: silence 0
+            & (
+                ((pl.col("speech_s") + pl.col("silence_s") - pl.col("duration_s")).abs() < 1e-2)
+                | (pl.col("duration_s") <= 0)
+            )
         )
 
 

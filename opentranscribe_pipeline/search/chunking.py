@@ -2,11 +2,14 @@
 
 A *turn* is a run of consecutive words with the same file-local speaker. Inside a turn the
 words are cut into sentences (a word ending in ``.``, ``?``, ``!`` or ``…`` ends one, and so
-does the end of an ASR segment); sentences are gathered into a passage until it reaches
-``target_words`` (about 200), then the next passage starts again with the passage's last
-sentence, so a phrase spanning the cut is found in one piece. A single sentence longer than
-twice the target (ASR without punctuation) is cut at the target. Times come from the word
-times; a file without words falls back to its segments (one sentence each).
+does the last word of an ASR segment; blank words are dropped first); sentences are
+gathered into a passage until it reaches ``target_words`` (about 200), then the next
+passage starts again with the passage's last sentence (when that is shorter than the
+target), so a phrase spanning the cut is found in one piece. A single sentence longer than
+twice the target (ASR without punctuation) is cut every ``target_words`` words, so no
+passage runs far past what the text model reads (all-MiniLM-L6-v2: 256 word pieces).
+Times come from the word times; a file without words falls back to its segments (one
+sentence each). ``n_words`` and the target count words, also where a segment stands in.
 
 Pure Python over rows, no model: ``chunk_file`` is what ``assets/search.py`` runs per file.
 """
@@ -17,7 +20,9 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-CHUNKER_VERSION = "chunker/1"  # bump when the passages for the same words change
+CHUNKER_VERSION = "chunker/2"  # bump when the passages for the same words change
+# chunker/2: long sentences cut at the target (was twice it), segment ends behind blank words,
+# n_words counts words where segments stand in
 SENTENCE_END = (".", "?", "!", "…", "。", "？", "！")
 
 
@@ -47,12 +52,11 @@ def units_from_rows(words: Sequence[dict], segments: Sequence[dict]) -> list[Uni
     speaker``), else its segments (``segment_id, start_s, end_s, text, speaker``)."""
     if words:
         ordered = sorted(words, key=lambda w: (w["segment_id"], w["word_index"]))
+        kept = [w for w in ordered if (w["word"] or "").strip()]  # a blank word is no word
         out = []
-        for i, w in enumerate(ordered):
-            text = (w["word"] or "").strip()
-            if not text:
-                continue
-            last_of_segment = i + 1 == len(ordered) or ordered[i + 1]["segment_id"] != w["segment_id"]
+        for i, w in enumerate(kept):
+            text = w["word"].strip()
+            last_of_segment = i + 1 == len(kept) or kept[i + 1]["segment_id"] != w["segment_id"]
             out.append(
                 Unit(text, float(w["start_s"]), float(w["end_s"]), w.get("speaker"), last_of_segment or _ends(text))
             )
@@ -78,14 +82,24 @@ def _turns(units: Iterable[Unit]) -> list[list[Unit]]:
     return turns
 
 
+def _words(units: Iterable[Unit]) -> int:
+    """Words in ``units`` (a segment standing in for its words counts them)."""
+    return sum(len(u.text.split()) or 1 for u in units)
+
+
 def _sentences(turn: list[Unit], target_words: int) -> list[list[Unit]]:
     """The turn's sentences; one longer than twice the target is cut every ``target_words``."""
-    out: list[list[Unit]] = [[]]
-    for u in turn:
-        out[-1].append(u)
-        if u.ends_sentence or len(out[-1]) >= 2 * target_words:
-            out.append([])
-    return [s for s in out if s]
+    out: list[list[Unit]] = []
+    sentence: list[Unit] = []
+    for k, u in enumerate(turn):
+        sentence.append(u)
+        if u.ends_sentence or k + 1 == len(turn):
+            if len(sentence) > 2 * target_words:
+                out += [sentence[i : i + target_words] for i in range(0, len(sentence), target_words)]
+            else:
+                out.append(sentence)
+            sentence = []
+    return out
 
 
 def chunk_units(units: Sequence[Unit], target_words: int = 200) -> list[Passage]:
@@ -101,7 +115,7 @@ def chunk_units(units: Sequence[Unit], target_words: int = 200) -> list[Passage]
                 end_s=max(u.end_s for u in words),
                 speaker=words[0].speaker,
                 text=" ".join(u.text for u in words),
-                n_words=len(words),
+                n_words=_words(words),
             )
         )
 
@@ -110,12 +124,14 @@ def chunk_units(units: Sequence[Unit], target_words: int = 200) -> list[Passage]
         count = 0
         fresh = 0  # sentences of `current` not already in the previous passage
         for sentence in _sentences(turn, target_words):
-            if current and fresh and count + len(sentence) > target_words:
+            size = _words(sentence)
+            if current and fresh and count + size > target_words:
                 emit(current)
                 overlap = current[-1]
-                current, count, fresh = ([overlap], len(overlap), 0) if len(overlap) < target_words else ([], 0, 0)
+                n = _words(overlap)
+                current, count, fresh = ([overlap], n, 0) if n < target_words else ([], 0, 0)
             current.append(sentence)
-            count += len(sentence)
+            count += size
             fresh += 1
         if current and fresh:
             emit(current)

@@ -5,15 +5,22 @@ and leaves words that overlap no turn without a speaker (the "missing speaker ke
 complaint), and keeps a whole segment on one speaker even when the speaker changes inside
 it. Here:
 
-1. a word takes the speaker with the largest overlap (seconds) among the *exclusive* turns
-   (one speaker per instant, so overlapped speech is not counted twice);
+1. a word takes the speaker with the largest overlap (seconds) with their turns, each
+   speaker's turns counted once where they overlap each other (the union of the speaker's
+   turns); ``speaker_overlap`` is that overlap over the word's length, 0..1;
 2. a word overlapping no turn (in a pause, or timed slightly off) takes the nearest turn's
-   speaker, so no word is ever left without one when the file has turns;
+   speaker, so no word is ever left without one when the file has turns (overlap 0.0);
 3. a weakly attributed word (under half of it inside its speaker's turns) sandwiched
    between two words of one other speaker in the same sentence joins them: word timings
-   from cross-attention can spill a few tens of milliseconds over a turn boundary;
+   from cross-attention can spill a few tens of milliseconds over a turn boundary; its
+   ``speaker_overlap`` is then measured again against its new speaker's turns (the column
+   always describes the speaker the word has);
 4. segments are split wherever the speaker changes between consecutive words, so each
    segment has exactly one speaker.
+
+Turns of *different* speakers may overlap (``speaker_turns`` keeps overlapped speech): a
+word inside overlapped speech goes to the speaker holding more of it (a tie: the first
+label in sort order).
 
 Pure functions over plain arrays; no Dagster, no models.
 """
@@ -37,18 +44,50 @@ class WordSpeaker:
     overlap: float | None  # fraction of the word inside its speaker's turns; 0.0 = nearest
 
 
+def merge_speaker_turns(turns: list[Turn]) -> list[Turn]:
+    """Each speaker's overlapping or touching turns merged into one (rule 1: a speaker's
+    seconds are counted once); zero-length turns stay where they are alone."""
+    out: list[Turn] = []
+    for spk in sorted({t.speaker for t in turns}):
+        cur: list[float] | None = None
+        for s, e in sorted((t.start_s, max(t.start_s, t.end_s)) for t in turns if t.speaker == spk):
+            if cur is not None and s <= cur[1]:
+                cur[1] = max(cur[1], e)
+                continue
+            if cur is not None:
+                out.append(Turn(cur[0], cur[1], spk))
+            cur = [s, e]
+        if cur is not None:
+            out.append(Turn(cur[0], cur[1], spk))
+    return out
+
+
+def _widened(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Word spans, zero-length words treated as :data:`MIN_WORD_S` long, centred."""
+    starts = np.asarray(starts, dtype=np.float64)
+    ends = np.asarray(ends, dtype=np.float64)
+    mid = (starts + ends) / 2
+    half = np.maximum((ends - starts) / 2, MIN_WORD_S / 2)
+    return mid - half, mid + half
+
+
+def share_inside(start: float, end: float, merged: list[Turn], speaker: str) -> float:
+    """Fraction of the (widened) word inside ``speaker``'s turns, 0..1 (``merged``: the
+    file's turns through :func:`merge_speaker_turns`)."""
+    (a,), (b,) = _widened(np.array([start]), np.array([end]))
+    inside = sum(max(0.0, min(b, t.end_s) - max(a, t.start_s)) for t in merged if t.speaker == speaker)
+    return float(min(1.0, inside / (b - a)))
+
+
 def assign_word_speakers(starts: np.ndarray, ends: np.ndarray, turns: list[Turn]) -> list[WordSpeaker]:
-    """One speaker per word; ``None`` only when there are no turns at all."""
+    """One speaker per word (rules 1 and 2); ``None`` only when there are no turns at all."""
     n = len(starts)
     if n == 0:
         return []
     if not turns:
         return [WordSpeaker(None, None)] * n
-    starts = np.asarray(starts, dtype=np.float64)
-    ends = np.asarray(ends, dtype=np.float64)
-    mid = (starts + ends) / 2
-    half = np.maximum((ends - starts) / 2, MIN_WORD_S / 2)
-    ws, we = mid - half, mid + half  # (n,)
+    turns = merge_speaker_turns(turns)
+    ws, we = _widened(starts, ends)  # (n,)
     speakers = sorted({t.speaker for t in turns})
     idx = {s: i for i, s in enumerate(speakers)}
     ts = np.array([t.start_s for t in turns])
@@ -77,7 +116,8 @@ def assign_word_speakers(starts: np.ndarray, ends: np.ndarray, turns: list[Turn]
 
 
 def smooth_sandwiched(segment_ids: np.ndarray, assigned: list[WordSpeaker]) -> list[WordSpeaker]:
-    """Rule 3 of the module docstring."""
+    """Rule 3 of the module docstring. A moved word keeps the overlap it had (with the
+    speaker it leaves): :func:`attribute_file` measures it again against its new speaker."""
     out = list(assigned)
     for i in range(1, len(out) - 1):
         prev, cur, nxt = out[i - 1], out[i], out[i + 1]
@@ -122,7 +162,14 @@ def attribute_file(segments: list[dict], words: list[dict], turns: list[Turn]) -
     assigned = assign_word_speakers(
         np.array([w["start_s"] for w in words]), np.array([w["end_s"] for w in words]), turns
     )
-    assigned = smooth_sandwiched(np.array([w["segment_id"] for w in words]), assigned)
+    smoothed = smooth_sandwiched(np.array([w["segment_id"] for w in words]), assigned)
+    moved = [i for i, (a, s) in enumerate(zip(assigned, smoothed)) if a.speaker != s.speaker]
+    if moved:  # rule 3: the overlap with the word's new speaker
+        merged = merge_speaker_turns(turns)
+        for i in moved:
+            sp = smoothed[i].speaker
+            smoothed[i] = WordSpeaker(sp, share_inside(words[i]["start_s"], words[i]["end_s"], merged, sp))
+    assigned = smoothed
     by_segment: dict[int, list[tuple[dict, WordSpeaker]]] = {}
     for w, a in zip(words, assigned):
         by_segment.setdefault(w["segment_id"], []).append((w, a))

@@ -50,9 +50,10 @@ def tables() -> dict[str, pl.DataFrame]:
         {
             "media_id": [GOOD, GOOD, RAISES, RAISES, BREAKS],
             "start_s": [0.0, 5.0, 0.0, 4.0, 9.0],
-            "end_s": [4.0, 9.0, 3.0, 8.0, 2.0],  # BREAKS: a turn that ends before it starts
-            # RAISES: a turn without a speaker (the statistics cannot order None with labels)
-            "speaker": ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00", None, "SPEAKER_00"],
+            "end_s": [4.0, 9.0, 3.0, 8.0, 12.0],
+            # RAISES: a turn without a speaker (the statistics cannot order None with labels);
+            # BREAKS: a label outside the contract (`SPEAKER_NN`), as another diarizer might give
+            "speaker": ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00", None, "speaker zero"],
         }
     )
     words = pl.DataFrame(
@@ -173,7 +174,7 @@ def test_the_step_succeeds_for_the_good_file_and_records_the_bad_ones(warehouse_
     # the files fixed, the stage runs again: their rows appear and their issues are gone
     fixed = tables()
     fixed["speaker_turns"] = fixed["speaker_turns"].with_columns(
-        speaker=pl.col("speaker").fill_null("SPEAKER_01"), end_s=pl.max_horizontal("end_s", "start_s")
+        speaker=pl.col("speaker").fill_null("SPEAKER_01").replace("speaker zero", "SPEAKER_00")
     )
     wh.write_table("speaker_turns", fixed["speaker_turns"], BATCH)
     with dg.instance_for_test() as instance:
