@@ -8,7 +8,7 @@ export PYANNOTE_METRICS_ENABLED := 0
 SAMPLE := tests/data/sample_archive/drop-2026-11-24
 WAREHOUSE ?= warehouse
 
-.PHONY: venv run test test-random real-speech dev lint bench clean
+.PHONY: venv run test test-random real-speech speech-tools dev lint bench clean
 
 venv: $(STAMP)
 
@@ -34,12 +34,17 @@ run: venv $(DAGSTER_HOME)/dagster.yaml
 real-speech: venv
 	$(VENV)/bin/python tests/data/real_speech.py
 
-test: venv real-speech
+# the speech synthesizers the generated test drops are made with (Debian packages; root, as in CI)
+speech-tools:
+	@command -v espeak-ng >/dev/null && command -v flite >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng flite >/dev/null; }
+
+test: venv real-speech speech-tools
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # the suite in random order: pyproject's addopts without `-p no:randomly` (pytest-randomly prints its
 # seed; replay an order with PYTEST_ARGS=--randomly-seed=N)
-test-random: venv real-speech
+test-random: venv real-speech speech-tools
 	$(VENV)/bin/python -m pytest -o addopts="-ra --strict-markers --durations=30" $(PYTEST_ARGS)
 
 dev: venv $(DAGSTER_HOME)/dagster.yaml

@@ -138,16 +138,21 @@ def warehouse_with_bad_files(tmp_path):
     return wh
 
 
+def analytics(instance, wh):
+    """``conversation_analytics`` materialized for the batch, as the batch run does."""
+    instance.add_dynamic_partitions(BATCHES, [BATCH])
+    return dg.materialize(
+        [conversation_analytics],
+        partition_key=BATCH,
+        instance=instance,
+        resources={"warehouse": WarehouseResource(root=wh.root_uri)},
+    )
+
+
 def test_the_step_succeeds_for_the_good_file_and_records_the_bad_ones(warehouse_with_bad_files):
     wh = warehouse_with_bad_files
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(BATCHES, [BATCH])
-        result = dg.materialize(
-            [conversation_analytics],
-            partition_key=BATCH,
-            instance=instance,
-            resources={"warehouse": WarehouseResource(root=wh.root_uri)},
-        )
+        result = analytics(instance, wh)
         assert result.success
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
         assert checks["speaker_stats_matches_schema"].passed and checks["media_stats_matches_schema"].passed
@@ -178,14 +183,7 @@ def test_the_step_succeeds_for_the_good_file_and_records_the_bad_ones(warehouse_
     )
     wh.write_table("speaker_turns", fixed["speaker_turns"], BATCH)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(BATCHES, [BATCH])
-        again = dg.materialize(
-            [conversation_analytics],
-            partition_key=BATCH,
-            instance=instance,
-            resources={"warehouse": WarehouseResource(root=wh.root_uri)},
-        )
-    assert again.success
+        assert analytics(instance, wh).success
     assert set(wh.read_table("media_stats", BATCH)["media_id"]) == {GOOD, RAISES, BREAKS}
     assert read_issues(wh, [BATCH]).is_empty()
     assert archive_summary(wh).failing.is_empty()
