@@ -85,7 +85,9 @@ class TextEmbedder:
 
     @property
     def dimension(self) -> int:
-        return int(self._st.get_sentence_embedding_dimension())
+        # sentence-transformers 5.x renamed it (the old name warns on every run)
+        named = getattr(self._st, "get_embedding_dimension", None) or self._st.get_sentence_embedding_dimension
+        return int(named())
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """``(len(texts), dim)`` float32 unit vectors."""

@@ -65,6 +65,9 @@ def quiet_model_logs() -> None:
     for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     whisperx.setup_logging(level="warning")
+    # "No active speech found in audio" on a hum-only file is what the transcripts table
+    # records (0 words, no language): not a warning a user must act on
+    logging.getLogger("whisperx.vads").setLevel(logging.ERROR)
 
 
 def set_pyannote_telemetry(enabled: bool | None = None) -> None:
