@@ -111,6 +111,7 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path, instance):
         )
     } | {
         "every_word_has_a_speaker",
+        "attribute_speakers_no_files_held_back",
         "media_no_failed_files",
         "transcripts_no_failed_files",
         "diarization_no_failed_files",

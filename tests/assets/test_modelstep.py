@@ -74,6 +74,8 @@ class ByteCounter:
     prepared: list[str] = field(default_factory=list)
     next_was_prepared: list[bool] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
+    # files whose rows come out breaking the contract (a word that ends before it starts)
+    bad_rows_for: set[str] = field(default_factory=set)
     events: dict[str, threading.Event] = field(default_factory=dict)
 
     def prepared_event(self, media_id: str) -> threading.Event:
@@ -166,6 +168,8 @@ def measuring_asset(counter: ByteCounter, prefetch: bool = False) -> dg.AssetsDe
             if data.startswith(b"BAD"):
                 raise ValueError(f"not audio ({len(data)} bytes)")
             rows = measured_rows(batch_id, item, data)
+            if item["media_id"] in model.bad_rows_for:
+                rows["asr_words"] = rows["asr_words"].with_columns(end_s=pl.col("start_s") - 1.0)
             return FileOutput(
                 rows=rows,
                 state={"n_segments": rows["asr_segments"].height, "n_words": rows["asr_words"].height},
@@ -527,6 +531,22 @@ def test_an_error_preparing_a_file_is_that_files_failure(batch):
     assert {m for m, s in status.items() if s == "ok"} == set(GOOD) - {gone}
     error = batch.state().filter(pl.col("media_id") == gone)["error"][0]
     assert error.startswith("FileNotFoundError")
+
+
+def test_a_file_whose_rows_break_the_contract_fails_alone_and_its_rows_are_never_written(batch):
+    broken = media_id("b.flac")
+    batch.counter.bad_rows_for = {broken}
+    result = batch.run()
+    status = batch.status()
+    assert status[broken] == "failed" and {m for m, s in status.items() if s == "ok"} == set(GOOD) - {broken}
+    error = batch.state().filter(pl.col("media_id") == broken)["error"][0]
+    assert error.startswith("RowsRejected: `asr_words` rows break") and "end_s" in error  # the rule and the values
+    assert broken not in set(batch.wh.read_table("asr_words", BATCH)["media_id"])
+    assert broken not in set(batch.wh.read_table("asr_segments", BATCH)["media_id"])  # none of its rows
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert all(checks[f"{t}_matches_schema"].passed for t in STAGE.tables)  # what was written is valid
+    assert not checks["transcripts_no_failed_files"].passed  # the WARN check lists it
+    assert batch.wh.staged("asr_words", BATCH) == {}
 
 
 def test_storage_lost_while_preparing_fails_the_step_not_the_file(batch, monkeypatch):
