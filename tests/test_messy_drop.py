@@ -70,6 +70,7 @@ def test_a_seeded_messy_drop_gives_every_good_file_every_output(tmp_path):
     words = wh.read_table("words", batch)
     chunks = wh.read_table("chunks", batch)
     embeddings = wh.read_table("speaker_embeddings", batch)
+    turns = wh.read_table("speaker_turns", batch)
     clusters = read_clusters(wh, [batch])
     for name, file in truth.items():
         row = by_name[name]
@@ -88,7 +89,8 @@ def test_a_seeded_messy_drop_gives_every_good_file_every_output(tmp_path):
             continue  # nothing heard (a whisper under a noise bed): nothing to identify or index
         # speaker ids for every local speaker, exports, search passages
         local = embeddings.filter(pl.col("media_id") == mid)["speaker"].to_list()
-        assert local, (seed, name, "no speaker embeddings")
+        if not turns.filter(pl.col("media_id") == mid).is_empty():  # diarization heard someone
+            assert local, (seed, name, "no speaker embeddings")
         ids = clusters.filter(pl.col("media_id") == mid)
         assert sorted(ids["speaker"].to_list()) == sorted(local), (seed, name, ids)
         assert ids["global_speaker_id"].null_count() == 0
