@@ -50,15 +50,18 @@ def assert_not_retried(proc) -> None:
     assert "attempts over" not in proc.stderr
 
 
-def assert_each_file_once(wh: Warehouse, batch_id: str, n: int, with_words: int | None = None) -> None:
-    """``n`` files, each ok and done once; ``with_words`` of them have words (default: all)."""
+def assert_each_file_once(wh: Warehouse, batch_id: str, n: int, speech: int | None = None) -> None:
+    """``n`` files, each ok; ``speech`` of them (default: all; a silent file never reaches the
+    models) transcribed, diarized and with words, each once."""
+    speech = n if speech is None else speech
     media = wh.read_table("media", batch_id)
     assert media.height == n and (media["status"] == "ok").all()
     for table in ("transcripts", "diarization"):
         state = wh.read_table(table, batch_id)
-        assert state.height == n and state["media_id"].n_unique() == n and (state["status"] == "ok").all(), table
+        ok = (state["status"] == "ok").all()
+        assert state.height == speech and state["media_id"].n_unique() == speech and ok, table
     words = wh.read_table("words", batch_id)
-    assert words["media_id"].n_unique() == (n if with_words is None else with_words)
+    assert words["media_id"].n_unique() == speech
     assert words.select("media_id", "segment_id", "word_index").is_duplicated().sum() == 0
     assert wh.files_under(wh.path("_staging")) == []
 
@@ -257,7 +260,7 @@ def test_disk_full_exits_2_naming_the_path_without_retries(tmp_path, tmpfs):
 
 
 # -- corrupt parts ------------------------------------------------------------------------------
-SHARED_FILES, SHARED_SPEECH = 9, 8  # the shared archive: 8 sample files with speech and a silent one
+SHARED_FILES, SHARED_SPEECH = 9, 8  # the shared archive: 8 sample files with speech and a silent one (no model runs)
 
 
 def parts_of(archive) -> tuple[Path, Path, Warehouse, str]:
@@ -306,7 +309,7 @@ def test_truncated_media_part_is_quarantined_and_rebuilt_by_the_rerun(copy_of_sh
     assert len(aside) == 2 and aside[0].endswith(".json") and aside[1].endswith(".parquet")
     # the model steps' tables were current: nothing was transcribed again
     assert wh.read_table("transcripts", batch_id).equals(transcripts)
-    assert_each_file_once(wh, batch_id, SHARED_FILES, with_words=SHARED_SPEECH)
+    assert_each_file_once(wh, batch_id, SHARED_FILES, speech=SHARED_SPEECH)
 
 
 @pytest.mark.slow
@@ -321,5 +324,5 @@ def test_truncated_asr_words_part_is_rebuilt_by_redoing_the_files(copy_of_shared
     moved = {p.name.split("=")[0] for p in (Path(wh.root) / "_quarantine").iterdir()}
     assert moved == {"asr_words", "transcripts"}  # the bad part, and the state that vouched for it
     state = wh.read_table("transcripts", batch_id)
-    assert (state["status"] == "ok").all() and state.height == SHARED_FILES
-    assert_each_file_once(wh, batch_id, SHARED_FILES, with_words=SHARED_SPEECH)
+    assert (state["status"] == "ok").all() and state.height == SHARED_SPEECH
+    assert_each_file_once(wh, batch_id, SHARED_FILES, speech=SHARED_SPEECH)
