@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 
 from opentranscribe_pipeline.definitions import defs
 
@@ -43,8 +44,12 @@ def overlaps(spans: list[dict]) -> bool:
     return b["start"] < a["end"]
 
 
-def test_gpu_steps_of_concurrent_runs_never_overlap_and_the_limit_is_a_setting(tmp_path):
-    home = shipped_instance(tmp_path / "home")
+@pytest.mark.parametrize("storage", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_gpu_steps_of_concurrent_runs_never_overlap_and_the_limit_is_a_setting(tmp_path, storage, request):
+    # both instance storages keep their own slots (PostgreSQL's: what the daemon backfill and
+    # Celery use in production; test_backfill.py runs its daemon on SQLite)
+    postgres = request.getfixturevalue("own_postgres_db") if storage == "postgres" else None
+    home = shipped_instance(tmp_path / "home", postgres=postgres)
     spans = run_two_at_once(home, tmp_path / "limit1.jsonl")
     gpu = [s for s in spans if s["kind"] == "gpu"]
     assert len(gpu) == 2 and not overlaps(gpu)
