@@ -117,6 +117,11 @@ def _scalar_indexes():
     }
 
 
+class WriteConflict(RuntimeError):
+    """Another writer replaced the table at the same moment (Lance's retryable commit conflict):
+    the caller reads what to write again and retries."""
+
+
 class LanceBackend:
     name = "lancedb"
 
@@ -261,11 +266,17 @@ class LanceBackend:
         data = docs.select(schema.names).to_arrow().cast(schema)
         # "overwrite" on a missing table makes Lance warn on stderr: create the first one
         try:
-            db.create_table(SPEAKERS, data=data, mode="overwrite" if self._table(SPEAKERS) is not None else "create")
-        except ValueError as exc:  # two writers at once: the other created it first
-            if "already exists" not in str(exc):
-                raise
-            db.create_table(SPEAKERS, data=data, mode="overwrite")
+            try:
+                mode = "overwrite" if self._table(SPEAKERS) is not None else "create"
+                db.create_table(SPEAKERS, data=data, mode=mode)
+            except ValueError as exc:  # two writers at once: the other created it first
+                if "already exists" not in str(exc):
+                    raise
+                db.create_table(SPEAKERS, data=data, mode="overwrite")
+        except RuntimeError as exc:  # two overwrites at once: Lance commits one, asks the other to retry
+            if "commit conflict" in str(exc).lower():
+                raise WriteConflict(str(exc)) from None
+            raise
         return docs.height
 
     def similar_speakers(self, vector: Sequence[float], model: str, limit: int) -> list[Hit]:

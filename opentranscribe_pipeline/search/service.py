@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -427,10 +428,26 @@ def speaker_documents(wh: Warehouse) -> pl.DataFrame:
     )
 
 
+SPEAKERS_WRITE_ATTEMPTS = 6
+
+
 def refresh_speakers(wh: Warehouse, backend: SearchBackend) -> int:
-    """The speakers index becomes the active voices of the committed generation."""
+    """The speakers index becomes the active voices of the committed generation. Two writers
+    at once (two clustering runs finishing together): the one whose replace lost the race
+    reads the generation again and writes it (the newest committed state wins)."""
+    from .lance import WriteConflict
+
     backend.check()
-    return backend.replace_speakers(speaker_documents(wh))
+    for attempt in range(SPEAKERS_WRITE_ATTEMPTS):
+        try:
+            return backend.replace_speakers(speaker_documents(wh))
+        except WriteConflict as exc:
+            if attempt == SPEAKERS_WRITE_ATTEMPTS - 1:
+                raise
+            wait = 0.1 * 2**attempt * (1 + random.random())
+            log.info("speakers index: %s; again in %.2f s", str(exc).splitlines()[0][:120], wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def similar_speakers(wh: Warehouse, backend: SearchBackend, who: str, limit: int = 5) -> list[dict]:

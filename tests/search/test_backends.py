@@ -303,3 +303,38 @@ def test_a_speaker_filtered_knn_query_on_an_indexed_table_is_exact(tmp_path, mon
         assert [h.id for h in hits] == exact
     whole = backend.vector_search(vectors[0], Filters(model=MODEL), 5)
     assert whole[0].id == ids[0]
+
+
+def test_a_speakers_index_write_that_loses_a_race_reads_the_state_again_and_retries(tmp_path, monkeypatch):
+    """Two clustering runs finishing together both replace the speakers table; Lance commits
+    one and answers the other with a retryable commit conflict (seen in CI: two writers with
+    their own instances). The loser reads the committed generation again and writes it."""
+    from opentranscribe_pipeline.search import service
+    from opentranscribe_pipeline.search.lance import WriteConflict
+
+    monkeypatch.setattr(service.time, "sleep", lambda s: None)
+    reads = []
+    monkeypatch.setattr(service, "speaker_documents", lambda wh: reads.append(wh) or pl.DataFrame({"n": [1, 2]}))
+
+    class Racing:
+        attempts = 0
+
+        def check(self):
+            pass
+
+        def replace_speakers(self, docs):
+            self.attempts += 1
+            if self.attempts < 3:
+                raise WriteConflict("Retryable commit conflict for version 2")
+            return docs.height
+
+    backend = Racing()
+    assert service.refresh_speakers(Warehouse(str(tmp_path / "w")), backend) == 2
+    assert backend.attempts == 3 and len(reads) == 3  # the state read again before each attempt
+
+    class AlwaysLoses(Racing):
+        def replace_speakers(self, docs):
+            raise WriteConflict("Retryable commit conflict")
+
+    with pytest.raises(WriteConflict):
+        service.refresh_speakers(Warehouse(str(tmp_path / "w")), AlwaysLoses())
