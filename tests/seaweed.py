@@ -141,6 +141,11 @@ def _start_once(weed: str, workdir: Path, access_key: str | None, secret_key: st
         f"-admin.port={ports['admin']}",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
+        # a volume per bucket: left to itself, weed sizes volumes from the disk (1 GB here) and
+        # allows free space / size of them, so a session's buckets ran out of writable volumes
+        # ("No writable volumes", InternalError on PUT) on a machine with 27 GB free
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=1000",
     ]
     env = dict(os.environ)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
