@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,14 @@ os.environ.setdefault("OPENTRANSCRIBE_ASR_MODEL", "packaged:tiny.en")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
 OPENTRANSCRIBE = [sys.executable, "-m", "opentranscribe_pipeline.cli"]
+# the seed of this session's messy drop (tests/test_messy_drop.py): new on every run, shown in
+# the header of every run's output (a passing test's prints are captured); replay with
+# OPENTRANSCRIBE_MESSY_SEED=N
+MESSY_SEED = int(os.environ.get("OPENTRANSCRIBE_MESSY_SEED") or random.SystemRandom().randrange(2**31))
+
+
+def pytest_report_header(config):
+    return f"messy drop seed: {MESSY_SEED} (replay: OPENTRANSCRIBE_MESSY_SEED={MESSY_SEED})"
 
 
 def run_cli(args, home: Path, env_extra: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:

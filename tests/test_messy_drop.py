@@ -11,7 +11,6 @@ its speaker ids, exports and search passages; no language for a file where nothi
 from __future__ import annotations
 
 import os
-import random
 
 import pandera.polars as pa
 import polars as pl
@@ -21,7 +20,7 @@ from opentranscribe_pipeline.assets.isolation import read_issues
 from opentranscribe_pipeline.schemas import TABLES
 from opentranscribe_pipeline.speakers.state import read_clusters
 
-from .conftest import run_cli, write_instance_yaml
+from .conftest import MESSY_SEED, run_cli, write_instance_yaml
 from .data import make_messy_drop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -29,16 +28,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 PER_BATCH = [t for t in TABLES if t not in ("speaker_clusters", "speaker_centroids", "speaker_profiles")]
 
 
-def _seed() -> int:
-    return int(os.environ.get("OPENTRANSCRIBE_MESSY_SEED") or random.SystemRandom().randrange(2**31))
-
-
 def test_a_seeded_messy_drop_gives_every_good_file_every_output(tmp_path):
     missing = make_messy_drop.missing_tools()
     if missing:  # `make test` installs them; CI must not go green without this test
         why = f"the messy drop needs {', '.join(missing)} (apt-get install espeak-ng flite)"
         (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(why)
-    seed = _seed()
+    seed = MESSY_SEED  # printed in the run's header
     print(f"messy drop seed: {seed} (replay: OPENTRANSCRIBE_MESSY_SEED={seed})")
     drop = tmp_path / "messy"
     truth = make_messy_drop.make_drop(drop, seed, n_files=8)["files"]
