@@ -719,10 +719,14 @@ def _speech_file(rng, synth: Synth, real: RealSource, *, stereo: bool) -> tuple[
         tl.cursor += comp.s(comp.uniform(0.5, 2.0))
         comp.section(tl, "turns", missing)
     n = tl.cursor + comp.s(comp.uniform(0.3, 2.0))
-    channels = 2 if stereo else 1
-    mix = _render(tl, n, channels)
+    return _mixed(tl, rng, n, stereo, bed=lambda: not stereo and rng.random() < 0.45)
+
+
+def _mixed(tl: Timeline, rng, n: int, stereo: bool, bed) -> tuple[np.ndarray, dict]:
+    """The timeline rendered to ``n`` samples, a noise bed when ``bed()`` says so, and its truth."""
+    mix = _render(tl, n, 2 if stereo else 1)
     mask = _speech_mask(tl, n)
-    noise_info = _add_noise(rng, mix, mask, bed=not stereo and rng.random() < 0.45)
+    noise_info = _add_noise(rng, mix, mask, bed=bed())
     _limit(mix)
     turns = _turns(tl, stereo)
     truth = {
@@ -812,21 +816,7 @@ def _long_file(rng, synth: Synth, real: RealSource, seconds: float) -> tuple[np.
         tl.cursor += comp.s(comp.uniform(5.0, 20.0) if kind == "long_pause" else comp.uniform(0.5, 3.0))
         if tl.cursor >= n_total - end_margin:
             break
-    mix = _render(tl, n_total, 1)
-    mask = _speech_mask(tl, n_total)
-    noise_info = _add_noise(rng, mix, mask, bed=rng.random() < 0.5)
-    _limit(mix)
-    turns = _turns(tl, False)
-    truth = {
-        "expected": "ok",
-        "speakers": sorted({t["speaker"] for t in turns}),
-        "turns": turns,
-        "layout": tl.sections,
-        "noise": noise_info,
-        "speech_s": round(float(mask.sum()) / SR, 3),
-        "duration_s": round(n_total / SR, 6),
-    }
-    return mix, truth
+    return _mixed(tl, rng, n_total, False, bed=lambda: rng.random() < 0.5)
 
 
 def _plan(rng, n_files: int) -> list[tuple[str, str]]:
