@@ -16,12 +16,11 @@ from ..speech.diarize import Turn
 from .checks import check_spec, markdown_table, schema_check_result, schema_check_spec, table_spec
 from .isolation import (
     Issue,
-    hold_back_invalid,
+    hold_back_files,
     issues_check_result,
     issues_check_spec,
     per_file,
-    tag_held_back,
-    write_issues,
+    record_issues,
 )
 from .modelstep import empty
 
@@ -78,12 +77,8 @@ def attribute_batch(
     words = pl.concat(out_w) if out_w else empty(Words)
     segments = segments.with_columns(batch_id=pl.lit(batch_id)).sort("media_id", "segment_id")
     words = words.with_columns(batch_id=pl.lit(batch_id)).sort("media_id", "segment_id", "word_index")
-    segments, held_s = hold_back_invalid("segments", segments, STAGE)
-    words, held_w = hold_back_invalid("words", words, STAGE)
-    issues += held_s + held_w
-    bad = sorted({i.media_id for i in issues})  # held back in one table: in both
-    segments = segments.filter(~pl.col("media_id").is_in(bad))
-    words = words.filter(~pl.col("media_id").is_in(bad))
+    (segments, words), issues = hold_back_files(STAGE, issues, segments=segments, words=words)
+    bad = {i.media_id for i in issues}
     return segments, words, [m for m in fallback if m not in bad], issues
 
 
@@ -130,8 +125,7 @@ def attribute_speakers(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     wh.write_table("segments", segments, batch_id)
     wh.write_table("words", words, batch_id)
     media = wh.read_table("media", batch_id)
-    held = write_issues(wh, batch_id, STAGE, issues, media)
-    tag_held_back(context, STAGE, held)
+    held = record_issues(context, wh, batch_id, STAGE, issues, media)
     missing = words.filter(pl.col("speaker").is_null() & pl.col("media_id").is_in(list(ok)))
     no_diarization = sorted(set(words["media_id"].to_list()) - ok)
     nearest = words.filter(pl.col("speaker_overlap") == 0.0).height

@@ -20,7 +20,7 @@ from ..deliver.documents import documents, gather
 from ..partitions import batch_partitions
 from ..resources import WarehouseResource
 from ..resources.deliver import ExportsResource
-from .isolation import per_file, tag_held_back, write_issues
+from .isolation import per_file, record_issues
 
 
 def exported_media(src) -> list[str]:
@@ -90,8 +90,7 @@ def exports(context: dg.AssetExecutionContext, warehouse: WarehouseResource, exp
         return dg.MaterializeResult(metadata={"enabled": False, "files": 0})
     formats = exports_config.chosen_formats()
     out = write_batch_exports(wh, batch_id, formats)
-    held = write_issues(wh, batch_id, STAGE, out["issues"], out["media_table"])
-    tag_held_back(context, STAGE, held)
+    held = record_issues(context, wh, batch_id, STAGE, out["issues"], out["media_table"])
     for row in held.iter_rows(named=True):
         context.log.error("exports: %s not exported: %s", row["source_uri"] or row["media_id"], row["reason"])
     return dg.MaterializeResult(

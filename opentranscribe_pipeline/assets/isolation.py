@@ -125,6 +125,20 @@ def hold_back_invalid(table: str, df: pl.DataFrame, stage: str) -> tuple[pl.Data
     return df.filter(~pl.col("media_id").is_in(sorted(bad))), issues
 
 
+def hold_back_files(stage: str, issues: list[Issue], **tables: pl.DataFrame) -> tuple[list[pl.DataFrame], list[Issue]]:
+    """Validate each of a stage's tables (:func:`hold_back_invalid`) and leave every file with an
+    issue (``issues`` already found, plus the rules broken here) out of all of them: a file is
+    held back from the stage's tables together. The tables in the order given, and all issues."""
+    issues = list(issues)
+    kept = []
+    for table, df in tables.items():
+        df, held = hold_back_invalid(table, df, stage)
+        kept.append(df)
+        issues += held
+    bad = sorted({i.media_id for i in issues})
+    return [df.filter(~pl.col("media_id").is_in(bad)) for df in kept], issues
+
+
 def issues_frame(batch_id: str, issues: list[Issue], media: pl.DataFrame | None = None) -> pl.DataFrame:
     """The ``file_issues`` rows of ``issues``, each with its file's source name from ``media``."""
     if not issues:
@@ -202,8 +216,13 @@ def held_back_tag(stage: str) -> str:
     return f"opentranscribe/{stage}_files_held_back"
 
 
-def tag_held_back(context: dg.AssetExecutionContext, stage: str, issues: pl.DataFrame) -> None:
-    """Tag the run when the stage held files back: the runs list and the partition's runs show
+def record_issues(
+    context: dg.AssetExecutionContext, wh, batch_id: str, stage: str, issues: list[Issue], media: pl.DataFrame | None
+) -> pl.DataFrame:
+    """Write the stage's part of ``file_issues`` (:func:`write_issues`) and, when it held files
+    back, tag the run: the runs list and the partition's runs show
     ``opentranscribe/<stage>_files_held_back: N`` without a click (as failed model-step files do)."""
-    if issues.height:
-        context.instance.add_run_tags(context.run_id, {held_back_tag(stage): str(issues["media_id"].n_unique())})
+    held = write_issues(wh, batch_id, stage, issues, media)
+    if held.height:
+        context.instance.add_run_tags(context.run_id, {held_back_tag(stage): str(held["media_id"].n_unique())})
+    return held

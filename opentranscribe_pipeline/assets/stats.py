@@ -16,12 +16,11 @@ from ..schemas import MediaStats, SpeakerStats, conform
 from .checks import schema_check_result, schema_check_spec, table_spec
 from .isolation import (
     Issue,
-    hold_back_invalid,
+    hold_back_files,
     issues_check_result,
     issues_check_spec,
     per_file,
-    tag_held_back,
-    write_issues,
+    record_issues,
 )
 from .modelstep import empty
 
@@ -82,12 +81,7 @@ def batch_stats(
     media_rows = [m for _, m in results.values()]
     speakers = conform(pl.DataFrame(speaker_rows), SpeakerStats) if speaker_rows else empty(SpeakerStats)
     medias = conform(pl.DataFrame(media_rows), MediaStats) if media_rows else empty(MediaStats)
-    speakers, held_s = hold_back_invalid("speaker_stats", speakers, STAGE)
-    medias, held_m = hold_back_invalid("media_stats", medias, STAGE)
-    issues += held_s + held_m
-    bad = {i.media_id for i in issues}  # a file held back in one table is held back in both
-    speakers = speakers.filter(~pl.col("media_id").is_in(sorted(bad)))
-    medias = medias.filter(~pl.col("media_id").is_in(sorted(bad)))
+    (speakers, medias), issues = hold_back_files(STAGE, issues, speaker_stats=speakers, media_stats=medias)
     return speakers.sort("media_id", "speaker"), medias.sort("media_id"), issues
 
 
@@ -133,8 +127,7 @@ def conversation_analytics(context: dg.AssetExecutionContext, warehouse: Warehou
     )
     wh.write_table("speaker_stats", speakers, batch_id)
     wh.write_table("media_stats", medias, batch_id)
-    held = write_issues(wh, batch_id, STAGE, issues, media)
-    tag_held_back(context, STAGE, held)
+    held = record_issues(context, wh, batch_id, STAGE, issues, media)
     speech_h = float(medias["speech_s"].sum() or 0) / 3600
     yield dg.MaterializeResult(asset_key="speaker_stats", metadata={"dagster/row_count": speakers.height})
     yield dg.MaterializeResult(
