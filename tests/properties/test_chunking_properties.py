@@ -9,7 +9,8 @@ import polars as pl
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from opentranscribe_pipeline.schemas import TEXT_EMBEDDING_DIM, Chunks, conform
+from opentranscribe_pipeline.assets.search import chunk_frame
+from opentranscribe_pipeline.schemas import TEXT_EMBEDDING_DIM, Chunks
 from opentranscribe_pipeline.search.chunking import SENTENCE_END, chunk_file
 
 from .strategies import BATCH, MEDIA_A, SPEAKERS, ChunkInput, chunk_inputs
@@ -19,28 +20,10 @@ CLOSERS = "\"'”’)»]"
 
 
 def chunk_table(passages, language: str | None = "en") -> pl.DataFrame:
-    """``chunks`` rows built as ``assets/search.py:chunk_frame`` builds them (zero vectors
-    of the table's width stand in for the text model)."""
-    rows = [
-        {
-            "batch_id": BATCH,
-            "media_id": MEDIA_A,
-            "chunk_index": p.chunk_index,
-            "start_s": p.start_s,
-            "end_s": p.end_s,
-            "speaker": p.speaker,
-            "language": language,
-            "text": p.text,
-            "n_words": p.n_words,
-            "model": "test-model",
-        }
-        for p in passages
-    ]
+    """``chunks`` rows as the asset builds them (``assets/search.py:chunk_frame``), zero vectors
+    of the table's width standing in for the text model."""
     vectors = np.zeros((len(passages), TEXT_EMBEDDING_DIM), np.float32)
-    df = pl.DataFrame(rows, infer_schema_length=None).with_columns(
-        embedding=pl.Series(vectors, dtype=pl.Array(pl.Float32, TEXT_EMBEDDING_DIM))
-    )
-    return conform(df, Chunks)
+    return chunk_frame(BATCH, MEDIA_A, language, passages, vectors, "test-model")
 
 
 def _units(inp: ChunkInput) -> list[dict]:
