@@ -6,7 +6,6 @@ publish sensor, a file whose diarization failed, a silent file."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import dagster as dg
 import polars as pl
@@ -32,7 +31,15 @@ def processed(_shared_archive_built, tmp_path_factory):
     copy = _shared_archive_built.copy(tmp)
     wh = Warehouse(str(copy.root))
     [batch_id] = wh.batch_ids("media")
-    return {"tmp": tmp, "home": copy.home, "root": copy.root, "wh": wh, "batch": batch_id, "drop": copy.drop}
+    return {
+        "tmp": tmp,
+        "home": copy.home,
+        "root": copy.root,
+        "wh": wh,
+        "batch": batch_id,
+        "drop": copy.drop,
+        "archive": copy,
+    }
 
 
 def _media(wh, batch_id) -> dict[str, dict]:
@@ -56,10 +63,8 @@ def _shown_names(wh, media_id) -> set[str]:
 def _own_copy(processed, tmp_path) -> dict:
     """A test's own copy of the module's warehouse and instance: its renames and rewrites
     never reach another test, whatever the order."""
-    shutil.copytree(processed["root"], tmp_path / "warehouse")
-    shutil.copytree(processed["home"], tmp_path / "home")
-    wh = Warehouse(str(tmp_path / "warehouse"))
-    return {**processed, "tmp": tmp_path, "root": tmp_path / "warehouse", "home": tmp_path / "home", "wh": wh}
+    own = processed["archive"].copy(tmp_path)
+    return {**processed, "tmp": tmp_path, "root": own.root, "home": own.home, "wh": own.wh, "archive": own}
 
 
 def _publish(processed):
