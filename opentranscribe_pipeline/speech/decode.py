@@ -191,6 +191,55 @@ def _ceiling(
     return ceiling, problem, why
 
 
+class _Reader:
+    """The caller's binary file as PyAV reads it. PyAV turns an exception raised in ``read``
+    or ``seek`` into an FFmpeg error code and keeps the exception for later; FFmpeg carries on
+    after a failed seek (it only costs it the duration estimate) and calls again, and PyAV
+    then prints "PyAV library exception being dropped" and a traceback on stderr for each
+    one. Here a failing ``seek`` is what it is to FFmpeg (an error code: the stream cannot
+    seek) and a failing ``read`` is the end of the input, with the exception kept in
+    ``error``, which :func:`decode` raises once FFmpeg has returned."""
+
+    def __init__(self, file: BinaryIO):
+        self._file = file
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        try:
+            return bool(self._file.seekable()) if hasattr(self._file, "seekable") else hasattr(self._file, "seek")
+        except Exception:  # noqa: BLE001 - a closed or broken stream: read it as a pipe
+            return False
+
+    def read(self, size: int = -1) -> bytes:
+        if self.error is not None:
+            return b""
+        try:
+            return self._file.read(size)
+        except Exception as exc:  # noqa: BLE001 - raised by decode() after FFmpeg returns
+            self.error = exc
+            return b""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return self._file.seek(offset, whence)
+        except Exception:  # noqa: BLE001 - to FFmpeg: this stream does not seek
+            return -1
+
+    def tell(self) -> int:
+        try:
+            return self._file.tell()
+        except Exception:  # noqa: BLE001
+            return -1
+
+
+def _said(logs: list) -> str:
+    """FFmpeg's last message while decoding (PyAV's captured logs), for the one log line."""
+    return f" (FFmpeg: {logs[-1][2].strip()}; {len(logs)} message(s))" if logs else ""
+
+
 def decode(
     source: str | BinaryIO,
     *,
@@ -205,9 +254,45 @@ def decode(
     ``size_bytes`` (the file's size) bounds the duration to what it makes plausible;
     ``max_duration_s`` bounds it in any case; ``audio_track`` picks an audio stream (0-based
     among the audio streams; default: the one flagged default, else the first).
-    Raises :class:`MediaError` for anything that is not decodable audio.
+    Raises :class:`MediaError` for anything that is not decodable audio, and what reading
+    ``source`` raised (an ``OSError`` of the storage) as it was.
+
+    Nothing reaches the console: FFmpeg's own messages (which PyAV routes to the ``libav``
+    loggers once anything in the process, torchvision for one, turns PyAV's logging on) are
+    captured, and a file with damage, or one that fails, gets one INFO line naming it.
     """
     label = name or (source if isinstance(source, str) else "<stream>")
+    reader = None if isinstance(source, str) else _Reader(source)
+    with av.logging.Capture(local=True) as ffmpeg_logs:
+        try:
+            decoded = _decode(
+                source if reader is None else reader,
+                label,
+                size_bytes,
+                max_duration_s,
+                min_bytes_per_second,
+                audio_track,
+                ffmpeg_logs,
+            )
+        except MediaError as exc:
+            if reader is not None and reader.error is not None:
+                raise reader.error from None  # the storage failed, not the file
+            log.info("%s: %s%s", label, exc, _said(ffmpeg_logs))
+            raise
+        if reader is not None and reader.error is not None:
+            raise reader.error
+    return decoded
+
+
+def _decode(
+    source: str | _Reader,
+    label: str,
+    size_bytes: int | None,
+    max_duration_s: float | None,
+    min_bytes_per_second: float | None,
+    audio_track: int | None,
+    ffmpeg_logs: list,
+) -> DecodedAudio:
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
@@ -298,9 +383,15 @@ def decode(
         )
     if warnings:
         log.info(
-            "decoded %s with %d warning(s): %d damaged packet(s), demuxer: %s", label, warnings, damaged, demux_error
+            "decoded %s with %d warning(s): %d damaged packet(s), demuxer: %s%s",
+            label,
+            warnings,
+            damaged,
+            demux_error,
+            _said(ffmpeg_logs),
         )
-    log.debug("decoded %s: %.1f s of %s", label, decoded.duration_s, info.audio_codec)
+    else:
+        log.debug("decoded %s: %.1f s of %s%s", label, decoded.duration_s, info.audio_codec, _said(ffmpeg_logs))
     return decoded
 
 

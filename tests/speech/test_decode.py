@@ -119,3 +119,57 @@ def test_flac_roundtrip_is_16bit_exact():
 def test_decode_from_a_file_object():
     data = (SAMPLE_DROP / "meeting-02.flac").read_bytes()
     assert decode(io.BytesIO(data)).duration_s == pytest.approx(16.73, abs=0.05)
+
+
+class _SeekFails(io.BytesIO):
+    """A stream that says it seeks and raises when asked to (a network body, a pipe)."""
+
+    def seek(self, offset, whence=0):
+        if (offset, whence) not in ((0, 0), (0, 1)):
+            raise io.UnsupportedOperation("seek")
+        return super().seek(offset, whence)
+
+
+def test_a_truncated_mp3_decodes_without_a_word_on_the_console(tmp_path, capfd, caplog):
+    """Truncated MP3s with PyAV's logging on (torchvision turns it on when it is imported, as
+    in the pipeline's step processes): no traceback, no "PyAV library exception being
+    dropped", no FFmpeg line on stderr; one INFO line per failing file, naming it (shown
+    with -v only)."""
+    import logging
+
+    import av.logging
+
+    mp3 = (SAMPLE_DROP / "radio_show_03.mp3").read_bytes()
+    (tmp_path / "half.mp3").write_bytes(mp3[: len(mp3) // 2])
+    (tmp_path / "header.mp3").write_bytes(mp3[:2000])  # FFmpeg: "invalid new backstep -1"
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    caplog.set_level(logging.INFO, logger="opentranscribe_pipeline.speech.decode")
+    try:
+        for name in ("half.mp3", "header.mp3"):
+            with pytest.raises(MediaError) as err:
+                decode(str(tmp_path / name), name=name)
+            assert err.value.reason == MediaProblem.TRUNCATED
+            with open(tmp_path / name, "rb") as f, pytest.raises(MediaError):
+                decode(f, name=name)
+        # a stream whose seek raises: PyAV printed a traceback per failed seek, then raised
+        decoded = decode(_SeekFails(mp3[: len(mp3) // 2]), name="stream.mp3")
+        assert 8.0 < decoded.duration_s < 9.5  # no seek, no size: the truncation cannot show
+    finally:
+        av.logging.set_level(level)
+    out, err_text = capfd.readouterr()
+    assert err_text == "" and out == ""
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) == 4 and all(line.startswith(("half.mp3: truncated", "header.mp3: truncated")) for line in lines)
+    assert any("FFmpeg: invalid new backstep" in line for line in lines)
+
+
+def test_a_read_error_of_the_storage_is_raised_as_it_was():
+    class Fails(io.BytesIO):
+        def read(self, size=-1):
+            if self.tell() > 20_000:
+                raise ConnectionResetError("peer went away")
+            return super().read(size)
+
+    with pytest.raises(ConnectionResetError, match="peer went away"):
+        decode(Fails((SAMPLE_DROP / "radio_show_03.mp3").read_bytes()), name="stream.mp3")
