@@ -9,12 +9,25 @@ become a new batch of the same drop.
 In a local folder, symbolic links and special files (fifos, sockets, devices) are never
 opened: registration lists them in ``Registration.skipped`` with the reason, and nothing of
 them is registered.
+
+Registration is safe against concurrent registrars (two ``opentranscribe process`` commands,
+a command and a sensor tick, on one machine or several), with two create-only writes
+(``storage.conditional.create_if_absent``: S3 ``If-None-Match: *``, locally a hard link):
+
+- a drop name belongs to one source: the first registrar creates
+  ``<root>/_drop_sources/<prefix>.json`` naming it (:func:`claim_drop`); another source under
+  the same name is refused with :class:`DropConflict` (naming both sources and ``--drop``),
+  never merged into the drop;
+- a batch manifest is created, never replaced: of two registrars planning the same batch
+  number one writes it, the other reads it, leaves its files out and plans what is left
+  under the next number. The same files are never registered twice, none is lost.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +37,7 @@ import polars as pl
 
 from .schemas import Batches, conform, slug
 from .settings import BATCH_MAX_FILES, BATCH_MAX_HOURS
-from .storage import S3Options, SourceObject, Warehouse, filesystem, is_local, list_source
+from .storage import S3Options, SourceObject, Warehouse, filesystem, is_local, list_source, split_uri
 from .storage.sources import open_local_regular
 
 log = logging.getLogger(__name__)
@@ -55,6 +68,29 @@ MEDIA_EXTENSIONS = frozenset(
 )
 # when a header cannot be probed at registration, assume this many bytes per second
 FALLBACK_BYTES_PER_SECOND = 16_000
+
+
+DROP_SOURCES = "_drop_sources"  # <root>/_drop_sources/<batch prefix>.json: which source owns a drop name
+
+
+class DropConflict(ValueError):
+    """A drop name already registered from another source."""
+
+    def __init__(self, drop: str, owner: str, source: str):
+        self.drop, self.owner, self.source = drop, owner, source
+        super().__init__(
+            f"drop {drop!r} is already registered from {owner}; {source} is another source and is not "
+            f"added to it: give it a drop name of its own (`opentranscribe process {source} --drop NAME`), "
+            f"or process {owner}"
+        )
+
+
+class BatchTaken(RuntimeError):
+    """Another registrar created this batch's manifest first."""
+
+    def __init__(self, batch_id: str):
+        self.batch_id = batch_id
+        super().__init__(f"batch {batch_id} was registered by someone else at the same moment")
 
 
 @dataclass(frozen=True)
@@ -150,11 +186,69 @@ def known_sources(warehouse: Warehouse, batch_ids: list[str]) -> set[str]:
     return known
 
 
+def canonical_source(uri: str) -> str:
+    """One spelling per source: an absolute normalised local path, or ``s3://bucket/prefix``
+    without a trailing slash."""
+    protocol, path = split_uri(uri)
+    if protocol == "file":
+        return posixpath.normpath(path)
+    return f"s3://{path.rstrip('/')}" if protocol in ("s3", "s3a") else f"{protocol}://{path.rstrip('/')}"
+
+
+def drop_source_path(warehouse: Warehouse, drop: str) -> str:
+    return warehouse.path(DROP_SOURCES, f"{batch_prefix(drop)}.json")
+
+
+def _earlier_source(warehouse: Warehouse, drop: str, source: str) -> str | None:
+    """A drop registered before drop names were claimed: the folder of its first batch's
+    first file, when that file is not under ``source`` (else None)."""
+    prefix = batch_prefix(drop)
+    existing = [b for b in warehouse.batch_ids("batches", prefix=prefix + "-") if b[len(prefix) + 1 :].isdigit()]
+    if not existing:
+        return None
+    manifest = warehouse.read_table("batches", existing[0])
+    if manifest is None or manifest.is_empty():
+        return None
+    first = manifest["source_uri"][0]
+    return None if first.startswith(source.rstrip("/") + "/") else posixpath.dirname(first)
+
+
+def claim_drop(warehouse: Warehouse, drop: str, source_uri: str) -> bool:
+    """Make sure the drop name ``drop`` belongs to ``source_uri``: claimed now (True), or
+    claimed earlier by the same source (False). Another source raises :class:`DropConflict`.
+    One GET when claimed already; a create-only write the first time (two registrars racing
+    for a new name: exactly one wins)."""
+    from .storage.conditional import create_if_absent
+
+    source = canonical_source(source_uri)
+    path = drop_source_path(warehouse, drop)
+    for _ in range(2):
+        raw = warehouse.get_if_exists(path)
+        if raw is not None:
+            owner = json.loads(raw)["source"]
+            if owner != source:
+                raise DropConflict(drop, owner, source)
+            return False
+        earlier = _earlier_source(warehouse, drop, source)
+        if earlier is not None:
+            raise DropConflict(drop, earlier, source)
+        record = {"drop": drop, "source": source, "claimed_at": dt.datetime.now(dt.UTC).isoformat()}
+        if create_if_absent(warehouse, path, json.dumps(record, ensure_ascii=False).encode()):
+            log.info("drop %r claimed for %s", drop, source)
+            return True
+    raise RuntimeError(f"{path}: created by someone else but not readable")  # pragma: no cover
+
+
 def write_batches(
     warehouse: Warehouse, drop: str, planned: list[list[tuple[SourceObject, float]]], first_seq: int
 ) -> list[str]:
-    """Write one ``batches`` manifest per planned batch (ids ``<prefix>-<seq>`` from
-    ``first_seq`` on); membership is fixed from here on. Returns the new batch ids."""
+    """Create one ``batches`` manifest per planned batch (ids ``<prefix>-<seq>`` from
+    ``first_seq`` on); membership is fixed from here on. Returns the new batch ids. A
+    manifest is never replaced: a batch number someone else took meanwhile raises
+    :class:`BatchTaken` (the batches before it are written)."""
+    from .storage.conditional import create_if_absent
+    from .storage.warehouse import to_parquet
+
     prefix = batch_prefix(drop)
     now = dt.datetime.now(dt.UTC)
     ids = []
@@ -171,7 +265,8 @@ def write_batches(
         )
         manifest = conform(manifest, Batches)
         Batches.validate(manifest)
-        warehouse.write_table("batches", manifest, batch_id)
+        if not create_if_absent(warehouse, warehouse.table_file("batches", batch_id), to_parquet(manifest)):
+            raise BatchTaken(batch_id)
         ids.append(batch_id)
         log.info("registered batch %s: %d files, %.2f h", batch_id, len(members), sum(d for _, d in members) / 3600)
     return ids
@@ -185,7 +280,12 @@ def register_drop(
     limits: BatchLimits = BatchLimits(),
     drop: str | None = None,
 ) -> Registration:
-    """Register what is new under ``source_uri`` as new batches of its drop."""
+    """Register what is new under ``source_uri`` as new batches of its drop.
+
+    Safe to run concurrently with other registrars (see the module doc): a drop name owned by
+    another source raises :class:`DropConflict`; a batch number taken meanwhile by a
+    registrar of the same source is read, its files count as known, and what is left is
+    planned under the next number."""
     drop = drop or posixpath.basename(source_uri.rstrip("/")) or "drop"
     prefix = batch_prefix(drop)
     reg = Registration(drop=drop)
@@ -194,15 +294,29 @@ def register_drop(
         log.warning("%s: %s", posixpath.join(source_uri, rel), why)
     media = [o for o in objects if is_media_name(o.relative)]
     reg.ignored = [o.relative for o in objects if not is_media_name(o.relative)]
+    claim_drop(warehouse, drop, source_uri)
 
     existing = [b for b in warehouse.batch_ids("batches", prefix=prefix + "-") if b[len(prefix) + 1 :].isdigit()]
     known = known_sources(warehouse, existing)
     new = [o for o in media if o.uri not in known]
-    reg.known_files = len(media) - len(new)
-    reg.new_files = len(new)
     next_seq = max((int(b[len(prefix) + 1 :]) for b in existing), default=-1) + 1
 
     planned = plan_batches(list(zip(new, probe_durations(new, s3))), limits)
-    reg.new_batch_ids = write_batches(warehouse, drop, planned, next_seq)
-    reg.batch_ids = sorted(existing + reg.new_batch_ids)
+    taken: list[str] = []  # batches another registrar wrote while we planned
+    while planned:
+        try:
+            reg.new_batch_ids += write_batches(warehouse, drop, planned[:1], next_seq)
+            reg.new_files += len(planned[0])
+            planned = planned[1:]
+        except BatchTaken as exc:
+            # a registrar of the same source was quicker: its files are registered; what is
+            # left is planned again from the next number (cut the same way)
+            manifest = warehouse.read_table("batches", exc.batch_id)
+            held = set(manifest["source_uri"].to_list()) if manifest is not None else set()
+            taken.append(exc.batch_id)
+            log.info("%s; its %d file(s) are not registered again", exc, len(held))
+            planned = plan_batches([(o, d) for b in planned for o, d in b if o.uri not in held], limits)
+        next_seq += 1
+    reg.known_files = len(media) - reg.new_files
+    reg.batch_ids = sorted(existing + taken + reg.new_batch_ids)
     return reg

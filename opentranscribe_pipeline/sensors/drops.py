@@ -74,6 +74,7 @@ from ..batching import (
     BatchLimits,
     batch_id_for,
     batch_prefix,
+    claim_drop,
     is_media_name,
     known_sources,
     plan_batches,
@@ -469,6 +470,10 @@ class DropScanner:
         budget = self.settings.max_files_per_tick - self.files_registered
         if budget <= 0:
             return
+        # the drop name must be this folder's (one GET once claimed): a name the CLI gave to
+        # another source fails the drop with the reason (``DropConflict``), every walk, and
+        # nothing of either is touched
+        claim_drop(self.wh, name, self.source.drop_uri(name))
         held, next_seq = self._held(name, pending, result)
         scan = self._scan(name, pending, held, budget, entries, result)
         plan = self._plan(scan)
@@ -569,7 +574,9 @@ class DropScanner:
         return Plan(batches, scan)
 
     def _register(self, name: str, plan: Plan, next_seq: int, result: TickResult) -> int:
-        """One manifest per batch (membership fixed from here on); returns the next free number."""
+        """One manifest per batch (membership fixed from here on); returns the next free number.
+        A batch number taken meanwhile (the CLI registering the same folder) fails the step
+        (``BatchTaken``): the next tick finds that batch and leaves its files out."""
         for members in plan.batches:
             (batch_id,) = write_batches(self.wh, name, [members], next_seq)
             next_seq += 1

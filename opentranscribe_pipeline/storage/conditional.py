@@ -7,6 +7,12 @@ SeaweedFS): the server decides, so two machines can never both win. Locally the 
 the atomic rename happen under an exclusive ``flock`` on a sidecar lock file, which serves
 every process on the machine (not network file systems without lock support).
 
+``create_if_absent(wh, path, data)`` is the create-only case for objects that are written once
+and never replaced (batch manifests, drop ownership records): on S3 the same ``If-None-Match:
+*`` PUT; locally a temporary file hard-linked into place (``link`` fails if the name exists),
+so no lock file is left beside the object. An object is written through one of the two
+functions, never both.
+
 A server that ignores the condition headers would make every write succeed: :func:`probe`
 tells, and callers that depend on the guard check it once per store.
 """
@@ -18,6 +24,7 @@ import fcntl
 import hashlib
 import os
 import posixpath
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -106,6 +113,40 @@ def write_if(wh: Warehouse, path: str, data: bytes, *, expect: str | None) -> st
             return stored.version
         raise PreconditionFailed(f"{path} changed since version {expect}" if expect else f"{path} exists")
     return etag
+
+
+def create_if_absent(wh: Warehouse, path: str, data: bytes) -> bool:
+    """Create the object at ``path`` with ``data`` unless one exists; True when this call
+    created it, False when it was there already (whoever wrote it). Atomic on both backends:
+    of two concurrent callers exactly one gets True."""
+    if not wh.is_local:
+        try:
+            write_if(wh, path, data, expect=None)
+        except PreconditionFailed:
+            return False
+        return True
+    backend = wh.backend
+    target = backend._path(path)
+    tmp = posixpath.join(backend.root, "_tmp", uuid.uuid4().hex)
+
+    def create() -> bool:
+        os.makedirs(posixpath.dirname(tmp), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.makedirs(posixpath.dirname(target), exist_ok=True)
+        try:
+            os.link(tmp, target)  # atomic, and refuses an existing name
+        except FileExistsError:
+            return False
+        return True
+
+    try:
+        return backend._io(create, what=f"writing {target}", path=target)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def probe(wh: Warehouse, path: str) -> bool:
