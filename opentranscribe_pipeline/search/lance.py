@@ -12,12 +12,22 @@ written since an index was built are searched too (LanceDB scans the unindexed p
 ``optimize()`` after each write folds them in. ``speakers`` holds one centroid per global
 voice for ``speakers similar``.
 
-Writes are idempotent: ``merge_insert`` on ``id`` (``<media_id>:<chunk_index>``).
+Writes are idempotent: ``merge_insert`` on ``id`` (``<media_id>:<chunk_index>``), and a write
+that would change nothing is not made: every Lance write (a merge, a delete, even one that
+matches no row, an ``optimize``) commits a new version, and old versions keep their files, so
+re-publishing an unchanged batch used to add three versions and a data file each time.
+:meth:`LanceBackend.pending_changes` compares the batch's documents with what the index holds
+(one filtered read, content hashes per row) and only new or changed rows are written, only
+leftovers deleted. After a write, versions older than ``version_retention()``
+(``OPENTRANSCRIBE_SEARCH_VERSION_RETENTION_S``, default one hour, so a query that opened an
+older version just before keeps its files) are removed with their files.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 
@@ -41,6 +51,20 @@ VECTOR_INDEX_MIN_ROWS = 100_000
 EXACT_SEARCH_MAX_ROWS = 20_000
 VECTOR_INDEX_PARTITION_ROWS = 2048  # IVF partition size (LanceDB's own default for IVF-flat)
 _WORD = re.compile(r"\w+", re.UNICODE)
+# versions of a table older than this are removed (with their files) after each write; the
+# latest is always kept. A reader holds the version it opened for the length of one query.
+VERSION_RETENTION_S = 3600.0
+
+
+def version_retention() -> dt.timedelta:
+    """How long a replaced table version stays readable (``OPENTRANSCRIBE_SEARCH_VERSION_RETENTION_S``)."""
+    raw = os.environ.get("OPENTRANSCRIBE_SEARCH_VERSION_RETENTION_S")
+    return dt.timedelta(seconds=float(raw) if raw not in (None, "") else VERSION_RETENTION_S)
+
+
+def _row_hashes(df: pl.DataFrame) -> dict[str, int]:
+    """id -> hash of the whole row (the frames compared are cast to one schema first)."""
+    return dict(zip(df["id"].to_list(), df.hash_rows().to_list()))
 
 
 def lance_storage_options(s3: S3Options | None, uri: str) -> dict[str, str] | None:
@@ -173,15 +197,42 @@ class LanceBackend:
         self._maintain(table)
         return docs.height
 
+    def pending_changes(self, batch_id: str, docs: pl.DataFrame, kept: Mapping[str, int]) -> tuple[pl.DataFrame, int]:
+        """What writing ``docs`` (the batch's documents) would change: the documents that are
+        new or differ from the indexed ones (any column, the vector included), and how many
+        indexed documents of the batch ``delete_leftovers`` would remove. One filtered read of
+        the batch's rows (B-tree index on ``batch_id``)."""
+        table = self._table(CHUNKS)
+        if table is None:
+            return docs, 0
+        rows = table.search().where(f"batch_id = {_quote(batch_id)}").limit(None).to_arrow()
+        if rows.num_rows == 0:
+            return docs, 0
+        schema = table.schema
+        names = [f.name for f in schema]
+        indexed = pl.from_arrow(rows.select(names).cast(pa.schema([schema.field(n) for n in names])))
+        have = _row_hashes(indexed)
+        changed = docs
+        if docs.height:
+            dim = docs.schema["vector"].size
+            if _chunk_schema(dim) == pa.schema([schema.field(n) for n in names]):
+                mine = pl.from_arrow(docs.select(names).to_arrow().cast(_chunk_schema(dim)))
+                differs = [have.get(i) != h for i, h in _row_hashes(mine).items()]
+                changed = docs.filter(pl.Series(differs, dtype=pl.Boolean))
+        if not kept:
+            return changed, indexed.height
+        last = pl.col("media_id").replace_strict(dict(kept), default=0, return_dtype=pl.Int64)
+        leftovers = indexed.filter(~pl.col("media_id").is_in(list(kept)) | (pl.col("chunk_index") >= last)).height
+        return changed, leftovers
+
     def _maintain(self, table) -> None:
-        """Full-text index once; a vector index once the table can train one; fold new rows in."""
+        """Full-text index once; a vector index once the table can train one; fold new rows in;
+        versions past the retention removed."""
         from lancedb.index import FTS
 
         names = {i.name: i for i in table.list_indices()}
         if "text_idx" not in names:
             table.create_index("text", config=FTS(language="English", stem=True, remove_stop_words=True), replace=True)
-        else:
-            table.optimize()
         # scalar indexes on what queries filter by: without them a filter reads the column of
         # every row (a speaker-filtered k-NN query at 1M chunks: 991 ms p50, with them 53 ms;
         # benchmarks/search_scale.py)
@@ -196,6 +247,7 @@ class LanceBackend:
                 config=IvfFlat(distance_type="cosine", target_partition_size=VECTOR_INDEX_PARTITION_ROWS),
                 replace=True,
             )
+        _cleanup(table)
 
     def delete_leftovers(self, batch_id: str, kept: Mapping[str, int]) -> int:
         """Delete the batch's documents that are no longer chunks: files without chunks now,
@@ -206,8 +258,11 @@ class LanceBackend:
         stale = [f"media_id NOT IN ({', '.join(_quote(m) for m in kept) or _quote('')})"]
         stale += [f"(media_id = {_quote(m)} AND chunk_index >= {int(n)})" for m, n in kept.items()]
         where = f"batch_id = {_quote(batch_id)} AND ({' OR '.join(stale)})"
+        if table.count_rows(where) == 0:
+            return 0  # a delete that matches nothing still commits a version
         before = table.count_rows()
         table.delete(where)
+        _cleanup(table)
         return before - table.count_rows()
 
     def count(self, filters: Filters | None = None) -> int:
@@ -264,11 +319,16 @@ class LanceBackend:
             ]
         )
         data = docs.select(schema.names).to_arrow().cast(schema)
+        current = self._table(SPEAKERS)
+        if current is not None and _same_rows(current, data, "global_speaker_id"):
+            return docs.height  # nothing changed: no new version
         # "overwrite" on a missing table makes Lance warn on stderr: create the first one
         try:
             try:
-                mode = "overwrite" if self._table(SPEAKERS) is not None else "create"
-                db.create_table(SPEAKERS, data=data, mode=mode)
+                mode = "overwrite" if current is not None else "create"
+                table = db.create_table(SPEAKERS, data=data, mode=mode)
+                if mode == "overwrite":
+                    _cleanup(table)
             except ValueError as exc:  # two writers at once: the other created it first
                 if "already exists" not in str(exc):
                     raise
@@ -298,6 +358,25 @@ class LanceBackend:
             return None
         rows = table.search().where(f"global_speaker_id = {_quote(global_speaker_id)}").limit(1).to_list()
         return (list(rows[0]["vector"]), rows[0]["model"]) if rows else None
+
+
+def _cleanup(table) -> None:
+    """Fold new rows into the indexes and compact small fragments (``optimize``), then remove
+    the table's versions older than the retention and the files only they used (no new
+    version when there is nothing to fold in). A failure (a concurrent writer's commit, a
+    store hiccup) costs disk only: logged, and the next write cleans up."""
+    try:
+        table.optimize(cleanup_older_than=version_retention())
+    except Exception as exc:
+        log.warning("search index: old versions of %s not cleaned up: %s", table.name, exc)
+
+
+def _same_rows(table, data: pa.Table, key: str) -> bool:
+    """Whether ``table`` holds exactly the rows of ``data`` (same schema, any order)."""
+    if table.schema != data.schema or table.count_rows() != data.num_rows:
+        return False
+    have = pl.from_arrow(table.to_arrow().select(data.schema.names).cast(data.schema)).sort(key)
+    return have.equals(pl.from_arrow(data).sort(key))
 
 
 def _doc(row: dict) -> dict:

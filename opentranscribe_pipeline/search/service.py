@@ -5,7 +5,9 @@ Dagster-free; ``assets/search.py`` and ``cli.py`` are thin front ends over these
 - :func:`index_batch` writes a batch's ``chunks`` (of the configured text model) to the
   backend with their source file, drop and global speaker ids, idempotently, and deletes the
   batch's documents that are no longer chunks (a file re-chunked into fewer passages, a file
-  that now has none). Chunks of another model are left out and reported by batch.
+  that now has none). Chunks of another model are left out and reported by batch. On LanceDB
+  only new or changed documents are written (``pending_changes``): re-publishing an unchanged
+  batch writes nothing to the index.
 - :func:`search` runs ``text`` (BM25), ``semantic`` (cosine k-NN over the text embeddings)
   or ``hybrid`` (both, fused by reciprocal rank in the client) with filters, and resolves
   speakers through the speaker state at query time: merged ids to their heir, ids to names.
@@ -127,9 +129,13 @@ def index_batch(wh: Warehouse, backend: SearchBackend, batch_id: str, model: str
     started = time.perf_counter()
     docs, other = batch_documents(wh, batch_id, model)
     backend.check()
-    indexed = backend.upsert_chunks(docs)
     kept = dict(docs.group_by("media_id").len().iter_rows()) if docs.height else {}
-    deleted = backend.delete_leftovers(batch_id, kept)
+    # a backend that can tell (LanceDB) gets only what changes: re-publishing an unchanged
+    # batch writes nothing (each Lance write is a new version with files of its own)
+    pending = getattr(backend, "pending_changes", None)
+    to_write, leftovers = pending(batch_id, docs, kept) if pending is not None else (docs, None)
+    indexed = backend.upsert_chunks(to_write)
+    deleted = backend.delete_leftovers(batch_id, kept) if leftovers is None or leftovers else 0
     total = backend.count(Filters(model=model, batch_id=batch_id))
     published = docs.select("media_id", "speaker", "global_speaker_id").unique().with_columns(model=pl.lit(model))
     wh.write_parquet(published_path(wh, backend, batch_id), published.sort("media_id", "speaker"))
@@ -165,7 +171,8 @@ def rebuild_index(wh: Warehouse, backend: SearchBackend, model: str) -> RebuildR
     backend.check()
     rebuild = getattr(backend, "rebuild", None)
     if rebuild is None:
-        total = sum(index_batch(wh, backend, b, model).indexed for b in batches)
+        # documents in the index afterwards (an unchanged batch is not written again)
+        total = sum(index_batch(wh, backend, b, model).indexed_total for b in batches)
         return RebuildReport(len(batches), total, None, time.perf_counter() - started)
     published: dict[str, pl.DataFrame] = {}
 
