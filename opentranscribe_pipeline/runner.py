@@ -15,13 +15,23 @@ job (origin, snapshots, the ``.dagster/repository`` label, partition tags) and t
 
 Any job of the code location runs this way, by name, with a partition key and run config
 (``transcribe_batch``, ``assign_speakers``, ``recluster_speakers``, later ``publish_batch``).
+
+Stopping (:func:`stop_on_signals`): Ctrl-C (SIGINT) or SIGTERM while a run executes here marks
+the run CANCELING, then interrupts Dagster's executor the way Dagster's own SIGINT handling
+does (it forwards the termination to every step process and waits for them), so the run ends
+CANCELED; :func:`execute` then raises :class:`Interrupted` and the caller's ``with`` blocks
+close the code server and the forkserver. Outside a run (loading, following queued runs) the
+signal raises :class:`Interrupted` at once; runs handed to the queue are canceled through the
+run coordinator (:func:`cancel_submitted`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -159,17 +169,145 @@ def local_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM while :func:`stop_on_signals` was in force; the runs executing here
+    were canceled (``canceled``)."""
+
+    def __init__(self, signum: int, canceled: list[str] | None = None):
+        self.signum = signum
+        self.canceled = list(canceled or [])
+        super().__init__(signal.Signals(signum).name)
+
+
+# runs executing in this process now (run id -> instance), runs handed to the queue by it, the
+# signal that asked this process to stop (None: none), the runs canceled because of it
+_executing: dict[str, dg.DagsterInstance] = {}
+_submitted: dict[str, dg.DagsterInstance] = {}
+_stop: dict = {"signum": None, "canceled": [], "raised": False}
+_stop_lock = threading.Lock()
+
+
+def _request_interrupt() -> None:
+    """What Dagster's own SIGINT handler does while a run executes (``capture_interrupts``):
+    raise the flag its executor polls; the multiprocess executor then tells every step
+    process to stop, waits for them and ends the run (CANCELED when it is CANCELING). The
+    flag is private to Dagster (pinned, 1.13): without it, a real SIGINT to this process."""
+    try:
+        from dagster._utils.interrupts import _received_interrupt
+
+        _received_interrupt["received"] = True
+    except ImportError:  # pragma: no cover - another Dagster
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def _stopping(signum: int) -> None:
+    """The first SIGINT/SIGTERM: mark the runs executing here CANCELING (before the executor
+    sees the interrupt: Dagster ends an interrupted run CANCELED only when it finds it so),
+    then interrupt them. Runs on a thread, never inside a signal handler (the main thread may
+    hold a storage transaction). Later signals change nothing."""
+    with _stop_lock:
+        if _stop["signum"] is not None:
+            return
+        _stop["signum"] = signum
+        for run_id, instance in list(_executing.items()):
+            try:
+                run = instance.get_run_by_id(run_id)
+                if run is not None and not run.is_finished:
+                    instance.report_run_canceling(run, message=f"{signal.Signals(signum).name} received: canceling")
+                    _stop["canceled"].append(run_id)
+            except Exception:  # the interrupt below still stops it (then marked failed)
+                pass
+        if _executing:
+            _request_interrupt()
+
+
+def _on_signal(signum: int, frame) -> None:
+    """The Python-level handler of SIGINT and SIGTERM inside :func:`stop_on_signals` (Dagster
+    replaces the SIGINT one while a run executes; the watcher thread sees both through the
+    wake-up fd and cancels the run). With no run executing here, stop now; once stopping,
+    later signals are ignored so that the clean-up (code server, forkserver) finishes. No lock
+    here: the main thread may hold it."""
+    if _executing or _stop.get("raised"):
+        return
+    _stop["signum"] = _stop["signum"] or signum
+    _stop["raised"] = True
+    raise Interrupted(_stop["signum"], _stop["canceled"])
+
+
+def _watch(fd: int) -> None:
+    while True:
+        try:
+            data = os.read(fd, 64)
+        except OSError:
+            return
+        if not data:
+            return
+        for signum in data:
+            if signum in (signal.SIGINT, signal.SIGTERM):
+                threading.Thread(target=_stopping, args=(signum,), daemon=True).start()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within: SIGINT and SIGTERM stop what this process started (see the module doc) and
+    raise :class:`Interrupted` in the main thread. A no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    watcher = threading.Thread(target=_watch, args=(read_fd,), name="stop-on-signals", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        signal.set_wakeup_fd(old_fd)
+        os.close(write_fd)  # the watcher reads EOF and ends
+        watcher.join(2)
+        os.close(read_fd)
+        _stop.update(signum=None, canceled=[], raised=False)
+        _submitted.clear()
+
+
+def cancel_submitted() -> list[str]:
+    """Cancel the runs this process handed to the queue that have not finished (the run
+    coordinator dequeues a queued one, asks the launcher to terminate a started one)."""
+    canceled = []
+    for run_id, instance in list(_submitted.items()):
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            with contextlib.suppress(Exception):
+                if instance.run_coordinator.cancel_run(run_id):
+                    canceled.append(run_id)
+    return canceled
+
+
 def execute(loc: CodeLocation, instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunOutcome:
     """Execute ``run`` in this process with the job's executor (multiprocess: one process per
-    step, pool slots claimed from the instance; or Celery / Kubernetes as configured)."""
+    step, pool slots claimed from the instance; or Celery / Kubernetes as configured).
+    Inside :func:`stop_on_signals`, a SIGINT/SIGTERM cancels it and raises :class:`Interrupted`
+    once its steps have stopped."""
     from dagster._core.execution.api import execute_run
     from dagster._utils.hosted_user_process import recon_job_from_origin
 
+    if _stop["signum"] is not None:
+        _stop["raised"] = True
+        raise Interrupted(_stop["signum"], _stop["canceled"])
+    _executing[run.run_id] = instance
     try:
         execute_run(recon_job_from_origin(run.job_code_origin), run, instance, raise_on_error=False)
     finally:
+        with _stop_lock:
+            _executing.pop(run.run_id, None)
         if not _shared_forkserver:
             stop_forkserver()
+    if _stop["signum"] is not None:
+        _stop["raised"] = True  # from here on the callers clean up: later signals are ignored
+        raise Interrupted(_stop["signum"], _stop["canceled"])
     return outcome(instance, run.run_id)
 
 
@@ -244,6 +382,7 @@ def stop_forkserver() -> None:
 
 def submit(loc: CodeLocation, instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:
     """Hand ``run`` to the instance's run coordinator (the daemon's queue when queued)."""
+    _submitted[run.run_id] = instance
     return instance.submit_run(run.run_id, loc.workspace)
 
 
