@@ -21,6 +21,7 @@ then reads the warehouse tables and prints per drop:
     .venv/bin/python benchmarks/messy_drops.py                        # 4 drops of 25 files
     .venv/bin/python benchmarks/messy_drops.py --files 8 --drops 1     # a quick look
     .venv/bin/python benchmarks/messy_drops.py --long-file-minutes 30 --model packaged:tiny.en --keep
+    .venv/bin/python benchmarks/messy_drops.py --real-speech --drops 1 --seed 7  # real speech, pauses
 
 Needs espeak-ng and flite (``apt-get install espeak-ng flite``). The seeds are printed; the
 same seeds give the same drops (``tests/data/make_messy_drop.py OUT --seed N --files N``).
@@ -44,6 +45,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.data.make_messy_drop import make_drop, missing_tools  # noqa: E402
+
+
+def make_real_drop(target: Path, seed: int) -> dict:
+    sys.path.insert(0, str(ROOT / "tests" / "data"))
+    from make_real_speech_drop import make_drop as make
+
+    return make(target, seed)
 
 # console lines worth reporting (counted, the first of each kind shown)
 NOTEWORTHY = re.compile(
@@ -342,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", type=Path, default=None, help="where drops, warehouse and logs go (default: a temp dir)"
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument(
+        "--real-speech",
+        action="store_true",
+        help="drops of real speech with pauses instead (tests/data/make_real_speech_drop.py: the AMI"
+        " excerpts as recorded, monologues with pauses, alternating and answering strangers; --files ignored)",
+    )
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per `process` run")
     p.add_argument(
         "--analyse-only",
@@ -351,12 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.analyse_only and not args.workdir:
         p.error("--analyse-only needs --workdir")
-    missing = missing_tools()
+    missing = [] if args.real_speech else missing_tools()
     if missing:
         print(f"error: {', '.join(missing)} not on PATH (apt-get install espeak-ng flite)", file=sys.stderr)
         return 2
     seeds = [args.seed + i for i in range(args.drops)]
-    sizes = split_files(args.files, args.drops)
+    sizes = split_files(args.files, args.drops) if not args.real_speech else [0] * args.drops
     work = args.workdir or Path(tempfile.mkdtemp(prefix="messy-drops-"))
     work.mkdir(parents=True, exist_ok=True)
     home = write_instance(work / "dagster_home")
@@ -367,14 +381,14 @@ def main(argv: list[str] | None = None) -> int:
     codes = []
     try:
         for seed, n in zip(seeds, sizes):
-            drop = work / f"messy-{seed}"
+            drop = work / (f"real-{seed}" if args.real_speech else f"messy-{seed}")
             if args.analyse_only:
                 truth = json.loads((drop / "truth.json").read_text())
                 gen_s = 0.0
                 code, out, err, wall = read_log(work / f"{drop.name}.log")
             else:
                 t0 = time.perf_counter()
-                truth = make_drop(drop, seed, n, long_s)
+                truth = make_real_drop(drop, seed) if args.real_speech else make_drop(drop, seed, n, long_s)
                 gen_s = time.perf_counter() - t0
                 print(
                     f"generated {drop.name}: {len(truth['files'])} files in {gen_s:.1f} s; processing ...", flush=True

@@ -88,24 +88,43 @@ def failed_files_check_spec(table: str) -> dg.AssetCheckSpec:
     return check_spec(
         failed_files_check_name(table),
         table,
-        f"No file of the batch has status `failed` in `{table}` (warning: the batch still completes;"
-        " the failed files and their errors are listed in the check's metadata).",
+        f"No file of the batch has status `failed` in `{table}` (severity ERROR, not blocking: the"
+        " batch still completes; the failed files, by source name, and their errors are listed in"
+        " the check's metadata, and the batch shows as a failed partition of this check).",
         blocking=False,
     )
 
 
-def failed_files_check_result(table: str, state: pl.DataFrame, label: str = "media_id") -> dg.AssetCheckResult:
-    """WARN when files of the batch failed at this step, with the files and their errors."""
+def failed_files_check_result(
+    table: str, state: pl.DataFrame, sources: pl.DataFrame | None = None
+) -> dg.AssetCheckResult:
+    """Fails (ERROR, not blocking) when files of the batch failed at this step, naming each by
+    its source file (``sources``: ``media_id, source_uri``, or ``state``'s own ``source_uri``)
+    with its media id and error; the description names the first few so the run's event log
+    says which files without a click."""
     failed = state.filter(pl.col("status") == "failed")
+    if "source_uri" not in failed.columns:
+        if sources is not None and not sources.is_empty():
+            failed = failed.join(sources.select("media_id", "source_uri").unique("media_id"), on="media_id", how="left")
+        else:
+            failed = failed.with_columns(source_uri=pl.lit(None, pl.Utf8))
+    shown = failed.select(
+        pl.col("source_uri").fill_null(pl.col("media_id")).str.split("/").list.last().alias("file"),
+        "media_id",
+        pl.col("error").str.slice(0, 300).alias("error"),
+    )
     return dg.AssetCheckResult(
         asset_key=table,
         check_name=failed_files_check_name(table),
         passed=failed.is_empty(),
-        severity=dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None
+        if failed.is_empty()
+        else f"{failed.height} file(s) failed: " + "; ".join(f"{f} ({e[:80]})" for f, e in shown.select("file", "error").head(5).iter_rows()),
         metadata={
             "failed_files": dg.MetadataValue.int(failed.height),
             "files": dg.MetadataValue.int(state.height),
-            "failed": dg.MetadataValue.md(_markdown(failed.select(label, "error").head(100))),
+            "failed": dg.MetadataValue.md(_markdown(shown.head(100))),
         },
     )
 

@@ -13,7 +13,7 @@ work over the whole batch; here is what keeps one file's bad luck from spreading
 - :func:`write_issues`: the stage's issues as ``file_issues/batch_id=<id>/<stage>.parquet``
   (one part per stage, rewritten by each run of the stage, so a fixed file's issue goes away),
   with the file's source name, for analysts, the CLI summary and the Dagster UI;
-- :func:`issues_check_spec` / :func:`issues_check_result`: a WARN check on the stage's table
+- :func:`issues_check_spec` / :func:`issues_check_result`: an ERROR (non-blocking) check on the stage's table
   listing the files held back (source name, rule, values) in its metadata.
 
 A file held back by a stage is missing from that stage's tables only: what other stages
@@ -184,8 +184,9 @@ def issues_check_spec(stage: str, asset: str) -> dg.AssetCheckSpec:
     return check_spec(
         issues_check_name(stage),
         asset,
-        f"No file's rows were held back by `{stage}` (warning: the batch goes on; the files, the rule"
-        " broken and the values are listed in the check's metadata and in the `file_issues` table).",
+        f"No file's rows were held back by `{stage}` (severity ERROR, not blocking: the batch goes on;"
+        " the files, the rule broken and the values are listed in the check's metadata and in the"
+        " `file_issues` table, and the batch shows as a failed partition of this check).",
         blocking=False,
     )
 
@@ -201,7 +202,7 @@ def issues_check_result(stage: str, asset: str, issues: pl.DataFrame) -> dg.Asse
         asset_key=asset,
         check_name=issues_check_name(stage),
         passed=issues.is_empty(),
-        severity=dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR,
         description=None
         if issues.is_empty()
         else "held back: " + "; ".join(f"{f} ({r})" for f, r in shown.select("file", "rule").head(5).iter_rows()),

@@ -311,4 +311,4 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     )
     yield schema_check_result("media", media)
     yield schema_check_result("audio", audio)
-    yield failed_files_check_result("media", media, label="source_uri")
+    yield failed_files_check_result("media", media)

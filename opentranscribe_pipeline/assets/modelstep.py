@@ -267,6 +267,7 @@ class StepResult:
     kept: int  # files already current
     load_s: float
     elapsed_s: float
+    sources: pl.DataFrame | None = None  # media_id, source_uri of the batch: names failed files
 
     @property
     def state(self) -> pl.DataFrame:
@@ -306,7 +307,7 @@ class StepResult:
             )
         for table in self.stage.tables:
             yield schema_check_result(table, self.tables[table])
-        yield failed_files_check_result(self.stage.state_table, self.state)
+        yield failed_files_check_result(self.stage.state_table, self.state, self.sources)
 
 
 def to_do(
@@ -462,4 +463,6 @@ def run_model_step(
     tables = fold(wh, batch_id, stage, prev, new, wanted["media_id"])
     tag_failed_files(context, stage.state_table, tables[stage.state_table])
     run_state = pl.concat(new[stage.state_table]) if new[stage.state_table] else empty(state_model)
-    return StepResult(stage, model_meta, tables, run_state, kept, load_s, time.perf_counter() - started)
+    media = wh.read_table("media", batch_id)
+    sources = media.select("media_id", "source_uri") if media is not None and "source_uri" in media.columns else None
+    return StepResult(stage, model_meta, tables, run_state, kept, load_s, time.perf_counter() - started, sources)

@@ -58,7 +58,7 @@ def archive_summary(warehouse: WarehouseResource):
     yield dg.AssetCheckResult(
         check_name=SUMMARY_CHECK,
         passed=not failing,
-        severity=dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR,
         description=(
             f"{len(failing)} batch(es) with failed files: {', '.join(failing[:20])}{' ...' if len(failing) > 20 else ''}"
             if failing

@@ -116,9 +116,9 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path, instance):
         "transcripts_no_failed_files",
         "diarization_no_failed_files",
     }
-    # the UI shows the failed files as a warning on `media`; every other check passes
+    # the UI shows the failed files as a failed (non-blocking) check on `media`; every other check passes
     failing = [c for c in checks if not c.passed]
-    assert [(c.check_name, c.severity) for c in failing] == [("media_no_failed_files", dg.AssetCheckSeverity.WARN)]
+    assert [(c.check_name, c.severity) for c in failing] == [("media_no_failed_files", dg.AssetCheckSeverity.ERROR)]
     listed = failing[0].metadata["failed"].value
     assert failing[0].metadata["failed_files"].value == 3
     assert all(n in listed for n, (status, _) in BAD_INPUTS.items() if status == "failed")
@@ -255,6 +255,11 @@ def test_a_file_failing_in_transcription_does_not_fail_the_batch(tmp_path, insta
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert not checks["transcripts_no_failed_files"].passed
     assert broken_id in checks["transcripts_no_failed_files"].metadata["failed"].value
+    # named by its source file, in the table and in the description the run's event log shows
+    source = wh.read_table("media", batch_id).filter(pl.col("media_id") == broken_id)["source_uri"][0]
+    name = source.rsplit("/", 1)[-1]
+    assert name in checks["transcripts_no_failed_files"].metadata["failed"].value
+    assert name in checks["transcripts_no_failed_files"].description
     assert not checks["diarization_no_failed_files"].passed  # the same damaged audio
 
 

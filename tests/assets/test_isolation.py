@@ -157,7 +157,7 @@ def test_the_step_succeeds_for_the_good_file_and_records_the_bad_ones(warehouse_
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
         assert checks["speaker_stats_matches_schema"].passed and checks["media_stats_matches_schema"].passed
         held = checks[issues_check_name(STAGE)]
-        assert not held.passed and held.severity == dg.AssetCheckSeverity.WARN
+        assert not held.passed and held.severity == dg.AssetCheckSeverity.ERROR
         shown = held.metadata["issues"].value
         assert "raises.wav" in shown and "breaks.wav" in shown  # source names, not only hashes
         assert held.metadata["files_held_back"].value == 2
@@ -187,3 +187,53 @@ def test_the_step_succeeds_for_the_good_file_and_records_the_bad_ones(warehouse_
     assert set(wh.read_table("media_stats", BATCH)["media_id"]) == {GOOD, RAISES, BREAKS}
     assert read_issues(wh, [BATCH]).is_empty()
     assert archive_summary(wh).failing.is_empty()
+
+
+UI_QUERY = """
+query ($keys: [AssetKeyInput!]) {
+  assetNodes(assetKeys: $keys) {
+    assetKey { path }
+    assetChecksOrError { ... on AssetChecks { checks { name
+      executionForLatestMaterialization { status evaluation { severity description } }
+      partitionStatuses { ... on AssetCheckDefaultPartitionStatuses { failedPartitions succeededPartitions } }
+    } } }
+  }
+}
+"""
+
+
+def ui_view(instance, asset: str) -> dict:
+    """What the Dagster UI's asset page reads for ``asset`` (its GraphQL, over the project's own
+    definitions loaded in-process, as the webserver serves it)."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="opentranscribe_pipeline.definitions", attribute="defs"),
+        location_name="opentranscribe_pipeline",
+    )
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as process:
+        with process.create_request_context() as request:  # as the webserver enters it per request
+            result = execute_dagster_graphql(request, UI_QUERY, variables={"keys": [{"path": [asset]}]})
+    assert not result.errors, result.errors
+    [node] = result.data["assetNodes"]
+    return {c["name"]: c for c in node["assetChecksOrError"]["checks"]}
+
+
+def test_the_ui_shows_the_batch_as_a_failed_partition_naming_the_files(warehouse_with_bad_files):
+    """An operator opening ``speaker_stats`` sees the batch among the *failed* partitions of the
+    held-back check (red, severity ERROR, not a green partition) and the files by source name in
+    the check's description; the schema check's partition stays green."""
+    with dg.instance_for_test() as instance:
+        assert analytics(instance, warehouse_with_bad_files).success
+        checks = ui_view(instance, "speaker_stats")
+    held = checks[issues_check_name(STAGE)]
+    assert held["partitionStatuses"] == {"failedPartitions": [BATCH], "succeededPartitions": []}
+    latest = held["executionForLatestMaterialization"]
+    assert latest["status"] == "FAILED" and latest["evaluation"]["severity"] == "ERROR"
+    assert "raises.wav" in latest["evaluation"]["description"] and "breaks.wav" in latest["evaluation"]["description"]
+    schema = checks["speaker_stats_matches_schema"]
+    assert schema["partitionStatuses"] == {"failedPartitions": [], "succeededPartitions": [BATCH]}

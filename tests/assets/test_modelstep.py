@@ -325,7 +325,7 @@ def test_one_load_a_failure_row_for_the_bad_file_and_the_standard_report(batch):
     }
     assert all(checks[f"{t}_matches_schema"].passed for t in STAGE.tables)
     failed_check = checks["transcripts_no_failed_files"]
-    assert not failed_check.passed and failed_check.severity == dg.AssetCheckSeverity.WARN
+    assert not failed_check.passed and failed_check.severity == dg.AssetCheckSeverity.ERROR
     assert failed_check.metadata["failed_files"].value == 1 and BAD in failed_check.metadata["failed"].value
     for table in STAGE.tables:
         assert batch.wh.staged(table, BATCH) == {}  # folded: nothing left in staging
