@@ -29,6 +29,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the stored layout or the aggregation changes
+# WhisperX's VAD thresholds (``load_model``'s defaults): speech starts where the score rises
+# above the onset and ends where it falls below the offset
+VAD_ONSET = 0.500
+VAD_OFFSET = 0.363
 
 
 def bundled_checkpoint() -> str:
@@ -94,6 +98,18 @@ class SpeechActivity:
             fingerprint=fingerprint(checkpoint, inference.duration, inference.step),
         )
 
+    def islands(self, onset: float = VAD_ONSET, offset: float = VAD_OFFSET) -> list[tuple[float, float]]:
+        """The speech regions WhisperX's VAD cuts from these scores (:func:`speech_islands`)."""
+        return speech_islands(
+            self.scores[:, 0],
+            self.start,
+            self.step,
+            self.duration,
+            onset=onset,
+            offset=offset,
+            total_s=self.num_samples / 16_000,
+        )
+
     def sliding_window_feature(self):
         """The VAD output WhisperX's ``merge_chunks`` takes."""
         from pyannote.core import SlidingWindow, SlidingWindowFeature
@@ -114,6 +130,62 @@ class SpeechActivity:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             start, duration, step, num_samples = (float(x) for x in z["header"])
             return cls(z["scores"], start, duration, step, int(num_samples), str(z["fingerprint"]))
+
+
+def speech_islands(
+    scores,
+    start: float,
+    step: float,
+    duration: float,
+    *,
+    onset: float = VAD_ONSET,
+    offset: float = VAD_OFFSET,
+    min_duration_on: float = 0.0,
+    min_duration_off: float = 0.0,
+    total_s: float | None = None,
+) -> list[tuple[float, float]]:
+    """Speech regions ``[(start_s, end_s), ...]`` from per-frame speech scores, by the rule of
+    WhisperX's VAD (pyannote's ``Binarize`` as ``merge_chunks`` applies it, before chunks are
+    merged): frame ``i`` is timed at the middle of its window, ``start + i * step +
+    duration / 2``; a region opens at the first frame scoring above ``onset`` and closes at the
+    first frame after it scoring below ``offset`` (hysteresis), or at the last frame. Then gaps
+    shorter than ``min_duration_off`` are filled, regions are clipped to ``[0, total_s]``, and
+    those shorter than ``min_duration_on`` (or empty) are dropped (both minimums are 0 in
+    WhisperX).
+
+    The result is sorted, regions do not overlap or touch, and none is empty. NaN scores
+    count as silence."""
+    y = np.nan_to_num(np.asarray(scores, dtype=np.float64).reshape(-1), nan=0.0)
+    regions: list[list[float]] = []
+    if y.size:
+        t = start + np.arange(y.size) * step + duration / 2
+        above = np.flatnonzero(y > onset)
+        below = y < offset
+        i = 0
+        while True:
+            k = np.searchsorted(above, i)
+            if k == above.size:
+                break
+            opened = int(above[k])
+            ends = np.flatnonzero(below[opened + 1 :])
+            closed = opened + 1 + int(ends[0]) if ends.size else y.size - 1
+            regions.append([float(t[opened]), float(t[closed])])
+            if not ends.size:
+                break
+            i = closed + 1
+    merged: list[list[float]] = []
+    for r in regions:
+        if merged and r[0] - merged[-1][1] < min_duration_off:
+            merged[-1][1] = max(merged[-1][1], r[1])
+        else:
+            merged.append(r)
+    out = []
+    hi = float("inf") if total_s is None else float(total_s)
+    for a, b in merged:
+        a, b = max(a, 0.0), min(b, hi)
+        if b > a and b - a >= min_duration_on:
+            out.append((a, b))
+    return out
 
 
 def activity_path(audio_path: str, fp: str, audio: bytes) -> str:

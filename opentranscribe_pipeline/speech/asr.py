@@ -15,6 +15,7 @@ Word timings come from one of two aligners, and every word says how it got its t
 
 from __future__ import annotations
 
+import bisect
 import gc
 import logging
 import math
@@ -26,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .activity import SpeechActivity, bundled_checkpoint, fingerprint
+from .activity import SpeechActivity, bundled_checkpoint, fingerprint, speech_islands
 from .decode import SAMPLE_RATE
 from .models import ResolvedModel, set_pyannote_telemetry
 
@@ -37,6 +38,9 @@ TIMING_CROSS_ATTENTION = "cross_attention"
 TIMING_INTERPOLATED = "interpolated"
 # language detection looks at the speech of the first 10 minutes (more when that is unsure)
 LANGUAGE_PREFIX_S = 600.0
+# the longest plausible word: this much per letter, at least MIN_MAX_WORD_S (see max_word_s)
+MAX_S_PER_CHAR = 0.25
+MIN_MAX_WORD_S = 1.0
 # faster-whisper's defaults: punctuation glued to the word before / after it
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
@@ -224,9 +228,13 @@ class Transcriber:
         language, probability = self.detect_language(samples)
         shared = self.usable_activity(activity, samples.size)
         own_vad = self._pipeline.vad_model
+        seen: list = []  # the VAD's scores, for the speech islands words are kept inside
         if shared:
             scores = activity.sliding_window_feature()
             self._pipeline.vad_model = lambda _file: scores  # whisperx then merges with Pyannote's rule
+            seen.append(scores)
+        elif self.vad_fingerprint is not None:  # WhisperX's pyannote VAD: the same call, its scores kept
+            self._pipeline.vad_model = lambda file: seen.append(own_vad(file)) or seen[-1]
         # cross-attention word timings are taken in the same pass, from the same encoder output
         words_here = self.words_in_asr_pass and not self.options.align_model
         alignments: list[list[dict]] = []
@@ -248,11 +256,13 @@ class Transcriber:
         finally:
             self._pipeline.vad_model = own_vad
         vad = VAD_SHARED if shared else VAD_OWN
+        islands = self._islands(seen[0], samples.size) if seen else None
         if words_here and len(alignments) == len(result["segments"]):
             segments = []
             for seg, alignment in zip(result["segments"], alignments):
                 if seg["text"].strip():
-                    segments.extend(split_sentences(seg, _words_from_alignment(alignment, seg)))
+                    words = clip_to_speech(_words_from_alignment(alignment, seg), islands)
+                    segments.extend(split_sentences(seg, words))
             if not segments:  # nothing was said (noise, music, hum): no language either, not a guess
                 return Transcript(None, None, (), vad)
             return Transcript(language, probability, tuple(segments), vad)
@@ -260,14 +270,29 @@ class Transcriber:
         if not raw:  # nothing was said (noise, music, hum): no language either, not a guess
             return Transcript(None, None, (), vad)
         if self.options.align_model:
-            segments = self._align_wav2vec2(raw, samples, language)
+            segments = self._align_wav2vec2(raw, samples, language, islands)
         else:
             if words_here:  # a WhisperX that batches differently from what _words_from_the_asr_pass expects
                 log.warning(
                     "word timings: ASR pass gave %d alignments for %d segments, re-encoding", len(alignments), len(raw)
                 )
-            segments = self._align_cross_attention(raw, samples, language)
+            segments = self._align_cross_attention(raw, samples, language, islands)
         return Transcript(language, probability, tuple(segments), vad)
+
+    def _islands(self, scores, num_samples: int) -> list[tuple[float, float]]:
+        """Where the VAD heard speech (its scores binarized with the pipeline's own onset and
+        offset, as WhisperX cuts its chunks)."""
+        params = getattr(self._pipeline, "_vad_params", {})
+        frames = scores.sliding_window
+        return speech_islands(
+            scores.data[:, 0],
+            frames.start,
+            frames.step,
+            frames.duration,
+            onset=params.get("vad_onset", 0.5),
+            offset=params.get("vad_offset", 0.363),
+            total_s=num_samples / SAMPLE_RATE,
+        )
 
     @contextmanager
     def _words_from_the_asr_pass(self, alignments: list[list[dict]]):
@@ -311,7 +336,9 @@ class Transcriber:
             pipeline.__dict__.pop("preprocess", None)
             wm.__dict__.pop("generate_segment_batched", None)
 
-    def _align_cross_attention(self, raw: list[dict], samples: np.ndarray, language: str) -> list[Segment]:
+    def _align_cross_attention(
+        self, raw: list[dict], samples: np.ndarray, language: str, islands: list[tuple[float, float]] | None = None
+    ) -> list[Segment]:
         """Word times from Whisper's cross-attention, batched over VAD chunks."""
         from faster_whisper.tokenizer import Tokenizer
         from whisperx.audio import N_SAMPLES, log_mel_spectrogram
@@ -333,11 +360,13 @@ class Transcriber:
             encoder_output = wm.encode(np.stack(feats))
             alignments = wm.find_alignment(tokenizer, tokens, encoder_output, frames)
             for seg, alignment in zip(batch, alignments):
-                words = _words_from_alignment(alignment, seg)
+                words = clip_to_speech(_words_from_alignment(alignment, seg), islands)
                 out.extend(split_sentences(seg, words))
         return out
 
-    def _align_wav2vec2(self, raw: list[dict], samples: np.ndarray, language: str) -> list[Segment]:
+    def _align_wav2vec2(
+        self, raw: list[dict], samples: np.ndarray, language: str, islands: list[tuple[float, float]] | None = None
+    ) -> list[Segment]:
         import whisperx
 
         if language not in self._align:
@@ -355,7 +384,7 @@ class Transcriber:
         )
         out = []
         for seg, src in zip(aligned["segments"], raw):
-            words = _fill_missing_times(seg.get("words", []), seg["start"], seg["end"])
+            words = clip_to_speech(tuple(_fill_missing_times(seg.get("words", []), seg["start"], seg["end"])), islands)
             out.append(Segment(seg["start"], seg["end"], seg["text"].strip(), src.get("avg_logprob"), tuple(words)))
         return out
 
@@ -378,6 +407,64 @@ def _words_from_alignment(alignment: list[dict], seg: dict) -> tuple[Word, ...]:
         w_start = min(max(start + float(w["start"]), start), end)
         w_end = min(max(start + float(w["end"]), w_start), end)
         out.append(Word(text, round(w_start, 3), round(w_end, 3), float(w["probability"]), TIMING_CROSS_ATTENTION))
+    return tuple(out)
+
+
+def clip_to_speech(words: tuple[Word, ...], islands: list[tuple[float, float]] | None) -> tuple[Word, ...]:
+    """Keep each word's edges out of the pauses the VAD heard around it.
+
+    A VAD chunk runs up to 30 s over several speech islands and the silence or noise between
+    them; the aligner (cross-attention DTW, or interpolation between neighbours) may give the
+    first word after a pause a start back inside the pause, or the last word before one an end
+    inside it ("People" at 0.0-11.2 s for speech starting at 10.9 s). A word that starts in a
+    pause and ends after it starts where the speech after the pause starts; one that starts
+    before a pause and ends inside it ends where the speech before it ended. A word wholly
+    inside a pause, and every word when ``islands`` is None (no VAD scores), is left as is.
+    ``islands``: sorted, disjoint ``(start_s, end_s)`` regions (:func:`.activity.speech_islands`).
+
+    Noise the VAD takes for speech leaves no pause to clip to: there the first and the last
+    word of ``words`` (one VAD chunk, where the stretching happens) are held to
+    :func:`max_word_s` (the first loses its start, the last its end)."""
+    words = _cap_chunk_edges(words)
+    if not islands or not words:
+        return words
+    starts = [a for a, _ in islands]
+    out = []
+    for w in words:
+        start, end = w.start_s, w.end_s
+        i = bisect.bisect_right(starts, start) - 1  # the island starting at or before the word
+        if i < 0 or start > islands[i][1]:  # the word starts in a pause
+            nxt = i + 1
+            if nxt < len(islands) and islands[nxt][0] < end:
+                start = round(islands[nxt][0], 3)
+        j = bisect.bisect_right(starts, end) - 1  # the island starting at or before the word's end
+        if j >= 0 and end > islands[j][1] and islands[j][1] > start:  # the word ends in a pause
+            end = round(islands[j][1], 3)
+        if (start, end) != (w.start_s, w.end_s) and start <= end:
+            w = Word(w.word, start, end, w.score, w.timing_source)
+        out.append(w)
+    return tuple(out)
+
+
+def max_word_s(word: str) -> float:
+    """The longest a word can plausibly last: ``MAX_S_PER_CHAR`` per letter or digit, at least
+    ``MIN_MAX_WORD_S`` (slow, drawn-out speech stays well inside it)."""
+    return max(MIN_MAX_WORD_S, MAX_S_PER_CHAR * sum(c.isalnum() for c in word))
+
+
+def _cap_chunk_edges(words: tuple[Word, ...]) -> tuple[Word, ...]:
+    if not words:
+        return words
+    out = list(words)
+    first, last = out[0], out[-1]
+    if first.end_s - first.start_s > max_word_s(first.word):
+        out[0] = first = Word(
+            first.word, round(first.end_s - max_word_s(first.word), 3), first.end_s, first.score, first.timing_source
+        )
+    if len(out) > 1 and last.end_s - last.start_s > max_word_s(last.word):
+        out[-1] = Word(
+            last.word, last.start_s, round(last.start_s + max_word_s(last.word), 3), last.score, last.timing_source
+        )
     return tuple(out)
 
 

@@ -108,3 +108,32 @@ def test_word_timings_reuse_the_asr_pass_encoder_output(speech, tiny, monkeypatc
     assert [w.word for w in again] == [w.word for w in words]
     gaps = np.array([abs(a.start_s - b.start_s) + abs(a.end_s - b.end_s) for a, b in zip(words, again)])
     assert np.median(gaps) < 0.05
+
+
+def test_its_islands_are_the_regions_whisperx_vad_cuts(diarized, speech, tiny):
+    """speech_islands() binarizes the scores exactly as WhisperX's VAD does (pyannote's
+    Binarize with WhisperX's onset and offset), on the shared activity and on a noisy copy."""
+    from whisperx.vads import Pyannote
+    from whisperx.vads.pyannote import Binarize
+
+    from opentranscribe_pipeline.speech.activity import VAD_OFFSET, VAD_ONSET, speech_islands
+
+    params = tiny._pipeline._vad_params
+    assert (params["vad_onset"], params["vad_offset"]) == (VAD_ONSET, VAD_OFFSET)
+    noisy = speech + np.random.default_rng(0).normal(0, 0.02, speech.shape).astype(np.float32)
+    for scores in (
+        diarized.activity.sliding_window_feature(),
+        tiny._pipeline.vad_model({"waveform": Pyannote.preprocess_audio(noisy), "sample_rate": 16_000}),
+    ):
+        theirs = [(s.start, s.end) for s in Binarize(onset=VAD_ONSET, offset=VAD_OFFSET)(scores).get_timeline()]
+        frames = scores.sliding_window
+        ours = speech_islands(scores.data[:, 0], frames.start, frames.step, frames.duration)
+        assert len(ours) == len(theirs) > 3
+        assert np.allclose(ours, theirs, atol=1e-9, rtol=0)
+    assert diarized.activity.islands() == speech_islands(
+        diarized.activity.scores,
+        diarized.activity.start,
+        diarized.activity.step,
+        diarized.activity.duration,
+        total_s=speech.size / 16_000,
+    )
