@@ -21,6 +21,7 @@ from pydantic import Field
 from ..resources import DiarizationModelResource, SpeakerClusteringResource, WarehouseResource
 from ..settings import SPEAKER_INDEX_POOL
 from ..speakers.identity import Assignment
+from ..speakers.names import MAX_NAME_CHARS, markdown_name
 from ..speakers.runs import cluster_archive
 from ..speakers.speaker_map import speaker_map_png
 from ..speakers.state import ConcurrentSpeakerWrite, SpeakerStateBusy
@@ -29,6 +30,7 @@ from .checks import markdown_table, schema_check_result, schema_check_spec, tabl
 GROUP = "speakers"
 CLUSTER_OP = "cluster_speakers"
 PROFILE_IDS_CHECK = "profiles_name_known_speakers"
+PROFILE_NAMES_CHECK = "profiles_names_are_valid"
 
 
 class ClusterConfig(dg.Config):
@@ -114,6 +116,14 @@ def _spec(table: str, description: str, deps: list[str]) -> dg.AssetSpec:
             asset="speaker_suggestions",
             description="Every name in speaker_profiles refers to a global id the clustering knows.",
         ),
+        dg.AssetCheckSpec(
+            PROFILE_NAMES_CHECK,
+            asset="speaker_suggestions",
+            description=(
+                f"Every name in speaker_profiles is one line of visible text of at most {MAX_NAME_CHARS} "
+                "characters (no control or format characters); refused names are never shown."
+            ),
+        ),
     ],
     pool=SPEAKER_INDEX_POOL,
 )
@@ -179,7 +189,9 @@ def cluster_speakers(
         metadata={
             "dagster/row_count": run.suggestions.height,
             "named_speakers": run.profiles.height,
-            "name_conflicts_on_merge": dg.MetadataValue.md("\n".join(f"- {c}" for c in run.name_conflicts) or "(none)"),
+            "name_conflicts_on_merge": dg.MetadataValue.md(
+                "\n".join(f"- {markdown_name(c, limit=1000)}" for c in run.name_conflicts) or "(none)"
+            ),
         },
     )
     yield schema_check_result("speaker_clusters", rows)
@@ -191,6 +203,23 @@ def cluster_speakers(
         passed=not run.unknown_profile_ids,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"unknown_ids": ", ".join(run.unknown_profile_ids) or "(none)"},
+    )
+    for row in run.refused_names:
+        context.log.warning(
+            "speaker_profiles: the name of %s is refused and not used: %s", row.global_speaker_id, row.reason
+        )
+    yield dg.AssetCheckResult(
+        asset_key="speaker_suggestions",
+        check_name=PROFILE_NAMES_CHECK,
+        passed=not run.refused_names,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "refused": len(run.refused_names),
+            "refused_ids": ", ".join(r.global_speaker_id for r in run.refused_names) or "(none)",
+            "reasons": dg.MetadataValue.md(
+                "\n".join(f"- {markdown_name(r.line(), limit=1000)}" for r in run.refused_names[:100]) or "(none)"
+            ),
+        },
     )
 
 

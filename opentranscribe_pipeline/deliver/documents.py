@@ -5,6 +5,12 @@ segments, clusters, names, model versions); :func:`documents` renders one media 
 it. The shown name of a local speaker is the speaker profile's name when its global speaker
 is named, else the global id; a file that was never clustered, or whose diarization failed,
 shows the local label or no name at all ("exported without names").
+
+Names are data, never layout: every shown name goes through
+:func:`~opentranscribe_pipeline.speakers.names.shown_name` (one line, no control or format
+character, at most 100 characters), even though the speaker state only ever holds names the
+rule accepted; SRT and WebVTT escape it further for their markup, JSON is written by
+``json.dumps`` (controls escaped, and U+2028/U+2029 too, for JavaScript readers).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from ..speakers.names import shown_name
 from ..storage import Warehouse
 from .subtitles import TimedWord, build_cues, one_line, spread_words, timestamp, to_srt, to_vtt
 
@@ -37,6 +44,11 @@ class BatchSources:
     translations: pl.DataFrame
     clusters: pl.DataFrame  # media_id, speaker, global_speaker_id
     names: dict[str, str] = field(default_factory=dict)  # global_speaker_id -> name
+
+    def __post_init__(self):
+        # defence in depth: whatever reached the names, what is shown is one clean line
+        shown = {gid: shown_name(name) for gid, name in self.names.items()}
+        self.names = {gid: name for gid, name in shown.items() if name}
 
     def speaker_names(self, media_id: str) -> dict[str, str]:
         """local label -> shown name for one media item (absent: no global id)."""
@@ -109,6 +121,13 @@ class Documents:
     named: bool  # speakers carry names or global ids (False: "exported without names")
 
 
+def _json_text(doc: dict) -> str:
+    """JSON with non-ASCII text as is; controls are escaped by ``json.dumps``, and U+2028 /
+    U+2029 too (valid JSON, but line breaks to JavaScript and to many viewers)."""
+    text = json.dumps(doc, ensure_ascii=False, indent=1)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
+
+
 def documents(src: BatchSources, media_id: str, language: str = "original") -> Documents:
     """SRT, WebVTT, TXT and JSON of one media item (``language``: ``original`` or ``en``)."""
     if language not in LANGUAGES:
@@ -123,7 +142,7 @@ def documents(src: BatchSources, media_id: str, language: str = "original") -> D
     def shown(local: str | None) -> str | None:
         if local is None or not diarized:
             return None  # diarization failed: exported without names
-        return names.get(local, local)
+        return shown_name(names.get(local, local)) or None
 
     if language == "en":
         segs = _of(src.segments_en, media_id)
@@ -148,7 +167,7 @@ def documents(src: BatchSources, media_id: str, language: str = "original") -> D
             for w in words_by_seg.get(s["segment_id"], [])
         ]
         seg_lang = tx.get("language") or ""
-    cues = build_cues(timed)
+    cues = build_cues(timed, media_end_s=info.get("duration_s"))  # never past the media's end
 
     json_segments, txt_turns = [], []
     for s in segs.iter_rows(named=True) if segs.height else []:
@@ -227,7 +246,7 @@ def documents(src: BatchSources, media_id: str, language: str = "original") -> D
             "srt": to_srt(cues),
             "vtt": to_vtt(cues),
             "txt": txt + ("\n" if txt else ""),
-            "json": json.dumps(doc, ensure_ascii=False, indent=1) + "\n",
+            "json": _json_text(doc),
         },
         n_cues=len(cues),
         named=diarized and bool(gids),

@@ -27,6 +27,21 @@ def _warehouse(args):
     return Warehouse(args.warehouse, S3Options.from_env())
 
 
+_BREAKS = r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]"
+_INVISIBLE = r"[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+
+
+def one_line_cells(df: pl.DataFrame) -> pl.DataFrame:
+    """Text cells as one line each for the terminal table (names and transcripts are data,
+    never layout): line breaks and tabs become spaces, other control characters, bidi
+    marks, embeddings, overrides and isolates become U+FFFD. CSV quotes and JSON escapes
+    them itself; Parquet keeps the data as it is."""
+    text = [c for c, t in df.schema.items() if t == pl.Utf8]
+    if not text:
+        return df
+    return df.with_columns(pl.col(c).str.replace_all(_BREAKS, " ").str.replace_all(_INVISIBLE, "\ufffd") for c in text)
+
+
 def write_frame(df: pl.DataFrame, fmt: str, out: str | None, stream=None) -> int:
     """Print ``df`` as a table, CSV or JSON (records) to ``out`` or stdout; Parquet needs
     ``--out FILE`` (or goes to a binary stdout that is not a terminal)."""
@@ -52,7 +67,7 @@ def write_frame(df: pl.DataFrame, fmt: str, out: str | None, stream=None) -> int
         with pl.Config(
             tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=120, tbl_width_chars=200, tbl_hide_dataframe_shape=True
         ):
-            text = str(df) + f"\n({df.height} rows)\n"
+            text = str(one_line_cells(df)) + f"\n({df.height} rows)\n"
     if out:
         with open(out, "w", encoding="utf-8") as f:
             f.write(text)

@@ -17,6 +17,7 @@ import polars as pl
 
 from ..schemas import TABLES, polars_schema
 from ..speakers import state as speaker_state
+from ..speakers.names import shown_name
 from ..storage import Warehouse
 from ..storage.media_index import MediaIndex
 
@@ -45,7 +46,7 @@ class QueryError(LookupError):
             return self.message
         lines = [self.message]
         for row in c.head(SHOWN_CANDIDATES).iter_rows():
-            lines.append("  " + "  ".join("-" if v is None else str(v) for v in row))
+            lines.append("  " + "  ".join("-" if v is None else shown_name(str(v)) for v in row))  # one line each
         if c.height > SHOWN_CANDIDATES:
             lines.append(f"  ... and {c.height - SHOWN_CANDIDATES} more")
         return "\n".join(lines)

@@ -7,13 +7,14 @@ and retries from the new generation if another writer (another machine) committe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import polars as pl
 
 from .cluster import ClusterParams
 from .identity import Assignment, assign_batches, follow_merges, recluster_all, suggest, unknown_profile_ids
+from .names import RefusedName
 from .state import (
     Change,
     Generation,
@@ -38,6 +39,7 @@ class ClusteringRun:
     name_conflicts: list[str]
     unknown_profile_ids: list[str]
     attempts: int
+    refused_names: list[RefusedName] = field(default_factory=list)  # profile rows the name rule refused
 
 
 def cluster_archive(
@@ -72,7 +74,8 @@ def cluster_archive(
             by_batch = outcome.rows.partition_by("batch_id", as_dict=True)
             parts = {b: by_batch.get((b,)) for b in batch_ids}
         centroids = centroid_rows(outcome.index, previous_centroids)
-        (profiles, edited), conflicts = state.profiles(gen), []
+        checked, conflicts = state.profiles_checked(gen), []
+        profiles, edited = checked.names, checked.edited
         merged = outcome.report is not None and bool(outcome.report.merges)
         if merged:
             profiles, conflicts = follow_merges(profiles, outcome.report.merges)
@@ -81,12 +84,13 @@ def cluster_archive(
             clusters=parts,
             replace_all_clusters=full,
             centroids=centroids,
-            profiles=profiles if merged or edited else None,
+            # refused names (speakers/names.py) are written out of the state and its published file
+            profiles=profiles if merged or edited or checked.refused else None,
             suggestions=suggestions,
             next_number=outcome.index.next_number,
         )
         made = {"outcome": outcome, "centroids": centroids, "profiles": profiles, "suggestions": suggestions}
-        return change, made | {"name_conflicts": conflicts}
+        return change, made | {"name_conflicts": conflicts, "refused_names": checked.refused}
 
     new, made, attempt = state.transact(build, attempts=attempts)
     return ClusteringRun(

@@ -63,6 +63,7 @@ from ..schemas import (
 from ..storage import Warehouse
 from ..storage.conditional import PreconditionFailed, read_versioned, write_if
 from .cluster import VoiceIndex, id_number, normalize
+from .names import RefusedName, check_profiles, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,16 @@ class Change:
     next_number: int | None = None
 
 
+@dataclass(frozen=True)
+class ProfileNames:
+    """The names in force (valid ones only), whether they come from a hand-edited
+    ``speaker_profiles`` file, and the rows refused by the name rule."""
+
+    names: pl.DataFrame
+    edited: bool
+    refused: list[RefusedName] = field(default_factory=list)
+
+
 class SpeakerState:
     """The archive-wide speaker state of one warehouse (Dagster-free)."""
 
@@ -208,7 +219,24 @@ class SpeakerState:
         """The names of ``gen``, or the visible ``speaker_profiles`` file when a person wrote
         it by hand since (it differs from what ``gen`` published); and whether it was. Call
         after :meth:`ensure_published`, so a copy a killed writer left behind is not taken
-        for an edit."""
+        for an edit. Names the rule refuses (``speakers/names.py``) are left out (see
+        :meth:`profiles_checked`)."""
+        checked = self.profiles_checked(gen)
+        return checked.names, checked.edited
+
+    def profiles_checked(self, gen: Generation) -> ProfileNames:
+        """:meth:`profiles`, and the rows whose names :func:`~.names.validate_name` refuses
+        (a hand-written file with a NUL, a newline, a 10,000-character name ...): each is
+        logged as a warning naming its global id and the reason, and never shown anywhere."""
+        names, edited = self._profiles_as_written(gen)
+        valid, refused = check_profiles(names)
+        for row in refused:
+            log.warning(
+                "speaker_profiles: the name of %s is refused and not used: %s", row.global_speaker_id, row.reason
+            )
+        return ProfileNames(valid, edited, refused)
+
+    def _profiles_as_written(self, gen: Generation) -> tuple[pl.DataFrame, bool]:
         names = self.read(gen, PROFILES)
         path = visible_table_path(PROFILES)
         if gen.tables.get(PROFILES) == path:
@@ -549,7 +577,7 @@ def active_speakers(wh: Warehouse) -> tuple[pl.DataFrame, int]:
     gen = state.current()
     centroids = state.read(gen, CENTROIDS)
     active = centroids.filter(pl.col("status") == "active").join(
-        state.read(gen, PROFILES).select("global_speaker_id", "name"), on="global_speaker_id", how="left"
+        state.profiles(gen)[0].select("global_speaker_id", "name"), on="global_speaker_id", how="left"
     )
     active = active.join(
         state.read(gen, SUGGESTIONS).select("global_speaker_id", "suggested_name", "similarity", "confidence"),
@@ -600,7 +628,9 @@ class UnknownSpeaker(LookupError):
 
 def name_speaker(wh: Warehouse, global_speaker_id: str, name: str) -> str:
     """Give a voice a name (a new generation); a merged id names the voice that absorbed
-    it. Returns the id that was named."""
+    it. Returns the id that was named. The name is checked and normalised first
+    (:func:`~.names.validate_name`: raises :class:`~.names.InvalidName`, nothing written)."""
+    name = validate_name(name)
     state = SpeakerState(wh)
 
     def build(gen: Generation) -> tuple[Change, str]:
