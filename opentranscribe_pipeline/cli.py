@@ -184,10 +184,38 @@ def run_publish(loc, instance, warehouse_uri: str, args, batch_ids: list[str]) -
 
 
 def cmd_process(args) -> int:
+    """``process``, stoppable: Ctrl-C or SIGTERM cancels the runs it executes (CANCELED in the
+    instance, their step processes stopped) or handed to the queue, closes the code server and
+    the forkserver, and exits 128 + the signal's number (130, 143)."""
+    from . import runner
+
+    with runner.stop_on_signals():
+        try:
+            return _process(args)
+        except runner.Interrupted as exc:
+            canceled = exc.canceled + runner.cancel_submitted()
+            name = signal_name(exc.signum)
+            print(
+                f"interrupted ({name}): "
+                + (f"run(s) {', '.join(canceled)} canceled" if canceled else "no run was executing")
+                + "; nothing of this command keeps running",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 128 + exc.signum
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def _process(args) -> int:
     from dagster import DagsterInstance
 
     from . import executors, runner
-    from .batching import BatchLimits, register_drop
+    from .batching import BatchLimits, DropConflict, register_drop
     from .definitions import SUMMARY_JOB
     from .partitions import BATCHES
     from .storage import StorageError, Warehouse
@@ -200,7 +228,7 @@ def cmd_process(args) -> int:
         reg = register_drop(
             warehouse, args.source, s3=s3, limits=BatchLimits(args.max_files, args.max_hours), drop=args.drop
         )
-    except StorageError as exc:
+    except (StorageError, DropConflict) as exc:  # DropConflict: the name is another source's
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError:
@@ -569,11 +597,19 @@ def cmd_speakers(args) -> int:
     if args.action == "name" and (not args.id or not args.name or not args.name.strip()):
         print("error: usage: opentranscribe speakers name ID NAME", file=sys.stderr)
         return EXIT_USAGE
+    from .speakers.names import InvalidName, shown_name, validate_name
+
+    if args.action == "name":
+        try:  # one line saying why, before anything is read or written
+            args.name = validate_name(args.name)
+        except InvalidName as exc:
+            print(f"error: name refused: {exc.reason}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         if args.action == "list":
             active, retired = state.active_speakers(warehouse)
         else:
-            target = state.name_speaker(warehouse, args.id, args.name.strip())
+            target = state.name_speaker(warehouse, args.id, args.name)
     except StorageUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -587,7 +623,7 @@ def cmd_speakers(args) -> int:
         for row in active.iter_rows(named=True):
             hint = ""
             if row.get("suggested_name"):
-                hint = f"  maybe {row['suggested_name']!r} ({row['confidence']}, similarity {row['similarity']:.2f})"
+                hint = f"  maybe {shown_name(row['suggested_name'])!r} ({row['confidence']}, similarity {row['similarity']:.2f})"
             sure = ""
             if row.get("min_confidence") is not None:
                 sure = f"  confidence min {row['min_confidence']:.2f} mean {row['mean_confidence']:.2f}"
@@ -595,13 +631,13 @@ def cmd_speakers(args) -> int:
             if row.get("closest_similarity") is not None and row["closest_similarity"] >= close:
                 sure += f"  close to {row['closest_id']} ({row['closest_similarity']:.2f})"
             print(
-                f"  {row['global_speaker_id']}  {row['n_members']:5d} files  {row['speech_s']:8.1f} s  {row['name'] or '-'}{hint}{sure}"
+                f"  {row['global_speaker_id']}  {row['n_members']:5d} files  {row['speech_s']:8.1f} s  {shown_name(row['name']) or '-'}{hint}{sure}"
             )
         return EXIT_OK
     record_profiles_changed(warehouse)
     if target != args.id:
         print(f"{args.id} was merged into {target}; naming {target}")
-    print(f"{target} is now {args.name.strip()!r}")
+    print(f"{target} is now {args.name!r}")
     refresh_speakers_index(warehouse)
     return EXIT_OK
 
@@ -729,6 +765,7 @@ def cmd_search(args) -> int:
 
     from .search.backends import SearchUnavailable, VectorSearchUnsupported
     from .search.service import UnknownSpeakerFilter, query_embedder, search
+    from .speakers.names import shown_name
     from .storage import Warehouse
 
     if not args.query.strip():
@@ -771,8 +808,10 @@ def cmd_search(args) -> int:
         return EXIT_OK
     tty = sys.stdout.isatty()
     print(f"{len(outcome.results)} result(s) for {args.query!r} ({args.mode}, {outcome.indexed} passages searched)")
-    for r in outcome.results:
-        print(f"\n{r.source_uri}  [{_clock(r.start_s)} - {_clock(r.end_s)}]  {r.who}  (score {r.score:.4f})")
+    for r in outcome.results:  # the name as one line of text, never layout
+        print(
+            f"\n{r.source_uri}  [{_clock(r.start_s)} - {_clock(r.end_s)}]  {shown_name(r.who)}  (score {r.score:.4f})"
+        )
         print(f"  {_emphasis(r.highlighted, tty)}")
     return EXIT_OK
 
@@ -781,6 +820,7 @@ def cmd_speakers_similar(args) -> int:
     """The voices nearest to one global speaker, by k-NN in the speakers index."""
     from .search.backends import SearchUnavailable, VectorSearchUnsupported
     from .search.service import UnknownSpeakerFilter, similar_speakers
+    from .speakers.names import shown_name
     from .storage import Warehouse
 
     if not args.id:
@@ -797,7 +837,7 @@ def cmd_speakers_similar(args) -> int:
     for row in found:
         talk = f"{row['speech_s']:8.1f} s" if row.get("speech_s") is not None else ""
         print(
-            f"  {row['global_speaker_id']}  similarity {row['similarity']:.3f}  {row['n_files'] or 0:5d} files  {talk}  {row['name'] or '-'}"
+            f"  {row['global_speaker_id']}  similarity {row['similarity']:.3f}  {row['n_files'] or 0:5d} files  {talk}  {shown_name(row['name']) or '-'}"
         )
     return EXIT_OK
 
