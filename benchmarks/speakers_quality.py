@@ -28,6 +28,16 @@ them), which is what the clustering thresholds are calibrated on:
   (speech-dependent) thresholds (``ClusterParams.for_model``);
 - incremental and full clustering of every person's speech per file: ids holding two
   people (false merges) and people split over several ids (missed joins).
+
+``--constructions`` (issue 30) diarizes real-speech constructions built from a fixed seed
+(``tests/data/make_real_speech_drop.py``'s ``constructions``: the AMI excerpts and pyannote's
+sample as recorded, one person with pauses, two and three people from different recordings
+alternating with 0.2-1.0 s pauses, two answering each other with no pause) and held-out
+synthetic dialogues, with the diarizer of a git revision (``--before``, loaded from
+``git show`` as a module) and the working tree's, interleaved file by file in one process;
+prints per file DER (collar 0.25 s), speakers found / true and the talk-time error (the
+largest over the file's people: |talk time of the speaker mapped to them - theirs| / theirs),
+and the diarization cost per audio second of each.
 """
 
 from __future__ import annotations
@@ -128,7 +138,15 @@ def main() -> None:
     ap.add_argument(
         "--der-files", type=int, default=None, help="--real: diarize only the first N real files for DER (0: none)"
     )
+    ap.add_argument("--constructions", action="store_true", help="issue 30: real alternations, before/after")
+    ap.add_argument("--seed", type=int, default=30, help="--constructions: the drop generator's seed")
+    ap.add_argument("--before", default=BEFORE_REF, help="--constructions: the git revision to compare with")
+    ap.add_argument("--synthetic", type=int, default=6, help="--constructions: held-out synthetic dialogues too")
+    ap.add_argument("--only", default=None, help="--constructions: only files whose name contains this")
     args = ap.parse_args()
+    if args.constructions:
+        constructions_main(args.seed, args.before, args.synthetic, args.only)
+        return
     if args.real:
         real_main(args.der_files)
         return
@@ -453,6 +471,128 @@ def _real_clustering(meta, V, ok, choices: dict) -> None:
                 f"  {label:9s} {how:11s}: {len(by_id)} ids, {merged} holding two or more people "
                 f"(false merges), {joined} of {len(recurring)} recurring people under one id"
             )
+
+
+# -- issue 30: real people alternating, before/after --------------------------------------------
+BEFORE_REF = "897c2af"  # the diarizer before issue 30
+
+
+def load_diarize_at(ref: str):
+    """``speech/diarize.py`` (and the ``campplus.py`` it uses) as they were at git ``ref``, as
+    modules of the installed package (their relative imports resolve), named ``_at_<ref>``."""
+    import importlib.util
+    import subprocess
+
+    pkg = "opentranscribe_pipeline.speech"
+    tag = "".join(c if c.isalnum() else "_" for c in ref)
+    names = {m: f"_{m}_at_{tag}" for m in ("diarize", "campplus")}
+    modules = {}
+    for m, alias in names.items():
+        src = subprocess.run(
+            ["git", "show", f"{ref}:opentranscribe_pipeline/speech/{m}.py"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+        for other, other_alias in names.items():
+            src = src.replace(f"from .{other} import", f"from .{other_alias} import")
+        spec = importlib.util.spec_from_loader(f"{pkg}.{alias}", loader=None)
+        module = importlib.util.module_from_spec(spec)
+        module.__package__ = pkg
+        sys.modules[spec.name] = module
+        modules[m] = (module, src)
+    for module, src in modules.values():
+        exec(compile(src, f"{ref}:{module.__name__}", "exec"), module.__dict__)
+    return modules["diarize"][0]
+
+
+def talk_time_error(turns, truth, mapping) -> float:
+    """The largest over the reference's people of |talk time of the speaker mapped to them -
+    theirs| / theirs (talk time: the union of a speaker's turns)."""
+
+    def union(intervals):
+        total, end = 0.0, -1.0
+        for a, b in sorted(intervals):
+            if b > end:
+                total += b - max(a, end)
+                end = b
+        return total
+
+    ref = collections.defaultdict(list)
+    for t in truth:
+        ref[t["speaker"]].append((t["start_s"], t["end_s"]))
+    hyp = collections.defaultdict(list)
+    for t in turns:
+        hyp[t.speaker].append((t.start_s, t.end_s))
+    back = {v: k for k, v in mapping.items()}  # reference person -> hypothesis speaker
+    worst = 0.0
+    for person, intervals in ref.items():
+        mine = union(intervals)
+        got = union(hyp.get(back.get(person), []))
+        worst = max(worst, abs(got - mine) / mine)
+    return worst
+
+
+def constructions_main(seed: int, before_ref: str, n_synthetic: int, only: str | None) -> None:
+    import make_real_speech_drop as mrd
+
+    from opentranscribe_pipeline.speech import diarize as after
+
+    before = load_diarize_at(before_ref)
+    rng = np.random.default_rng(seed)
+    made = list(mrd.constructions(rng, monologues=3, alternating=4, answering=2, between=mrd.container_draws))
+    files = [(stem, kind, audio, turns) for stem, kind, audio, turns in made]
+    for name, audio, truth in make_dialogues(n_synthetic) if n_synthetic else []:
+        files.append((name, "synthetic", audio, truth))
+    if only:
+        files = [f for f in files if only in f[0]]
+    print(
+        f"{len(files)} files, {sum(a.size for _, _, a, _ in files) / 16000:.0f} s; before: {before_ref} "
+        f"({before.pipeline_version(before.PACKAGED)}), after: working tree ({after.pipeline_version(after.PACKAGED)})",
+        flush=True,
+    )
+    rows = []
+    cost = {"before": 0.0, "after": 0.0}
+    cpu = {"before": 0.0, "after": 0.0}  # CPU time of the process (less swayed by other load)
+    audio_s = 0.0
+    with before.Diarizer(before.DiarizationOptions()) as d_before, after.Diarizer(after.DiarizationOptions()) as d_after:
+        d_after.diarize(files[0][2][: 16000 * 5])  # warm up both (first-call costs out of the timing)
+        d_before.diarize(files[0][2][: 16000 * 5])
+        for i, (name, kind, audio, truth) in enumerate(files):
+            out = {}
+            order = [("before", d_before), ("after", d_after)]
+            for label, d in order if i % 2 else order[::-1]:  # interleaved, alternating who goes first
+                t0, c0 = time.perf_counter(), time.process_time()
+                r = d.diarize(audio)
+                cost[label] += time.perf_counter() - t0
+                cpu[label] += time.process_time() - c0
+                mapping, der = optimal_map(r.turns, truth)
+                out[label] = (der["diarization error rate"], len(r.speakers), talk_time_error(r.turns, truth, mapping))
+            audio_s += audio.size / 16000
+            n_true = len({t["speaker"] for t in truth})
+            rows.append((name, kind, out))
+            b, a = out["before"], out["after"]
+            print(
+                f"  {name:24s} {audio.size / 16000:5.1f} s  DER {b[0]:.3f} -> {a[0]:.3f}  speakers {b[1]}->{a[1]}/{n_true}"
+                f"  talk-time error {b[2]:.3f} -> {a[2]:.3f}",
+                flush=True,
+            )
+    print()
+    for kind in ("as_recorded", "monologue", "alternating", "answering", "synthetic"):
+        mine = [r for r in rows if r[1] == kind]
+        if mine:
+            worst = {k: max(r[2][k][0] for r in mine) for k in ("before", "after")}
+            mean = {k: float(np.mean([r[2][k][0] for r in mine])) for k in ("before", "after")}
+            tt = {k: max(r[2][k][2] for r in mine) for k in ("before", "after")}
+            print(
+                f"{kind:12s} {len(mine):2d} files: DER mean {mean['before']:.3f} -> {mean['after']:.3f}, worst "
+                f"{worst['before']:.3f} -> {worst['after']:.3f}; worst talk-time error {tt['before']:.3f} -> {tt['after']:.3f}"
+            )
+    print(
+        f"diarization cost per audio second: before {cost['before'] / audio_s:.4f} s, after {cost['after'] / audio_s:.4f} s "
+        f"(ratio {cost['after'] / cost['before']:.2f}, same process, interleaved); CPU time per audio second: "
+        f"before {cpu['before'] / audio_s:.4f} s, after {cpu['after'] / audio_s:.4f} s (ratio {cpu['after'] / cpu['before']:.2f})"
+    )
+    print(json.dumps({"seed": seed, "before": before_ref, "rows": [[n, k, o] for n, k, o in rows],
+                      "cost_before": cost["before"] / audio_s, "cost_after": cost["after"] / audio_s,
+                      "cpu_before": cpu["before"] / audio_s, "cpu_after": cpu["after"] / audio_s}))
 
 
 if __name__ == "__main__":
