@@ -325,7 +325,19 @@ class Transcriber:
                 wm.__dict__.pop("encode", None)
             frames = [min(lengths.popleft() // 160, 3000) for _ in range(features.shape[0])]  # 10 ms hop
             tokens = [tokenizer.encode(" " + (text.strip() or ".")) for text in out["text"]]
-            alignments.extend(wm.find_alignment(tokenizer, tokens, encoded, frames))
+            try:
+                alignments.extend(wm.find_alignment(tokenizer, tokens, encoded, frames))
+            except IndexError:
+                # CTranslate2 gave no alignment pairs for a chunk (seen on real speech): faster-
+                # whisper then indexes an empty array. Align each chunk of the batch alone, and
+                # give the one that fails an empty alignment (its words are timed from their
+                # segment, as for an end-of-text-only chunk) instead of failing the whole file.
+                for i, (chunk_tokens, n_frames) in enumerate(zip(tokens, frames)):
+                    try:
+                        one = own_encode(features[i : i + 1])
+                        alignments.extend(wm.find_alignment(tokenizer, [chunk_tokens], one, [n_frames]))
+                    except IndexError:
+                        alignments.append([])
             return out
 
         pipeline.preprocess = preprocess
