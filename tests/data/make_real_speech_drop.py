@@ -16,7 +16,7 @@ sample, never synthetic voices. Per drop:
 Each file is written in a container chosen by the seed (WAV, FLAC, MP3, M4A, OGG, ...; the
 encoder of ``make_messy_drop.py``), at its own sample rate. ``truth.json``: ``{"seed",
 "generator": "real-speech/1", "files": {name: {"kind", "expected": "ok", "duration_s",
-"turns": [{start_s, end_s, speaker}]}}}``; speaker labels are the recordings' own (AMI
+"speakers", "turns": [{start_s, end_s, speaker}]}}}``; speaker labels are the recordings' own (AMI
 speaker ids, ``pyannote-sample:speaker90``), so the same person has one label in every file.
 
     .venv/bin/python tests/data/make_real_speech_drop.py /tmp/real-drop --seed 7
@@ -157,6 +157,7 @@ def make_drop(target: Path, seed: int, *, monologues: int = 3, alternating: int 
             "expected": "ok",
             "container": container,
             "duration_s": round(audio.size / SR, 3),
+            "speakers": sorted({t["speaker"] for t in turns}),
             "turns": turns,
         }
     (target / "truth.json").write_text(json.dumps(truth, indent=1))
