@@ -89,6 +89,28 @@ def translation_model() -> str | None:
     return env("OPENTRANSCRIBE_TRANSLATION_MODEL")
 
 
+# language detection: a file detected with less probability than the floor takes the batch's
+# majority language (of its files detected above the floor), else the fallback, when the
+# detector gives that language at least LANGUAGE_PRIOR_RATIO of its top probability
+DEFAULT_LANGUAGE_FLOOR = 0.7
+DEFAULT_LANGUAGE_FALLBACK = "en"
+LANGUAGE_PRIOR_RATIO = 0.2
+
+
+def language_floor() -> float:
+    """``OPENTRANSCRIBE_LANGUAGE_FLOOR``: detections less probable than this are unsure and
+    take the batch's or the fallback language (``0`` or ``off``: every detection stands)."""
+    value = _optional_float("OPENTRANSCRIBE_LANGUAGE_FLOOR")
+    return DEFAULT_LANGUAGE_FLOOR if env("OPENTRANSCRIBE_LANGUAGE_FLOOR") is None else (value or 0.0)
+
+
+def language_fallback() -> str | None:
+    """``OPENTRANSCRIBE_LANGUAGE_FALLBACK``: the language an unsure detection falls back to when
+    the batch has no majority yet (``off``: none, the detection stands)."""
+    value = env("OPENTRANSCRIBE_LANGUAGE_FALLBACK", DEFAULT_LANGUAGE_FALLBACK)
+    return None if value.strip().lower() in ("off", "none", "no") else value.strip()
+
+
 def diarization_pipeline() -> str:
     """``packaged`` (offline default), a Hugging Face id, or a local pipeline directory."""
     return env("OPENTRANSCRIBE_DIARIZATION", DEFAULT_DIARIZATION)

@@ -27,7 +27,7 @@ from .media import INGEST_VERSION
 # bump the step's number when its code changes what it writes
 STEP_VERSIONS = {
     "ingest": INGEST_VERSION,
-    "transcribe": "transcribe/2",  # /2: word edges kept out of VAD pauses (issue 29)
+    "transcribe": "transcribe/3",  # /2: word edges kept out of VAD pauses; /3: language prior, no music words (issue 29)
     "diarize": "diarize/1",
     "attribute_speakers": "attribute/1",
     "cluster_speakers": "cluster/1",

@@ -19,7 +19,7 @@ import bisect
 import gc
 import logging
 import math
-from collections import deque
+from collections import Counter, deque
 from contextlib import contextmanager
 from contextlib import nullcontext as _nothing
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import settings
 from .activity import SpeechActivity, bundled_checkpoint, fingerprint, speech_islands
 from .decode import SAMPLE_RATE
 from .models import ResolvedModel, set_pyannote_telemetry
@@ -38,6 +39,8 @@ TIMING_CROSS_ATTENTION = "cross_attention"
 TIMING_INTERPOLATED = "interpolated"
 # language detection looks at the speech of the first 10 minutes (more when that is unsure)
 LANGUAGE_PREFIX_S = 600.0
+# a chunk decoded with a lower average token log-probability is not speech (see _heard)
+MIN_AVG_LOGPROB = -1.0
 # the longest plausible word: this much per letter, at least MIN_MAX_WORD_S (see max_word_s)
 MAX_S_PER_CHAR = 0.25
 MIN_MAX_WORD_S = 1.0
@@ -94,11 +97,43 @@ class AsrOptions:
     chunk_size: int = 30  # seconds; VAD merges speech into chunks up to this long
     align_model: str | None = None  # wav2vec2 id/dir, "default" for WhisperX's per-language model
     hf_token: str | None = field(default=None, repr=False)
+    # unsure language detections (see Transcriber.detect_language); None: from settings
+    language_floor: float | None = None
+    language_fallback: str | None = None
 
 
 class LanguageGuess(NamedTuple):
     language: str
     probability: float
+    source: str = "detected"  # or "batch" / "fallback": an unsure detection took that language
+
+
+def choose_language(
+    probabilities: list[tuple[str, float]],
+    priors: list[tuple[str, str]],
+    floor: float,
+    ratio: float,
+) -> LanguageGuess:
+    """The detector's most probable language, unless it is unsure (its probability under
+    ``floor``): then the first of ``priors`` (``(language, source)``: the batch's majority,
+    then the configured fallback) that the detector gives at least ``ratio`` times its top
+    probability. One phrase is too little speech for Whisper's detector: on 500 one-phrase
+    English clips (espeak-ng and flite voices) 21 came out German, Japanese, Polish, Russian,
+    Arabic... with probabilities 0.18-0.69 and English second or third at 0.07-0.32 (2 left
+    with English under a fifth of the top). A long file the detector is unsure of keeps its
+    language when the prior is far less likely (a 14 s German dialogue: de 0.66, en 0.07).
+    The probability recorded is the detector's for the language chosen."""
+    top, p_top = probabilities[0]
+    if p_top >= floor:
+        return LanguageGuess(top, float(p_top))
+    given = dict(probabilities)
+    for language, source in priors:
+        p = given.get(language, 0.0)
+        if language == top:
+            return LanguageGuess(top, float(p_top))
+        if p >= ratio * p_top:
+            return LanguageGuess(language, float(p), source)
+    return LanguageGuess(top, float(p_top))
 
 
 class AsrOutOfMemory(RuntimeError):
@@ -136,6 +171,8 @@ class Transcriber:
         # cross-attention word timings from the ASR pass's encoder output (False: a second
         # encoder pass per chunk, as before; benchmarks/word_timing.py compares the two)
         self.words_in_asr_pass = True
+        # languages of this batch's files detected above the floor (the prior of unsure ones)
+        self.batch_languages: Counter[str] = Counter()
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Transcriber:
@@ -181,7 +218,13 @@ class Transcriber:
         """Language of the speech in ``samples``: English-only models say so; multilingual
         ones vote over up to four 30 s windows of VAD-filtered speech, not just the first
         30 s of the file (music or silence there misleads WhisperX's detector), taken from
-        the first ``LANGUAGE_PREFIX_S`` of the file unless that leaves the vote unsure."""
+        the first ``LANGUAGE_PREFIX_S`` of the file unless that leaves the vote unsure.
+
+        A detection under the floor (``language_floor``, ``OPENTRANSCRIBE_LANGUAGE_FLOOR``,
+        0.7) takes the majority language of the batch's files detected above it so far, else
+        the fallback (``language_fallback``, ``OPENTRANSCRIBE_LANGUAGE_FALLBACK``, ``en``), when
+        the detector gives that language at least a fifth of its top probability
+        (:func:`choose_language`)."""
         if self.options.language:
             return LanguageGuess(self.options.language, 1.0)
         if not self.multilingual:
@@ -190,14 +233,36 @@ class Transcriber:
         # use 2 minutes of it: a bounded prefix keeps a 2-hour file's detection as cheap as a
         # 10-minute one's; the whole file only when the prefix has too little speech
         head = samples[: int(LANGUAGE_PREFIX_S * SAMPLE_RATE)]
-        language, probability, _ = self._pipeline.model.detect_language(
+        language, probability, every = self._pipeline.model.detect_language(
             audio=head, vad_filter=True, language_detection_segments=4
         )
         if head.size < samples.size and probability < 0.5:
-            language, probability, _ = self._pipeline.model.detect_language(
+            language, probability, every = self._pipeline.model.detect_language(
                 audio=samples, vad_filter=True, language_detection_segments=4
             )
-        return LanguageGuess(language, float(probability))
+        floor, fallback = self._language_prior_settings()
+        priors = [(lang, "batch") for lang, _ in self.batch_languages.most_common(1)]
+        priors += [(fallback, "fallback")] if fallback else []
+        guess = choose_language(list(every) or [(language, probability)], priors, floor, settings.LANGUAGE_PRIOR_RATIO)
+        if guess.source != "detected":
+            log.info(
+                "language: %s (p=%.2f) is under the floor %.2f; the %s language %s has p=%.2f",
+                language,
+                probability,
+                floor,
+                guess.source,
+                guess.language,
+                guess.probability,
+            )
+        return guess
+
+    def _language_prior_settings(self) -> tuple[float, str | None]:
+        floor = self.options.language_floor
+        fallback = self.options.language_fallback
+        return (
+            settings.language_floor() if floor is None else floor,
+            settings.language_fallback() if fallback is None else (fallback or None),
+        )
 
     @property
     def vad_fingerprint(self) -> str | None:
@@ -225,7 +290,7 @@ class Transcriber:
         if self._pipeline is None:
             raise RuntimeError("Transcriber is not loaded; use it as a context manager")
         samples = np.ascontiguousarray(samples, dtype=np.float32)
-        language, probability = self.detect_language(samples)
+        language, probability, source = self.detect_language(samples)
         shared = self.usable_activity(activity, samples.size)
         own_vad = self._pipeline.vad_model
         seen: list = []  # the VAD's scores, for the speech islands words are kept inside
@@ -260,13 +325,14 @@ class Transcriber:
         if words_here and len(alignments) == len(result["segments"]):
             segments = []
             for seg, alignment in zip(result["segments"], alignments):
-                if seg["text"].strip():
+                if _heard(seg):
                     words = clip_to_speech(_words_from_alignment(alignment, seg), islands)
                     segments.extend(split_sentences(seg, words))
             if not segments:  # nothing was said (noise, music, hum): no language either, not a guess
                 return Transcript(None, None, (), vad)
+            self._remember_language(language, probability, source)
             return Transcript(language, probability, tuple(segments), vad)
-        raw = [s for s in result["segments"] if s["text"].strip()]
+        raw = [s for s in result["segments"] if _heard(s)]
         if not raw:  # nothing was said (noise, music, hum): no language either, not a guess
             return Transcript(None, None, (), vad)
         if self.options.align_model:
@@ -277,7 +343,15 @@ class Transcriber:
                     "word timings: ASR pass gave %d alignments for %d segments, re-encoding", len(alignments), len(raw)
                 )
             segments = self._align_cross_attention(raw, samples, language, islands)
+        self._remember_language(language, probability, source)
         return Transcript(language, probability, tuple(segments), vad)
+
+    def _remember_language(self, language: str, probability: float, source: str) -> None:
+        """A file of this batch with speech, detected above the floor: its language is the
+        batch's prior for the unsure ones after it."""
+        floor = self._language_prior_settings()[0]
+        if source == "detected" and not self.options.language and self.multilingual and probability >= floor:
+            self.batch_languages[language] += 1
 
     def _islands(self, scores, num_samples: int) -> list[tuple[float, float]]:
         """Where the VAD heard speech (its scores binarized with the pipeline's own onset and
@@ -420,6 +494,18 @@ def _words_from_alignment(alignment: list[dict], seg: dict) -> tuple[Word, ...]:
         w_end = min(max(start + float(w["end"]), w_start), end)
         out.append(Word(text, round(w_start, 3), round(w_end, 3), float(w["probability"]), TIMING_CROSS_ATTENTION))
     return tuple(out)
+
+
+def _heard(seg: dict) -> bool:
+    """A VAD chunk Whisper decoded to text it believes: not empty, and an average token
+    log-probability at or above ``MIN_AVG_LOGPROB`` (Whisper's own ``log_prob_threshold``,
+    where it calls a decoding failed). Music and tones the VAD passes come out as "Woo!" or
+    "Ruh -uh -uh!" at -1.1 to -1.5; the 222 chunks of real speech in the sample archive and two
+    messy drops (noise beds down to 5 dB SNR) score -0.62 or better."""
+    if not seg["text"].strip():
+        return False
+    logprob = seg.get("avg_logprob")
+    return logprob is None or not math.isfinite(logprob) or logprob >= MIN_AVG_LOGPROB
 
 
 def clip_to_speech(words: tuple[Word, ...], islands: list[tuple[float, float]] | None) -> tuple[Word, ...]:
