@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from opentranscribe_pipeline.speech.asr import AsrOptions, Transcriber
-from opentranscribe_pipeline.speech.decode import SAMPLE_RATE, decode
+from opentranscribe_pipeline.speech.decode import SAMPLE_RATE, activity, decode, is_silent
 from opentranscribe_pipeline.speech.models import resolve_asr_model
 
 pytestmark = pytest.mark.skipif(
@@ -86,3 +86,39 @@ def test_words_are_kept_out_of_the_pauses_and_to_a_plausible_length():
     assert capped[1] == w("say", 11.2, 11.5) and capped[2] == w("so.", 11.5, 11.5 + max_word_s("so."))
     # without VAD scores only the chunk's edges are bounded (both plausible here)
     assert clip_to_speech(words, None) == words
+
+
+def _hello() -> np.ndarray:
+    """A real "Hello." (0.28 s) cut from pyannote.audio's sample call, where it stands alone."""
+    from pathlib import Path
+
+    import pyannote.audio
+
+    call = decode(str(Path(pyannote.audio.__file__).parent / "sample" / "sample.wav")).samples
+    return call[int(6.68 * SAMPLE_RATE) : int(6.96 * SAMPLE_RATE)]
+
+
+@pytest.mark.parametrize("word,gain", [("hello", 0.1), ("hello", 0.03), ("yes", 0.01)])
+def test_a_short_quiet_word_between_silences_is_kept_and_transcribed(tiny, tmp_path, word, gain):
+    """One 0.3 s word (peak -44 to -58 dBFS) between 2 s silences: under 0.25 s of it is above
+    -60 dBFS, which ingest called silent (the file was never transcribed); the VAD and
+    Whisper hear it, and so does is_silent."""
+    clip = _hello() if word == "hello" else espeak(tmp_path, "yes")
+    assert 0.25 <= len(clip) / SAMPLE_RATE <= 0.5
+    samples = np.concatenate([np.zeros(2 * SAMPLE_RATE), clip * gain, np.zeros(2 * SAMPLE_RATE)]).astype(np.float32)
+    assert activity(samples) * len(samples) / SAMPLE_RATE < 0.25  # the old rule: silent
+    assert not is_silent(samples)
+    tx = tiny.transcribe(samples)
+    assert [s.text.strip(".!").lower() for s in tx.segments] == [word], tx.segments
+    (w,) = tx.segments[0].words
+    assert 1.9 <= w.start_s < w.end_s <= 2.1 + len(clip) / SAMPLE_RATE
+
+
+def test_silence_and_dither_are_silent():
+    rng = np.random.default_rng(0)
+    assert is_silent(np.zeros(5 * SAMPLE_RATE, np.float32))
+    assert is_silent(np.zeros(0, np.float32))
+    dither = (rng.integers(-1, 2, 5 * SAMPLE_RATE) / 32768).astype(np.float32)  # +-1 LSB of 16 bits
+    assert is_silent(dither)
+    room = rng.normal(0, 10 ** (-70 / 20), 5 * SAMPLE_RATE).astype(np.float32)  # a -70 dBFS noise floor
+    assert not is_silent(room)
