@@ -318,22 +318,48 @@ def _process(args) -> int:
     return EXIT_RUN_FAILED if failed_runs or held_back else EXIT_OK
 
 
+MODEL_STEP_STATES = {"transcripts": "transcribe", "diarization": "diarize"}
+
+
+def _model_step_failures(warehouse, batch_ids: list[str]) -> list[tuple[str, str, str, str]]:
+    """(source name, media id, step, error) of every file ingest accepted that a model step
+    failed on (its state row says ``failed``): the file misses that step's outputs."""
+    import polars as pl
+
+    out = []
+    for batch_id in batch_ids:
+        media = warehouse.read_table("media", batch_id)
+        names = dict(media.select("media_id", "source_uri").iter_rows()) if media is not None else {}
+        for table, step in MODEL_STEP_STATES.items():
+            state = warehouse.read_table(table, batch_id)
+            if state is None or "status" not in state.columns:
+                continue
+            for media_id, error in state.filter(pl.col("status") == "failed").select("media_id", "error").iter_rows():
+                name = (names.get(media_id) or media_id).rsplit("/", 1)[-1]
+                out.append((name, media_id, step, error or ""))
+    return sorted(out)
+
+
 def print_held_back(warehouse, batch_ids: list[str]) -> int:
-    """One line per file and stage that held the file's rows back (``file_issues``): which
-    outputs the file misses and why. Returns how many files."""
+    """One line per file and stage that left the file without some outputs: a model step that
+    failed on it (its state table) or a stage that held its rows back (``file_issues``),
+    with why. Returns how many files."""
 
     from .assets.isolation import read_issues
     from .storage import StorageError
 
     try:
         issues = read_issues(warehouse, batch_ids)
+        failed = _model_step_failures(warehouse, batch_ids)
     except StorageError as exc:
         print(f"warning: file issues not readable: {exc}", file=sys.stderr)
         return 0
-    if issues.is_empty():
+    if issues.is_empty() and not failed:
         return 0
-    files = issues["media_id"].n_unique()
-    print(f"held back:  {files} file(s) miss some outputs (table file_issues):", file=sys.stderr)
+    files = len(set(issues["media_id"].to_list()) | {media_id for _, media_id, _, _ in failed})
+    print(f"held back:  {files} file(s) miss some outputs (tables file_issues, transcripts, diarization):", file=sys.stderr)
+    for name, _, step, error in failed:
+        print(f"  {name}: {step}: step failed on the file: {error[:160]}", file=sys.stderr)
     for row in issues.sort("source_uri", "stage").iter_rows(named=True):
         name = (row["source_uri"] or row["media_id"]).rsplit("/", 1)[-1]
         what = f"no `{row['table']}` rows" if row["table"] else "stage failed"
