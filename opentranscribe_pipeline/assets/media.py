@@ -29,7 +29,7 @@ from .. import settings
 from ..partitions import batch_partitions
 from ..resources import WarehouseResource
 from ..schemas import Audio, Media, conform, utc_now
-from ..speech.decode import SAMPLE_RATE, MediaError, activity, decode, encode_flac
+from ..speech.decode import SAMPLE_RATE, MediaError, activity, decode, encode_flac, is_silent
 from ..storage import S3Options, StorageUnavailable, Warehouse, filesystem, is_local, iter_chunks
 from ..storage.media_index import MediaIndex
 from ..storage.sources import NotRegularFile, open_local_regular
@@ -45,10 +45,8 @@ from .checks import (
 from .modelstep import publish, with_staged
 
 # bump when decoding or resampling changes: files ingested with another version are redone
-INGEST_VERSION = "pyav-16k-mono-flac/1"
+INGEST_VERSION = "pyav-16k-mono-flac/2"  # /2: silent only when nothing reaches -80 dBFS
 KEEP_STATUSES = ("ok", "skipped")  # failed files are retried on every run
-# a file with less than this much sound above -60 dBFS in all is silent: no speech model runs
-SILENT_MAX_ACTIVE_S = 0.25
 
 
 @dataclass
@@ -175,7 +173,7 @@ def ingest_file(
         audio_tracks=decoded.audio_tracks,
         audio_track=decoded.audio_track,
         active_fraction=active,
-        silent=active * decoded.duration_s < SILENT_MAX_ACTIVE_S,
+        silent=is_silent(decoded.samples),  # nothing at all to hear: no speech model runs
     )
     audio = {
         "batch_id": batch_id,

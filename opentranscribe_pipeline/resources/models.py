@@ -66,7 +66,9 @@ class AsrModelResource(dg.ConfigurableResource):
 
     def model_version(self) -> str:
         """Changes whenever the transcripts could change: outputs of another version are stale."""
-        return f"{self.resolved().version}|{self.timing_method()}"
+        from ..assets.versions import STEP_VERSIONS  # the step's code: a fix that changes transcripts redoes files
+
+        return f"{self.resolved().version}|{self.timing_method()}|{STEP_VERSIONS['transcribe']}"
 
     def model_columns(self) -> dict[str, str]:
         """The ``transcripts`` columns that name the model (a ``StageModel``)."""
@@ -113,7 +115,9 @@ class DiarizationModelResource(dg.ConfigurableResource):
         """Changes whenever the turns or embeddings could change: outputs of another version are stale."""
         o = self.options()
         knobs = f"n={o.num_speakers},min={o.min_speakers},max={o.max_speakers}"
-        return f"{pipeline_version(o.pipeline)}|{knobs}|{self.embedding_model()}"
+        from ..assets.versions import STEP_VERSIONS  # the step's code: a fix that changes turns redoes files
+
+        return f"{pipeline_version(o.pipeline)}|{knobs}|{self.embedding_model()}|{STEP_VERSIONS['diarize']}"
 
     def model_columns(self) -> dict[str, str]:
         """The ``diarization`` columns that name the models (a ``StageModel``)."""

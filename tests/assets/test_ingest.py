@@ -10,12 +10,14 @@ import threading
 from contextlib import contextmanager
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 
 from opentranscribe_pipeline.assets import ingest, transcribe
 from opentranscribe_pipeline.assets.modelstep import usable_audio
 from opentranscribe_pipeline.schemas import Media
+from opentranscribe_pipeline.speech.decode import encode_flac
 from opentranscribe_pipeline.storage import Warehouse
 
 from ..conftest import SAMPLE_DROP, TRUTH
@@ -134,6 +136,13 @@ def test_hostile_files_are_recorded_without_decoding_the_bombs_and_skip_the_mode
     mp3_with_tail(drop / "zeros.mp3", TAILS["3 zero bytes"])
     mp3_with_tail(drop / "tagged.mp3", TAILS["ID3v1 tag"])
     two_tracks(drop / "two tracks.mkv", default=None, codec="flac")
+    # one quiet short sound in 3 s of silence (0.2 s at -55 dBFS: less than 0.25 s above
+    # -60 dBFS, which the old rule called silent): a quiet "yes" must reach the speech models
+    t = np.arange(int(0.2 * 16000)) / 16000
+    word = (10 ** (-55 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    quiet_word = np.zeros(3 * 16000, np.float32)
+    quiet_word[16000 : 16000 + word.size] = word
+    (drop / "quiet word.flac").write_bytes(encode_flac(quiet_word))
     root = tmp_path / "warehouse"
     [batch_id] = register(instance, root, drop).new_batch_ids
 
@@ -146,6 +155,8 @@ def test_hostile_files_are_recorded_without_decoding_the_bombs_and_skip_the_mode
         assert by[name]["error"].startswith("implausible duration: "), by[name]["error"]
     quiet = by["quiet room.flac"]
     assert (quiet["status"], quiet["silent"], quiet["active_fraction"]) == ("ok", True, 0.0)
+    word = by["quiet word.flac"]
+    assert (word["status"], word["silent"]) == ("ok", False) and 0 < word["active_fraction"] * 3.0 < 0.25
     for name in ("zeros.mp3", "tagged.mp3"):
         row = by[name]
         assert row["status"] == "ok" and row["silent"] is False
@@ -158,7 +169,7 @@ def test_hostile_files_are_recorded_without_decoding_the_bombs_and_skip_the_mode
     # the speech models see neither the bombs nor the silent file
     wh = Warehouse(str(root))
     wanted = set(usable_audio(wh, batch_id, "transcripts")["media_id"])
-    assert wanted == {by[n]["media_id"] for n in ("zeros.mp3", "tagged.mp3", "two tracks.mkv")}
+    assert wanted == {by[n]["media_id"] for n in ("zeros.mp3", "tagged.mp3", "two tracks.mkv", "quiet word.flac")}
     transcripts = wh.read_table("transcripts", batch_id)
     assert set(transcripts["media_id"]) == wanted
     md = {
@@ -167,7 +178,7 @@ def test_hostile_files_are_recorded_without_decoding_the_bombs_and_skip_the_mode
         if m.asset_key.path == ["media"]
         for k, v in m.metadata.items()
     }
-    assert (md["files_ok"], md["files_failed"], md["files_silent"]) == (4, 2, 1)
+    assert (md["files_ok"], md["files_failed"], md["files_silent"]) == (5, 2, 1)
     # the bombs cost next to no decoding: the one that declares 3 h is refused from its header
     # (not a packet read), the one that declares nothing is stopped at the 10 min it may hold
     read = {uri.rsplit("/", 1)[1]: [(o.packets, o.seconds) for o in opened] for uri, opened in spy.by_name.items()}
