@@ -142,7 +142,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=30, help="--constructions: the drop generator's seed")
     ap.add_argument("--before", default=BEFORE_REF, help="--constructions: the git revision to compare with")
     ap.add_argument("--synthetic", type=int, default=6, help="--constructions: held-out synthetic dialogues too")
-    ap.add_argument("--only", default=None, help="--constructions: only files whose name contains this")
+    ap.add_argument("--only", default=None, help="--constructions: only files whose name contains one of these (comma-separated)")
     args = ap.parse_args()
     if args.constructions:
         constructions_main(args.seed, args.before, args.synthetic, args.only)
@@ -542,7 +542,7 @@ def constructions_main(seed: int, before_ref: str, n_synthetic: int, only: str |
     for name, audio, truth in make_dialogues(n_synthetic) if n_synthetic else []:
         files.append((name, "synthetic", audio, truth))
     if only:
-        files = [f for f in files if only in f[0]]
+        files = [f for f in files if any(part in f[0] for part in only.split(","))]
     print(
         f"{len(files)} files, {sum(a.size for _, _, a, _ in files) / 16000:.0f} s; before: {before_ref} "
         f"({before.pipeline_version(before.PACKAGED)}), after: working tree ({after.pipeline_version(after.PACKAGED)})",

@@ -40,11 +40,15 @@ PACKAGED_GE2E = "packaged-ge2e"  # the same with resemblyzer's GE2E (the default
 PACKAGED_PIPELINES = (PACKAGED, PACKAGED_GE2E)
 RESEMBLYZER_MODEL = "resemblyzer-ge2e-256@0.1.4"
 # segmentation tuned on tests/data/sample_archive; the clustering threshold (cosine distance,
-# average linkage) per embedding, checked on real speech (benchmarks/speakers_quality.py --real)
+# average linkage) per embedding, checked on real speech (benchmarks/speakers_quality.py --real;
+# CAM++: 0.45 until issue 30, when local speakers split at pauses made the (window, speaker)
+# embeddings one person's each: the same person's are at cosine 0.34-0.69 (p5-median), and at
+# 0.45 one real person was split in two; 0.65 joins pyannote's sample's two people;
+# benchmarks/speakers_quality.py --constructions)
 PACKAGED_PARAMS = {
     PACKAGED: {
         "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
-        "clustering": {"method": "average", "threshold": 0.45, "min_cluster_size": 3},
+        "clustering": {"method": "average", "threshold": 0.55, "min_cluster_size": 3},
     },
     PACKAGED_GE2E: {
         "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
@@ -57,6 +61,95 @@ PACKAGED_PARAMS = {
 # pairwise distances: 6,000 -> 144 MB; a 2-hour file has about 30,000 and held 3.6 GB of them).
 # Files up to about 30 minutes have fewer and are clustered exactly as before.
 MAX_CLUSTERING_EMBEDDINGS = 6000
+
+
+# Issue 30: a local speaker of one 5 s window is split at every pause of theirs (the
+# segmentation model can keep one local label for two people across a pause, and pooling
+# their frames makes one mixed voice): each *island* of speech is its own (window, speaker)
+# for embedding, clustering and reconstruction. ``min_gap_s``: the shortest pause that splits;
+# ``min_island_s``: shorter islands join the nearer neighbour (too little speech to embed).
+# Pauses are where the segmentation's own activity stops, and where the signal is near silent
+# (``quiet_frames``: the model can see speech go on through half a second of silence).
+ISLANDS = {"split": True, "min_gap_s": 0.15, "min_island_s": 0.5, "quiet_db": 35.0, "quiet_max_dbfs": -40.0}
+
+
+QUIET_HOP_S = 0.01
+
+
+def quiet_frames(samples: np.ndarray, min_gap_s: float) -> np.ndarray:
+    """One flag per ``QUIET_HOP_S`` of ``samples``: inside a pause of at least ``min_gap_s``
+    where the signal is near silent (20 ms RMS under ``ISLANDS["quiet_db"]`` below the file's
+    loud speech, its 95th percentile, and under ``ISLANDS["quiet_max_dbfs"]``): silence or a
+    low noise bed between turns, never a quiet voice."""
+    hop = int(QUIET_HOP_S * SAMPLE_RATE)
+    n = len(samples) // hop
+    if n < 2:
+        return np.zeros(n, bool)
+    power = (samples[: n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(axis=1)
+    power = (power + np.r_[power[1:], power[-1]]) / 2  # 20 ms windows, 10 ms apart
+    db = 10 * np.log10(power + 1e-12)
+    threshold = min(np.percentile(db, 95) - ISLANDS["quiet_db"], ISLANDS["quiet_max_dbfs"])
+    silent = db < threshold
+    out = np.zeros(n, bool)
+    edges = np.flatnonzero(np.diff(np.r_[0, silent.astype(np.int8), 0]))
+    for a, b in zip(edges[::2], edges[1::2]):
+        if (b - a) * QUIET_HOP_S >= min_gap_s:
+            out[a:b] = True
+    return out
+
+
+def split_at_pauses(
+    data: np.ndarray,
+    threshold: float,
+    frame_s: float,
+    min_gap_s: float,
+    min_island_s: float,
+    pauses: np.ndarray | None = None,
+) -> np.ndarray:
+    """``data`` ``(chunks, frames, local_speakers)`` of segmentation scores as
+    ``(chunks, frames, K)``: each column one island of one local speaker (their active frames,
+    score > ``threshold``, between pauses of at least ``min_gap_s``), with the scores of the
+    frames nearest to it (a pause is shared at its middle), zero elsewhere; the columns of a
+    window sum to its local speakers' scores. ``K``: the most islands any window has.
+    ``pauses`` ``(chunks, frames)``: frames in a pause of the signal (``quiet_frames``), never
+    inside an island whatever the scores say there."""
+    num_chunks, num_frames, num_local = data.shape
+    min_gap = max(1, int(round(min_gap_s / frame_s)))
+    min_island = max(1, int(round(min_island_s / frame_s)))
+    active = np.nan_to_num(data, nan=0.0) > threshold
+    if pauses is not None:
+        active &= ~pauses[:, :, None]
+    pieces: list[list[tuple[int, int, int]]] = []  # per chunk: (local speaker, first frame, end frame)
+    for c in range(num_chunks):
+        mine = []
+        for s in range(num_local):
+            idx = np.flatnonzero(active[c, :, s])
+            if idx.size == 0:
+                mine.append((s, 0, num_frames))
+                continue
+            breaks = np.flatnonzero(np.diff(idx) > min_gap)  # island i ends at idx[breaks[i]]
+            runs = [[int(a), int(b) + 1] for a, b in zip(np.r_[idx[0], idx[breaks + 1]], np.r_[idx[breaks], idx[-1]])]
+            # islands too short to embed join the neighbour across the shorter pause
+            while len(runs) > 1:
+                lengths = [b - a for a, b in runs]
+                i = int(np.argmin(lengths))
+                if lengths[i] >= min_island:
+                    break
+                gap_before = runs[i][0] - runs[i - 1][1] if i > 0 else None
+                gap_after = runs[i + 1][0] - runs[i][1] if i + 1 < len(runs) else None
+                j = i - 1 if gap_after is None or (gap_before is not None and gap_before <= gap_after) else i + 1
+                lo, hi = min(i, j), max(i, j)
+                runs[lo:hi + 1] = [[runs[lo][0], runs[hi][1]]]
+            # each island takes the frames up to the middle of the pauses around it
+            edges = [0, *[(runs[k][1] + runs[k + 1][0]) // 2 for k in range(len(runs) - 1)], num_frames]
+            mine.extend((s, edges[k], edges[k + 1]) for k in range(len(runs)))
+        pieces.append(mine)
+    width = max(len(p) for p in pieces) if pieces else num_local
+    out = np.zeros((num_chunks, num_frames, max(width, num_local)), dtype=data.dtype)
+    for c, mine in enumerate(pieces):
+        for k, (s, a, b) in enumerate(mine):
+            out[c, a:b, k] = data[c, a:b, s]
+    return out
 
 
 class DiarizationModelNotAvailable(RuntimeError):
@@ -136,6 +229,7 @@ def pipeline_version(pipeline: str) -> str:
             "min_turn_s": e.min_turn_s,
             "cut_agreement": e.cut_agreement,
             "windows": "turns",
+            "islands": ISLANDS,  # issue 30: local speakers split at their pauses
         }
         params = json.dumps({**PACKAGED_PARAMS[PACKAGED], "embedding": embedding}, sort_keys=True)
         digest = hashlib.sha256(f"{params}|whisperx {version('whisperx')}".encode()).hexdigest()[:12]
@@ -390,7 +484,23 @@ def packaged_pipeline(options: DiarizationOptions):
         def get_segmentations(self, file, hook=None):
             # kept for the speech activity handed to transcription (Diarizer.diarize)
             self.last_segmentations = super().get_segmentations(file, hook=hook)
-            return self.last_segmentations
+            if not ISLANDS["split"]:
+                return self.last_segmentations
+            from pyannote.core import SlidingWindowFeature
+
+            seg = self.last_segmentations
+            window = seg.sliding_window
+            num_chunks, num_frames, _ = seg.data.shape
+            frame_s = window.duration / num_frames
+            # the signal's own pauses, where the segmentation model may see speech go on
+            quiet = quiet_frames(file["waveform"][0].cpu().numpy(), ISLANDS["min_gap_s"])
+            t = window.start + window.step * np.arange(num_chunks)[:, None] + (np.arange(num_frames) + 0.5) * frame_s
+            k = np.clip((t / QUIET_HOP_S).astype(np.int64), 0, max(len(quiet) - 1, 0))
+            pauses = quiet[k] if len(quiet) else None
+            data = split_at_pauses(
+                seg.data, self.segmentation.threshold, frame_s, ISLANDS["min_gap_s"], ISLANDS["min_island_s"], pauses
+            )
+            return SlidingWindowFeature(data, seg.sliding_window)
 
     pipeline = PackagedSpeakerDiarization().instantiate(PACKAGED_PARAMS[options.pipeline])
     pipeline.to(torch.device(options.device))
