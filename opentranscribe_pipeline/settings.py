@@ -116,6 +116,15 @@ def diarization_pipeline() -> str:
     return env("OPENTRANSCRIBE_DIARIZATION", DEFAULT_DIARIZATION)
 
 
+def diarization_split_at_pauses() -> bool:
+    """``OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES``: the packaged diarizer splits each
+    window's local speaker at its pauses before embedding (issue 30, experimental: off by
+    default; better on real people alternating with pauses, 1.4x the cost, not yet measured on
+    the AMI excerpts as recorded). Read when the code location loads: it is part of the
+    diarization version."""
+    return (env("OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES", "0") or "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 def pyannote_metrics_enabled() -> bool:
     """pyannote.audio reports usage metrics unless told not to: off unless
     ``PYANNOTE_METRICS_ENABLED`` says otherwise (the variable pyannote itself reads).

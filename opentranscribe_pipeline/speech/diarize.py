@@ -41,14 +41,14 @@ PACKAGED_PIPELINES = (PACKAGED, PACKAGED_GE2E)
 RESEMBLYZER_MODEL = "resemblyzer-ge2e-256@0.1.4"
 # segmentation tuned on tests/data/sample_archive; the clustering threshold (cosine distance,
 # average linkage) per embedding, checked on real speech (benchmarks/speakers_quality.py --real;
-# CAM++: 0.45 until issue 30, when local speakers split at pauses made the (window, speaker)
-# embeddings one person's each: the same person's are at cosine 0.34-0.69 (p5-median), and at
-# 0.45 one real person was split in two; 0.65 joins pyannote's sample's two people;
-# benchmarks/speakers_quality.py --constructions)
+# CAM++: 0.45; with local speakers split at their pauses (``split_enabled()``, issue 30) the
+# (window, speaker) embeddings are one person's each, the same person's at cosine 0.34-0.69
+# (p5-median), and 0.45 split one real person in two: SPLIT_THRESHOLD then; 0.65 joins
+# pyannote's sample's two people; benchmarks/speakers_quality.py --constructions)
 PACKAGED_PARAMS = {
     PACKAGED: {
         "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
-        "clustering": {"method": "average", "threshold": 0.55, "min_cluster_size": 3},
+        "clustering": {"method": "average", "threshold": 0.45, "min_cluster_size": 3},
     },
     PACKAGED_GE2E: {
         "segmentation": {"threshold": 0.4, "min_duration_off": 0.1},
@@ -70,7 +70,26 @@ MAX_CLUSTERING_EMBEDDINGS = 6000
 # ``min_island_s``: shorter islands join the nearer neighbour (too little speech to embed).
 # Pauses are where the segmentation's own activity stops, and where the signal is near silent
 # (``quiet_frames``: the model can see speech go on through half a second of silence).
-ISLANDS = {"split": True, "min_gap_s": 0.15, "min_island_s": 0.5, "quiet_db": 35.0, "quiet_max_dbfs": -40.0}
+ISLANDS = {"min_gap_s": 0.15, "min_island_s": 0.5, "quiet_db": 35.0, "quiet_max_dbfs": -40.0}
+SPLIT_THRESHOLD = 0.55  # CAM++ clustering threshold when islands are split (see PACKAGED_PARAMS)
+
+
+def split_enabled() -> bool:
+    """Experimental, off by default (``OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES``): on
+    benchmarks/speakers_quality.py --constructions it tells real people alternating with pauses
+    apart (DER 0.451 -> 0.096 on one) but costs 1.4x per audio second and is not yet measured on
+    the AMI excerpts as recorded."""
+    from .. import settings
+
+    return settings.diarization_split_at_pauses()
+
+
+def packaged_params(pipeline: str) -> dict:
+    """``PACKAGED_PARAMS[pipeline]``, with the split's clustering threshold when it is on."""
+    params = PACKAGED_PARAMS[pipeline]
+    if pipeline == PACKAGED and split_enabled():
+        params = {**params, "clustering": {**params["clustering"], "threshold": SPLIT_THRESHOLD}}
+    return params
 
 
 QUIET_HOP_S = 0.01
@@ -229,9 +248,10 @@ def pipeline_version(pipeline: str) -> str:
             "min_turn_s": e.min_turn_s,
             "cut_agreement": e.cut_agreement,
             "windows": "turns",
-            "islands": ISLANDS,  # issue 30: local speakers split at their pauses
         }
-        params = json.dumps({**PACKAGED_PARAMS[PACKAGED], "embedding": embedding}, sort_keys=True)
+        if split_enabled():  # issue 30: local speakers split at their pauses (only then in the version)
+            embedding["islands"] = ISLANDS
+        params = json.dumps({**packaged_params(PACKAGED), "embedding": embedding}, sort_keys=True)
         digest = hashlib.sha256(f"{params}|whisperx {version('whisperx')}".encode()).hexdigest()[:12]
         return f"packaged-campplus/{digest}|pyannote.audio {version('pyannote.audio')}"
     local = Path(pipeline).expanduser()
@@ -484,7 +504,7 @@ def packaged_pipeline(options: DiarizationOptions):
         def get_segmentations(self, file, hook=None):
             # kept for the speech activity handed to transcription (Diarizer.diarize)
             self.last_segmentations = super().get_segmentations(file, hook=hook)
-            if not ISLANDS["split"]:
+            if not split_enabled():
                 return self.last_segmentations
             from pyannote.core import SlidingWindowFeature
 
@@ -502,7 +522,7 @@ def packaged_pipeline(options: DiarizationOptions):
             )
             return SlidingWindowFeature(data, seg.sliding_window)
 
-    pipeline = PackagedSpeakerDiarization().instantiate(PACKAGED_PARAMS[options.pipeline])
+    pipeline = PackagedSpeakerDiarization().instantiate(packaged_params(options.pipeline))
     pipeline.to(torch.device(options.device))
     return pipeline
 

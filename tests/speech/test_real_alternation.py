@@ -66,12 +66,14 @@ def _construction(people, seed: int, k: int, n_turns: int, gap: tuple[float, flo
             return audio, truth
 
 
-# Issue 30 is not closed: with local speakers split at their pauses and the clustering
-# threshold at 0.55 the alternations of benchmarks/speakers_quality.py --constructions are told
-# apart (2p-02: 1 -> 2 speakers, DER 0.451 -> 0.096), but this 2-person construction still
-# came out as 5 speakers, and the pauses (digital silence) are still held as speech by the
-# segmentation (false alarm). Kept as the goal, not yet held.
-OPEN = pytest.mark.xfail(strict=False, reason="issue 30 open: DER <= 5% on real alternations not reached yet")
+# Issue 30 is not closed. The split of local speakers at their pauses is experimental and off
+# by default (OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES): with it, the alternations of
+# benchmarks/speakers_quality.py --constructions are told apart (2p-02: 1 -> 2 speakers, DER
+# 0.451 -> 0.096), but this 2-person construction still came out as 5 speakers, the pauses
+# (digital silence) are still held as speech by the segmentation, and it costs 1.4x. The goal
+# is kept here, strict: the day the default diarizer reaches it, these fail and must become
+# plain tests.
+OPEN = pytest.mark.xfail(strict=True, reason="issue 30 open: DER <= 5% on real alternations not reached yet")
 
 
 @OPEN
@@ -84,7 +86,6 @@ def test_real_people_taking_turns_with_pauses_are_told_apart(people, diarizer, k
     assert der <= 0.05, der
 
 
-@OPEN
 def test_one_real_person_with_many_pauses_stays_one_speaker(people, diarizer):
     audio, truth = _construction(people, 33, 1, 7, (0.5, 3.0), 40.0)
     d = diarizer.diarize(audio)
