@@ -89,7 +89,9 @@ def test_stopping_cancels_the_run_and_leaves_no_process_behind(tmp_path, how):
         assert f"interrupted ({signum.name})" in err and run_id in err, err
         # on Ctrl-C, Dagster's orphan watcher (a child of the code server) gets the terminal's
         # SIGINT too and prints its KeyboardInterrupt: no other traceback
-        assert all("watch_orphans" in t for t in err.split("Traceback")[1:]), err
+        # (two of them can interleave their lines: a chunk holding only the header is one of those)
+        chunks = [t for t in err.split("Traceback")[1:] if t.replace("(most recent call last):", "").strip()]
+        assert all("watch_orphans" in t for t in chunks), err
         with dg.DagsterInstance.from_config(str(home)) as instance:
             run = instance.get_run_by_id(run_id)
             assert run.status == dg.DagsterRunStatus.CANCELED, run.status
