@@ -215,9 +215,11 @@ def ui_view(instance, asset: str) -> dict:
         LoadableTargetOrigin(module_name="opentranscribe_pipeline.definitions", attribute="defs"),
         location_name="opentranscribe_pipeline",
     )
-    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as process:
-        with process.create_request_context() as request:  # as the webserver enters it per request
-            result = execute_dagster_graphql(request, UI_QUERY, variables={"keys": [{"path": [asset]}]})
+    with (
+        WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as process,
+        process.create_request_context() as request,  # as the webserver enters it per request
+    ):
+        result = execute_dagster_graphql(request, UI_QUERY, variables={"keys": [{"path": [asset]}]})
     assert not result.errors, result.errors
     [node] = result.data["assetNodes"]
     return {c["name"]: c for c in node["assetChecksOrError"]["checks"]}

@@ -59,6 +59,14 @@ def _recording_of(files: list[real_speech.RealFile]) -> dict[str, str]:
     return {t.speaker: f.name for f in files for t in f.turns}
 
 
+def voices_of(files: list[real_speech.RealFile]) -> tuple[dict[str, list[np.ndarray]], dict[str, str], list[str]]:
+    """Each person's speech pieces, the recording each comes from, and the people with at least
+    8 s of their own speech (those the constructions draw from)."""
+    voices = _voices(files)
+    talkers = sorted(v for v, pieces in voices.items() if sum(p.size for p in pieces) >= 8 * SR)
+    return voices, _recording_of(files), talkers
+
+
 def _gap(rng: np.random.Generator, seconds: float, noisy: bool) -> np.ndarray:
     n = int(seconds * SR)
     if not noisy:
@@ -110,9 +118,7 @@ def constructions(rng: np.random.Generator, *, monologues: int = 3, alternating:
             turns = [{"start_s": t.start_s, "end_s": t.end_s, "speaker": t.speaker} for t in f.turns]
             yield f.name, "as_recorded", f.samples.astype(np.float32), turns
             between(rng)
-    voices = _voices([*files, sample])
-    recording = _recording_of([*files, sample])
-    talkers = sorted(v for v, pieces in voices.items() if sum(p.size for p in pieces) >= 8 * SR)
+    voices, recording, talkers = voices_of([*files, sample])
     for i in range(monologues):
         who = talkers[int(rng.integers(len(talkers)))]
         audio, turns = _compose(rng, [who], voices, int(rng.integers(4, 9)), (1.0, 8.0), bool(i % 2), cycle=False)

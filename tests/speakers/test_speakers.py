@@ -30,6 +30,7 @@ from opentranscribe_pipeline.speech.diarize import DiarizationOptions, Diarizer,
 from opentranscribe_pipeline.storage import Warehouse
 
 from ..conftest import SAMPLE_DROP
+from ..der import der
 
 TRUTH = json.loads((SAMPLE_DROP.parent / "truth.json").read_text())
 
@@ -79,24 +80,12 @@ def diarizer():
         yield d
 
 
-def _der(turns, truth_turns) -> float:
-    from pyannote.core import Annotation, Segment
-    from pyannote.metrics.diarization import DiarizationErrorRate
-
-    ref, hyp = Annotation(), Annotation()
-    for t in truth_turns:
-        ref[Segment(t["start_s"], t["end_s"])] = t["speaker"]
-    for t in turns:
-        hyp[Segment(t.start_s, t.end_s)] = t.speaker
-    return DiarizationErrorRate(collar=0.25)(ref, hyp)
-
-
 @pytest.mark.parametrize("name", ["interview 01.wav", "panel_08.wav"])
 def test_packaged_diarizer_finds_the_speakers(diarizer, name):
     truth = TRUTH[f"drop-2026-11-24/{name}"]
     result = diarizer.diarize(decode(str(SAMPLE_DROP / name)).samples)
     assert len(result.speakers) == len(truth["speakers"])
-    assert _der(result.turns, truth["turns"]) < 0.10
+    assert der(result.turns, truth["turns"]) < 0.10
     assert [v.speaker for v in result.voices] == result.speakers
     for v in result.voices:
         assert v.embedding.shape == (256,) and abs(np.linalg.norm(v.embedding) - 1) < 1e-4 and v.speech_s > 1

@@ -17,6 +17,7 @@ import pytest
 
 from ..data import make_real_speech_drop as mrd
 from ..data import real_speech
+from ..der import der
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -27,11 +28,7 @@ def people():
     if files is None:  # `make test` fetches them first; CI must not go green without them
         reason = "pyannote.audio's source distribution (AMI excerpts) could not be fetched with pip"
         (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(reason)
-    files = [*files, real_speech.pyannote_sample()]
-    voices = mrd._voices(files)
-    recording = mrd._recording_of(files)
-    talkers = sorted(v for v, pieces in voices.items() if sum(p.size for p in pieces) >= 8 * mrd.SR)
-    return voices, recording, talkers
+    return mrd.voices_of([*files, real_speech.pyannote_sample()])
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +37,6 @@ def diarizer():
 
     with Diarizer(DiarizationOptions()) as d:
         yield d
-
-
-def _der(result, truth) -> float:
-    from pyannote.core import Annotation, Segment
-    from pyannote.metrics.diarization import DiarizationErrorRate
-
-    ref, hyp = Annotation(), Annotation()
-    for t in truth:
-        ref[Segment(t["start_s"], t["end_s"])] = t["speaker"]
-    for t in result.turns:
-        hyp[Segment(t.start_s, t.end_s)] = t.speaker
-    return DiarizationErrorRate(collar=0.25)(ref, hyp)
 
 
 def _construction(people, seed: int, k: int, n_turns: int, gap: tuple[float, float], max_s: float):
@@ -81,16 +66,16 @@ OPEN = pytest.mark.xfail(strict=True, reason="issue 30 open: DER <= 5% on real a
 def test_real_people_taking_turns_with_pauses_are_told_apart(people, diarizer, k, n_turns):
     audio, truth = _construction(people, 30 + k, k, n_turns, (0.2, 1.0), 40.0)
     d = diarizer.diarize(audio)
-    der = _der(d, truth)
-    assert len(d.speakers) == k, (d.speakers, der)
-    assert der <= 0.05, der
+    error = der(d.turns, truth)
+    assert len(d.speakers) == k, (d.speakers, error)
+    assert error <= 0.05, error
 
 
 def test_one_real_person_with_many_pauses_stays_one_speaker(people, diarizer):
     audio, truth = _construction(people, 33, 1, 7, (0.5, 3.0), 40.0)
     d = diarizer.diarize(audio)
     assert len(d.speakers) == 1, d.turns
-    assert _der(d, truth) <= 0.05
+    assert der(d.turns, truth) <= 0.05
 
 
 def test_a_local_speaker_is_split_at_its_pauses_and_at_the_signals():
