@@ -53,6 +53,7 @@ def make_real_drop(target: Path, seed: int) -> dict:
 
     return make(target, seed)
 
+
 # console lines worth reporting (counted, the first of each kind shown)
 NOTEWORTHY = re.compile(
     r"Traceback|Exception|exception|Error|error:|WARNING|Warning|warning|failed|FAILED|dropped|Killed",

@@ -142,7 +142,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=30, help="--constructions: the drop generator's seed")
     ap.add_argument("--before", default=BEFORE_REF, help="--constructions: the git revision to compare with")
     ap.add_argument("--synthetic", type=int, default=6, help="--constructions: held-out synthetic dialogues too")
-    ap.add_argument("--only", default=None, help="--constructions: only files whose name contains one of these (comma-separated)")
+    ap.add_argument(
+        "--only", default=None, help="--constructions: only files whose name contains one of these (comma-separated)"
+    )
     args = ap.parse_args()
     if args.constructions:
         constructions_main(args.seed, args.before, args.synthetic, args.only)
@@ -489,7 +491,11 @@ def load_diarize_at(ref: str):
     modules = {}
     for m, alias in names.items():
         src = subprocess.run(
-            ["git", "show", f"{ref}:opentranscribe_pipeline/speech/{m}.py"], cwd=ROOT, check=True, capture_output=True, text=True
+            ["git", "show", f"{ref}:opentranscribe_pipeline/speech/{m}.py"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         for other, other_alias in names.items():
             src = src.replace(f"from .{other} import", f"from .{other_alias} import")
@@ -552,7 +558,10 @@ def constructions_main(seed: int, before_ref: str, n_synthetic: int, only: str |
     cost = {"before": 0.0, "after": 0.0}
     cpu = {"before": 0.0, "after": 0.0}  # CPU time of the process (less swayed by other load)
     audio_s = 0.0
-    with before.Diarizer(before.DiarizationOptions()) as d_before, after.Diarizer(after.DiarizationOptions()) as d_after:
+    with (
+        before.Diarizer(before.DiarizationOptions()) as d_before,
+        after.Diarizer(after.DiarizationOptions()) as d_after,
+    ):
         d_after.diarize(files[0][2][: 16000 * 5])  # warm up both (first-call costs out of the timing)
         d_before.diarize(files[0][2][: 16000 * 5])
         for i, (name, kind, audio, truth) in enumerate(files):
@@ -590,9 +599,19 @@ def constructions_main(seed: int, before_ref: str, n_synthetic: int, only: str |
         f"(ratio {cost['after'] / cost['before']:.2f}, same process, interleaved); CPU time per audio second: "
         f"before {cpu['before'] / audio_s:.4f} s, after {cpu['after'] / audio_s:.4f} s (ratio {cpu['after'] / cpu['before']:.2f})"
     )
-    print(json.dumps({"seed": seed, "before": before_ref, "rows": [[n, k, o] for n, k, o in rows],
-                      "cost_before": cost["before"] / audio_s, "cost_after": cost["after"] / audio_s,
-                      "cpu_before": cpu["before"] / audio_s, "cpu_after": cpu["after"] / audio_s}))
+    print(
+        json.dumps(
+            {
+                "seed": seed,
+                "before": before_ref,
+                "rows": [[n, k, o] for n, k, o in rows],
+                "cost_before": cost["before"] / audio_s,
+                "cost_after": cost["after"] / audio_s,
+                "cpu_before": cpu["before"] / audio_s,
+                "cpu_after": cpu["after"] / audio_s,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

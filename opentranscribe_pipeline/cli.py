@@ -357,7 +357,10 @@ def print_held_back(warehouse, batch_ids: list[str]) -> int:
     if issues.is_empty() and not failed:
         return 0
     files = len(set(issues["media_id"].to_list()) | {media_id for _, media_id, _, _ in failed})
-    print(f"held back:  {files} file(s) miss some outputs (tables file_issues, transcripts, diarization):", file=sys.stderr)
+    print(
+        f"held back:  {files} file(s) miss some outputs (tables file_issues, transcripts, diarization):",
+        file=sys.stderr,
+    )
     for name, _, step, error in failed:
         print(f"  {name}: {step}: step failed on the file: {error[:160]}", file=sys.stderr)
     for row in issues.sort("source_uri", "stage").iter_rows(named=True):

@@ -120,7 +120,8 @@ def failed_files_check_result(
         severity=dg.AssetCheckSeverity.ERROR,
         description=None
         if failed.is_empty()
-        else f"{failed.height} file(s) failed: " + "; ".join(f"{f} ({e[:80]})" for f, e in shown.select("file", "error").head(5).iter_rows()),
+        else f"{failed.height} file(s) failed: "
+        + "; ".join(f"{f} ({e[:80]})" for f, e in shown.select("file", "error").head(5).iter_rows()),
         metadata={
             "failed_files": dg.MetadataValue.int(failed.height),
             "files": dg.MetadataValue.int(state.height),

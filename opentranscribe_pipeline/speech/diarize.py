@@ -158,7 +158,7 @@ def split_at_pauses(
                 gap_after = runs[i + 1][0] - runs[i][1] if i + 1 < len(runs) else None
                 j = i - 1 if gap_after is None or (gap_before is not None and gap_before <= gap_after) else i + 1
                 lo, hi = min(i, j), max(i, j)
-                runs[lo:hi + 1] = [[runs[lo][0], runs[hi][1]]]
+                runs[lo : hi + 1] = [[runs[lo][0], runs[hi][1]]]
             # each island takes the frames up to the middle of the pauses around it
             edges = [0, *[(runs[k][1] + runs[k + 1][0]) // 2 for k in range(len(runs) - 1)], num_frames]
             mine.extend((s, edges[k], edges[k + 1]) for k in range(len(runs)))

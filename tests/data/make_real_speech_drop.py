@@ -101,8 +101,15 @@ def _compose(rng, people: list[str], voices, n_turns: int, gap: tuple[float, flo
     return np.concatenate(parts).astype(np.float32), turns
 
 
-def constructions(rng: np.random.Generator, *, monologues: int = 3, alternating: int = 3, answering: int = 1,
-                  as_recorded: bool = True, between=None):
+def constructions(
+    rng: np.random.Generator,
+    *,
+    monologues: int = 3,
+    alternating: int = 3,
+    answering: int = 1,
+    as_recorded: bool = True,
+    between=None,
+):
     """The drop's files before encoding, in the drop's order: ``(stem, kind, audio, turns)``
     (audio float32 mono 16 kHz, turns as in truth.json). ``between(rng)`` runs after each file
     is made (``make_drop`` draws its container there, from the same ``rng``), so the same seed

@@ -96,7 +96,11 @@ def test_a_local_speaker_is_split_at_its_pauses_and_at_the_signals():
     out = split_at_pauses(d, 0.4, frame_s, 0.15, 0.5, pauses)
     assert np.allclose(out.sum(axis=2), d.sum(axis=2))
     spans = [
-        [(int(np.flatnonzero(out[c, :, k] > 0.4)[0]), int(np.flatnonzero(out[c, :, k] > 0.4)[-1])) for k in range(out.shape[2]) if (out[c, :, k] > 0.4).any()]
+        [
+            (int(np.flatnonzero(out[c, :, k] > 0.4)[0]), int(np.flatnonzero(out[c, :, k] > 0.4)[-1]))
+            for k in range(out.shape[2])
+            if (out[c, :, k] > 0.4).any()
+        ]
         for c in range(2)
     ]
     assert spans[0] == [(5, 29), (40, 73), (80, 94)]
@@ -104,7 +108,9 @@ def test_a_local_speaker_is_split_at_its_pauses_and_at_the_signals():
     # pauses of the signal: digital silence and a -60 dBFS bed between two loud stretches
     rng = np.random.default_rng(0)
     loud = rng.normal(0, 0.1, 16000).astype(np.float32)
-    audio = np.concatenate([loud, np.zeros(8000, np.float32), loud, rng.normal(0, 0.001, 1600).astype(np.float32), loud])
+    audio = np.concatenate(
+        [loud, np.zeros(8000, np.float32), loud, rng.normal(0, 0.001, 1600).astype(np.float32), loud]
+    )
     quiet = quiet_frames(audio, 0.15)
     assert quiet[101:149].all() and not quiet[:99].any() and not quiet[151:250].any()
     assert not quiet[255:265].any()  # 0.1 s: shorter than a pause
