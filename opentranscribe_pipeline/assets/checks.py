@@ -80,6 +80,11 @@ def schema_check_result(table: str, df: pl.DataFrame) -> dg.AssetCheckResult:
     )
 
 
+def file_name() -> pl.Expr:
+    """A file as the checks name it: its source file's name, else its media id."""
+    return pl.col("source_uri").fill_null(pl.col("media_id")).str.split("/").list.last().alias("file")
+
+
 def failed_files_check_name(table: str) -> str:
     return f"{table}_no_failed_files"
 
@@ -109,7 +114,7 @@ def failed_files_check_result(
         else:
             failed = failed.with_columns(source_uri=pl.lit(None, pl.Utf8))
     shown = failed.select(
-        pl.col("source_uri").fill_null(pl.col("media_id")).str.split("/").list.last().alias("file"),
+        file_name(),
         "media_id",
         pl.col("error").str.slice(0, 300).alias("error"),
     )

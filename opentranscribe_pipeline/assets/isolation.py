@@ -33,7 +33,7 @@ import pandera.polars as pa
 import polars as pl
 
 from ..schemas import TABLES, FileIssues, conform, utc_now
-from .checks import check_spec, markdown_table
+from .checks import check_spec, file_name, markdown_table
 
 T = TypeVar("T")
 ISSUES_TABLE = "file_issues"
@@ -193,7 +193,7 @@ def issues_check_spec(stage: str, asset: str) -> dg.AssetCheckSpec:
 
 def issues_check_result(stage: str, asset: str, issues: pl.DataFrame) -> dg.AssetCheckResult:
     shown = issues.select(
-        pl.col("source_uri").fill_null(pl.col("media_id")).str.split("/").list.last().alias("file"),
+        file_name(),
         "media_id",
         "rule",
         "values",
