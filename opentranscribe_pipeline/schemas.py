@@ -437,6 +437,85 @@ class Chunks(_TimedTable):
         unique = ["media_id", "chunk_index"]  # the row's identity; search ids are <media_id>:<chunk_index>
 
 
+QUALITY_FLAGS = ("repetition", "low_confidence", "speech_mismatch", "noisy", "clipped")
+
+
+class SegmentQuality(_TimedTable):
+    """Per segment of ``segments``: how good its audio and its transcript are. DNSMOS P.835
+    scores (1-5, Microsoft's ONNX models from the ``speechmos`` wheel) are null where the
+    segment is too short for the model's window, with the reason in ``dnsmos_note``; never
+    made up. ``flags`` holds names from ``QUALITY_FLAGS``, ``flag_reasons`` says why, one
+    entry per flag, in the same order."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    segment_id: pl.Int32 = pa.Field(ge=0)
+    start_s: pl.Float64 = pa.Field(ge=0)
+    end_s: pl.Float64 = pa.Field(ge=0)
+    speaker: str = pa.Field(nullable=True)
+    dnsmos_sig: pl.Float64 = pa.Field(nullable=True, ge=1, le=5)
+    dnsmos_bak: pl.Float64 = pa.Field(nullable=True, ge=1, le=5)
+    dnsmos_ovrl: pl.Float64 = pa.Field(nullable=True, ge=1, le=5)
+    dnsmos_note: str = pa.Field(nullable=True)  # why the scores are null
+    avg_logprob: pl.Float64 = pa.Field(nullable=True)  # Whisper's, for the segment
+    no_speech_prob: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)
+    compression_ratio: pl.Float64 = pa.Field(nullable=True, ge=0)  # of the text, as Whisper computes it
+    words_per_s: pl.Float64 = pa.Field(ge=0)
+    flags: pl.List(pl.Utf8)
+    flag_reasons: pl.List(pl.Utf8)
+
+    class Config:
+        unique = ["media_id", "segment_id"]
+
+    @pa.dataframe_check
+    @classmethod
+    def flags_are_known_and_explained(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("flags").list.eval(pl.element().is_in(QUALITY_FLAGS)).list.all()
+            & (pl.col("flags").list.len() == pl.col("flag_reasons").list.len())
+        )
+
+
+class MediaQuality(_Table):
+    """Per usable media item: loudness, peaks, clipping, bandwidth, speech share, DNSMOS over
+    its speech and the hours of speech at or above the quality floor (resume state of the
+    ``segment_quality`` model step: ``status``, ``error``, ``model_version``)."""
+
+    batch_id: str
+    media_id: str = pa.Field(unique=True, str_matches=SHA256_HEX)
+    status: str = pa.Field(isin=FILE_STATUSES)
+    error: str = pa.Field(nullable=True)
+    duration_s: pl.Float64 = pa.Field(ge=0)
+    loudness_lufs: pl.Float64 = pa.Field(nullable=True)  # EBU R128 integrated; null: silent or too short
+    true_peak_dbtp: pl.Float64 = pa.Field(nullable=True)
+    clipped_share: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)  # of samples at full scale
+    bandwidth_hz: pl.Float64 = pa.Field(nullable=True, ge=0)  # effective, of the source before resampling
+    telephone_band: pl.Boolean = pa.Field(nullable=True)
+    speech_s: pl.Float64 = pa.Field(ge=0)
+    speech_share: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)
+    dnsmos_ovrl_mean: pl.Float64 = pa.Field(nullable=True, ge=1, le=5)  # speech-time weighted
+    dnsmos_ovrl_p10: pl.Float64 = pa.Field(nullable=True, ge=1, le=5)
+    quality_floor: pl.Float64  # the DNSMOS ovrl floor the next column counts against
+    speech_above_floor_s: pl.Float64 = pa.Field(ge=0)
+    n_segments: pl.Int64 = pa.Field(ge=0)
+    n_repetition: pl.Int64 = pa.Field(ge=0)
+    n_low_confidence: pl.Int64 = pa.Field(ge=0)
+    n_speech_mismatch: pl.Int64 = pa.Field(ge=0)
+    n_noisy: pl.Int64 = pa.Field(ge=0)
+    n_clipped: pl.Int64 = pa.Field(ge=0)
+    flags: pl.List(pl.Utf8)  # media-level: e.g. telephone_band, clipped, no_speech, speech_without_text
+    audio_s: pl.Float64 = pa.Field(ge=0)
+    elapsed_s: pl.Float64 = pa.Field(ge=0)
+    model: str  # e.g. "dnsmos-p835 (speechmos 0.0.1.1)"
+    model_version: str
+    processed_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+    @pa.dataframe_check
+    @classmethod
+    def kept_speech_within_speech(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("speech_above_floor_s") <= pl.col("speech_s") + 1e-3)
+
+
 class FileIssues(_Table):
     """What a CPU stage held back for one file, and why (``assets/isolation.py``): one row per
     (file, stage, rule). Written as ``file_issues/batch_id=<id>/<stage>.parquet``, one part per
@@ -476,6 +555,8 @@ TABLES: dict[str, type[_Table]] = {
     "chunk_files": ChunkFiles,
     "chunks": Chunks,
     "file_issues": FileIssues,
+    "segment_quality": SegmentQuality,
+    "media_quality": MediaQuality,
 }
 
 
