@@ -51,7 +51,13 @@ transcribe_batch = dg.define_asset_job(
         ingest, transcribe, diarize, attribute_speakers, translate, conversation_analytics, embed_chunks
     ),
     partitions_def=batch_partitions,
-    description="One batch of files: media -> audio -> transcripts, speaker turns and embeddings -> segments, words.",
+    description=(
+        "One batch of files, stage by stage: `ingest` (media, audio) -> `diarize` (speaker turns and embeddings; "
+        "its speech regions are transcription's VAD) -> `transcribe` (transcripts, word timings) -> "
+        "`attribute_speakers` (segments and words, a speaker on every word) -> `translate` (English: segments_en), "
+        "`conversation_analytics` (speaker_stats, media_stats) and `embed_chunks` (search passages: chunks). "
+        "Global speaker ids follow in assign_speakers, exports and the search index in publish_batch."
+    ),
     executor_def=batch_executor(),  # Celery when OPENTRANSCRIBE_CELERY_BROKER is set, else multiprocess
 )
 
@@ -59,7 +65,7 @@ assign_speakers = dg.define_asset_job(
     ASSIGN_JOB,
     selection=dg.AssetSelection.assets(cluster_speakers, speakers_index),
     config=clustering_run_config("incremental"),
-    description="Give the speakers of new batches global ids (run by the assign_new_speakers sensor).",
+    description="Give the speakers of new batches global ids, refresh the voices index (sensor assign_new_speakers).",
     executor_def=local_executor(),  # multiprocess, steps forked from a forkserver
 )
 

@@ -89,7 +89,7 @@ DEPS = ("asr_segments", "asr_words", "speaker_turns", "diarization")
 
 
 def _spec(table: str, description: str) -> dg.AssetSpec:
-    return table_spec(table, description, group="speakers", deps=DEPS)
+    return table_spec(table, description, group="transcription", deps=DEPS)
 
 
 @dg.multi_asset(

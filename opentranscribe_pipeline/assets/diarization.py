@@ -20,7 +20,7 @@ from ..speech.diarize import Diarizer
 from .checks import markdown_table, table_spec
 from .modelstep import FileOutput, ModelStage, ReprocessConfig, read_audio, run_model_step
 
-GROUP = "speakers"
+GROUP = "diarization"
 STAGE = ModelStage(
     name="diarization",
     state_table="diarization",

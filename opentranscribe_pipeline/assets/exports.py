@@ -79,7 +79,7 @@ def write_batch_exports(wh, batch_id: str, formats: list[str]) -> dict:
     deps=["segments", "words", "segments_en", "speaker_clusters", "speaker_profiles", "transcripts", "diarization"],
     group_name="deliverables",
     kinds={"srt", "vtt", "json"},
-    description="SRT, WebVTT, TXT and JSON per ok media item, with speaker names: <root>/exports/<format>/batch_id=<id>/",
+    description="SRT, WebVTT, TXT and JSON per ok media item, with speaker names: `<root>/exports/<format>/batch_id=<id>/`",
 )
 def exports(context: dg.AssetExecutionContext, warehouse: WarehouseResource, exports_config: ExportsResource):
     """Subtitles and transcripts of the batch with the speakers' names (or global ids)."""

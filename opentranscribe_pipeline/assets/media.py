@@ -234,13 +234,13 @@ def stage_files(
         table_spec(
             "media",
             "One row per source file: media_id (SHA-256), probe results, status and error.",
-            group="transcription",
+            group="ingest",
             kinds=("pyav",),
         ),
         table_spec(
             "audio",
             "16 kHz mono FLAC per usable media item, and the table that lists them.",
-            group="transcription",
+            group="ingest",
             kinds=("flac",),
         ),
     ],

@@ -150,7 +150,7 @@ def embed_chunks(
 
 @dg.asset(
     name="search_index",
-    description="The batch's chunks in the search backend (LanceDB under <root>/_search, or OpenSearch).",
+    description="The batch's chunks in the search backend (LanceDB under `<root>/_search`, or OpenSearch).",
     partitions_def=batch_partitions,
     deps=["chunks", "speaker_clusters"],
     group_name=GROUP,

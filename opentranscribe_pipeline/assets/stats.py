@@ -89,7 +89,7 @@ def _spec(table: str, description: str) -> dg.AssetSpec:
     return table_spec(
         table,
         description,
-        group="deliverables",
+        group="analytics",
         deps=["speaker_turns", "words", "segments", "diarization", "media", "audio"],
     )
 

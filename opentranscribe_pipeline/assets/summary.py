@@ -21,6 +21,11 @@ SUMMARY_CHECK = "no_partly_failed_batches"
 @dg.asset(
     name="archive_summary",
     group_name="operations",
+    # what query.summary reads: a few columns of the per-batch tables and the speaker state
+    deps=[
+        *("media", "transcripts", "diarization", "speaker_embeddings"),
+        *("speaker_clusters", "speaker_centroids", "speaker_profiles"),
+    ],
     kinds={"polars"},
     description="Files by status, audio hours, languages and speakers per drop and in total; slowest and failing batches.",
     check_specs=[
