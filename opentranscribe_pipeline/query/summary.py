@@ -2,14 +2,24 @@
 
 Reads a few columns of the small per-media tables only (``batches``: batch -> drop;
 ``media``: status, duration; ``transcripts``: language, elapsed; ``diarization``:
-elapsed; ``speaker_embeddings``: one row per local speaker, ``batch_id`` only) plus the
+elapsed; ``speaker_embeddings``: one row per local speaker, ``batch_id`` only;
+``media_quality``: speech, speech at or above the quality floor, flag counts) plus the
 speaker state's compact tables, so the cost grows with the number of media items, never
 with words or segments. Dagster-free, like the rest of :mod:`..query`.
+
+Yield (``yield_per_drop``, and the ``*_h`` / ``files_*scored`` totals): hours in (ok media),
+hours of speech and hours of speech at or above the quality floor (``media_quality``: each
+file counted against the floor recorded on its row), and the most common flags. A file with
+no ``ok`` row in ``media_quality`` (a batch processed before the quality step existed, or a
+file the step failed on) is *not scored*: it is counted in ``not_scored_files`` and
+``not_scored_h`` and never as zero hours of speech; a drop with no scored file has null
+speech and kept hours, not 0.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -18,6 +28,7 @@ from ..storage import Warehouse
 from .core import scan, table_files
 
 SLOWEST = 5  # batches listed as the slowest
+TOP_FLAGS = 3  # flags named per drop in ``top_flags``
 
 
 @dataclass
@@ -29,6 +40,8 @@ class ArchiveSummary:
     # files, or with files some stage held back (``file_issues``) or failed (model steps)
     failing: pl.DataFrame
     languages: pl.DataFrame  # language, n_media, audio_h
+    yield_per_drop: pl.DataFrame = field(default_factory=lambda: _empty_yield())  # YIELD_COLUMNS
+    flag_counts: dict = field(default_factory=dict)  # flag -> segments (segment flags) or files (media-level)
 
 
 DROP_COLUMNS = (
@@ -44,6 +57,171 @@ DROP_COLUMNS = (
     "global_speakers",
     "failing_batches",
 )
+
+
+YIELD_COLUMNS = (
+    "drop",
+    "hours_in",  # ok media items, their whole duration
+    "scored_files",  # with an ok media_quality row
+    "not_scored_files",  # ok media items without one: never counted as 0 h of speech
+    "not_scored_h",
+    "speech_h",  # of the scored files; null when none is scored
+    "above_floor_h",  # of that speech, at or above the quality floor; null when none is scored
+    "above_floor_share",  # above_floor_h / speech_h; null when there is no scored speech
+    "top_flags",  # e.g. "noisy 12 segments, telephone_band 1 file"
+)
+SEGMENT_FLAG_COUNTS = {
+    "repetition": "n_repetition",
+    "low_confidence": "n_low_confidence",
+    "speech_mismatch": "n_speech_mismatch",
+    "noisy": "n_noisy",
+    "clipped": "n_clipped",
+}
+MEDIA_QUALITY_COLUMNS = ["batch_id", "media_id", "status", "speech_s", "speech_above_floor_s", "quality_floor", "flags"]
+
+
+def _empty_yield() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "drop": pl.Utf8,
+            "hours_in": pl.Float64,
+            "scored_files": pl.Int64,
+            "not_scored_files": pl.Int64,
+            "not_scored_h": pl.Float64,
+            "speech_h": pl.Float64,
+            "above_floor_h": pl.Float64,
+            "above_floor_share": pl.Float64,
+            "top_flags": pl.Utf8,
+        }
+    )
+
+
+def _flag_counts(quality: pl.DataFrame) -> Counter:
+    """Segment flags counted in segments (the ``n_*`` columns), media-level flags in files;
+    the same name in both (``clipped``) is kept apart as ``clipped (file)``."""
+    counts: Counter = Counter()
+    for flag, column in SEGMENT_FLAG_COUNTS.items():
+        n = int(quality[column].sum() or 0) if column in quality.columns and quality.height else 0
+        if n:
+            counts[flag] = n
+    if quality.height:
+        for flag in quality["flags"].explode().drop_nulls().to_list():
+            counts[f"{flag} (file)" if flag in SEGMENT_FLAG_COUNTS else flag] += 1
+    return counts
+
+
+def describe_flags(counts: Counter, top: int = TOP_FLAGS) -> str:
+    """``"noisy 12 segments, telephone_band 1 file"``: the ``top`` most common, most first."""
+    out = []
+    for flag, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]:
+        unit = "segment" if flag in SEGMENT_FLAG_COUNTS else "file"
+        out.append(f"{flag.removesuffix(' (file)')} {n} {unit}{'' if n == 1 else 's'}")
+    return ", ".join(out)
+
+
+def quality_yield(media: pl.DataFrame, quality: pl.DataFrame) -> tuple[pl.DataFrame, dict, Counter]:
+    """Yield per drop and in total from ``media`` (``drop, batch_id, media_id, status,
+    duration_s``) and ``media_quality`` (MEDIA_QUALITY_COLUMNS plus the ``n_*`` flag counts,
+    with ``drop``): see the module's docstring."""
+    ok = media.filter(pl.col("status") == "ok").unique(["batch_id", "media_id"])
+    scored_rows = quality.filter(pl.col("status") == "ok").unique(["batch_id", "media_id"], keep="last")
+    files = ok.join(
+        scored_rows.drop("drop", strict=False), on=["batch_id", "media_id"], how="left", suffix="_q"
+    ).with_columns(scored=pl.col("status_q").is_not_null())
+    per_drop = (
+        files.group_by("drop")
+        .agg(
+            hours_in=pl.col("duration_s").sum() / 3600,
+            scored_files=pl.col("scored").sum().cast(pl.Int64),
+            not_scored_files=(~pl.col("scored")).sum().cast(pl.Int64),
+            not_scored_h=pl.col("duration_s").filter(~pl.col("scored")).sum() / 3600,
+            speech_s=pl.col("speech_s").filter(pl.col("scored")).sum(),
+            above_s=pl.col("speech_above_floor_s").filter(pl.col("scored")).sum(),
+        )
+        .with_columns(
+            speech_h=pl.when(pl.col("scored_files") > 0).then(pl.col("speech_s") / 3600),
+            above_floor_h=pl.when(pl.col("scored_files") > 0).then(pl.col("above_s") / 3600),
+            above_floor_share=pl.when((pl.col("scored_files") > 0) & (pl.col("speech_s") > 0)).then(
+                pl.col("above_s") / pl.col("speech_s")
+            ),
+        )
+        .sort("drop")
+    )
+    # the flags of the scored files of ok media items (a row of a file no longer ok is not counted)
+    counted = scored_rows.join(files.filter(pl.col("scored")), on=["batch_id", "media_id"], how="semi")
+    tops = {d: describe_flags(_flag_counts(counted.filter(pl.col("drop") == d))) for d in per_drop["drop"].to_list()}
+    per_drop = per_drop.with_columns(
+        top_flags=pl.col("drop").replace_strict(tops, default="", return_dtype=pl.Utf8)
+    ).select(YIELD_COLUMNS)
+    per_drop = pl.concat([_empty_yield(), per_drop.cast(_empty_yield().schema)]) if per_drop.height else _empty_yield()
+    n_scored = int(files["scored"].sum() or 0)
+    speech_s = float(files.filter(pl.col("scored"))["speech_s"].sum() or 0)
+    above_s = float(files.filter(pl.col("scored"))["speech_above_floor_s"].sum() or 0)
+    all_counts = _flag_counts(counted)
+    totals = {
+        "hours_in": float(files["duration_s"].sum() or 0) / 3600,
+        "scored_files": n_scored,
+        "not_scored_files": files.height - n_scored,
+        "not_scored_h": float(files.filter(~pl.col("scored"))["duration_s"].sum() or 0) / 3600,
+        "speech_h": speech_s / 3600 if n_scored else None,
+        "above_floor_h": above_s / 3600 if n_scored else None,
+        "above_floor_share": above_s / speech_s if n_scored and speech_s > 0 else None,
+        "quality_floors": sorted(set(files.filter(pl.col("scored"))["quality_floor"].drop_nulls().to_list())),
+        "top_flags": describe_flags(all_counts),
+    }
+    return per_drop, totals, all_counts
+
+
+def yield_lines(s: ArchiveSummary) -> list[str]:
+    """The yield as lines for a terminal (``opentranscribe show``): one per drop, then the total."""
+    t = s.totals
+
+    def line(name, hours_in, speech, above, share, scored, not_scored, not_scored_h, flags) -> str:
+        if speech is None:
+            return f"{name}: {hours_in:.3f} h in; not scored ({not_scored} file(s))"
+        text = f"{name}: {hours_in:.3f} h in, {speech:.3f} h of speech, {above:.3f} h at/above the floor"
+        if share is not None:
+            text += f" ({share:.0%})"
+        text += f"; {scored} file(s) scored"
+        if not_scored:
+            text += f", {not_scored} not scored ({not_scored_h:.3f} h)"
+        if flags:
+            text += f"; most flagged: {flags}"
+        return text
+
+    floors = t.get("quality_floors") or []
+    head = "yield" + (f" (DNSMOS ovrl floor {', '.join(f'{f:g}' for f in floors)})" if floors else "")
+    out = [head]
+    for r in s.yield_per_drop.iter_rows(named=True):
+        out.append(
+            "  "
+            + line(
+                r["drop"],
+                r["hours_in"],
+                r["speech_h"],
+                r["above_floor_h"],
+                r["above_floor_share"],
+                r["scored_files"],
+                r["not_scored_files"],
+                r["not_scored_h"],
+                r["top_flags"],
+            )
+        )
+    out.append(
+        "  "
+        + line(
+            "total",
+            t["hours_in"],
+            t["speech_h"],
+            t["above_floor_h"],
+            t["above_floor_share"],
+            t["scored_files"],
+            t["not_scored_files"],
+            t["not_scored_h"],
+            t["top_flags"],
+        )
+    )
+    return out
 
 
 def _columns(wh: Warehouse, table: str, columns: list[str]) -> pl.DataFrame:
@@ -67,7 +245,8 @@ def _missing_per_batch(wh: Warehouse, transcripts: pl.DataFrame) -> pl.DataFrame
 
 def archive_summary(wh: Warehouse) -> ArchiveSummary:
     batches = _columns(wh, "batches", ["batch_id", "drop"]).unique("batch_id")
-    media = _columns(wh, "media", ["batch_id", "status", "duration_s", "error"])
+    media = _columns(wh, "media", ["batch_id", "media_id", "status", "duration_s", "error"])
+    quality = _columns(wh, "media_quality", MEDIA_QUALITY_COLUMNS + list(SEGMENT_FLAG_COUNTS.values()))
     transcripts = _columns(wh, "transcripts", ["batch_id", "media_id", "status", "language", "audio_s", "elapsed_s"])
     diarization = _columns(wh, "diarization", ["batch_id", "elapsed_s"])
     local = _columns(wh, "speaker_embeddings", ["batch_id"])
@@ -152,6 +331,7 @@ def archive_summary(wh: Warehouse) -> ArchiveSummary:
         .agg(n_media=pl.len(), audio_h=pl.col("audio_s").sum() / 3600)
         .sort(["n_media", "language"], descending=[True, False], nulls_last=True)
     )
+    yield_per_drop, yield_totals, flag_counts = quality_yield(media, with_drop(quality))
     named = active.filter(pl.col("name").is_not_null()).height if "name" in active.columns else 0
     totals = {
         "drops": per_drop.height,
@@ -166,5 +346,6 @@ def archive_summary(wh: Warehouse) -> ArchiveSummary:
         "global_speakers": active.height,
         "named_speakers": named,
         "failing_batches": failing.height,
+        **yield_totals,
     }
-    return ArchiveSummary(per_drop, totals, slowest, failing, languages)
+    return ArchiveSummary(per_drop, totals, slowest, failing, languages, yield_per_drop, dict(flag_counts))

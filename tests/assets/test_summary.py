@@ -86,3 +86,77 @@ def test_empty_warehouse_summarizes_to_zeros(tmp_path):
     s = summarize(Warehouse(str(tmp_path / "empty")))
     assert s.per_drop.is_empty() and s.failing.is_empty()
     assert s.totals["files"] == 0 and s.totals["global_speakers"] == 0
+
+
+# -- yield (issue 32) --------------------------------------------------------------------------------
+def test_yield_per_drop_counts_unscored_files_as_not_scored(tmp_path, instance):
+    """Quality rows the test chose (tests/query/test_quality_query.py's warehouse: drop-a
+    fully scored, drop-b with one file of an older batch, drop-c never scored): hours in,
+    speech, speech at or above the floor and the flags per drop equal the sums over
+    ``media_quality``; unscored files are counted as such, never as 0 h; the numbers are
+    numeric metadata."""
+    import polars as pl
+
+    from opentranscribe_pipeline.query.summary import yield_lines
+
+    from ..query.test_quality_query import build
+
+    wh = Warehouse(str(tmp_path / "wh"))
+    build(wh)
+    mq = wh.scan("media_quality").join(wh.scan("batches").select("batch_id", "drop").unique(), on="batch_id")
+    media = wh.scan("media").join(wh.scan("batches").select("batch_id", "drop").unique(), on="batch_id")
+    s = summarize(wh)
+    rows = {r["drop"]: r for r in s.yield_per_drop.iter_rows(named=True)}
+    assert set(rows) == {"drop-a", "drop-b", "drop-c"}
+    for drop, row in rows.items():
+        scored = mq.filter(pl.col("drop") == drop)
+        files = media.filter(pl.col("drop") == drop)
+        assert row["hours_in"] == pytest.approx(files["duration_s"].sum() / 3600)
+        assert row["scored_files"] == scored.height
+        assert row["not_scored_files"] == files.height - scored.height
+        if scored.height:
+            assert row["speech_h"] == pytest.approx(scored["speech_s"].sum() / 3600) and row["speech_h"] > 0
+            assert row["above_floor_h"] == pytest.approx(scored["speech_above_floor_s"].sum() / 3600)
+            assert 0 < row["above_floor_share"] < 1
+        else:  # never scored: unknown, not zero
+            assert row["speech_h"] is None and row["above_floor_h"] is None and row["above_floor_share"] is None
+    assert rows["drop-b"]["not_scored_files"] == 1 and rows["drop-c"]["not_scored_h"] == pytest.approx(40 / 3600)
+    # drop-a: phone.wav's two noisy segments, one low-confidence one, and the file's telephone band
+    assert rows["drop-a"]["top_flags"] == "noisy 2 segments, low_confidence 1 segment, telephone_band 1 file"
+    t = s.totals
+    assert t["scored_files"] == mq.height and t["not_scored_files"] == media.height - mq.height
+    assert t["above_floor_h"] == pytest.approx(mq["speech_above_floor_s"].sum() / 3600)
+    assert t["quality_floors"] == [3.0] and s.flag_counts["noisy"] == 2 and s.flag_counts["telephone_band"] == 1
+    lines = yield_lines(s)
+    assert "floor 3" in lines[0] and any(line.strip().startswith("drop-c:") and "not scored" in line for line in lines)
+
+    result = dg.materialize(
+        [archive_summary], instance=instance, resources={"warehouse": WarehouseResource(root=wh.root)}
+    )
+    assert result.success
+    [mat] = result.asset_materializations_for_node("archive_summary")
+    md = mat.metadata
+    for key in ("hours_in", "speech_hours", "hours_above_floor", "share_above_floor"):
+        assert isinstance(md[key], dg.FloatMetadataValue), key
+    for key in ("files_scored", "files_not_scored", "flag_noisy", "flag_telephone_band"):
+        assert isinstance(md[key], dg.IntMetadataValue), key
+    assert md["files_not_scored"].value == 2 and md["flag_noisy"].value == 2
+    assert md["hours_above_floor"].value == pytest.approx(t["above_floor_h"], abs=1e-4)
+    assert "drop-c" in md["yield_per_drop"].value
+
+
+def test_yield_without_any_quality_rows_has_no_speech_hours(tmp_path):
+    """A warehouse from before the quality step: every file not scored, no speech figure."""
+    from opentranscribe_pipeline.assets.summary import yield_metadata
+
+    from ..query.test_quality_query import build
+
+    wh = Warehouse(str(tmp_path / "wh"))
+    build(wh)
+    for table in ("media_quality", "segment_quality"):
+        shutil.rmtree(wh.path(table))
+    s = summarize(wh)
+    assert s.totals["scored_files"] == 0 and s.totals["not_scored_files"] == 5
+    assert s.totals["speech_h"] is None and s.yield_per_drop["speech_h"].null_count() == 3
+    md = yield_metadata(s)
+    assert "speech_hours" not in md and md["files_not_scored"].value == 5 and md["hours_in"].value > 0

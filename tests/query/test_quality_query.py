@@ -1,0 +1,224 @@
+"""``query quality`` (needs_attention) and the span rule of ``--min-quality``.
+
+Two parts: a small warehouse whose quality rows the test chooses (two drops, a file of an
+older batch without quality rows), where every answer is checked against a brute-force
+filter over all rows and the drop lookup is checked to open only that drop's files; and the
+shared processed warehouse, where the real tables of the quality step are read (the
+training-set query of docs/quality.md runs there and its rows are checked)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from opentranscribe_pipeline.query import core
+from opentranscribe_pipeline.query import quality as qq
+from opentranscribe_pipeline.schemas import Batches, Media, Segments, conform
+from opentranscribe_pipeline.storage import Warehouse
+
+from ..quality_rows import write_quality
+
+NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+# drop -> batch -> file names; "old.wav" is in a batch processed before the quality step
+# drop-c was processed before the quality step: none of its files is scored
+LAYOUT = {
+    "drop-a": {"drop-a-0000": ["studio.wav", "phone.wav"]},
+    "drop-b": {"drop-b-0000": ["hall.wav", "old.wav"]},
+    "drop-c": {"drop-c-0000": ["tape.wav"]},
+}
+# per file: the ovrl of its segments in order (None: too short to score) and flags by index
+SCORES = {
+    "studio.wav": ([4.2, 3.9, None, 4.0], {}),
+    "phone.wav": ([2.1, 2.9, 3.4, 1.8], {0: ["noisy"], 3: ["noisy", "low_confidence"]}),
+    "hall.wav": ([3.0, 2.99, 3.6, None], {2: ["repetition"], 3: ["speech_mismatch"]}),
+}
+MEDIA_FLAGS = {"phone.wav": ["telephone_band"]}
+
+
+def media_id(name: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def build(wh: Warehouse) -> None:
+    for drop, batches in LAYOUT.items():
+        for batch_id, names in batches.items():
+            uris = [f"s3://in/{drop}/{n}" for n in names]
+            wh.write_table(
+                "batches",
+                conform(
+                    pl.DataFrame(
+                        {
+                            "batch_id": batch_id,
+                            "drop": drop,
+                            "source_uri": uris,
+                            "size_bytes": 1000,
+                            "registered_at": NOW,
+                        }
+                    ),
+                    Batches,
+                ),
+                batch_id,
+            )
+            media = pl.DataFrame(
+                {
+                    "batch_id": batch_id,
+                    "media_id": [media_id(n) for n in names],
+                    "source_uri": uris,
+                    "size_bytes": 1000,
+                    "duration_s": 40.0,
+                    "status": "ok",
+                    "ingest_version": "test",
+                    "processed_at": NOW,
+                }
+            )
+            wh.write_table("media", Media.validate(conform(media, Media)), batch_id)
+            segs = [
+                {
+                    "batch_id": batch_id,
+                    "media_id": media_id(n),
+                    "segment_id": i,
+                    "start_s": 8.0 * i,
+                    "end_s": 8.0 * i + (0.2 if SCORES.get(n, ([], {}))[0][i : i + 1] == [None] else 6.0),
+                    "text": f"{n} segment {i}",
+                    "language": "en",
+                    "speaker": f"SPEAKER_0{i % 2}",
+                }
+                for n in names
+                for i in range(4)
+            ]
+            wh.write_table("segments", Segments.validate(conform(pl.DataFrame(segs), Segments)), batch_id)
+            by_id = {media_id(n): n for n in names if n in SCORES}
+            if not by_id:
+                continue
+
+            def score(s, by_id=by_id):
+                ovrl, flags = SCORES[by_id[s["media_id"]]]
+                return ovrl[s["segment_id"]], flags.get(s["segment_id"], [])
+
+            write_quality(
+                wh,
+                batch_id,
+                score,
+                media_ids=set(by_id),
+                media_flags={media_id(n): f for n, f in MEDIA_FLAGS.items()},
+            )
+
+
+@pytest.fixture(scope="module")
+def wh(tmp_path_factory) -> Warehouse:
+    w = Warehouse(str(tmp_path_factory.mktemp("quality") / "wh"))
+    build(w)
+    return w
+
+
+def all_rows(wh: Warehouse, table: str) -> pl.DataFrame:
+    return wh.scan(table)
+
+
+def brute_segments(wh: Warehouse, keep) -> set[tuple[str, int]]:
+    sq = all_rows(wh, "segment_quality")
+    mq = all_rows(wh, "media_quality").select("media_id", "quality_floor")
+    rows = sq.join(mq, on="media_id").iter_rows(named=True)
+    return {(r["media_id"], r["segment_id"]) for r in rows if keep(r)}
+
+
+def listed(att: qq.Attention) -> set[tuple[str, int]]:
+    return set(att.segments.select("media_id", "segment_id").iter_rows())
+
+
+def name_of(uri: str) -> str:
+    return uri.rsplit("/", 1)[-1]
+
+
+def test_default_lists_segments_under_their_floor_or_flagged(wh):
+    att = qq.needs_attention(wh)
+    want = brute_segments(
+        wh, lambda r: (r["dnsmos_ovrl"] is not None and r["dnsmos_ovrl"] < r["quality_floor"]) or bool(r["flags"])
+    )
+    assert listed(att) == want and len(want) == 6  # phone 2.1, 2.9, 1.8; hall 2.99 and its two flagged ones
+    assert att.segments.columns == list(qq.SEGMENT_COLUMNS)
+    first = att.segments.filter(pl.col("source_uri").str.ends_with("phone.wav")).row(0, named=True)
+    assert first["flags"] == "noisy" and first["reasons"] == "noisy: set by the test" and first["start_s"] == 0.0
+    # files: phone (telephone band, flagged segments) and hall; studio has nothing to look at,
+    # old.wav was never scored (not a problem of its quality, and not listed as one)
+    files = {name_of(u): n for u, n in att.files.select("source_uri", "segments_listed").iter_rows()}
+    assert files == {"phone.wav": 3, "hall.wav": 3}
+    assert name_of(att.files["source_uri"][0]) == "phone.wav"  # poorest first
+    assert att.files.filter(pl.col("source_uri").str.ends_with("phone.wav"))["flags"][0] == "telephone_band"
+
+
+def test_below_is_strict_and_unscored_segments_are_never_below(wh):
+    att = qq.needs_attention(wh, below=3.0)
+    want = brute_segments(wh, lambda r: r["dnsmos_ovrl"] is not None and r["dnsmos_ovrl"] < 3.0)
+    assert listed(att) == want and len(want) == 4  # phone 2.1, 2.9, 1.8; hall 2.99 (3.0 is not below)
+    assert att.segments["dnsmos_ovrl"].null_count() == 0
+
+
+def test_flag_and_below_together_and_media_level_flags(wh):
+    noisy = qq.needs_attention(wh, flag="noisy")
+    assert listed(noisy) == brute_segments(wh, lambda r: "noisy" in r["flags"])
+    both = qq.needs_attention(wh, flag="noisy", below=2.0)
+    assert listed(both) == {(media_id("phone.wav"), 3)}
+    phone = qq.needs_attention(wh, flag="telephone_band")  # a media-level flag: the file, no segment
+    assert phone.segments.is_empty() and [name_of(u) for u in phone.files["source_uri"]] == ["phone.wav"]
+    unflagged = qq.needs_attention(wh, flag="clipped")  # a known flag nothing carries: empty, no error
+    assert unflagged.segments.is_empty() and unflagged.files.is_empty()
+
+
+def test_drop_reads_only_its_own_batches(wh, monkeypatch):
+    opened: list[tuple[str | None, list[str]]] = []
+    real = core.scan
+
+    def spy(w, paths, table=None):
+        opened.append((table, list(paths)))
+        return real(w, paths, table)
+
+    monkeypatch.setattr(qq, "scan", spy)
+    att = qq.needs_attention(wh, drop="drop-b")
+    assert {name_of(u) for u in att.segments["source_uri"]} == {"hall.wav"} and att.batches == ["drop-b-0000"]
+    per_batch = [p for t, paths in opened if t != "batches" for p in paths]
+    assert per_batch and all("batch_id=drop-b-0000" in p for p in per_batch)
+
+
+def test_bad_input_says_what_exists(wh):
+    with pytest.raises(core.NoMatch) as exc:
+        qq.needs_attention(wh, drop="drop-z")
+    assert "drop-a" in str(exc.value) and "drop-b" in str(exc.value)
+    with pytest.raises(core.NoMatch) as exc:
+        qq.needs_attention(wh, flag="hiss")
+    assert "telephone_band" in str(exc.value) and "repetition" in str(exc.value)
+    for bad in (0.5, 7, "loud"):
+        with pytest.raises(core.QueryError):
+            qq.needs_attention(wh, below=bad)
+
+
+def test_span_quality_is_speech_weighted_and_unscored_spans_are_null():
+    scores = pl.DataFrame(
+        {
+            "media_id": ["m", "m", "m", "n"],
+            "segment_id": [0, 1, 2, 0],
+            "start_s": [0.0, 10.0, 20.0, 0.0],
+            "end_s": [10.0, 20.0, 21.0, 5.0],
+            "dnsmos_ovrl": [4.0, 2.0, None, 3.0],
+        }
+    )
+    spans = pl.DataFrame(
+        {
+            "id": ["a", "b", "c", "d", "e"],
+            "media_id": ["m", "m", "m", "m", "x"],
+            "start_s": [5.0, 0.0, 20.0, 12.0, 0.0],
+            "end_s": [20.0, 10.0, 21.0, 12.0, 9.0],
+        }
+    )
+    got = dict(qq.span_quality(spans, scores).select("id", "quality").iter_rows())
+    assert got["a"] == pytest.approx((4.0 * 5 + 2.0 * 10) / 15)  # 5 s at 4.0, 10 s at 2.0
+    assert got["b"] == 4.0  # one segment: its own score
+    assert got["c"] is None  # covers only an unscored segment
+    assert got["d"] == 2.0  # an instant: the segment holding it
+    assert got["e"] is None  # another media item's scores never count
+    kept = spans.pipe(qq.span_quality, scores).filter(qq.passes(pl.col("quality"), 3.0))["id"].to_list()
+    assert kept == ["b", "c", "e"]  # a: 2.67 < 3; d: 2.0; unscored kept
