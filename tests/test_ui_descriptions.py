@@ -21,6 +21,7 @@ GROUP_ORDER = (
     "ingest",  # media, audio
     "diarization",  # who spoke when; its speech regions are transcription's VAD
     "transcription",  # transcripts, words, segments with a speaker on every word
+    "quality",  # segment_quality, media_quality: how usable each segment and file is
     "speakers",  # archive-wide identity: global ids, centroids, names, suggestions
     "analytics",  # speaker_stats, media_stats
     "deliverables",  # English, exports
