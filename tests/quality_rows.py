@@ -68,6 +68,7 @@ def media_rows(
             flags=pl.col("media_id").replace_strict(media_flags, default=[], return_dtype=pl.List(pl.Utf8)),
             audio_s=pl.col("duration_s"),
             elapsed_s=pl.lit(0.5),
+            untranscribed_speech_s=pl.lit(0.0),
             model=pl.lit("test-set scores"),
             model_version=pl.lit("test/1"),
             processed_at=pl.lit(dt.datetime.now(dt.UTC)),

@@ -6,6 +6,13 @@ it. The shown name of a local speaker is the speaker profile's name when its glo
 is named, else the global id; a file that was never clustered, or whose diarization failed,
 shows the local label or no name at all ("exported without names").
 
+``min_quality`` (``opentranscribe export --min-quality OVRL``) leaves out the segments whose
+DNSMOS ``ovrl`` (``segment_quality``) is under the floor, with their words and cues; a
+translated segment (``--language en``: its own segmentation) is judged by the
+speech-weighted ``ovrl`` of the original segments it overlaps. Unscored segments (no
+``segment_quality`` row, or a null score: too short for DNSMOS) are kept. The JSON says what
+was left out (``quality``); without ``min_quality`` nothing changes, and nothing is read.
+
 Names are data, never layout: every shown name goes through
 :func:`~opentranscribe_pipeline.speakers.names.shown_name` (one line, no control or format
 character, at most 100 characters), even though the speaker state only ever holds names the
@@ -44,6 +51,8 @@ class BatchSources:
     translations: pl.DataFrame
     clusters: pl.DataFrame  # media_id, speaker, global_speaker_id
     names: dict[str, str] = field(default_factory=dict)  # global_speaker_id -> name
+    # media_id, segment_id, start_s, end_s, dnsmos_ovrl (read only for ``min_quality``)
+    quality: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     def __post_init__(self):
         # defence in depth: whatever reached the names, what is shown is one clean line
@@ -73,9 +82,10 @@ def _read(wh: Warehouse, table: str, batch_id: str) -> pl.DataFrame:
     return df if df is not None else pl.DataFrame()
 
 
-def gather(wh: Warehouse, batch_id: str, media_ids: list[str] | None = None) -> BatchSources:
+def gather(wh: Warehouse, batch_id: str, media_ids: list[str] | None = None, *, quality: bool = False) -> BatchSources:
     """Everything :func:`documents` needs for the batch's ok media items (or those of
-    ``media_ids``), read once: per-batch tables, the batch's clusters, every name."""
+    ``media_ids``), read once: per-batch tables, the batch's clusters, every name; with
+    ``quality``, the batch's segment scores too (for ``min_quality``)."""
     from ..query.core import profiles
     from ..speakers.state import read_clusters
 
@@ -97,7 +107,14 @@ def gather(wh: Warehouse, batch_id: str, media_ids: list[str] | None = None) -> 
         translations=_read(wh, "translations", batch_id),
         clusters=clusters.select("media_id", "speaker", "global_speaker_id") if clusters.height else clusters,
         names=names,
+        quality=_scores(wh, batch_id) if quality else pl.DataFrame(),
     )
+
+
+def _scores(wh: Warehouse, batch_id: str) -> pl.DataFrame:
+    from ..query.quality import segment_scores
+
+    return segment_scores(wh, [batch_id])
 
 
 def _of(df: pl.DataFrame, media_id: str) -> pl.DataFrame:
@@ -119,6 +136,8 @@ class Documents:
     texts: Mapping[str, str]  # format -> file content
     n_cues: int
     named: bool  # speakers carry names or global ids (False: "exported without names")
+    left_out: int = 0  # segments under ``min_quality``
+    unscored: int = 0  # segments kept because no score covers them (``min_quality`` only)
 
 
 def _json_text(doc: dict) -> str:
@@ -128,8 +147,28 @@ def _json_text(doc: dict) -> str:
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
 
 
-def documents(src: BatchSources, media_id: str, language: str = "original") -> Documents:
-    """SRT, WebVTT, TXT and JSON of one media item (``language``: ``original`` or ``en``)."""
+def _judged(segs: pl.DataFrame, scores: pl.DataFrame, by_id: bool) -> pl.DataFrame:
+    """``segs`` with ``quality``: its own ``ovrl`` (``by_id``: the same segmentation), else the
+    speech-weighted ``ovrl`` of the scored segments it overlaps (null: unscored)."""
+    from ..query.quality import span_quality
+
+    if not segs.height:
+        return segs.with_columns(quality=pl.lit(None, pl.Float64))
+    if by_id:
+        own = scores.select("segment_id", quality="dnsmos_ovrl") if scores.height else None
+        if own is None:
+            return segs.with_columns(quality=pl.lit(None, pl.Float64))
+        return segs.join(own.unique("segment_id"), on="segment_id", how="left", maintain_order="left")
+    if not scores.height:
+        return segs.with_columns(quality=pl.lit(None, pl.Float64))
+    return span_quality(segs, scores)
+
+
+def documents(
+    src: BatchSources, media_id: str, language: str = "original", *, min_quality: float | None = None
+) -> Documents:
+    """SRT, WebVTT, TXT and JSON of one media item (``language``: ``original`` or ``en``),
+    without the segments under ``min_quality`` when it is given (see the module docstring)."""
     if language not in LANGUAGES:
         raise ValueError(f"language must be one of {LANGUAGES}, not {language!r}")
     info = _first(src.media, media_id)
@@ -147,6 +186,7 @@ def documents(src: BatchSources, media_id: str, language: str = "original") -> D
     if language == "en":
         segs = _of(src.segments_en, media_id)
         segs = segs.sort("start_s", "segment_id") if segs.height else segs
+        segs, left_out, unscored = _keep(segs, _of(src.quality, media_id), min_quality, by_id=False)
         words_by_seg: dict[int, list[dict]] = {}
         timed = [
             w
@@ -157,6 +197,7 @@ def documents(src: BatchSources, media_id: str, language: str = "original") -> D
     else:
         segs = _of(src.segments, media_id)
         segs = segs.sort("segment_id") if segs.height else segs
+        segs, left_out, unscored = _keep(segs, _of(src.quality, media_id), min_quality, by_id=True)
         words = _of(src.words, media_id)
         words_by_seg = {}
         for w in (words.sort("segment_id", "word_index").iter_rows(named=True)) if words.height else []:
@@ -238,6 +279,13 @@ def documents(src: BatchSources, media_id: str, language: str = "original") -> D
             ),
         },
     }
+    if min_quality is not None:
+        doc["quality"] = {
+            "min_quality": min_quality,
+            "measure": "DNSMOS ovrl (a translated segment: speech-weighted over the segments it overlaps)",
+            "segments_left_out": left_out,
+            "unscored_segments_kept": unscored,
+        }
     return Documents(
         media_id=media_id,
         source_uri=info.get("source_uri") or media_id,
@@ -250,4 +298,20 @@ def documents(src: BatchSources, media_id: str, language: str = "original") -> D
         },
         n_cues=len(cues),
         named=diarized and bool(gids),
+        left_out=left_out,
+        unscored=unscored,
     )
+
+
+def _keep(
+    segs: pl.DataFrame, scores: pl.DataFrame, min_quality: float | None, *, by_id: bool
+) -> tuple[pl.DataFrame, int, int]:
+    """The segments ``min_quality`` keeps (all without it), how many it left out, and how
+    many of those kept are unscored."""
+    if min_quality is None or not segs.height:
+        return segs, 0, 0
+    from ..query.quality import passes
+
+    judged = _judged(segs, scores, by_id)
+    kept = judged.filter(passes(pl.col("quality"), min_quality))
+    return kept.drop("quality"), judged.height - kept.height, kept["quality"].null_count()

@@ -12,6 +12,10 @@ Dagster-free; ``assets/search.py`` and ``cli.py`` are thin front ends over these
   or ``hybrid`` (both, fused by reciprocal rank in the client) with filters, and resolves
   speakers through the speaker state at query time: merged ids to their heir, ids to names.
   Filtering by a name finds the ids named so; renaming never touches the index.
+  ``min_quality`` leaves out passages whose audio scored under a DNSMOS ``ovrl`` floor
+  (:func:`judge_passages`): in this service, after retrieval, the same for LanceDB and
+  OpenSearch (the index holds no scores, so a quality step run after publishing needs no
+  re-index), with over-fetch.
 - :func:`refresh_speakers` / :func:`similar_speakers`: one document per active global voice
   (centroid, files, talk time), searched by k-NN for the nearest voices.
 - :func:`resync_speaker_ids`: a split (``speakers split``, or a full re-clustering cutting
@@ -44,6 +48,10 @@ log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "text", "semantic")
 CANDIDATES = 50  # per retriever, before fusion
+# --min-quality: each retriever is asked for OVERFETCH x as many, and again 4x deeper (up to
+# MAX_DEPTH) while fewer than ``limit`` passages clear the floor and a list came back full
+OVERFETCH = 4
+MAX_DEPTH = 2000
 
 
 # -- the backend --------------------------------------------------------------------------------
@@ -304,6 +312,7 @@ class Result:
     batch_id: str | None = None
     chunk_index: int | None = None
     ranks: dict = field(default_factory=dict)
+    quality: float | None = None  # speech-weighted DNSMOS ovrl of the passage (min_quality only; None: unscored)
 
     def as_json(self) -> dict:
         return {
@@ -319,6 +328,7 @@ class Result:
             "language": self.language,
             "drop": self.drop,
             "chunk_index": self.chunk_index,
+            "quality": self.quality,
         }
 
     @property
@@ -331,6 +341,64 @@ class SearchOutcome:
     results: list[Result]
     indexed: int  # documents of the configured model in the index
     warnings: list[str] = field(default_factory=list)
+    left_out: int = 0  # passages retrieved but under ``min_quality``
+    unscored: int = 0  # results no quality score covers (kept)
+
+
+class PassageJudge:
+    """The DNSMOS ``ovrl`` of search passages, for ``min_quality``.
+
+    A passage (a chunk: part of one speaker's turn, several segments) is judged by the
+    speech-weighted DNSMOS ``ovrl`` of the segments it overlaps
+    (:func:`~opentranscribe_pipeline.query.quality.span_quality`); a passage no scored
+    segment covers is unscored and kept. Reads the ``segment_quality`` file of each batch
+    the hits come from, once per batch (only the media items hit)."""
+
+    def __init__(self, wh: Warehouse):
+        self.wh = wh
+        self.scores: dict[str, pl.DataFrame] = {}  # batch_id -> scores of the media read
+        self.media: dict[str, set[str]] = {}
+        self.known: dict[str, float | None] = {}  # doc id -> quality
+
+    def __call__(self, docs: Sequence[dict]) -> dict[str, float | None]:
+        from ..query.quality import segment_scores, span_quality
+
+        todo = [d for d in docs if d["id"] not in self.known]
+        wanted: dict[str, set[str]] = {}
+        for d in todo:
+            wanted.setdefault(d.get("batch_id") or "", set()).add(d["media_id"])
+        for batch_id, media_ids in wanted.items():
+            missing = media_ids - self.media.get(batch_id, set())
+            if not missing or not batch_id:
+                continue
+            got = segment_scores(self.wh, [batch_id], missing)
+            self.scores[batch_id] = pl.concat([self.scores[batch_id], got]) if batch_id in self.scores else got
+            self.media.setdefault(batch_id, set()).update(missing)
+        for batch_id in wanted:
+            batch_docs = [d for d in todo if (d.get("batch_id") or "") == batch_id]
+            spans = pl.DataFrame(
+                {
+                    "id": [d["id"] for d in batch_docs],
+                    "media_id": [d["media_id"] for d in batch_docs],
+                    "start_s": [float(d["start_s"]) for d in batch_docs],
+                    "end_s": [float(d["end_s"]) for d in batch_docs],
+                },
+                schema={"id": pl.Utf8, "media_id": pl.Utf8, "start_s": pl.Float64, "end_s": pl.Float64},
+            )
+            scores = self.scores.get(batch_id)
+            if scores is None:
+                scores = pl.DataFrame(
+                    schema={"media_id": pl.Utf8, "start_s": pl.Float64, "end_s": pl.Float64, "dnsmos_ovrl": pl.Float64}
+                )
+            judged = span_quality(spans, scores)
+            self.known.update(dict(judged.select("id", "quality").iter_rows()))
+        return {d["id"]: self.known[d["id"]] for d in docs}
+
+
+def judge_passages(wh: Warehouse, docs: Sequence[dict]) -> dict[str, float | None]:
+    """``doc id -> quality`` (speech-weighted DNSMOS ovrl; None: unscored) of index documents
+    (``id``, ``batch_id``, ``media_id``, ``start_s``, ``end_s``): see :class:`PassageJudge`."""
+    return PassageJudge(wh)(docs)
 
 
 def search(
@@ -346,9 +414,23 @@ def search(
     drop: str | None = None,
     limit: int = 10,
     directory: SpeakerDirectory | None = None,
+    min_quality: float | None = None,
 ) -> SearchOutcome:
     """The best ``limit`` passages for ``query``. ``embed`` turns the query into a vector
-    with the same model as the chunks (needed for ``semantic`` and ``hybrid``)."""
+    with the same model as the chunks (needed for ``semantic`` and ``hybrid``).
+
+    ``min_quality`` (a DNSMOS ``ovrl`` score, 1-5): passages whose speech-weighted ``ovrl``
+    is under it are left out before ranking; unscored passages are kept (see
+    :class:`PassageJudge`). Filtered here after retrieval, on every backend alike: each
+    retriever is asked for ``OVERFETCH`` times the usual depth, and deeper (x4, up to
+    ``MAX_DEPTH``) while fewer than ``limit`` passages pass and a list came back full."""
+    if min_quality is not None:
+        from ..query.quality import check_floor
+
+        try:
+            min_quality = check_floor(min_quality)
+        except LookupError as exc:
+            raise ValueError(str(exc)) from None
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r} ({', '.join(MODES)})")
     directory = directory or SpeakerDirectory.read(wh)
@@ -358,19 +440,42 @@ def search(
     warnings: list[str] = []
     if indexed == 0:
         return SearchOutcome([], 0, warnings)
-    depth = max(CANDIDATES, limit)
-    lists: dict[str, Sequence[Hit]] = {}
-    if mode in ("text", "hybrid"):
-        lists["text"] = backend.text_search(query, filters, depth)
-    if mode in ("semantic", "hybrid"):
-        if embed is None:
-            raise ValueError(f"{mode} search needs the text-embedding model")
-        try:
-            lists["semantic"] = backend.vector_search(embed(query), filters, depth)
-        except VectorSearchUnsupported as exc:
-            if mode == "semantic":
-                raise
-            warnings.append(f"{exc}; hybrid search used full text only")
+    if mode in ("semantic", "hybrid") and embed is None:
+        raise ValueError(f"{mode} search needs the text-embedding model")
+    vector = embed(query) if mode in ("semantic", "hybrid") else None
+    judge = PassageJudge(wh) if min_quality is not None else None
+    depth = max(CANDIDATES, limit) if judge is None else max(CANDIDATES, limit * OVERFETCH)
+    while True:
+        lists: dict[str, Sequence[Hit]] = {}
+        if mode in ("text", "hybrid"):
+            lists["text"] = backend.text_search(query, filters, depth)
+        if mode in ("semantic", "hybrid"):
+            try:
+                lists["semantic"] = backend.vector_search(vector, filters, depth)
+            except VectorSearchUnsupported as exc:
+                if mode == "semantic":
+                    raise
+                if not any("hybrid search used full text only" in w for w in warnings):
+                    warnings.append(f"{exc}; hybrid search used full text only")
+        if judge is None:
+            break
+        quality = judge([h.doc for hits in lists.values() for h in hits])
+        kept_lists = {
+            name: [h for h in hits if quality[h.id] is None or quality[h.id] >= min_quality]
+            for name, hits in lists.items()
+        }
+        kept_ids = {h.id for hits in kept_lists.values() for h in hits}
+        full = any(len(hits) >= depth for hits in lists.values())
+        if len(kept_ids) >= limit or not full or depth >= MAX_DEPTH:
+            left_out = len({h.id for hits in lists.values() for h in hits} - kept_ids)
+            if len(kept_ids) < limit and full:
+                warnings.append(
+                    f"{left_out} passage(s) under --min-quality {min_quality:g} left out of the best {depth} "
+                    f"per retriever; fewer than {limit} passed"
+                )
+            lists = kept_lists
+            break
+        depth = min(MAX_DEPTH, depth * 4)
     hits = reciprocal_rank_fusion(lists, limit) if mode == "hybrid" else list(lists[mode])[:limit]
     results = []
     for h in hits:
@@ -393,9 +498,14 @@ def search(
                 batch_id=d.get("batch_id"),
                 chunk_index=d.get("chunk_index"),
                 ranks=dict(h.ranks),
+                quality=None if judge is None or judge.known.get(h.id) is None else round(judge.known[h.id], 4),
             )
         )
-    return SearchOutcome(results, indexed, warnings)
+    if judge is None:
+        return SearchOutcome(results, indexed, warnings)
+    retrieved_poor = sum(1 for q in judge.known.values() if q is not None and q < min_quality)
+    unscored = sum(1 for r in results if r.quality is None)
+    return SearchOutcome(results, indexed, warnings, left_out=retrieved_poor, unscored=unscored)
 
 
 def query_embedder(model: str, device: str = "cpu") -> Callable[[str], np.ndarray]:

@@ -18,6 +18,7 @@ from opentranscribe_pipeline.query import quality as qq
 from opentranscribe_pipeline.schemas import Batches, Media, Segments, conform
 from opentranscribe_pipeline.storage import Warehouse
 
+from ..conftest import ROOT
 from ..quality_rows import write_quality
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -222,3 +223,106 @@ def test_span_quality_is_speech_weighted_and_unscored_spans_are_null():
     assert got["e"] is None  # another media item's scores never count
     kept = spans.pipe(qq.span_quality, scores).filter(qq.passes(pl.col("quality"), 3.0))["id"].to_list()
     assert kept == ["b", "c", "e"]  # a: 2.67 < 3; d: 2.0; unscored kept
+
+
+# -- the training-set query of docs/quality.md -----------------------------------------------------
+DOC = ROOT / "docs" / "quality.md"
+TRAINING_HEADING = "### A training set of clean, single-speaker segments"
+
+
+def training_sql() -> str:
+    """The first ```sql block after the training-set heading of docs/quality.md, as written."""
+    text = DOC.read_text(encoding="utf-8")
+    after = text[text.index(TRAINING_HEADING) :]
+    return after.split("```sql\n", 1)[1].split("```", 1)[0]
+
+
+def brute_training_set(wh: Warehouse) -> set[tuple[str, int]]:
+    """The conditions the docs state, checked row by row in polars."""
+    sq = all_rows(wh, "segment_quality")
+    mq = all_rows(wh, "media_quality").filter(pl.col("status") == "ok")
+    segs = all_rows(wh, "segments")
+    turns = all_rows(wh, "speaker_turns")
+    out = set()
+    floors = dict(mq.select("media_id", "quality_floor").iter_rows())
+    phone = set(mq.filter(pl.col("telephone_band").fill_null(False))["media_id"].to_list())
+    speakers = dict(((m, i), s) for m, i, s in segs.select("media_id", "segment_id", "speaker").iter_rows())
+    for r in sq.iter_rows(named=True):
+        m, dur = r["media_id"], r["end_s"] - r["start_s"]
+        spk = speakers.get((m, r["segment_id"]))
+        if m not in floors or m in phone or spk is None or r["dnsmos_ovrl"] is None:
+            continue
+        if r["dnsmos_ovrl"] < floors[m] or r["flags"] or not 1.0 <= dur <= 20.0:
+            continue
+        others = turns.filter(
+            (pl.col("media_id") == m)
+            & (pl.col("speaker") != spk)
+            & (pl.col("start_s") < r["end_s"])
+            & (pl.col("end_s") > r["start_s"])
+        )
+        if others.is_empty():
+            out.add((m, r["segment_id"]))
+    return out
+
+
+TRAINING_TABLES = (
+    "segment_quality",
+    "media_quality",
+    "segments",
+    "audio",
+    "media",
+    "speaker_clusters",
+    "speaker_turns",
+)
+
+
+def training_connection(wh: Warehouse):
+    """DuckDB with the views of ``opentranscribe duckdb`` (query/duck.py's view_sql) for the
+    tables the query reads. (Only those: duck.connect fails on a warehouse holding
+    ``file_issues``, whose parts are ``<stage>.parquet``, not the ``part-0.parquet`` its view
+    globs; reported, not this test's subject.)"""
+    import duckdb
+
+    from opentranscribe_pipeline.query import duck
+
+    con = duckdb.connect(":memory:")
+    for sql in duck.view_sql(wh):
+        if sql.split(" VIEW ", 1)[1].split(" ", 1)[0] in TRAINING_TABLES:
+            con.execute(sql)
+    return con
+
+
+def check_training_rows(wh: Warehouse, rows: pl.DataFrame) -> None:
+    """Every row meets the stated conditions, and the query finds every segment that does."""
+    from pathlib import Path
+
+    assert rows.height > 0
+    assert set(rows.select("media_id", "segment_id").iter_rows()) == brute_training_set(wh)
+    assert rows["speaker"].null_count() == 0 and rows["text"].null_count() == 0
+    assert rows.filter((pl.col("duration_s") < 1.0) | (pl.col("duration_s") > 20.0)).is_empty()
+    for media_id, uri in rows.select("media_id", "audio_uri").unique().iter_rows():  # real 16 kHz files
+        # a copied warehouse's rows still name the original's files: look in this one too
+        assert uri.endswith(f"/{media_id}.flac") and (
+            Path(uri).is_file() or Path(wh.root, *uri.split("/")[-3:]).is_file()
+        )
+
+
+def test_training_set_query_of_the_docs_on_the_sample_archive(copy_of_shared_archive):
+    """On a copy of the processed sample archive (real segments, turns, audio) with quality
+    rows the test chose: a third of the segments poor, a third flagged, one file telephone
+    band; the docs' query returns exactly the segments meeting its stated conditions."""
+    wh = copy_of_shared_archive.wh
+    batch = copy_of_shared_archive.batch
+    media = wh.read_table("segments", batch)["media_id"].unique().sort().to_list()
+
+    def score(s):
+        kind = s["segment_id"] % 3
+        return (2.0, []) if kind == 0 else (4.0, ["low_confidence"]) if kind == 1 else (4.0, [])
+
+    write_quality(wh, batch, score, media_flags={media[0]: ["telephone_band"]})
+    mq = wh.read_table("media_quality", batch)
+    wh.write_table("media_quality", mq.with_columns(telephone_band=pl.col("media_id") == media[0]), batch)
+    rows = training_connection(wh).sql(training_sql()).pl()
+    check_training_rows(wh, rows)
+    assert media[0] not in set(rows["media_id"].to_list())
+    assert set(rows["segment_id"].to_list()) <= {i for i in range(0, 10_000) if i % 3 == 2}
