@@ -160,3 +160,21 @@ def test_yield_without_any_quality_rows_has_no_speech_hours(tmp_path):
     assert s.totals["speech_h"] is None and s.yield_per_drop["speech_h"].null_count() == 3
     md = yield_metadata(s)
     assert "speech_hours" not in md and md["files_not_scored"].value == 5 and md["hours_in"].value > 0
+
+
+def test_yield_of_the_sample_archive_from_the_quality_step(shared_archive):
+    """The processed sample archive, scored by the quality step itself: the yield adds up to
+    ``media_quality``'s rows, and a file the step did not score is counted as not scored."""
+    import polars as pl
+
+    wh = shared_archive.wh
+    mq = wh.scan("media_quality").filter(pl.col("status") == "ok")
+    media = wh.scan("media").filter(pl.col("status") == "ok")
+    s = summarize(wh)
+    [row] = s.yield_per_drop.iter_rows(named=True)
+    assert row["drop"] == "drop-2026-11-24" and row["scored_files"] == mq.height > 0
+    assert row["not_scored_files"] == media.height - mq.height
+    assert row["hours_in"] == pytest.approx(media["duration_s"].sum() / 3600)
+    assert row["speech_h"] == pytest.approx(mq["speech_s"].sum() / 3600) and row["speech_h"] > 0
+    assert row["above_floor_h"] == pytest.approx(mq["speech_above_floor_s"].sum() / 3600)
+    assert s.totals["quality_floors"] == sorted(set(mq["quality_floor"].to_list()))

@@ -237,8 +237,9 @@ def training_sql() -> str:
     return after.split("```sql\n", 1)[1].split("```", 1)[0]
 
 
-def brute_training_set(wh: Warehouse) -> set[tuple[str, int]]:
-    """The conditions the docs state, checked row by row in polars."""
+def brute_training_set(wh: Warehouse, floor: float | None = None) -> set[tuple[str, int]]:
+    """The conditions the docs state, checked row by row in polars (``floor``: a fixed floor
+    instead of each file's ``quality_floor``)."""
     sq = all_rows(wh, "segment_quality")
     mq = all_rows(wh, "media_quality").filter(pl.col("status") == "ok")
     segs = all_rows(wh, "segments")
@@ -252,7 +253,7 @@ def brute_training_set(wh: Warehouse) -> set[tuple[str, int]]:
         spk = speakers.get((m, r["segment_id"]))
         if m not in floors or m in phone or spk is None or r["dnsmos_ovrl"] is None:
             continue
-        if r["dnsmos_ovrl"] < floors[m] or r["flags"] or not 1.0 <= dur <= 20.0:
+        if r["dnsmos_ovrl"] < (floors[m] if floor is None else floor) or r["flags"] or not 1.0 <= dur <= 20.0:
             continue
         others = turns.filter(
             (pl.col("media_id") == m)
@@ -292,12 +293,12 @@ def training_connection(wh: Warehouse):
     return con
 
 
-def check_training_rows(wh: Warehouse, rows: pl.DataFrame) -> None:
+def check_training_rows(wh: Warehouse, rows: pl.DataFrame, floor: float | None = None) -> None:
     """Every row meets the stated conditions, and the query finds every segment that does."""
     from pathlib import Path
 
     assert rows.height > 0
-    assert set(rows.select("media_id", "segment_id").iter_rows()) == brute_training_set(wh)
+    assert set(rows.select("media_id", "segment_id").iter_rows()) == brute_training_set(wh, floor)
     assert rows["speaker"].null_count() == 0 and rows["text"].null_count() == 0
     assert rows.filter((pl.col("duration_s") < 1.0) | (pl.col("duration_s") > 20.0)).is_empty()
     for media_id, uri in rows.select("media_id", "audio_uri").unique().iter_rows():  # real 16 kHz files
@@ -326,3 +327,30 @@ def test_training_set_query_of_the_docs_on_the_sample_archive(copy_of_shared_arc
     check_training_rows(wh, rows)
     assert media[0] not in set(rows["media_id"].to_list())
     assert set(rows["segment_id"].to_list()) <= {i for i in range(0, 10_000) if i % 3 == 2}
+
+
+# -- the real tables of the quality step, on the shared processed archive ---------------------------
+def test_needs_attention_and_the_training_set_on_the_quality_step_tables(shared_archive):
+    """``opentranscribe process`` scored the sample archive (segment_quality, media_quality
+    written by the quality step itself): what needs attention is exactly what the rule
+    says, and the docs' training-set query runs and returns rows meeting its conditions."""
+    wh = shared_archive.wh
+    assert wh.batch_ids("segment_quality") == [shared_archive.batch], "the quality step did not run in process"
+    att = qq.needs_attention(wh)
+    want = brute_segments(
+        wh, lambda r: (r["dnsmos_ovrl"] is not None and r["dnsmos_ovrl"] < r["quality_floor"]) or bool(r["flags"])
+    )
+    assert listed(att) == want
+    assert att.segments["source_uri"].null_count() == 0
+    below = qq.needs_attention(wh, below=5.0)  # everything scored is under the top of the scale
+    scored = all_rows(wh, "segment_quality").filter(pl.col("dnsmos_ovrl").is_not_null())
+    assert below.segments.height == scored.height > 0
+    con = training_connection(wh)
+    rows = con.sql(training_sql()).pl()  # as written: each file's floor (3.0 by default)
+    assert set(rows.select("media_id", "segment_id").iter_rows()) == brute_training_set(wh)
+    # the sample's espeak voices score 2.3-3.0 (DNSMOS ovrl): with the docs' fixed-floor variant
+    # at 2.5 the set is not empty, and still exactly the segments meeting the conditions
+    assert "q.dnsmos_ovrl >= mq.quality_floor" in training_sql()
+    lower = con.sql(training_sql().replace("q.dnsmos_ovrl >= mq.quality_floor", "q.dnsmos_ovrl >= 2.5")).pl()
+    check_training_rows(wh, lower, floor=2.5)
+    assert lower.height > rows.height and lower["dnsmos_ovrl"].min() >= 2.5
