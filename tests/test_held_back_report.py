@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from opentranscribe_pipeline import cli
+from opentranscribe_pipeline.cli import report as cli
 
 
 def test_a_file_a_model_step_failed_on_is_listed_as_missing_outputs(copy_of_shared_archive, capsys):

@@ -14,24 +14,13 @@ names and ids it showed and of the transcripts it rendered.
 import hashlib
 
 import dagster as dg
-import polars as pl
 
 from ..deliver.documents import documents, gather
+from ..deliver.selection import exported_media
 from ..partitions import batch_partitions
 from ..resources import WarehouseResource
 from ..resources.deliver import ExportsResource
 from .isolation import per_file, record_issues
-
-
-def exported_media(src) -> list[str]:
-    """Ok media items with a finished transcript, and silent ones (empty files)."""
-    ok_tx = (
-        set(src.transcripts.filter(pl.col("status") == "ok")["media_id"].to_list()) if src.transcripts.height else set()
-    )
-    tried = set(src.transcripts["media_id"].to_list()) if src.transcripts.height else set()
-    ids = src.media["media_id"].to_list() if src.media.height else []
-    return sorted(m for m in ids if m in ok_tx or m not in tried)
-
 
 STAGE = "exports"
 

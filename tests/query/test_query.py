@@ -14,7 +14,7 @@ import pytest
 
 import opentranscribe_pipeline.query as q
 from benchmarks.analyst_queries import build_archive
-from opentranscribe_pipeline.query import cli as qcli
+from opentranscribe_pipeline.cli import query as qcli
 from opentranscribe_pipeline.query import core, duck
 from opentranscribe_pipeline.schemas import TABLES, Media, conform
 from opentranscribe_pipeline.speakers.state import read_archive_table, read_clusters

@@ -1,4 +1,5 @@
-"""``opentranscribe query transcript|words|talk-time|languages`` and ``opentranscribe duckdb``.
+"""``opentranscribe query transcript|words|talk-time|languages`` and ``opentranscribe duckdb``:
+the lookups of :mod:`..query`, printed as a table, CSV, JSON or Parquet.
 
 :func:`add_query_commands` adds them to the main parser's subparsers; each handler takes the
 parsed ``args`` (with ``args.warehouse``) and returns an exit status: 0, or 2 for bad input
@@ -17,14 +18,9 @@ import tempfile
 
 import polars as pl
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from .common import EXIT_OK, EXIT_USAGE, add_verbose, open_warehouse
+
 FORMATS = ("table", "csv", "json", "parquet")
-
-
-def _warehouse(args):
-    from ..storage import S3Options, Warehouse
-
-    return Warehouse(args.warehouse, S3Options.from_env())
 
 
 _BREAKS = r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]"
@@ -77,10 +73,10 @@ def write_frame(df: pl.DataFrame, fmt: str, out: str | None, stream=None) -> int
 
 
 def _run(args, make) -> int:
-    from . import core
+    from ..query import core
 
     try:
-        df = make(_warehouse(args))
+        df = make(open_warehouse(args.warehouse))
         if isinstance(df, pl.LazyFrame):
             df = df.collect()
     except core.QueryError as exc:
@@ -91,28 +87,28 @@ def _run(args, make) -> int:
 
 def cmd_transcript(args) -> int:
     """One media item's segments with speakers (by media id, id prefix or file name)."""
-    from . import core
+    from ..query import core
 
     return _run(args, lambda wh: core.transcript(wh, args.media))
 
 
 def cmd_words(args) -> int:
     """Every word one global speaker said (by name or global id), optionally filtered."""
-    from . import core
+    from ..query import core
 
     return _run(args, lambda wh: core.words(wh, args.speaker, contains=args.contains))
 
 
 def cmd_talk_time(args) -> int:
     """Seconds of speech per global speaker, most first."""
-    from . import core
+    from ..query import core
 
     return _run(args, lambda wh: core.talk_time(wh, top=args.top, source=args.source))
 
 
 def cmd_languages(args) -> int:
     """Media items, words and hours per detected language."""
-    from . import core
+    from ..query import core
 
     return _run(args, core.words_per_language)
 
@@ -120,9 +116,9 @@ def cmd_languages(args) -> int:
 def cmd_duckdb(args) -> int:
     """A DuckDB session over the warehouse: the ``duckdb`` shell if installed, else a small
     ``.duckdb`` file with the views and macros (and the SQL printed with ``--print-sql``)."""
-    from . import duck
+    from ..query import duck
 
-    wh = _warehouse(args)
+    wh = open_warehouse(args.warehouse)
     sql = duck.setup_sql(wh)
     if args.print_sql:
         print(sql)
@@ -146,7 +142,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warehouse", required=True, help="local path or s3://bucket/prefix (S3 settings from AWS_*)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--out", help="write to this file (needed for --format parquet on a terminal)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    add_verbose(p)
 
 
 def add_query_commands(subparsers) -> None:
@@ -179,5 +175,5 @@ def add_query_commands(subparsers) -> None:
     d.add_argument("--warehouse", required=True)
     d.add_argument("--file", help="write this .duckdb file instead of opening the shell")
     d.add_argument("--print-sql", dest="print_sql", action="store_true", help="print the setup SQL and exit")
-    d.add_argument("-v", "--verbose", action="store_true")
+    add_verbose(d)
     d.set_defaults(func=cmd_duckdb)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_USAGE = 2
+from .common import EXIT_OK, EXIT_USAGE, add_verbose, open_warehouse
 
 
 def add_export_command(sub) -> None:
@@ -20,72 +19,20 @@ def add_export_command(sub) -> None:
     which.add_argument("--batch", help="one batch id")
     which.add_argument("--media", nargs="+", help="media ids, id prefixes (4+ hex digits) or file names")
     e.add_argument("--language", choices=["original", "en"], default="original", help="original (default) or en")
-    e.add_argument("-v", "--verbose", action="store_true")
+    add_verbose(e)
     e.set_defaults(func=cmd_export)
 
 
-def output_names(items: list[tuple[str, str]]) -> dict[str, str]:
-    """media_id -> file stem: the source file's name without its extension; two sources
-    with one name get the first 8 digits of their media id appended."""
-    stems = {}
-    for media_id, uri in items:
-        stems[media_id] = Path(uri.rstrip("/").rsplit("/", 1)[-1]).stem or media_id
-    counts: dict[str, int] = {}
-    for stem in stems.values():
-        counts[stem] = counts.get(stem, 0) + 1
-    return {m: (f"{s}-{m[:8]}" if counts[s] > 1 else s) for m, s in stems.items()}
-
-
-def select(wh, drop: str | None, batch: str | None, media: list[str] | None) -> dict[str, list[str] | None]:
-    """batch id -> media ids (None: every exported item of the batch). Raises LookupError
-    with a message for the user when the selection names nothing."""
-    import polars as pl
-
-    from ..query.core import QueryError, find_media
-
-    if media:
-        out: dict[str, list[str] | None] = {}
-        for q in media:
-            try:
-                found = find_media(wh, q)
-            except QueryError as exc:
-                raise LookupError(str(exc)) from None
-            current = out.setdefault(found["batch_id"], [])
-            if current is not None and found["media_id"] not in current:
-                current.append(found["media_id"])
-        return out
-    known = wh.batch_ids("media")
-    if batch:
-        if batch not in known:
-            raise LookupError(f"no batch {batch!r} in {wh.root_uri} ({len(known)} batch(es) have media)")
-        return {batch: None}
-    if drop:
-        batches = wh.scan("batches")
-        ids = sorted(set(batches.filter(pl.col("drop") == drop)["batch_id"].to_list())) if batches is not None else []
-        ids = [b for b in ids if b in known]
-        if not ids:
-            drops = sorted(set(batches["drop"].to_list())) if batches is not None else []
-            raise LookupError(
-                f"no processed batch of drop {drop!r} in {wh.root_uri} (drops: {', '.join(drops) or 'none'})"
-            )
-        return {b: None for b in ids}
-    if not known:
-        raise LookupError(f"no processed batch in {wh.root_uri}")
-    return {b: None for b in known}
-
-
 def cmd_export(args) -> int:
-    from ..assets.exports import exported_media
-    from ..cli import _s3_options
-    from ..storage import Warehouse
-    from .documents import FORMATS, documents, gather
+    from ..deliver.documents import FORMATS, documents, gather
+    from ..deliver.selection import exported_media, output_names, select
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         print(f"error: unknown format(s) {bad or args.format!r}; choose from {','.join(FORMATS)}", file=sys.stderr)
         return EXIT_USAGE
-    wh = Warehouse(args.warehouse, _s3_options())
+    wh = open_warehouse(args.warehouse)
     try:
         selection = select(wh, args.drop, args.batch, args.media)
     except LookupError as exc:

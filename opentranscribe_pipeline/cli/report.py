@@ -1,0 +1,151 @@
+"""What ``process`` prints at the end about the batches it handled: files, audio, words and
+speakers from the tables (what the archive dashboard, ``query.summary``, counts per drop,
+here for this command's batches only, with their words and segments), then one line per
+file some stage left without outputs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+MODEL_STEP_STATES = {"transcripts": "transcribe", "diarization": "diarize"}
+
+
+def _model_step_failures(warehouse, batch_ids: list[str]) -> list[tuple[str, str, str, str]]:
+    """(source name, media id, step, error) of every file ingest accepted that a model step
+    failed on (its state row says ``failed``): the file misses that step's outputs."""
+    import polars as pl
+
+    out = []
+    for batch_id in batch_ids:
+        media = warehouse.read_table("media", batch_id)
+        names = dict(media.select("media_id", "source_uri").iter_rows()) if media is not None else {}
+        for table, step in MODEL_STEP_STATES.items():
+            state = warehouse.read_table(table, batch_id)
+            if state is None or "status" not in state.columns:
+                continue
+            for media_id, error in state.filter(pl.col("status") == "failed").select("media_id", "error").iter_rows():
+                name = (names.get(media_id) or media_id).rsplit("/", 1)[-1]
+                out.append((name, media_id, step, error or ""))
+    return sorted(out)
+
+
+def print_held_back(warehouse, batch_ids: list[str]) -> int:
+    """One line per file and stage that left the file without some outputs: a model step that
+    failed on it (its state table) or a stage that held its rows back (``file_issues``),
+    with why. Returns how many files."""
+
+    from ..assets.isolation import read_issues
+    from ..storage import StorageError
+
+    try:
+        issues = read_issues(warehouse, batch_ids)
+        failed = _model_step_failures(warehouse, batch_ids)
+    except StorageError as exc:
+        print(f"warning: file issues not readable: {exc}", file=sys.stderr)
+        return 0
+    if issues.is_empty() and not failed:
+        return 0
+    files = len(set(issues["media_id"].to_list()) | {media_id for _, media_id, _, _ in failed})
+    print(
+        f"held back:  {files} file(s) miss some outputs (tables file_issues, transcripts, diarization):",
+        file=sys.stderr,
+    )
+    for name, _, step, error in failed:
+        print(f"  {name}: {step}: step failed on the file: {error[:160]}", file=sys.stderr)
+    for row in issues.sort("source_uri", "stage").iter_rows(named=True):
+        name = (row["source_uri"] or row["media_id"]).rsplit("/", 1)[-1]
+        what = f"no `{row['table']}` rows" if row["table"] else "stage failed"
+        print(f"  {name}: {row['stage']}: {what}: {row['rule']} {row['values'][:160]}", file=sys.stderr)
+    return files
+
+
+def _readable(warehouse, table: str, batch_ids: list[str], unreadable: list) -> list:
+    """The batches' parts of ``table`` that exist and can be read; the others' errors go to
+    ``unreadable`` (a summary shows what it can)."""
+    from ..storage import CorruptTable
+
+    frames = []
+    for b in batch_ids:
+        try:
+            df = warehouse.read_table(table, b)
+        except CorruptTable as exc:
+            unreadable.append(exc)
+            continue
+        if df is not None:
+            frames.append(df)
+    return frames
+
+
+def summarize(warehouse, batch_ids: list[str]) -> dict:
+    import polars as pl
+
+    unreadable: list = []
+    media = _readable(warehouse, "media", batch_ids, unreadable)
+    state = _readable(warehouse, "transcripts", batch_ids, unreadable)
+    media_df = pl.concat(media, how="vertical_relaxed") if media else None
+    state_df = pl.concat(state, how="vertical_relaxed") if state else None
+    counts = dict(media_df.group_by("status").len().iter_rows()) if media_df is not None else {}
+    ok_state = state_df.filter(pl.col("status") == "ok") if state_df is not None else None
+    return {
+        "files": media_df.height if media_df is not None else 0,
+        "ok": counts.get("ok", 0),
+        "failed": counts.get("failed", 0),
+        "skipped": counts.get("skipped", 0),
+        "transcripts_failed": state_df.filter(pl.col("status") == "failed").height if state_df is not None else 0,
+        "audio_s": float(ok_state["audio_s"].sum()) if ok_state is not None else 0.0,
+        "words": int(ok_state["n_words"].sum()) if ok_state is not None else 0,
+        "segments": int(ok_state["n_segments"].sum()) if ok_state is not None else 0,
+        "local_speakers": sum(df.height for df in _readable(warehouse, "speaker_embeddings", batch_ids, unreadable)),
+        "global_speakers": _global_speakers(warehouse, batch_ids, unreadable),
+        "unreadable": unreadable,
+        "problems": (
+            media_df.filter(pl.col("status") != "ok").select("source_uri", "status", "error").rows()
+            if media_df is not None
+            else []
+        ),
+    }
+
+
+def _global_speakers(warehouse, batch_ids: list[str], unreadable: list) -> int:
+    from ..speakers.state import read_clusters
+    from ..storage import CorruptTable
+
+    try:
+        return read_clusters(warehouse, batch_ids)["global_speaker_id"].n_unique()
+    except CorruptTable as exc:
+        unreadable.append(exc)
+        return 0
+
+
+def print_summary(warehouse, batch_ids: list[str], wall_s: float):
+    """Print what the tables say about ``batch_ids``. Returns None, or the storage error that
+    kept the summary from being read (then what is known without the tables is printed)."""
+    from ..storage import StorageError
+
+    try:
+        s = summarize(warehouse, batch_ids)
+    except StorageError as exc:
+        print()
+        print(f"warehouse:  {warehouse.root_uri}")
+        print(f"batches:    {len(batch_ids)} ({', '.join(batch_ids[:5])}{' ...' if len(batch_ids) > 5 else ''})")
+        print(f"wall time:  {wall_s:.1f} s")
+        print("summary:    not available, the warehouse cannot be read")
+        print(f"error: {exc}", file=sys.stderr)
+        return exc
+    rtf = wall_s / s["audio_s"] if s["audio_s"] else 0.0
+    print()
+    print(f"warehouse:  {warehouse.root_uri}")
+    print(f"batches:    {len(batch_ids)}")
+    print(f"files:      {s['files']} total, {s['ok']} ok, {s['failed']} failed, {s['skipped']} skipped")
+    if s["transcripts_failed"]:
+        print(f"            {s['transcripts_failed']} failed in transcription (see the transcripts table)")
+    print(f"audio:      {s['audio_s'] / 3600:.3f} h ({s['audio_s']:.1f} s)")
+    print(f"words:      {s['words']} in {s['segments']} segments")
+    print(f"speakers:   {s['local_speakers']} per-file speakers, {s['global_speakers']} distinct global speaker ids")
+    print(f"wall time:  {wall_s:.1f} s (real-time factor {rtf:.3f}, {1 / rtf if rtf else 0:.1f}x real time)")
+    for uri, status, error in s["problems"]:
+        print(f"  {status:7s} {uri}: {error}")
+    for exc in s["unreadable"]:
+        print(f"  unreadable {exc.path}: {exc}")
+    return None
