@@ -14,6 +14,7 @@ from . import settings
 from .assets import attribute_speakers, cluster_speakers, diarize, ingest, speaker_profiles, transcribe
 from .assets.clustering import clustering_run_config
 from .assets.exports import exports
+from .assets.quality import score_quality
 from .assets.search import embed_chunks, search_index, speakers_index
 from .assets.stats import conversation_analytics
 from .assets.summary import archive_summary
@@ -29,6 +30,7 @@ from .resources import (
     WarehouseResource,
 )
 from .resources.deliver import ExportsResource
+from .resources.quality import QualityModelResource
 from .resources.search import SearchResource, TextEmbeddingResource
 from .sensors import DropSensorConfig, drop_sensor, record_run_failures
 from .sensors.publish import publish_after_assignment
@@ -48,14 +50,15 @@ __all__ = ["ASSIGN_JOB", "BATCH_JOB", "PUBLISH_JOB", "RECLUSTER_JOB", "SUMMARY_J
 transcribe_batch = dg.define_asset_job(
     BATCH_JOB,
     selection=dg.AssetSelection.assets(
-        ingest, transcribe, diarize, attribute_speakers, translate, conversation_analytics, embed_chunks
+        ingest, transcribe, diarize, attribute_speakers, translate, conversation_analytics, embed_chunks, score_quality
     ),
     partitions_def=batch_partitions,
     description=(
         "One batch of files, stage by stage: `ingest` (media, audio) -> `diarize` (speaker turns and embeddings; "
         "its speech regions are transcription's VAD) -> `transcribe` (transcripts, word timings) -> "
         "`attribute_speakers` (segments and words, a speaker on every word) -> `translate` (English: segments_en), "
-        "`conversation_analytics` (speaker_stats, media_stats) and `embed_chunks` (search passages: chunks). "
+        "`conversation_analytics` (speaker_stats, media_stats), `score_quality` (segment_quality, media_quality) "
+        "and `embed_chunks` (search passages: chunks). "
         "Global speaker ids follow in assign_speakers, exports and the search index in publish_batch."
     ),
     executor_def=batch_executor(),  # Celery when OPENTRANSCRIBE_CELERY_BROKER is set, else multiprocess
@@ -118,7 +121,7 @@ defs = dg.Definitions(
         *with_code_versions(
             [ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles]
             + [translate, conversation_analytics, exports]
-            + [embed_chunks, search_index, speakers_index]
+            + [embed_chunks, search_index, speakers_index, score_quality]
         ),
         archive_summary,
     ],
@@ -136,5 +139,6 @@ defs = dg.Definitions(
         "exports_config": ExportsResource(),
         "text_embedding": TextEmbeddingResource(),
         "search": SearchResource(),
+        "quality": QualityModelResource(),
     },
 )

@@ -493,6 +493,7 @@ class MediaQuality(_Table):
     telephone_band: pl.Boolean = pa.Field(nullable=True)
     speech_s: pl.Float64 = pa.Field(ge=0)
     speech_share: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)
+    untranscribed_speech_s: pl.Float64 = pa.Field(ge=0)  # diarized speech no segment holds
     dnsmos_ovrl_mean: pl.Float64 = pa.Field(nullable=True, ge=1, le=5)  # speech-time weighted
     dnsmos_ovrl_p10: pl.Float64 = pa.Field(nullable=True, ge=1, le=5)
     quality_floor: pl.Float64  # the DNSMOS ovrl floor the next column counts against
@@ -506,8 +507,9 @@ class MediaQuality(_Table):
     flags: pl.List(pl.Utf8)  # media-level: e.g. telephone_band, clipped, no_speech, speech_without_text
     audio_s: pl.Float64 = pa.Field(ge=0)
     elapsed_s: pl.Float64 = pa.Field(ge=0)
-    model: str  # e.g. "dnsmos-p835 (speechmos 0.0.1.1)"
+    model: str  # e.g. "dnsmos-p835 sig_bak_ovr <digest> (speechmos 0.0.1.1)"
     model_version: str
+    source_digest: str = pa.Field(nullable=True)  # of the segments and turns judged: changed ones are redone
     processed_at: pl.Datetime(time_unit="us", time_zone="UTC")
 
     @pa.dataframe_check

@@ -111,6 +111,17 @@ def language_fallback() -> str | None:
     return None if value.strip().lower() in ("off", "none", "no") else value.strip()
 
 
+# segment and media quality (speech/quality.py holds the flag thresholds, docs/quality.md says why)
+DEFAULT_QUALITY_FLOOR = 3.0  # DNSMOS P.835 ovrl
+
+
+def quality_floor() -> float:
+    """``OPENTRANSCRIBE_QUALITY_FLOOR``: the DNSMOS ovrl (1-5) at or above which a segment's
+    speech counts as usable in ``media_quality.speech_above_floor_s`` and the yield report."""
+    value = _optional_float("OPENTRANSCRIBE_QUALITY_FLOOR")
+    return DEFAULT_QUALITY_FLOOR if value is None else value
+
+
 def diarization_pipeline() -> str:
     """``packaged`` (offline default), a Hugging Face id, or a local pipeline directory."""
     return env("OPENTRANSCRIBE_DIARIZATION", DEFAULT_DIARIZATION)

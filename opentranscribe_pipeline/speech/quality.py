@@ -1,0 +1,580 @@
+"""How good a file's audio and transcript are: DNSMOS, loudness, peaks, clipping, bandwidth,
+Whisper's confidences and the flags a reader filters on. Dagster-free (``assets/quality.py``
+is the step over it).
+
+**DNSMOS P.835** (Reddy et al., ICASSP 2022): Microsoft's ``sig_bak_ovr.onnx`` as shipped in
+the ``speechmos`` wheel (MIT), run with onnxruntime, offline, without importing speechmos's own
+runner (it imports librosa and requests and keeps a module-level session). The model takes
+exactly 9.01 s of 16 kHz audio (``[N, 144160]``, batched here) and gives raw sig/bak/ovrl,
+mapped to the 1-5 scale by the same cubic polynomials speechmos applies (the non-personalized
+model). speechmos scores a clip by 9.01 s windows at 1 s hops and repeats a shorter clip end to
+end until it fills a window.
+
+How a segment maps to model input (see ``docs/quality.md``): each speaker's segments (in time
+order; segments without a speaker are one stream) are taken as that speaker's *stream* of
+speech: their own audio, the pauses and the other speakers left out. The stream is cut into
+non-overlapping 9.01 s windows, the last one taken as the stream's final 9.01 s. A stream
+shorter than one window is repeated end to end to fill it, as speechmos does, if it holds at
+least ``MIN_DNSMOS_S`` of audio; a shorter one gets null scores and ``dnsmos_note`` says why.
+A segment's score is the mean of the windows holding its audio, weighted by how much of its
+audio each holds. So one window is computed per 9 s of speech (not one per segment, not one
+per second as speechmos does): the model costs ~15 GFLOP per window (``conv2d_1`` alone, 64x128
+3x3 over 900x161), so windows are what the step's cost is made of. ``stride`` > 1 scores one
+window in N of each stream (the first and last always) for deployments that need it cheaper.
+
+**Loudness** is ITU-R BS.1770-4 / EBU R128 integrated loudness (pyloudnorm) and **true
+peak** the largest absolute sample after 4x oversampling (polyphase, BS.1770 annex 2), both
+of the 16 kHz mono the pipeline keeps. **Bandwidth** is measured on that same audio, so it
+can say at most 8 kHz: enough to tell a telephone-band file (content ends near 3.4-4 kHz).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+DNSMOS_WINDOW_S = 9.01  # speechmos's INPUT_LENGTH: the model's fixed input
+DNSMOS_WINDOW = int(DNSMOS_WINDOW_S * SAMPLE_RATE)  # 144160 samples
+# a run of one speaker's speech shorter than this gets no DNSMOS scores: repeated end to end
+# into a 9.01 s window it scores far below the same voice's full windows (pyannote's sample:
+# ovrl -0.6 at 1 s, -0.45 at 2 s, -0.1 at 6 s; docs/quality.md)
+MIN_DNSMOS_S = 2.0
+DNSMOS_BATCH = 8  # windows per onnxruntime call: memory is 8 x 144160 floats
+DNSMOS_THREADS = 2  # onnxruntime intra-op threads: the step must not take the whole machine
+
+# the cubic maps speechmos applies to the raw outputs of sig_bak_ovr.onnx (non-personalized)
+_POLY_SIG = np.poly1d([-0.08397278, 1.22083953, 0.0052439])
+_POLY_BAK = np.poly1d([-0.13166888, 1.60915514, -0.39604546])
+_POLY_OVRL = np.poly1d([-0.06766283, 1.11546468, 0.04602535])
+
+# -- flag thresholds (docs/quality.md says where each comes from) ---------------------------
+NOISY_BAK = 3.0  # DNSMOS bak under this: background noise a listener finds intrusive
+LOW_AVG_LOGPROB = -1.0  # Whisper's own logprob_threshold: below it Whisper retries a window
+HIGH_NO_SPEECH_PROB = 0.6  # Whisper's no_speech_threshold (with low log-probability: no speech)
+HIGH_COMPRESSION_RATIO = 2.4  # Whisper's compression_ratio_threshold: repetitive text
+REPEAT_MIN_WORDS = 5  # one word said this many times in a row is a loop ("no no no no no")
+REPEAT_MIN_NGRAM = 3  # a phrase of 2-8 words said this many times in a row is a loop
+REPEAT_MAX_N = 8
+MISMATCH_MAX_SPEECH = 0.1  # a segment with text but under this share inside diarized speech
+CLIP_LEVEL = 0.99  # |sample| at or above this (-0.09 dBFS) counts as clipped
+CLIPPED_SHARE = 0.001  # more than 0.1 % of the samples clipped: audibly clipped
+TELEPHONE_BAND_HZ = 5_000.0  # effective bandwidth at or under this: narrowband (telephone: 300-3400 Hz)
+BANDWIDTH_DROP_DB = 50.0  # the spectrum's edge: where the long-term level falls this far under its peak
+UNTRANSCRIBED_SPEECH_S = 2.0  # media flag speech_without_text from this much speech no segment holds
+UNTRANSCRIBED_SPEECH_SHARE = 0.1  # ... and this share of the file's speech
+
+
+# -- DNSMOS ---------------------------------------------------------------------------------
+def dnsmos_model_path() -> Path:
+    """``sig_bak_ovr.onnx`` inside the installed speechmos wheel (its package is not imported
+    beyond its empty ``__init__``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("speechmos")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the speechmos package is not installed (pip install speechmos): DNSMOS needs its model")
+    return Path(next(iter(spec.submodule_search_locations))) / "dnsmos_models" / "sig_bak_ovr.onnx"
+
+
+def dnsmos_version() -> str:
+    """What names the scores: the model file's digest and the wheel's version."""
+    import hashlib
+
+    digest = hashlib.sha256(dnsmos_model_path().read_bytes()).hexdigest()[:12]
+    return f"dnsmos-p835 sig_bak_ovr {digest} (speechmos {package_version('speechmos')})"
+
+
+class Dnsmos:
+    """One onnxruntime session for a whole run; ``score(windows)`` -> ``[N, 3]`` (sig, bak, ovrl)."""
+
+    def __init__(self, threads: int = DNSMOS_THREADS, batch: int = DNSMOS_BATCH):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(dnsmos_model_path()), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.batch = max(1, batch)
+        self.windows_scored = 0
+
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        """``windows``: ``[N, 144160]`` float32 in [-1, 1] -> ``[N, 3]`` float64 on the 1-5 scale."""
+        out = np.empty((len(windows), 3), dtype=np.float64)
+        for i in range(0, len(windows), self.batch):
+            part = np.ascontiguousarray(windows[i : i + self.batch], dtype=np.float32)
+            raw = self.session.run(None, {self.input: part})[0].astype(np.float64)  # [n, 3]
+            out[i : i + len(part), 0] = _POLY_SIG(raw[:, 0])
+            out[i : i + len(part), 1] = _POLY_BAK(raw[:, 1])
+            out[i : i + len(part), 2] = _POLY_OVRL(raw[:, 2])
+        self.windows_scored += len(windows)
+        return np.clip(out, 1.0, 5.0)  # the polynomials can leave the scale by a hair at its ends
+
+
+@contextmanager
+def dnsmos_session(threads: int = DNSMOS_THREADS):
+    """A :class:`Dnsmos` for the ``with`` block (the session is freed after)."""
+    model = Dnsmos(threads)
+    try:
+        yield model
+    finally:
+        del model.session
+
+
+@dataclass(frozen=True)
+class SegmentScore:
+    sig: float | None
+    bak: float | None
+    ovrl: float | None
+    note: str | None  # why the scores are null
+
+
+def _fill_window(audio: np.ndarray) -> np.ndarray:
+    """A window from audio shorter than one: repeated end to end (speechmos's own way)."""
+    reps = math.ceil(DNSMOS_WINDOW / len(audio))
+    return np.tile(audio, reps)[:DNSMOS_WINDOW]
+
+
+def speaker_streams(speakers: Sequence[str | None]) -> list[list[int]]:
+    """Indices of each speaker's segments, in the order given (one stream per speaker; the
+    segments without a speaker are one stream)."""
+    streams: dict[str | None, list[int]] = {}
+    for i, spk in enumerate(speakers):
+        streams.setdefault(spk, []).append(i)
+    return list(streams.values())
+
+
+def _window_starts(total: int, stride: int) -> list[tuple[int, bool]]:
+    """(start, scored) of the windows over a stream of ``total`` samples: non-overlapping, the
+    last one ending at the stream's end; one in ``stride`` is scored (the first and the last
+    always, so every stream of a few windows is covered at both ends)."""
+    if total <= DNSMOS_WINDOW:
+        return [(0, True)]
+    starts = list(range(0, total - DNSMOS_WINDOW, DNSMOS_WINDOW)) + [total - DNSMOS_WINDOW]
+    last = len(starts) - 1
+    return [(st, k % stride == 0 or k == last) for k, st in enumerate(starts)]
+
+
+def score_segments(
+    model: Dnsmos,
+    samples: np.ndarray,
+    spans: Sequence[tuple[float, float]],
+    speakers: Sequence[str | None] | None = None,
+    sample_rate: int = SAMPLE_RATE,
+    stride: int = 1,
+) -> list[SegmentScore]:
+    """DNSMOS per segment (``spans`` in seconds), as the module docstring maps segments to
+    windows. Null scores, with the reason, where a speaker has too little audio (or, with
+    ``stride`` > 1, where a segment lies only in windows left unscored to save time).
+
+    Memory: one batch of windows at a time, cut from the samples on the fly (nothing of the
+    size of the file is copied)."""
+    if sample_rate != SAMPLE_RATE:
+        raise ValueError(f"DNSMOS needs {SAMPLE_RATE} Hz audio, got {sample_rate}")
+    stride = max(1, int(stride))
+    n = len(samples)
+    bounds = [
+        (min(max(int(round(s * sample_rate)), 0), n), min(max(int(round(e * sample_rate)), 0), n)) for s, e in spans
+    ]
+    speakers = list(speakers) if speakers is not None else [None] * len(spans)
+    results: list[SegmentScore | None] = [None] * len(spans)
+    sums: dict[int, np.ndarray] = {}
+    counts: dict[int, int] = {}
+    pending: list[tuple[np.ndarray, list[tuple[int, int]]]] = []  # (window, [(segment, samples held)])
+
+    def flush() -> None:
+        if not pending:
+            return
+        scores = model.score(np.stack([w for w, _ in pending]))
+        for (_, held), score in zip(pending, scores, strict=True):
+            for i, count in held:
+                sums[i] = sums.get(i, np.zeros(3)) + score * count
+                counts[i] = counts.get(i, 0) + count
+        pending.clear()
+
+    skipped = False
+    for stream in speaker_streams(speakers):
+        stream = sorted(stream, key=lambda i: bounds[i])
+        pieces = [(i, bounds[i][0], max(bounds[i][0], bounds[i][1])) for i in stream]
+        pieces = [p for p in pieces if p[2] > p[1]]
+        total = sum(b - a for _, a, b in pieces)
+        if total < MIN_DNSMOS_S * sample_rate:
+            who = f"speaker {speakers[stream[0]]} has" if speakers[stream[0]] else "the file's segments have"
+            note = (
+                f"too short for DNSMOS: {who} {total / sample_rate:.2f} s of speech in the file, under the "
+                f"{MIN_DNSMOS_S:g} s minimum (the model's window is {DNSMOS_WINDOW_S} s)"
+            )
+            for i in stream:
+                results[i] = SegmentScore(None, None, None, note)
+            continue
+        offsets = np.cumsum([0] + [b - a for _, a, b in pieces])  # where each piece starts in the stream
+        for st, scored in _window_starts(total, stride):
+            if not scored:
+                skipped = True
+                continue
+            end = min(st + DNSMOS_WINDOW, total)
+            parts, held = [], []
+            k = int(np.searchsorted(offsets, st, side="right")) - 1
+            while k < len(pieces) and offsets[k] < end:
+                i, a, _ = pieces[k]
+                lo, hi = max(st, offsets[k]), min(end, offsets[k + 1])
+                parts.append(samples[a + lo - offsets[k] : a + hi - offsets[k]])
+                held.append((i, int(hi - lo)))
+                k += 1
+            audio = np.clip(np.concatenate(parts).astype(np.float32, copy=False), -1.0, 1.0)
+            pending.append((audio if len(audio) == DNSMOS_WINDOW else _fill_window(audio), held))
+            if len(pending) >= model.batch:
+                flush()
+    flush()
+    for i, total_scores in sums.items():
+        sig, bak, ovrl = (total_scores / counts[i]).tolist()
+        results[i] = SegmentScore(sig, bak, ovrl, None)
+    not_scored = (
+        f"not scored: DNSMOS ran on one window in {stride} of each speaker's speech (dnsmos_stride) "
+        "and none held this segment"
+    )
+    return [
+        r
+        if r is not None
+        else SegmentScore(
+            None,
+            None,
+            None,
+            not_scored if skipped and bounds[i][1] > bounds[i][0] else "no audio in the segment's span",
+        )
+        for i, r in enumerate(results)
+    ]
+
+
+# -- signal measures ------------------------------------------------------------------------
+def integrated_loudness(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float | None:
+    """ITU-R BS.1770-4 / EBU R128 integrated loudness (LUFS, pyloudnorm) of mono audio; None
+    for silence or under one 400 ms block."""
+    import pyloudnorm
+
+    x = np.asarray(samples, dtype=np.float64)
+    if len(x) < int(0.4 * sample_rate):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = pyloudnorm.Meter(sample_rate).integrated_loudness(x)
+    return float(value) if np.isfinite(value) else None
+
+
+def true_peak_dbtp(samples: np.ndarray, chunk_s: float = 60.0, sample_rate: int = SAMPLE_RATE) -> float | None:
+    """Largest absolute value after 4x polyphase oversampling, in dBTP (None for digital
+    silence). Chunked with an overlap wider than the filter, so memory stays bounded."""
+    from scipy.signal import resample_poly
+
+    x = np.asarray(samples, dtype=np.float32)
+    if not len(x):
+        return None
+    pad, step, peak = 64, int(chunk_s * sample_rate), 0.0
+    for start in range(0, len(x), step):
+        lo, hi = max(0, start - pad), min(len(x), start + step + pad)
+        up = resample_poly(x[lo:hi], 4, 1)
+        keep = up[(start - lo) * 4 : (min(start + step, len(x)) - lo) * 4]
+        if len(keep):
+            peak = max(peak, float(np.max(np.abs(keep))))
+    return 20.0 * math.log10(peak) if peak > 0 else None
+
+
+def clipped_share(samples: np.ndarray, level: float = CLIP_LEVEL) -> float | None:
+    """Share of samples at or above ``level`` of full scale (None for no samples)."""
+    x = np.asarray(samples)
+    if not len(x):
+        return None
+    return float(np.count_nonzero(np.abs(x) >= level) / len(x))
+
+
+def long_term_spectrum(samples: np.ndarray, nfft: int = 512, chunk_s: float = 60.0, sample_rate: int = SAMPLE_RATE):
+    """(frequencies, mean power) of Hann-windowed frames at half overlap, chunk by chunk."""
+    x = np.asarray(samples, dtype=np.float32)
+    freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
+    window = np.hanning(nfft).astype(np.float32)
+    hop, total, frames = nfft // 2, np.zeros(len(freqs)), 0
+    step = int(chunk_s * sample_rate) // hop * hop
+    for start in range(0, max(len(x) - nfft + 1, 0), step):
+        part = x[start : start + step + nfft - hop]
+        if len(part) < nfft:
+            break
+        idx = np.arange(0, len(part) - nfft + 1, hop)[:, None] + np.arange(nfft)
+        spec = np.abs(np.fft.rfft(part[idx] * window, axis=1)) ** 2
+        total += spec.sum(axis=0)
+        frames += len(spec)
+    return freqs, (total / frames if frames else total)
+
+
+def effective_bandwidth_hz(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float | None:
+    """The highest frequency whose long-term level is within ``BANDWIDTH_DROP_DB`` of the
+    spectrum's peak (above 100 Hz); None for silence. At most ``sample_rate / 2``."""
+    freqs, power = long_term_spectrum(samples, sample_rate=sample_rate)
+    band = freqs >= 100.0
+    if not np.any(power[band] > 0):
+        return None
+    level = 10.0 * np.log10(np.maximum(power, 1e-30))
+    peak = level[band].max()
+    above = np.nonzero(band & (level >= peak - BANDWIDTH_DROP_DB))[0]
+    return float(freqs[above[-1]]) if len(above) else None
+
+
+# -- transcript measures --------------------------------------------------------------------
+def compression_ratio(text: str) -> float | None:
+    """Whisper's own measure (``whisper.utils.compression_ratio``): UTF-8 bytes over zlib
+    bytes. Repetitive text compresses well: above 2.4 Whisper treats a window as failed."""
+    data = text.encode("utf-8")
+    if not data:
+        return None
+    return len(data) / len(zlib.compress(data))
+
+
+_WORD = re.compile(r"[\w']+", re.UNICODE)
+
+
+def repetition_loop(text: str) -> str | None:
+    """The first n-gram repeated back to back enough times to be a decoding loop, described;
+    None if there is none. One word needs ``REPEAT_MIN_WORDS`` repeats (people do say "no no
+    no"), a phrase of 2-8 words ``REPEAT_MIN_NGRAM``."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    for n in range(1, REPEAT_MAX_N + 1):
+        need = REPEAT_MIN_WORDS if n == 1 else REPEAT_MIN_NGRAM
+        if len(words) < n * need:
+            break
+        for start in range(len(words) - n * need + 1):
+            gram = words[start : start + n]
+            count = 1
+            while words[start + count * n : start + (count + 1) * n] == gram:
+                count += 1
+            if count >= need:
+                return f"{' '.join(gram)!r} {count} times in a row"
+    return None
+
+
+# -- intervals ------------------------------------------------------------------------------
+def union(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for s, e in sorted((float(s), float(e)) for s, e in spans if e > s):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def overlap_s(span: tuple[float, float], merged: Sequence[tuple[float, float]]) -> float:
+    """Seconds of ``span`` inside the (merged, sorted) spans."""
+    s, e = span
+    return sum(max(0.0, min(e, b) - max(s, a)) for a, b in merged if b > s and a < e)
+
+
+def total_s(merged: Sequence[tuple[float, float]]) -> float:
+    return sum(e - s for s, e in merged)
+
+
+def intersect(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    out = []
+    for s, e in a:
+        for s2, e2 in b:
+            lo, hi = max(s, s2), min(e, e2)
+            if hi > lo:
+                out.append((lo, hi))
+    return union(out)
+
+
+def weighted_quantile(values: Sequence[float], weights: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile of ``values`` where each counts ``weights`` (seconds of speech)."""
+    pairs = sorted((v, w) for v, w in zip(values, weights, strict=True) if w > 0)
+    if not pairs:
+        return None
+    total = sum(w for _, w in pairs)
+    run = 0.0
+    for v, w in pairs:
+        run += w
+        if run >= q * total - 1e-12:
+            return float(v)
+    return float(pairs[-1][0])
+
+
+# -- rows -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SegmentIn:
+    """What the quality of one segment is judged from (a row of ``segments``)."""
+
+    segment_id: int
+    start_s: float
+    end_s: float
+    text: str
+    speaker: str | None = None
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    n_words: int | None = None  # from ``words``; None: counted in the text
+
+
+def segment_flags(
+    seg: SegmentIn,
+    score: SegmentScore,
+    ratio: float | None,
+    clipped: float | None,
+    speech: Sequence[tuple[float, float]] | None,
+) -> tuple[list[str], list[str]]:
+    """(flags, reasons) of one segment; ``speech``: the diarizer's merged speech of the file,
+    None when there is no diarization to compare with."""
+    flags: list[str] = []
+    reasons: list[str] = []
+    loop = repetition_loop(seg.text)
+    if loop or (ratio is not None and ratio > HIGH_COMPRESSION_RATIO):
+        flags.append("repetition")
+        reasons.append(loop or f"compression ratio {ratio:.2f} > {HIGH_COMPRESSION_RATIO}")
+    low = []
+    if seg.avg_logprob is not None and seg.avg_logprob < LOW_AVG_LOGPROB:
+        low.append(f"avg log-probability {seg.avg_logprob:.2f} < {LOW_AVG_LOGPROB}")
+    if seg.no_speech_prob is not None and seg.no_speech_prob > HIGH_NO_SPEECH_PROB:
+        low.append(f"no-speech probability {seg.no_speech_prob:.2f} > {HIGH_NO_SPEECH_PROB}")
+    if low:
+        flags.append("low_confidence")
+        reasons.append("; ".join(low))
+    if speech is not None and seg.text.strip() and seg.end_s > seg.start_s:
+        inside = overlap_s((seg.start_s, seg.end_s), speech) / (seg.end_s - seg.start_s)
+        if inside < MISMATCH_MAX_SPEECH:
+            flags.append("speech_mismatch")
+            reasons.append(f"text where the diarizer found no speech ({inside:.0%} of the segment is speech)")
+    if score.bak is not None and score.bak < NOISY_BAK:
+        flags.append("noisy")
+        reasons.append(f"DNSMOS bak {score.bak:.2f} < {NOISY_BAK}")
+    if clipped is not None and clipped > CLIPPED_SHARE:
+        flags.append("clipped")
+        reasons.append(f"{clipped:.2%} of samples at full scale (> {CLIPPED_SHARE:.1%})")
+    return flags, reasons
+
+
+def segment_quality_rows(
+    segments: Sequence[SegmentIn],
+    scores: Sequence[SegmentScore],
+    samples: np.ndarray,
+    speech: Sequence[tuple[float, float]] | None,
+    sample_rate: int = SAMPLE_RATE,
+) -> list[dict]:
+    """One ``segment_quality`` row per segment (without batch_id / media_id)."""
+    rows = []
+    n = len(samples)
+    for seg, score in zip(segments, scores, strict=True):
+        a = min(max(int(round(seg.start_s * sample_rate)), 0), n)
+        b = min(max(int(round(seg.end_s * sample_rate)), a), n)
+        ratio = compression_ratio(seg.text)
+        clipped = clipped_share(samples[a:b])
+        flags, reasons = segment_flags(seg, score, ratio, clipped, speech)
+        duration = seg.end_s - seg.start_s
+        n_words = seg.n_words if seg.n_words is not None else len(_WORD.findall(seg.text))
+        rows.append(
+            {
+                "segment_id": seg.segment_id,
+                "start_s": float(seg.start_s),
+                "end_s": float(seg.end_s),
+                "speaker": seg.speaker,
+                "dnsmos_sig": score.sig,
+                "dnsmos_bak": score.bak,
+                "dnsmos_ovrl": score.ovrl,
+                "dnsmos_note": score.note,
+                "avg_logprob": seg.avg_logprob,
+                "no_speech_prob": seg.no_speech_prob,
+                "compression_ratio": ratio,
+                "words_per_s": n_words / duration if duration > 0 else 0.0,
+                "flags": flags,
+                "flag_reasons": reasons,
+            }
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class AudioMeasures:
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+    clipped_share: float | None
+    bandwidth_hz: float | None
+    telephone_band: bool | None
+
+
+def measure_audio(samples: np.ndarray, source_rate: int | None = None, sample_rate: int = SAMPLE_RATE) -> AudioMeasures:
+    """The file-level signal measures. ``source_rate``: the source's own sample rate (its
+    Nyquist frequency bounds the bandwidth, e.g. 4 kHz for an 8 kHz telephone recording)."""
+    bandwidth = effective_bandwidth_hz(samples, sample_rate)
+    if bandwidth is not None and source_rate:
+        bandwidth = min(bandwidth, source_rate / 2)
+    return AudioMeasures(
+        loudness_lufs=integrated_loudness(samples, sample_rate),
+        true_peak_dbtp=true_peak_dbtp(samples, sample_rate=sample_rate),
+        clipped_share=clipped_share(samples),
+        bandwidth_hz=bandwidth,
+        telephone_band=None if bandwidth is None else bool(bandwidth <= TELEPHONE_BAND_HZ),
+    )
+
+
+def media_quality_values(
+    rows: Sequence[dict],
+    audio: AudioMeasures,
+    duration_s: float,
+    speech: Sequence[tuple[float, float]] | None,
+    floor: float,
+) -> dict:
+    """The ``media_quality`` columns that describe the file (not its state): ``rows`` are the
+    file's ``segment_quality`` rows; ``speech`` the diarizer's speech (None: no diarization,
+    the segments' spans stand for the speech)."""
+    seg_spans = union((r["start_s"], r["end_s"]) for r in rows)
+    speech = union(speech) if speech is not None else seg_spans
+    speech_s = total_s(speech)
+    weights, values = [], []
+    good = []
+    for r in rows:
+        if r["dnsmos_ovrl"] is None:
+            continue
+        w = overlap_s((r["start_s"], r["end_s"]), speech)
+        weights.append(w)
+        values.append(r["dnsmos_ovrl"])
+        if r["dnsmos_ovrl"] >= floor:
+            good.append((r["start_s"], r["end_s"]))
+    weight = sum(weights)
+    mean = sum(v * w for v, w in zip(values, weights, strict=True)) / weight if weight > 0 else None
+    counts = {flag: sum(flag in r["flags"] for r in rows) for flag in ("repetition", "low_confidence")}
+    counts |= {flag: sum(flag in r["flags"] for r in rows) for flag in ("speech_mismatch", "noisy", "clipped")}
+    untranscribed = max(0.0, speech_s - total_s(intersect(speech, seg_spans)))
+    flags = []
+    if audio.telephone_band:
+        flags.append("telephone_band")
+    if audio.clipped_share is not None and audio.clipped_share > CLIPPED_SHARE:
+        flags.append("clipped")
+    if speech_s == 0:
+        flags.append("no_speech")
+    if not rows:
+        flags.append("no_words")
+    if untranscribed >= UNTRANSCRIBED_SPEECH_S and untranscribed >= UNTRANSCRIBED_SPEECH_SHARE * speech_s:
+        flags.append("speech_without_text")
+    if rows and weight == 0:
+        flags.append("no_dnsmos")
+    return {
+        "duration_s": float(duration_s),
+        "loudness_lufs": audio.loudness_lufs,
+        "true_peak_dbtp": audio.true_peak_dbtp,
+        "clipped_share": audio.clipped_share,
+        "bandwidth_hz": audio.bandwidth_hz,
+        "telephone_band": audio.telephone_band,
+        "speech_s": speech_s,
+        "speech_share": min(1.0, speech_s / duration_s) if duration_s > 0 else None,
+        "untranscribed_speech_s": untranscribed,
+        "dnsmos_ovrl_mean": None if mean is None else min(5.0, max(1.0, mean)),
+        "dnsmos_ovrl_p10": weighted_quantile(values, weights, 0.10) if weight > 0 else None,
+        "quality_floor": float(floor),
+        "speech_above_floor_s": min(speech_s, total_s(intersect(speech, union(good)))),
+        "n_segments": len(rows),
+        **{f"n_{flag}": count for flag, count in counts.items()},
+        "flags": flags,
+    }
