@@ -57,7 +57,7 @@ def yield_metadata(s: ArchiveSummary) -> dict:
     group_name="operations",
     # what query.summary reads: a few columns of the per-batch tables and the speaker state
     deps=[
-        *("media", "transcripts", "diarization", "speaker_embeddings"),
+        *("media", "transcripts", "diarization", "speaker_embeddings", "media_quality"),
         *("speaker_clusters", "speaker_centroids", "speaker_profiles"),
     ],
     kinds={"polars"},
