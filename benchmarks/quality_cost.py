@@ -17,7 +17,7 @@ and process CPU seconds (all threads) are summed per step; printed per audio hou
 ratio quality / transcription (the issue's budget: at most 0.10). Then the quality figures
 per file and per set.
 
-    .venv/bin/python benchmarks/quality_cost.py [--model packaged:base] [--threads 2] [--no-ami]
+    .venv/bin/python benchmarks/quality_cost.py [--model packaged:base] [--threads 2] [--no-ami] [--strides 1,2]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def files(use_ami: bool) -> list[tuple[str, str, np.ndarray, list[tuple[float, f
     return out
 
 
-def quality_of(model, samples: np.ndarray, segments, turns, floor: float) -> dict:
+def quality_of(model, samples: np.ndarray, segments, turns, floor: float, stride: int = 1) -> dict:
     """What the step computes for one file (``assets/quality.score_file`` without storage)."""
     from opentranscribe_pipeline.speech import quality as q
 
@@ -95,7 +95,8 @@ def quality_of(model, samples: np.ndarray, segments, turns, floor: float) -> dic
         for i, s in enumerate(segments)
     ]
     speech = q.union((s, e) for s, e, _ in turns)
-    scores = q.score_segments(model, samples, [(s.start_s, s.end_s) for s in segs], [s.speaker for s in segs])
+    spans = [(s.start_s, s.end_s) for s in segs]
+    scores = q.score_segments(model, samples, spans, [s.speaker for s in segs], stride=stride)
     rows = q.segment_quality_rows(segs, scores, samples, speech)
     values = q.media_quality_values(rows, q.measure_audio(samples), len(samples) / q.SAMPLE_RATE, speech, floor)
     return {"rows": rows, **values}
@@ -106,6 +107,7 @@ def main() -> None:
     ap.add_argument("--model", default="packaged:base")
     ap.add_argument("--threads", type=int, default=2, help="DNSMOS onnxruntime threads (the step's default)")
     ap.add_argument("--no-ami", action="store_true", help="leave the AMI excerpts out")
+    ap.add_argument("--strides", default="1,2", help="dnsmos_stride values to time (the first gives the figures)")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
 
@@ -119,29 +121,40 @@ def main() -> None:
     audio_s = sum(len(x) for _, _, x, _ in items) / q.SAMPLE_RATE
     print(f"{len(items)} files, {audio_s:.0f} s of audio; ASR {args.model}; DNSMOS threads {args.threads}")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
-    tx_wall = tx_cpu = q_wall = q_cpu = 0.0
+    strides = [int(x) for x in args.strides.split(",")]
+    tx_wall = tx_cpu = 0.0
+    q_wall = dict.fromkeys(strides, 0.0)
+    q_cpu = dict.fromkeys(strides, 0.0)
+    windows = dict.fromkeys(strides, 0)
     results = []
     with Transcriber(resolve_asr_model(args.model), AsrOptions()) as tr, q.dnsmos_session(args.threads) as dnsmos:
         tr.transcribe(items[0][2][: 5 * q.SAMPLE_RATE])  # warm-up: first-call costs are not per hour
         q.score_segments(dnsmos, items[0][2], [(0.0, 3.0)])
-        for group, name, samples, turns in items:  # each file's two steps back to back: the same load
+        for group, name, samples, turns in items:  # each file's steps back to back: the same load
             w, c = time.perf_counter(), time.process_time()
             tx = tr.transcribe(samples)
             tx_wall += time.perf_counter() - w
             tx_cpu += time.process_time() - c
-            w, c = time.perf_counter(), time.process_time()
-            res = quality_of(dnsmos, samples, tx.segments, turns, floor)
-            q_wall += time.perf_counter() - w
-            q_cpu += time.process_time() - c
-            results.append((group, name, len(samples) / q.SAMPLE_RATE, res))
-        windows = dnsmos.windows_scored
+            for stride in strides:
+                before = dnsmos.windows_scored
+                w, c = time.perf_counter(), time.process_time()
+                res = quality_of(dnsmos, samples, tx.segments, turns, floor, stride)
+                q_wall[stride] += time.perf_counter() - w
+                q_cpu[stride] += time.process_time() - c
+                windows[stride] += dnsmos.windows_scored - before
+                if stride == strides[0]:
+                    results.append((group, name, len(samples) / q.SAMPLE_RATE, res))
 
     hours = audio_s / 3600
     print()
     print("cost per audio hour (same run, each file transcribed then judged)")
-    print(f"  transcription  wall {tx_wall / hours:8.0f} s   CPU {tx_cpu / hours:8.0f} s")
-    print(f"  quality        wall {q_wall / hours:8.0f} s   CPU {q_cpu / hours:8.0f} s   ({windows} DNSMOS windows)")
-    print(f"  ratio quality / transcription: wall {q_wall / tx_wall:.3f}, CPU {q_cpu / tx_cpu:.3f} (budget 0.10)")
+    print(f"  transcription    wall {tx_wall / hours:8.0f} s   CPU {tx_cpu / hours:8.0f} s")
+    for stride in strides:
+        print(
+            f"  quality stride {stride} wall {q_wall[stride] / hours:8.0f} s   CPU {q_cpu[stride] / hours:8.0f} s   "
+            f"({windows[stride]} DNSMOS windows)  ratio to transcription: wall {q_wall[stride] / tx_wall:.3f}, "
+            f"CPU {q_cpu[stride] / tx_cpu:.3f} (budget 0.10)"
+        )
     print(f"  load average at the end {os.getloadavg()[0]:.1f}")
 
     print()

@@ -13,6 +13,7 @@ Not in the ``gpu`` pool: DNSMOS runs on the CPU with its threads bounded
 (``QualityModelResource.threads``), so it runs beside the GPU steps.
 """
 
+import dataclasses
 import hashlib
 
 import dagster as dg
@@ -211,7 +212,7 @@ def score_quality(
     step = run_model_step(
         context,
         wh,
-        STAGE,
+        dataclasses.replace(STAGE, failed_state={**STAGE.failed_state, "quality_floor": floor}),
         model=quality,
         force=[*config.force, *changed],
         process=score_file,
