@@ -5,7 +5,7 @@
    ``speaker_turns`` and ``speaker_embeddings`` through ``Warehouse.write_table``, ~80 local
    speakers per batch drawn from a pool of voices (some far more frequent than others), and
    ``speaker_clusters`` by ``speakers.runs.cluster_archive(mode="incremental")`` after every
-   batch, as the pipeline does; a few voices named with ``speakers.state.name_speaker``.
+   batch, as the pipeline does; a few voices named with ``speakers.edits.name_speaker``.
    Cached under ``benchmarks/results/warehouse-<hours>h/`` (a second run reuses it).
 2. **Each question, cold and warm, old route and new, in the same run.** Every (question,
    route) runs in a fresh Python process: *cold* is its first run after the warehouse's
@@ -266,7 +266,8 @@ def cluster_batch(wh: Warehouse, batch_id: str) -> None:
 
 def name_voices(wh: Warehouse, names: dict[int, str], voices: Voices) -> dict[str, str]:
     """Name the global ids holding these voices (by centroid similarity); returns id -> name."""
-    from opentranscribe_pipeline.speakers.state import CENTROIDS, SpeakerState, name_speaker
+    from opentranscribe_pipeline.speakers.edits import name_speaker
+    from opentranscribe_pipeline.speakers.state import CENTROIDS, SpeakerState
 
     st = SpeakerState(wh)
     cents = st.read(st.current(), CENTROIDS).filter(pl.col("status") == "active")

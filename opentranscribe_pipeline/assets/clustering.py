@@ -21,10 +21,11 @@ from pydantic import Field
 from ..resources import DiarizationModelResource, SpeakerClusteringResource, WarehouseResource
 from ..settings import SPEAKER_INDEX_POOL
 from ..speakers.identity import Assignment
+from ..speakers.lease import SpeakerStateBusy
 from ..speakers.names import MAX_NAME_CHARS, markdown_name
 from ..speakers.runs import cluster_archive
 from ..speakers.speaker_map import speaker_map_png
-from ..speakers.state import ConcurrentSpeakerWrite, SpeakerStateBusy
+from ..speakers.state import ConcurrentSpeakerWrite
 from .checks import markdown_table, schema_check_result, schema_check_spec, table_schema, table_spec
 
 GROUP = "speakers"

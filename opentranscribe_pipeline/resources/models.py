@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from .. import settings
-from ..speakers.cluster import ClusterParams
+from ..speakers.params import ClusterParams
 from ..speech.asr import TIMING_ALIGNMENT, TIMING_CROSS_ATTENTION, AsrOptions, Transcriber, resolve_device
 from ..speech.diarize import DiarizationOptions, Diarizer, embedding_model_name, pipeline_version
 from ..speech.models import ResolvedModel, quiet_model_logs, resolve_asr_model

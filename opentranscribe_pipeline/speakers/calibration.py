@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from .cluster import ClusterParams, normalize
+from .params import ClusterParams
+from .voices import normalize, resolve_merged
 
 SPEECH_BUCKETS = ((0.0, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 10.0), (10.0, float("inf")))
 
@@ -125,7 +126,8 @@ class WarehouseCalibration:
 def calibrate_warehouse(wh, model: str, params: ClusterParams | None = None) -> WarehouseCalibration:
     """Labelled pairs from the archive itself (module docstring) and the error rates of the
     current thresholds on them."""
-    from .state import SpeakerState, read_embeddings
+    from .index_rows import merged_into, read_embeddings
+    from .state import SpeakerState
 
     params = params or ClusterParams.for_model(model)
     state = SpeakerState(wh)
@@ -133,17 +135,14 @@ def calibrate_warehouse(wh, model: str, params: ClusterParams | None = None) -> 
     emb = read_embeddings(wh).filter(pl.col("model") == model)
     clusters = state.read_clusters(gen).select("media_id", "speaker", "global_speaker_id")
     centroids = state.read(gen, "speaker_centroids")
-    merged = dict(zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into")))
+    merged = merged_into(centroids)
     names = {}
     for gid, name in zip(*state.read(gen, "speaker_profiles").select("global_speaker_id", "name")):
         names[gid] = name
     emb = emb.join(clusters, on=["media_id", "speaker"], how="left")
 
     def person(media_id: str, speaker: str, gid: str | None) -> str:
-        seen = set()
-        while gid in merged and gid not in seen:
-            seen.add(gid)
-            gid = merged[gid]
+        gid = resolve_merged(merged, gid) if gid is not None else gid
         if gid in names:
             return f"name:{names[gid]}"
         return f"local:{media_id}:{speaker}"  # unknown person: only its own file's others are surely different

@@ -1,7 +1,7 @@
 """Archive-wide speaker identity: clustering speaker embeddings into global speaker ids.
 
-No Dagster here. The state is a :class:`VoiceIndex`: one centroid (unit vector) per global
-speaker id, for one embedding model.
+No Dagster here. The state is a :class:`~.voices.VoiceIndex`: one centroid (unit vector) per
+global speaker id, for one embedding model; the thresholds are a :class:`~.params.ClusterParams`.
 
 **Assigning new speakers** (:func:`assign_new`, after every batch): each new local speaker
 is compared with the centroids only (``K`` voices, not the ``N`` local speakers of the
@@ -35,167 +35,12 @@ two clusters, the bigger part keeps the id and the other part gets a new id.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-ID_RE = re.compile(r"^spk-(\d+)$")
-
-
-@dataclass(frozen=True)
-class ClusterParams:
-    """Thresholds on cosine similarity, which mean something different for every embedding
-    model: :meth:`for_model` gives each packaged encoder its calibrated values (measured on
-    real speech: ``benchmarks/speakers_quality.py --real``, README "Speakers on real
-    voices"); the dataclass defaults are resemblyzer's GE2E. With GE2E different real people
-    reach about 0.83 with 6-12 s of clean speech each, but 0.87-0.90 with 2-5 s and 0.95
-    under 1 s, while one person in two files is at 0.80-0.93 with 8 s; so a speaker with
-    little speech needs a higher similarity to join a voice, and one with under
-    ``min_speech_s`` never joins. ``accept_threshold`` / ``suggest_threshold``: similarity
-    to a named voice for a 'high' / 'medium' name suggestion."""
-
-    threshold: float = 0.88  # cosine similarity needed to join a voice, with >= full_speech_s of speech
-    merge_threshold: float = 0.92  # two centroids this similar are one voice
-    short_threshold: float = 0.95  # ... needed with short_speech_s of speech or less
-    full_speech_s: float = 8.0
-    short_speech_s: float = 2.0
-    min_speech_s: float = 1.0  # a speaker with less never joins a voice (nor is joined): its own id
-    iterations: int = 3
-    chunk_rows: int = 4096
-    seed_rows: int = 2048
-    max_weight_s: float = 60.0  # a speaker's weight: seconds of speech, capped
-    accept_threshold: float = 0.80
-    suggest_threshold: float = 0.70
-
-    @classmethod
-    def for_model(cls, model: str | None) -> ClusterParams:
-        """The calibrated thresholds of ``model`` (a ``speaker_embeddings.model`` value);
-        GE2E's for any model without its own calibration (``speakers calibrate`` measures
-        an archive's own named voices against them)."""
-        for prefix, values in CALIBRATED.items():
-            if model and model.startswith(prefix):
-                return cls(**values)
-        return cls()
-
-    def required(self, speech_s: np.ndarray) -> np.ndarray:
-        """The similarity each speaker needs to join a voice: ``short_threshold`` up to
-        ``short_speech_s`` of speech, ``threshold`` from ``full_speech_s``, linear between."""
-        s = np.asarray(speech_s, dtype=np.float64)
-        span = max(self.full_speech_s - self.short_speech_s, 1e-9)
-        t = np.clip((s - self.short_speech_s) / span, 0.0, 1.0)
-        need = np.maximum(self.threshold, self.short_threshold + (self.threshold - self.short_threshold) * t)
-        return np.where(s < self.min_speech_s, np.inf, need)
-
-
-# per embedding model (by prefix of its name): see ClusterParams.for_model
-CALIBRATED: dict[str, dict] = {
-    # 3D-Speaker's CAM++ (speech/campplus.py), on the real speech of benchmarks/speakers_quality.py
-    # --real: different people at most 0.52 with 2 s of clean speech each, 0.47 with 4 s, 0.36
-    # with 6-10 s (median 0.06); one person in two files at least 0.60 with 6-10 s (median 0.71)
-    "campplus-": {
-        "threshold": 0.55,
-        "short_threshold": 0.70,
-        "merge_threshold": 0.65,
-        "accept_threshold": 0.45,
-        "suggest_threshold": 0.35,
-    },
-}
-
-
-def membership_confidence(
-    similarity: np.ndarray, runner_up: np.ndarray, speech_s: np.ndarray, params: ClusterParams
-) -> np.ndarray:
-    """How sure a membership is, 0..1: the margin of the speaker's similarity over what it
-    needs to join (its share of ``1 - required``) times its margin over the next most
-    similar voice (full at 0.10), times the share of ``full_speech_s`` it has (short speech
-    is where different real people look alike). 1.0 only for a clear member with enough
-    speech; rows founded a new voice alone get their speech share."""
-    req = params.required(speech_s)
-    above = np.clip((np.asarray(similarity) - req) / np.maximum(1.0 - req, 1e-9), 0.0, 1.0)
-    above = np.where(np.asarray(similarity) >= 0.999, 1.0, above)  # alone in its voice
-    margin = np.clip((np.asarray(similarity) - np.asarray(runner_up)) / 0.10, 0.0, 1.0)
-    speech = np.clip(np.asarray(speech_s, dtype=np.float64) / params.full_speech_s, 0.0, 1.0)
-    return np.round(np.sqrt(above * margin) * speech, 4)
-
-
-def format_id(number: int) -> str:
-    return f"spk-{number:06d}"
-
-
-def id_number(gid: str) -> int:
-    m = ID_RE.match(gid)
-    return int(m.group(1)) if m else -1
-
-
-def normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
-
-
-@dataclass
-class VoiceIndex:
-    """Centroids of the active global ids of one embedding model, plus id bookkeeping."""
-
-    model: str
-    ids: list[str] = field(default_factory=list)
-    centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (K, dim)
-    weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # (K,)
-    members: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (K,)
-    merged: dict[str, str] = field(default_factory=dict)  # retired id -> the id that absorbed it
-    next_number: int = 1
-    distinct: set[frozenset[str]] = field(default_factory=set)  # pairs a person split: never merged
-
-    def distinct_from(self, gid: str) -> list[str]:
-        return sorted(g for pair in self.distinct if gid in pair for g in pair if g != gid)
-
-    def runner_up(self, gids: list[str], vectors: np.ndarray) -> np.ndarray:
-        """Similarity of each vector to the most similar centroid other than its own id's
-        (-1 when there is no other voice)."""
-        out = np.full(len(gids), -1.0)
-        if len(self) < 2 or len(gids) == 0:
-            return out
-        pos = {g: k for k, g in enumerate(self.ids)}
-        S = normalize(np.asarray(vectors)) @ self.centroids.T  # (n, K)
-        for i, gid in enumerate(gids):
-            if gid in pos:
-                S[i, pos[gid]] = -np.inf
-        return np.maximum(S.max(axis=1), -1.0).astype(np.float64)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def mint(self) -> str:
-        gid = format_id(self.next_number)
-        self.next_number += 1
-        return gid
-
-    def resolve(self, gid: str) -> str:
-        """Follow merges to the id that holds the voice now."""
-        seen = set()
-        while gid in self.merged and gid not in seen:
-            seen.add(gid)
-            gid = self.merged[gid]
-        return gid
-
-    def similarities(self, gids: list[str], vectors: np.ndarray) -> np.ndarray:
-        """Cosine similarity of each vector to the centroid of its id (1.0 for an id this
-        index does not hold)."""
-        pos = {g: k for k, g in enumerate(self.ids)}
-        out = np.ones(len(gids), np.float64)
-        for i, (gid, v) in enumerate(zip(gids, vectors)):
-            if gid in pos:
-                out[i] = float(self.centroids[pos[gid]] @ np.asarray(v))
-        return out
-
-    def _append(self, gid: str, vector: np.ndarray, weight: float) -> int:
-        v = normalize(vector)[None]
-        self.centroids = v if self.centroids.size == 0 else np.vstack([self.centroids, v])
-        self.ids.append(gid)
-        self.weights = np.append(self.weights, weight)
-        self.members = np.append(self.members, 1)
-        return len(self.ids) - 1
+from .params import ClusterParams
+from .voices import VoiceIndex, normalize
 
 
 def _weights(speech_s: np.ndarray, params: ClusterParams) -> np.ndarray:
@@ -235,7 +80,7 @@ def assign_new(
                 ids.append((int(i), index.ids[k]))
                 group.add(k)
                 continue
-        k = index._append(index.mint(), X[i], w[i])
+        k = index.add(index.mint(), X[i], w[i])
         ids.append((int(i), index.ids[k]))
         group.add(k)
     out = [""] * len(X)

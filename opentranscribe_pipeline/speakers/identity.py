@@ -18,7 +18,9 @@ import numpy as np
 import polars as pl
 
 from ..schemas import EMBEDDING_DIM, SpeakerClusters, SpeakerProfiles, SpeakerSuggestions, conform, empty_frame, utc_now
-from .cluster import ClusterParams, ReclusterReport, VoiceIndex, assign_new, membership_confidence, recluster
+from .cluster import ReclusterReport, assign_new, recluster
+from .params import ClusterParams, membership_confidence
+from .voices import VoiceIndex
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ def cluster_rows(
     params: ClusterParams | None = None,
 ) -> pl.DataFrame:
     """``speaker_clusters`` rows; with ``index`` and ``params``, each membership's confidence
-    (:func:`~.cluster.membership_confidence`) against the final centroids of ``index``."""
+    (:func:`~.params.membership_confidence`) against the final centroids of ``index``."""
     confidence = None
     if index is not None and params is not None and emb.height:
         vectors = _vectors(emb)
@@ -99,8 +101,7 @@ def recluster_all(emb: pl.DataFrame, previous: pl.DataFrame, index: VoiceIndex, 
                 new_index.weights[k] = total
                 new_index.members[k] += int(mine.sum())
             else:
-                pos[gid] = new_index._append(gid, vec, float(w[mine].sum()))
-                new_index.members[-1] = int(mine.sum())
+                pos[gid] = new_index.add(gid, vec, float(w[mine].sum()), members=int(mine.sum()))
         sims_p = new_index.similarities(pin_ids, X)
         for method in PLACED_BY_HAND:
             sel = (pinned["placed_by"] == method).to_numpy()

@@ -12,17 +12,12 @@ from typing import Literal
 
 import polars as pl
 
-from .cluster import ClusterParams
 from .identity import Assignment, assign_batches, follow_merges, recluster_all, suggest, unknown_profile_ids
+from .index_rows import centroid_rows, load_index, read_embeddings
+from .manifest import Change, Generation
 from .names import RefusedName
-from .state import (
-    Change,
-    Generation,
-    SpeakerState,
-    centroid_rows,
-    load_index,
-    read_embeddings,
-)
+from .params import ClusterParams
+from .state import SpeakerState
 
 
 @dataclass(frozen=True)

@@ -29,59 +29,53 @@ or reuse an id. So:
 A warehouse written before generations existed has no manifest: its visible tables are read
 as generation 0 (the next id above every id found in clusters, centroids and profiles) and
 the first commit turns it into generations.
+
+Here: :class:`SpeakerState` (read, commit, publish, one writer at a time) and the readers the
+other packages use. The manifest's form is in :mod:`.manifest`, the lease in :mod:`.lease`,
+the index of one model from and to centroid rows in :mod:`.index_rows`, and a person's edits
+(name, split, merge) in :mod:`.edits`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
-import os
 import posixpath
 import re
-import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
 import polars as pl
 
-from ..schemas import (
-    EMBEDDING_DIM,
-    SpeakerCentroids,
-    SpeakerClusters,
-    SpeakerEmbeddings,
-    SpeakerProfiles,
-    SpeakerSuggestions,
-    conform,
-    empty_frame,
-    utc_now,
-)
+from ..schemas import SpeakerClusters, SpeakerProfiles, conform, empty_frame
 from ..storage import Warehouse
 from ..storage.conditional import PreconditionFailed, read_versioned, write_if
-from .cluster import VoiceIndex, id_number, normalize
-from .names import RefusedName, check_profiles, validate_name
+from .lease import hold_lease
+from .manifest import (
+    ARCHIVE_TABLES,
+    CENTROIDS,
+    CLUSTERS,
+    MODELS,
+    PART_PREFIX,
+    PART_SUFFIX,
+    PROFILES,
+    SMALL_TABLES,
+    STATE_DIR,
+    SUGGESTIONS,
+    Change,
+    Generation,
+    visible_cluster_path,
+    visible_table_path,
+)
+from .names import RefusedName, check_profiles
+from .voices import id_number, normalize
 
 log = logging.getLogger(__name__)
 
-CLUSTERS = "speaker_clusters"
-CENTROIDS = "speaker_centroids"
-PROFILES = "speaker_profiles"
-SUGGESTIONS = "speaker_suggestions"
-ARCHIVE_TABLES = (CLUSTERS, CENTROIDS, PROFILES, SUGGESTIONS)
-SMALL_TABLES = (CENTROIDS, PROFILES, SUGGESTIONS)
-MODELS = {
-    CLUSTERS: SpeakerClusters,
-    CENTROIDS: SpeakerCentroids,
-    PROFILES: SpeakerProfiles,
-    SUGGESTIONS: SpeakerSuggestions,
-}
-STATE_DIR = "_speakers"
-FORMAT = 1
-_PART_PREFIX, _PART_SUFFIX = "part-", ".parquet"
 _COMPACT_PREFIX = "compact-"  # speaker_clusters/compact-<generation>.parquet: every batch not in a delta part
 COMPACT_AFTER = 32  # delta parts that may pile up before the next commit compacts them
 _GEN_RE = re.compile(r"gen-(\d+)/")
@@ -91,76 +85,6 @@ T = TypeVar("T")
 class ConcurrentSpeakerWrite(RuntimeError):
     """Another writer committed a generation while this one worked; nothing of this one is
     visible. Running it again starts from the new generation."""
-
-
-class SpeakerStateBusy(RuntimeError):
-    """Another writer holds the lease and did not finish within the wait."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One consistent state: where each table's file is (relative to the warehouse root)."""
-
-    number: int
-    next_number: int  # the next global id number to mint
-    tables: dict[str, str] = field(default_factory=dict)  # centroids/profiles/suggestions -> path
-    clusters: dict[str, str] = field(default_factory=dict)  # batch_id -> its delta part (since the base)
-    base: str | None = None  # the compact part: every other batch's rows, sorted by global id
-    base_batches: tuple[str, ...] = ()  # the batches the base holds
-    version: str | None = None  # the manifest's storage version this was read with (None: none)
-
-    @property
-    def batches(self) -> set[str]:
-        return set(self.base_batches) | set(self.clusters)
-
-    def to_json(self) -> bytes:
-        body = {
-            "format": FORMAT,
-            "generation": self.number,
-            "next_number": self.next_number,
-            "tables": self.tables,
-            "clusters": dict(sorted(self.clusters.items())),
-            "base": self.base,
-            "base_batches": sorted(self.base_batches),
-            "written_at": utc_now().isoformat(),
-            "writer": f"{socket.gethostname()}:{os.getpid()}",
-        }
-        return json.dumps(body, ensure_ascii=False, indent=1).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes, version: str) -> Generation:
-        body = json.loads(raw)
-        if body.get("format") != FORMAT:
-            raise ValueError(f"speaker state manifest format {body.get('format')!r}, expected {FORMAT}")
-        return cls(
-            number=int(body["generation"]),
-            next_number=int(body["next_number"]),
-            tables=dict(body.get("tables", {})),
-            clusters=dict(body.get("clusters", {})),
-            base=body.get("base"),
-            base_batches=tuple(body.get("base_batches", ())),
-            version=version,
-        )
-
-
-def visible_table_path(table: str) -> str:
-    return f"{table}/part-0.parquet"
-
-
-def visible_cluster_path(batch_id: str) -> str:
-    return f"{CLUSTERS}/{_PART_PREFIX}{batch_id}{_PART_SUFFIX}"
-
-
-@dataclass(frozen=True)
-class Change:
-    """What one writer changes: new rows per table (None: unchanged)."""
-
-    clusters: dict[str, pl.DataFrame | None] = field(default_factory=dict)  # batch -> rows (None: drop the part)
-    replace_all_clusters: bool = False  # batches not in ``clusters`` lose their part
-    centroids: pl.DataFrame | None = None
-    profiles: pl.DataFrame | None = None
-    suggestions: pl.DataFrame | None = None
-    next_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +124,7 @@ class SpeakerState:
         """A warehouse written before generations: its visible tables as they are."""
         tables = {t: visible_table_path(t) for t in SMALL_TABLES}
         names = self.wh.list_names(self._path(CLUSTERS))
-        batches = [n[len(_PART_PREFIX) : -len(_PART_SUFFIX)] for n in names if n.startswith(_PART_PREFIX)]
+        batches = [n[len(PART_PREFIX) : -len(PART_SUFFIX)] for n in names if n.startswith(PART_PREFIX)]
         gen = Generation(0, 1, tables, {b: visible_cluster_path(b) for b in batches if b})
         ids = [
             *self.read(gen, CENTROIDS)["global_speaker_id"].to_list(),
@@ -333,7 +257,7 @@ class SpeakerState:
         touches_base = bool(set(change.clusters) & set(base.base_batches))
         if not (change.replace_all_clusters or touches_base or len(deltas) + len(changed) > COMPACT_AFTER):
             for batch_id, rows in sorted(changed.items()):
-                deltas[batch_id] = f"{gen_dir}/{CLUSTERS}/{_PART_PREFIX}{batch_id}{_PART_SUFFIX}"
+                deltas[batch_id] = f"{gen_dir}/{CLUSTERS}/{PART_PREFIX}{batch_id}{PART_SUFFIX}"
                 self.wh.write_parquet(self._path(deltas[batch_id]), rows.sort("media_id", "speaker"))
             return deltas, base.base, base.base_batches
         if change.replace_all_clusters:
@@ -347,7 +271,7 @@ class SpeakerState:
         batches = tuple(sorted(set(rows["batch_id"].to_list()) - dropped))
         if not batches:
             return {}, None, ()
-        path = f"{gen_dir}/{CLUSTERS}/{_COMPACT_PREFIX}{gen_dir.rsplit('-', 1)[-1]}{_PART_SUFFIX}"
+        path = f"{gen_dir}/{CLUSTERS}/{_COMPACT_PREFIX}{gen_dir.rsplit('-', 1)[-1]}{PART_SUFFIX}"
         self.wh.write_parquet(self._path(path), rows.filter(pl.col("batch_id").is_in(list(batches))))
         return {}, path, batches
 
@@ -367,7 +291,7 @@ class SpeakerState:
             if source not in before:
                 self._copy(source, target)
         names = self.wh.list_names(self._path(CLUSTERS))
-        stale = [f"{CLUSTERS}/{n}" for n in names if n.endswith(_PART_SUFFIX) and f"{CLUSTERS}/{n}" not in wanted]
+        stale = [f"{CLUSTERS}/{n}" for n in names if n.endswith(PART_SUFFIX) and f"{CLUSTERS}/{n}" not in wanted]
         self.wh.remove([self._path(s) for s in stale])
         self.wh.put_bytes(self._path(STATE_DIR, "published.json"), json.dumps({"generation": gen.number}).encode())
 
@@ -421,126 +345,12 @@ class SpeakerState:
                     log.warning("another writer committed speaker state first; building again from its generation")
         raise AssertionError("unreachable")
 
-    @contextlib.contextmanager
-    def writer(self) -> Iterator[None]:
-        """Hold the writer lease: wait (up to ``lease_wait_s``) while another writer holds a
-        live one, take over one whose holder let it expire."""
-        path = self._path(STATE_DIR, "lease.json")
-        me = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-        deadline = time.monotonic() + self.lease_wait_s
-        delay = 0.2
-        while True:
-            body = json.dumps({"owner": me, "expires_at": time.time() + self.lease_ttl_s}).encode()
-            held = read_versioned(self.wh, path)
-            try:
-                if held is None:
-                    write_if(self.wh, path, body, expect=None)
-                    break
-                lease = json.loads(held.data)
-                if lease.get("expires_at", 0) < time.time() or _holder_died(lease.get("owner", "")):
-                    log.warning(
-                        "taking over the speaker state lease of %s (expired or its process died)", lease.get("owner")
-                    )
-                    write_if(self.wh, path, body, expect=held.version)
-                    break
-            except PreconditionFailed:
-                pass  # someone else got it first
-            if time.monotonic() > deadline:
-                owner = json.loads(held.data).get("owner") if held is not None else "?"
-                raise SpeakerStateBusy(
-                    f"the speaker state of {self.wh.root_uri} is being written by {owner}; "
-                    f"waited {self.lease_wait_s:.0f} s (it expires by itself if that writer died)"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        try:
-            yield
-        finally:
-            held = read_versioned(self.wh, path)
-            if held is not None and json.loads(held.data).get("owner") == me:
-                self.wh.remove(path)
-
-
-def _holder_died(owner: str) -> bool:
-    """A lease holder on this very host whose process no longer exists (killed)."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-# -- speaker_embeddings (per batch, written by diarization) ---------------------------------
-def read_embeddings(wh: Warehouse, batch_ids: list[str] | None = None) -> pl.DataFrame:
-    """The embeddings of the named batches, or of the whole archive (``None``)."""
-    if batch_ids is None:
-        df = wh.scan("speaker_embeddings")
-        return conform(df, SpeakerEmbeddings) if df is not None else empty_frame(SpeakerEmbeddings)
-    frames = [f for b in batch_ids if (f := wh.read_table("speaker_embeddings", b)) is not None]
-    return pl.concat([conform(f, SpeakerEmbeddings) for f in frames]) if frames else empty_frame(SpeakerEmbeddings)
-
-
-# -- the index of one embedding model ---------------------------------------------------------
-def load_index(state: SpeakerState, gen: Generation, model: str) -> tuple[VoiceIndex, pl.DataFrame]:
-    """The index of ``model`` in ``gen`` plus every centroid row (all models, all statuses).
-    Ids are minted from the generation's ``next_number`` (and above any named id)."""
-    rows = state.read(gen, CENTROIDS)
-    named = [id_number(g) for g in state.read(gen, PROFILES)["global_speaker_id"].to_list()]
-    known = [id_number(g) for g in rows["global_speaker_id"].to_list()]
-    index = VoiceIndex(model=model, next_number=max([gen.next_number - 1, *named, *known]) + 1)
-    merged = rows.filter(pl.col("status") == "merged")
-    index.merged = dict(zip(merged["global_speaker_id"].to_list(), merged["merged_into"].to_list()))
-    for gid, others in zip(rows["global_speaker_id"].to_list(), rows["distinct_from"].to_list()):
-        index.distinct.update(frozenset((gid, o)) for o in others or () if o != gid)
-    active = rows.filter((pl.col("model") == model) & (pl.col("status") == "active"))
-    if active.height:
-        index.ids = active["global_speaker_id"].to_list()
-        index.centroids = normalize(active["centroid"].to_numpy())
-        index.weights = active["speech_s"].to_numpy().astype(np.float64)
-        index.members = active["n_members"].to_numpy().astype(np.int64)
-    return index, rows
-
-
-def centroid_rows(index: VoiceIndex, previous_rows: pl.DataFrame) -> pl.DataFrame:
-    """This model's active centroids; other models' rows kept; no id ever forgotten."""
-    now = utc_now()
-    active = pl.DataFrame(
-        {
-            "global_speaker_id": index.ids,
-            "model": [index.model] * len(index),
-            "centroid": pl.Series(
-                index.centroids.astype(np.float32).reshape(len(index), EMBEDDING_DIM),
-                dtype=pl.Array(pl.Float32, EMBEDDING_DIM),
-            ),
-            "n_members": index.members.astype(np.int64),
-            "speech_s": index.weights.astype(np.float64),
-            "status": ["active"] * len(index),
-            "merged_into": [None] * len(index),
-            "updated_at": [now] * len(index),
-            "distinct_from": [index.distinct_from(g) or None for g in index.ids],
-        },
-        schema_overrides={"merged_into": pl.Utf8, "distinct_from": pl.List(pl.Utf8)},
-    )
-    active = conform(active, SpeakerCentroids)
-    old = previous_rows.filter(~pl.col("global_speaker_id").is_in(index.ids))
-    # ids of this model that are no longer active: merged (with their heir) or retired
-    mine = old["model"] == index.model
-    heir = pl.Series([index.merged.get(g) for g in old["global_speaker_id"].to_list()], dtype=pl.Utf8)
-    old = old.with_columns(
-        status=pl.when(mine & heir.is_not_null())
-        .then(pl.lit("merged"))
-        .when(mine & (pl.col("status") == "active"))
-        .then(pl.lit("retired"))
-        .otherwise(pl.col("status")),
-        merged_into=pl.when(mine & heir.is_not_null()).then(heir).otherwise(pl.col("merged_into")),
-    )
-    return pl.concat([active, old]).sort("global_speaker_id")
+    def writer(self) -> AbstractContextManager[None]:
+        """Hold the writer lease (:func:`.lease.hold_lease`): wait (up to ``lease_wait_s``)
+        while another writer holds a live one, take over one whose holder let it expire."""
+        return hold_lease(
+            self.wh, self._path(STATE_DIR, "lease.json"), ttl_s=self.lease_ttl_s, wait_s=self.lease_wait_s
+        )
 
 
 # -- what readers and people use -------------------------------------------------------------
@@ -622,260 +432,15 @@ def _closest_voices(active: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-class UnknownSpeaker(LookupError):
-    """No global speaker with that id in the warehouse."""
+# The CLI takes the edits from here (``state.name_speaker``, ``except state.SplitRefused``)
+# until it moves into the ``cli/`` package and imports them from :mod:`.edits`. Its
+# ``SplitRefused`` catches a refused merge too, so here it is the common base of both.
+_MOVED_TO_EDITS = {"name_speaker", "split_speaker", "merge_speakers", "UnknownSpeaker", "SplitResult"}
 
 
-def name_speaker(wh: Warehouse, global_speaker_id: str, name: str) -> str:
-    """Give a voice a name (a new generation); a merged id names the voice that absorbed
-    it. Returns the id that was named. The name is checked and normalised first
-    (:func:`~.names.validate_name`: raises :class:`~.names.InvalidName`, nothing written)."""
-    name = validate_name(name)
-    state = SpeakerState(wh)
+def __getattr__(name: str):
+    if name in _MOVED_TO_EDITS or name == "SplitRefused":
+        from . import edits
 
-    def build(gen: Generation) -> tuple[Change, str]:
-        centroids = state.read(gen, CENTROIDS)
-        if centroids.filter(pl.col("global_speaker_id") == global_speaker_id).is_empty():
-            known = centroids.filter(pl.col("status") == "active").height
-            raise UnknownSpeaker(
-                f"no global speaker {global_speaker_id!r} in {wh.root_uri} "
-                f"({known} known; see `opentranscribe speakers list`)"
-            )
-        merged = dict(zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into")))
-        target = global_speaker_id
-        while target in merged:
-            target = merged[target]
-        row = conform(
-            pl.DataFrame([{"global_speaker_id": target, "name": name, "named_at": utc_now()}]), SpeakerProfiles
-        )
-        profiles = state.profiles(gen)[0]
-        profiles = pl.concat([profiles.filter(pl.col("global_speaker_id") != target), row])
-        return Change(profiles=profiles.sort("global_speaker_id")), target
-
-    return state.transact(build)[1]
-
-
-class SplitRefused(ValueError):
-    """A split that would not separate anything (unknown files, all or none of the members)."""
-
-
-@dataclass(frozen=True)
-class SplitResult:
-    """What ``split_speaker`` did: the id that stays, and the new id of each part moved out."""
-
-    global_speaker_id: str
-    parts: dict[str, list[tuple[str, str]]]  # new id -> its (media_id, speaker) members
-    kept: list[tuple[str, str]]  # members that keep ``global_speaker_id``
-    generation: int
-
-
-def _match_media(members: pl.DataFrame, wanted: list[str]) -> set[str]:
-    """Media ids of ``members`` named by full id or by a prefix of 8+ hex digits."""
-    ids = set(members["media_id"].to_list())
-    out = set()
-    for w in wanted:
-        w = w.strip().lower()
-        hits = {m for m in ids if m == w or (len(w) >= 8 and m.startswith(w))}
-        if not hits:
-            raise SplitRefused(f"{w!r} is not a file of this speaker (its files: {', '.join(sorted(ids)[:10])})")
-        out |= hits
-    return out
-
-
-def split_speaker(
-    wh: Warehouse,
-    global_speaker_id: str,
-    *,
-    media_ids: list[str] | None = None,
-    by_file: bool = False,
-    params=None,
-) -> SplitResult:
-    """Split one global speaker (a new generation, under the lease).
-
-    ``media_ids``: the members in those files move to one new id; everyone else keeps
-    ``global_speaker_id`` and its name. ``by_file``: every file's members become their own
-    voice; the file with the most speech keeps the id and the name. The ids are recorded as
-    distinct (``speaker_centroids.distinct_from``), so no later clustering merges them again;
-    ids of every other voice are untouched, and new ids are minted after every id in use."""
-    from .cluster import ClusterParams, membership_confidence
-
-    if not by_file and not media_ids:
-        raise SplitRefused("name the files to move out (--media) or split by file (--by-file)")
-    given = params
-    state = SpeakerState(wh)
-
-    def build(gen: Generation) -> tuple[Change, SplitResult]:
-        centroids = state.read(gen, CENTROIDS)
-        row = centroids.filter(pl.col("global_speaker_id") == global_speaker_id)
-        if row.is_empty():
-            raise UnknownSpeaker(
-                f"no global speaker {global_speaker_id!r} in {wh.root_uri} (see `opentranscribe speakers list`)"
-            )
-        if row["status"][0] != "active":
-            heir = row["merged_into"][0]
-            raise SplitRefused(
-                f"{global_speaker_id} is {row['status'][0]}" + (f" (merged into {heir}: split {heir})" if heir else "")
-            )
-        model = row["model"][0]
-        params = given or ClusterParams.for_model(model)
-        index, previous_rows = load_index(state, gen, model)
-        members = state.locations(gen, [global_speaker_id])
-        batches = sorted(set(members["batch_id"].to_list()))
-        emb = read_embeddings(wh, batches).filter(pl.col("model") == model)
-        emb = emb.join(members.select("media_id", "speaker"), on=["media_id", "speaker"], how="semi")
-        if emb.height < 2:
-            raise SplitRefused(f"{global_speaker_id} has {emb.height} member(s) with an embedding: nothing to split")
-        speech = emb.group_by("media_id").agg(pl.col("speech_s").sum()).sort("speech_s", "media_id", descending=True)
-        if by_file:
-            files = speech["media_id"].to_list()
-            if len(files) < 2:
-                raise SplitRefused(f"{global_speaker_id} speaks in one file only: split it with --media")
-            moved = [{f} for f in files[1:]]
-        else:
-            chosen = _match_media(members, media_ids or [])
-            if chosen >= set(emb["media_id"].to_list()):
-                raise SplitRefused("those are all of this speaker's files: nothing would keep the id")
-            moved = [chosen]
-        group_of = {m: 0 for m in emb["media_id"].to_list()}
-        new_ids = []
-        for k, files in enumerate(moved, start=1):
-            new_ids.append(index.mint())
-            for m in files:
-                group_of[m] = k
-        names = [global_speaker_id, *new_ids]
-        labels = np.array([group_of[m] for m in emb["media_id"].to_list()])
-        X = normalize(emb["embedding"].to_numpy())
-        w = np.clip(emb["speech_s"].to_numpy().astype(np.float64), 0.5, params.max_weight_s)
-        pos = index.ids.index(global_speaker_id)
-        for k, gid in enumerate(names):
-            mask = labels == k
-            centroid = normalize((X[mask] * w[mask, None]).sum(axis=0))
-            if k == 0:
-                index.centroids[pos] = centroid
-                index.weights[pos] = float(w[mask].sum())
-                index.members[pos] = int(mask.sum())
-            else:
-                index._append(gid, centroid, float(w[mask].sum()))
-                index.members[-1] = int(mask.sum())
-        for a in names:
-            for b in names:
-                if a < b:
-                    index.distinct.add(frozenset((a, b)))
-        ids = [names[k] for k in labels]
-        sims = index.similarities(ids, X)
-        conf = membership_confidence(sims, index.runner_up(ids, X), emb["speech_s"].to_numpy(), params)
-        moved_rows = pl.DataFrame(
-            {
-                "media_id": emb["media_id"],
-                "speaker": emb["speaker"],
-                "new_id": ids,
-                "new_similarity": sims,
-                "new_confidence": conf,
-            }
-        )
-        parts = {}
-        rows = state.read_clusters(gen, batches).join(moved_rows, on=["media_id", "speaker"], how="left")
-        now = utc_now()
-        rows = rows.with_columns(
-            global_speaker_id=pl.coalesce("new_id", "global_speaker_id"),
-            similarity=pl.coalesce("new_similarity", "similarity"),
-            confidence=pl.when(pl.col("new_id").is_not_null()).then("new_confidence").otherwise("confidence"),
-            method=pl.when(pl.col("new_id").is_not_null()).then(pl.lit("split")).otherwise("method"),
-            clustered_at=pl.when(pl.col("new_id").is_not_null()).then(pl.lit(now)).otherwise("clustered_at"),
-        )
-        for (b,), part in rows.partition_by("batch_id", as_dict=True).items():
-            parts[b] = conform(part, SpeakerClusters)
-        members_of = {
-            gid: sorted(zip(*moved_rows.filter(pl.col("new_id") == gid).select("media_id", "speaker"))) for gid in names
-        }
-        change = Change(
-            clusters=parts,
-            centroids=centroid_rows(index, previous_rows),
-            next_number=index.next_number,
-        )
-        result = SplitResult(global_speaker_id, {g: members_of[g] for g in new_ids}, members_of[global_speaker_id], 0)
-        return change, result
-
-    new, result, _ = state.transact(build)
-    return replace(result, generation=new.number)
-
-
-def merge_speakers(wh: Warehouse, global_speaker_id: str, into: str) -> str:
-    """One person under two ids (a missed join, e.g. ``speakers list`` showed them close):
-    ``global_speaker_id`` is merged into ``into`` (a new generation, under the lease). Its
-    members move with method ``merge`` (kept there by later clusterings), it is recorded as
-    ``merged`` into ``into``, and its name moves unless ``into`` has one. Ids a person split
-    apart are refused. Returns the id that holds the voice now."""
-    from .identity import follow_merges
-
-    state = SpeakerState(wh)
-
-    def build(gen: Generation) -> tuple[Change, str]:
-        centroids = state.read(gen, CENTROIDS)
-        status = dict(zip(centroids["global_speaker_id"].to_list(), centroids["status"].to_list()))
-        for gid in (global_speaker_id, into):
-            if gid not in status:
-                raise UnknownSpeaker(f"no global speaker {gid!r} in {wh.root_uri} (see `opentranscribe speakers list`)")
-        merged = dict(zip(*centroids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into")))
-        source, target = global_speaker_id, into
-        while target in merged:
-            target = merged[target]
-        if source in merged or status[source] != "active":
-            raise SplitRefused(f"{source} is {status[source]}: nothing to merge")
-        if source == target:
-            raise SplitRefused(f"{source} and {into} are already one voice")
-        models = dict(zip(centroids["global_speaker_id"].to_list(), centroids["model"].to_list()))
-        if models[source] != models[target]:
-            raise SplitRefused(f"{source} and {target} come from different embedding models: never compared")
-        index, previous_rows = load_index(state, gen, models[source])
-        if frozenset((source, target)) in index.distinct:
-            raise SplitRefused(f"{source} was split from {target} by a person: they are kept apart")
-        a, b = index.ids.index(source), index.ids.index(target)
-        index.centroids[b] = normalize(index.centroids[a] * index.weights[a] + index.centroids[b] * index.weights[b])
-        index.weights[b] += index.weights[a]
-        index.members[b] += index.members[a]
-        for pair in [p for p in index.distinct if source in p]:  # what source was apart from, target is too
-            index.distinct.add(frozenset({target, *(pair - {source})}))
-            index.distinct.discard(pair)
-        keep = [k for k in range(len(index)) if k != a]
-        index.ids = [index.ids[k] for k in keep]
-        index.centroids, index.weights, index.members = index.centroids[keep], index.weights[keep], index.members[keep]
-        index.merged[source] = target
-        members = state.locations(gen, [source])
-        batches = sorted(set(members["batch_id"].to_list()))
-        rows = state.read_clusters(gen, batches)
-        emb = read_embeddings(wh, batches).select("media_id", "speaker", "embedding", "speech_s")
-        moved = rows.filter(pl.col("global_speaker_id") == source).join(emb, on=["media_id", "speaker"], how="inner")
-        if moved.height:
-            from .cluster import ClusterParams, membership_confidence
-
-            X = normalize(moved["embedding"].to_numpy())
-            ids = [target] * moved.height
-            sims = index.similarities(ids, X)
-            params = ClusterParams.for_model(models[source])
-            conf = membership_confidence(sims, index.runner_up(ids, X), moved["speech_s"].to_numpy(), params)
-            update = pl.DataFrame(
-                {"media_id": moved["media_id"], "speaker": moved["speaker"], "new_sim": sims, "new_conf": conf}
-            )
-        else:
-            update = pl.DataFrame(
-                schema={"media_id": pl.Utf8, "speaker": pl.Utf8, "new_sim": pl.Float64, "new_conf": pl.Float64}
-            )
-        now = utc_now()
-        is_moved = pl.col("global_speaker_id") == source
-        rows = (
-            rows.join(update, on=["media_id", "speaker"], how="left")
-            .with_columns(
-                similarity=pl.when(is_moved).then(pl.coalesce("new_sim", "similarity")).otherwise("similarity"),
-                confidence=pl.when(is_moved).then(pl.coalesce("new_conf", "confidence")).otherwise("confidence"),
-                method=pl.when(is_moved).then(pl.lit("merge")).otherwise("method"),
-                clustered_at=pl.when(is_moved).then(pl.lit(now)).otherwise("clustered_at"),
-            )
-            .with_columns(global_speaker_id=pl.when(is_moved).then(pl.lit(target)).otherwise("global_speaker_id"))
-        )
-        parts = {b: conform(p, SpeakerClusters) for (b,), p in rows.partition_by("batch_id", as_dict=True).items()}
-        profiles, _ = follow_merges(state.profiles(gen)[0], [(source, target)])
-        change = Change(clusters=parts, centroids=centroid_rows(index, previous_rows), profiles=profiles)
-        return change, target
-
-    return state.transact(build)[1]
+        return edits.EditRefused if name == "SplitRefused" else getattr(edits, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

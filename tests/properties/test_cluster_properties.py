@@ -13,17 +13,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from opentranscribe_pipeline.schemas import GLOBAL_ID, SpeakerClusters, empty_frame
-from opentranscribe_pipeline.speakers.cluster import (
-    ClusterParams,
-    ReclusterReport,
-    VoiceIndex,
-    assign_new,
-    format_id,
-    id_number,
-    recluster,
-    stable_ids,
-)
+from opentranscribe_pipeline.speakers.cluster import ReclusterReport, assign_new, recluster, stable_ids
 from opentranscribe_pipeline.speakers.identity import assign_batches, recluster_all
+from opentranscribe_pipeline.speakers.params import ClusterParams
+from opentranscribe_pipeline.speakers.voices import VoiceIndex, format_id, id_number
 
 from .strategies import VoiceSet, embedding_frame, voice_set_of, voice_sets
 

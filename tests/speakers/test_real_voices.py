@@ -20,17 +20,10 @@ import pytest
 
 from opentranscribe_pipeline.cli import main as cli_main
 from opentranscribe_pipeline.schemas import EMBEDDING_DIM, SpeakerClusters, SpeakerEmbeddings, conform
-from opentranscribe_pipeline.speakers.cluster import ClusterParams
+from opentranscribe_pipeline.speakers.edits import SplitRefused, name_speaker, split_speaker
+from opentranscribe_pipeline.speakers.params import ClusterParams
 from opentranscribe_pipeline.speakers.runs import cluster_archive
-from opentranscribe_pipeline.speakers.state import (
-    CENTROIDS,
-    SpeakerState,
-    SplitRefused,
-    active_speakers,
-    name_speaker,
-    read_clusters,
-    split_speaker,
-)
+from opentranscribe_pipeline.speakers.state import CENTROIDS, SpeakerState, active_speakers, read_clusters
 from opentranscribe_pipeline.speech.campplus import CAMPP_MODEL, CamPlusEmbedding
 from opentranscribe_pipeline.speech.diarize import DiarizationOptions, Diarizer, stored_vector
 from opentranscribe_pipeline.storage import Warehouse

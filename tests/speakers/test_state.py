@@ -23,15 +23,11 @@ import polars as pl
 import pytest
 
 from opentranscribe_pipeline.schemas import EMBEDDING_DIM, SpeakerEmbeddings, conform
-from opentranscribe_pipeline.speakers.cluster import ClusterParams, id_number
+from opentranscribe_pipeline.speakers.edits import name_speaker
+from opentranscribe_pipeline.speakers.params import ClusterParams
 from opentranscribe_pipeline.speakers.runs import cluster_archive
-from opentranscribe_pipeline.speakers.state import (
-    CENTROIDS,
-    ConcurrentSpeakerWrite,
-    SpeakerState,
-    name_speaker,
-    read_clusters,
-)
+from opentranscribe_pipeline.speakers.state import CENTROIDS, ConcurrentSpeakerWrite, SpeakerState, read_clusters
+from opentranscribe_pipeline.speakers.voices import id_number
 from opentranscribe_pipeline.storage import Warehouse
 from opentranscribe_pipeline.storage.conditional import PreconditionFailed, probe, read_versioned, write_if
 
