@@ -19,6 +19,13 @@ def add_export_command(sub) -> None:
     which.add_argument("--batch", help="one batch id")
     which.add_argument("--media", nargs="+", help="media ids, id prefixes (4+ hex digits) or file names")
     e.add_argument("--language", choices=["original", "en"], default="original", help="original (default) or en")
+    e.add_argument(
+        "--min-quality",
+        dest="min_quality",
+        type=float,
+        metavar="OVRL",
+        help="leave out segments whose DNSMOS ovrl is under this (1-5); unscored segments are kept",
+    )
     add_verbose(e)
     e.set_defaults(func=cmd_export)
 
@@ -32,6 +39,15 @@ def cmd_export(args) -> int:
     if bad or not formats:
         print(f"error: unknown format(s) {bad or args.format!r}; choose from {','.join(FORMATS)}", file=sys.stderr)
         return EXIT_USAGE
+    if args.min_quality is not None:
+        from ..query.core import QueryError
+        from ..query.quality import check_floor
+
+        try:
+            check_floor(args.min_quality)
+        except QueryError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     wh = open_warehouse(args.warehouse)
     try:
         selection = select(wh, args.drop, args.batch, args.media)
@@ -40,7 +56,7 @@ def cmd_export(args) -> int:
         return EXIT_USAGE
     jobs = []
     for batch_id, media_ids in selection.items():
-        src = gather(wh, batch_id, media_ids)
+        src = gather(wh, batch_id, media_ids, quality=args.min_quality is not None)
         for media_id in exported_media(src):
             uri = src.media.filter(src.media["media_id"] == media_id)["source_uri"][0]
             jobs.append((src, media_id, uri))
@@ -50,7 +66,7 @@ def cmd_export(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = output_names([(m, uri) for _, m, uri in jobs])
-    written, no_english = 0, []
+    written, no_english, left_out, unscored = 0, [], 0, 0
     for src, media_id, uri in jobs:
         if args.language == "en":
             state = (
@@ -60,7 +76,8 @@ def cmd_export(args) -> int:
                 why = state["error"][0] if state is not None and state.height else "not translated yet"
                 no_english.append((uri, why))
                 continue
-        doc = documents(src, media_id, args.language)
+        doc = documents(src, media_id, args.language, min_quality=args.min_quality)
+        left_out, unscored = left_out + doc.left_out, unscored + doc.unscored
         suffix = ".en" if args.language == "en" else ""
         for fmt in formats:
             (out / f"{names[media_id]}{suffix}.{fmt}").write_text(doc.texts[fmt], encoding="utf-8")
@@ -68,6 +85,9 @@ def cmd_export(args) -> int:
         if not doc.named:
             print(f"  {uri}: exported without names (diarization failed or not clustered)")
     print(f"wrote {written} file(s) for {len(jobs) - len(no_english)} media item(s) to {out}")
+    if args.min_quality is not None:
+        kept = f"; {unscored} unscored segment(s) kept" if unscored else ""
+        print(f"  --min-quality {args.min_quality:g}: {left_out} segment(s) under the floor left out{kept}")
     for uri, why in no_english:
         print(f"  no English version of {uri}: {why}", file=sys.stderr)
     if len(no_english) == len(jobs):

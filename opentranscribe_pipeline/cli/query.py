@@ -1,4 +1,4 @@
-"""``opentranscribe query transcript|words|talk-time|languages`` and ``opentranscribe duckdb``:
+"""``opentranscribe query transcript|words|talk-time|languages|quality`` and ``opentranscribe duckdb``:
 the lookups of :mod:`..query`, printed as a table, CSV, JSON or Parquet.
 
 :func:`add_query_commands` adds them to the main parser's subparsers; each handler takes the
@@ -113,6 +113,36 @@ def cmd_languages(args) -> int:
     return _run(args, core.words_per_language)
 
 
+def cmd_quality(args) -> int:
+    """Files and segments that need attention: under the quality floor (or ``--below``), or
+    flagged (``--flag``); one drop's batches only with ``--drop``. As a table: the files,
+    then the segments, narrowed to fit a terminal (``--level`` for one of them); CSV, JSON
+    and Parquet hold every column of one of them (``--level``, default segments)."""
+    from ..query import core
+    from ..query.quality import needs_attention
+
+    try:
+        att = needs_attention(open_warehouse(args.warehouse), drop=args.drop, below=args.below, flag=args.flag)
+    except core.QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not att.batches:
+        print("no quality scores yet: the score_quality step has not run on any batch here", file=sys.stderr)
+    if args.format == "table" and args.out:
+        print("error: query quality writes --out with --format csv, json or parquet", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "table":  # narrowed to fit a terminal; csv, json and parquet hold every column
+        files, segments = att.for_terminal()
+        if args.level != "segments":
+            print(f"files that need attention: {files.height}")
+            write_frame(files, "table", None)
+        if args.level != "files":
+            print(f"{'' if args.level else chr(10)}segments that need attention: {segments.height}")
+            write_frame(segments, "table", None)
+        return EXIT_OK
+    return write_frame(att.files if args.level == "files" else att.segments, args.format, args.out)
+
+
 def cmd_duckdb(args) -> int:
     """A DuckDB session over the warehouse: the ``duckdb`` shell if installed, else a small
     ``.duckdb`` file with the views and macros (and the SQL printed with ``--print-sql``)."""
@@ -146,7 +176,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_query_commands(subparsers) -> None:
-    """Add ``query`` (transcript, words, talk-time, languages) and ``duckdb``."""
+    """Add ``query`` (transcript, words, talk-time, languages, quality) and ``duckdb``."""
     q = subparsers.add_parser("query", help="answer the common questions, reading only the files needed")
     qs = q.add_subparsers(dest="query_command", required=True)
     t = qs.add_parser("transcript", help="one media item's transcript with speakers")
@@ -171,6 +201,26 @@ def add_query_commands(subparsers) -> None:
     lg = qs.add_parser("languages", help="media items, words and hours per language (from transcripts.n_words)")
     _output_options(lg)
     lg.set_defaults(func=cmd_languages)
+    qq = qs.add_parser("quality", help="files and segments that need attention: under the quality floor, or flagged")
+    qq.add_argument("--drop", help="only this drop (reads only its batches)")
+    qq.add_argument(
+        "--below",
+        type=float,
+        metavar="OVRL",
+        help="segments whose DNSMOS ovrl is under this (1-5; default: each file's floor)",
+    )
+    qq.add_argument(
+        "--flag",
+        help="segments with this flag (repetition, low_confidence, speech_mismatch, noisy, clipped) or files with "
+        "this media-level flag (e.g. telephone_band)",
+    )
+    qq.add_argument(
+        "--level",
+        choices=("files", "segments"),
+        help="print only the files or only the segments (default: both as a table; segments for csv/json/parquet)",
+    )
+    _output_options(qq)
+    qq.set_defaults(func=cmd_quality)
     d = subparsers.add_parser("duckdb", help="a DuckDB shell (or .duckdb file) with a view per table and lookup macros")
     d.add_argument("--warehouse", required=True)
     d.add_argument("--file", help="write this .duckdb file instead of opening the shell")

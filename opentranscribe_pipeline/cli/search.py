@@ -55,6 +55,7 @@ def cmd_search(args) -> int:
             language=args.language,
             drop=args.drop,
             limit=args.limit,
+            min_quality=args.min_quality,
         )
     except (SearchUnavailable, VectorSearchUnsupported, UnknownSpeakerFilter, ValueError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
@@ -67,6 +68,9 @@ def cmd_search(args) -> int:
             f"run `opentranscribe process SOURCE --warehouse {warehouse.root_uri}`"
         )
         return EXIT_OK
+    if args.min_quality is not None and not args.json:
+        kept = f"; {outcome.unscored} unscored result(s) kept" if outcome.unscored else ""
+        print(f"(--min-quality {args.min_quality:g}: {outcome.left_out} passage(s) under the floor left out{kept})")
     if args.json:
         for r in outcome.results:
             print(json.dumps(r.as_json(), ensure_ascii=False))
@@ -121,6 +125,13 @@ def add_search_commands(sub) -> None:
     q.add_argument("--drop", help="only passages of this drop")
     q.add_argument("--limit", type=int, default=10, help="results to show (default 10)")
     q.add_argument("--json", action="store_true", help="one JSON object per result and line")
+    q.add_argument(
+        "--min-quality",
+        dest="min_quality",
+        type=float,
+        metavar="OVRL",
+        help="leave out passages whose speech-weighted DNSMOS ovrl is under this (1-5); unscored passages are kept",
+    )
     q.add_argument(
         "--model",
         help="text-embedding model of the index (default: OPENTRANSCRIBE_TEXT_EMBEDDING_MODEL or the packaged MiniLM)",

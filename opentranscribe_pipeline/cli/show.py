@@ -33,6 +33,15 @@ def cmd_show(args) -> int:
         where = f"table {table!r} batch {batch!r}" if batch else f"table {table!r}"
         print(f"warning: {where}: cannot read {warehouse.uri(path)}", file=sys.stderr)
     status = EXIT_RUN_FAILED if unreadable else EXIT_OK
+    try:  # the yield per drop (issue 32): hours in, of speech, at or above the quality floor
+        from ..query.summary import archive_summary, yield_lines
+
+        print()
+        for line in yield_lines(archive_summary(warehouse)):
+            print(line)
+    except Exception as exc:  # a table the summary cannot read never hides the rest
+        print(f"yield: cannot be read ({exc})", file=sys.stderr)
+        status = EXIT_RUN_FAILED
     for media_id, uri in first:
         try:
             lines = transcript(warehouse, media_id).head(args.lines).collect()

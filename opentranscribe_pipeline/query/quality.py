@@ -83,6 +83,35 @@ class Attention:
     segments: pl.DataFrame
     batches: list[str]  # the batches read
 
+    def for_terminal(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The files and segments narrowed for a terminal table: the file's name, the first 12
+        digits of its media id, scores to 2 decimals (CSV, JSON and Parquet keep every column)."""
+        name = pl.col("source_uri").str.split("/").list.last().alias("file")
+        media = pl.col("media_id").str.slice(0, 12).alias("media")
+        files = self.files.select(
+            name,
+            media,
+            "status",
+            pl.col("speech_s").round(1),
+            pl.col("speech_above_floor_s").round(1).alias("above_floor_s"),
+            pl.col("dnsmos_ovrl_mean").round(2).alias("ovrl_mean"),
+            pl.col("dnsmos_ovrl_p10").round(2).alias("ovrl_p10"),
+            "flags",
+            pl.col("segments_listed").alias("segments"),
+            "error",
+        )
+        segments = self.segments.select(
+            name,
+            media,
+            pl.col("start_s").round(2),
+            pl.col("end_s").round(2),
+            "speaker",
+            *(pl.col(f"dnsmos_{k}").round(2).alias(k) for k in ("sig", "bak", "ovrl")),
+            "flags",
+            "reasons",
+        )
+        return files, segments
+
 
 def check_floor(value: float, what: str = "--min-quality") -> float:
     """A DNSMOS ``ovrl`` floor (1 to 5), or :class:`QueryError` saying so."""

@@ -178,3 +178,16 @@ def test_yield_of_the_sample_archive_from_the_quality_step(shared_archive):
     assert row["speech_h"] == pytest.approx(mq["speech_s"].sum() / 3600) and row["speech_h"] > 0
     assert row["above_floor_h"] == pytest.approx(mq["speech_above_floor_s"].sum() / 3600)
     assert s.totals["quality_floors"] == sorted(set(mq["quality_floor"].to_list()))
+
+
+def test_show_prints_the_yield_per_drop(tmp_path):
+    from ..conftest import cli_in_process
+    from ..query.test_quality_query import build
+
+    wh = Warehouse(str(tmp_path / "wh"))
+    build(wh)
+    out = cli_in_process(["show", "--warehouse", wh.root_uri], tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout[out.stdout.index("yield (DNSMOS ovrl floor 3)") :].splitlines()
+    assert [line.split(":")[0].strip() for line in lines[1:5]] == ["drop-a", "drop-b", "drop-c", "total"]
+    assert "not scored (1 file(s))" in lines[3] and "most flagged: noisy 2 segments" in lines[1]

@@ -87,3 +87,22 @@ def test_translated_segments_are_judged_by_the_segments_they_overlap(scored):
     body = json.loads(doc.texts["json"])
     assert [s["start"] for s in body["segments"]] == keep["start_s"].to_list()
     assert doc.left_out == en.height - keep.height > 0
+
+
+def test_cli_export_min_quality(scored, tmp_path):
+    from ..conftest import cli_in_process
+
+    wh = scored["wh"]
+    base = ["export", "--warehouse", wh.root_uri, "--media", scored["mixed"], "--format", "txt,json"]
+    out = cli_in_process([*base, "--out", tmp_path / "kept", "--min-quality", "3"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    segs = scored["segments"].filter(pl.col("media_id") == scored["mixed"])
+    n_poor = segs.filter(pl.col("segment_id") % 2 == 1).height
+    assert f"{n_poor} segment(s) under the floor left out" in out.stdout
+    [body] = [json.loads(p.read_text()) for p in (tmp_path / "kept").glob("*.json")]
+    assert len(body["segments"]) == segs.height - n_poor and body["quality"]["segments_left_out"] == n_poor
+    full = cli_in_process([*base, "--out", tmp_path / "all"], tmp_path)
+    [whole] = [json.loads(p.read_text()) for p in (tmp_path / "all").glob("*.json")]
+    assert full.returncode == 0 and len(whole["segments"]) == segs.height and "quality" not in whole
+    refused = cli_in_process([*base, "--out", tmp_path / "x", "--min-quality", "6"], tmp_path)
+    assert refused.returncode == 2 and "DNSMOS" in refused.stderr

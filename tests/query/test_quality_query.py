@@ -354,3 +354,31 @@ def test_needs_attention_and_the_training_set_on_the_quality_step_tables(shared_
     lower = con.sql(training_sql().replace("q.dnsmos_ovrl >= mq.quality_floor", "q.dnsmos_ovrl >= 2.5")).pl()
     check_training_rows(wh, lower, floor=2.5)
     assert lower.height > rows.height and lower["dnsmos_ovrl"].min() >= 2.5
+
+
+# -- the command -----------------------------------------------------------------------------------
+def test_cli_query_quality_prints_files_then_segments_and_refuses_bad_input(wh, tmp_path):
+    from ..conftest import cli_in_process
+
+    base = ["--warehouse", wh.root_uri]
+    out = cli_in_process(["query", "quality", *base], tmp_path)
+    assert out.returncode == 0, out.stderr
+    files_at, segments_at = out.stdout.index("files that need attention: 2"), out.stdout.index("segments that need")
+    assert files_at < segments_at and "phone.wav" in out.stdout[files_at:segments_at]
+    assert "segments that need attention: 6" in out.stdout and "telephone_band" in out.stdout
+    csv = cli_in_process(
+        ["query", "quality", "--drop", "drop-b", "--flag", "repetition", "--format", "csv", *base], tmp_path
+    )
+    assert csv.returncode == 0, csv.stderr
+    rows = pl.read_csv(csv.stdout.encode())
+    assert rows.columns == list(qq.SEGMENT_COLUMNS) and rows["segment_id"].to_list() == [2]
+    files = cli_in_process(
+        ["query", "quality", "--level", "files", "--below", "3", "--format", "json", *base], tmp_path
+    )
+    assert {name_of(r["source_uri"]) for r in pl.read_json(files.stdout.encode()).to_dicts()} == {
+        "phone.wav",
+        "hall.wav",
+    }
+    for bad in (["--flag", "hiss"], ["--below", "9"], ["--drop", "nowhere"]):
+        refused = cli_in_process(["query", "quality", *bad, *base], tmp_path)
+        assert refused.returncode == 2 and refused.stderr.startswith("error:"), bad

@@ -166,3 +166,24 @@ def test_bad_floor_is_refused(scored):
     wh = scored["wh"]
     with pytest.raises(ValueError, match="DNSMOS"):
         search(wh, open_search_backend(wh), "anything", model=MODEL, mode="text", min_quality=9)
+
+
+def test_cli_search_min_quality(scored, tmp_path):
+    import json
+
+    from ..conftest import cli_in_process
+
+    wh, chunks = scored["wh"], scored["chunks"]
+    query = shared_words(chunks, scored["poor"])
+    base = ["search", query, "--warehouse", wh.root_uri, "--mode", "text", "--limit", "20"]
+    plain = cli_in_process([*base, "--json"], tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert scored["poor"] in {json.loads(line)["media_id"] for line in plain.stdout.splitlines()}
+    out = cli_in_process([*base, "--json", "--min-quality", "3"], tmp_path)
+    got = [json.loads(line) for line in out.stdout.splitlines()]
+    assert out.returncode == 0 and got and scored["poor"] not in {r["media_id"] for r in got}
+    assert all(r["quality"] is None or r["quality"] >= 3 for r in got)
+    text = cli_in_process([*base, "--min-quality", "3"], tmp_path)
+    assert "under the floor left out" in text.stdout
+    refused = cli_in_process([*base, "--min-quality", "0"], tmp_path)
+    assert refused.returncode == 2 and "DNSMOS" in refused.stderr
