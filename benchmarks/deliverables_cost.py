@@ -51,8 +51,8 @@ def main() -> None:
     from opentranscribe_pipeline.assets.exports import exported_media, exports
     from opentranscribe_pipeline.assets.stats import batch_stats, conversation_analytics
     from opentranscribe_pipeline.assets.translation import translate
-    from opentranscribe_pipeline.batching import register_drop
     from opentranscribe_pipeline.deliver.documents import documents, gather
+    from opentranscribe_pipeline.drops.batches import register_drop
     from opentranscribe_pipeline.resources import (
         AsrModelResource,
         DiarizationModelResource,

@@ -146,7 +146,7 @@ def read_batches(wh, table: str, batch_ids: list[str], problems: list[str]):
 def analyse(warehouse: Path, drop: Path, truth: dict) -> dict:
     import polars as pl
 
-    from opentranscribe_pipeline.batching import batch_prefix
+    from opentranscribe_pipeline.drops.batches import batch_prefix
     from opentranscribe_pipeline.storage import Warehouse
 
     wh = Warehouse(str(warehouse))

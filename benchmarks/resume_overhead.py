@@ -49,7 +49,7 @@ def rerun(server, model: str) -> dict:
 
     from opentranscribe_pipeline.assets import attribute_speakers, diarize, ingest, transcribe
     from opentranscribe_pipeline.assets.versions import with_code_versions
-    from opentranscribe_pipeline.batching import register_drop
+    from opentranscribe_pipeline.drops.batches import register_drop
     from opentranscribe_pipeline.partitions import BATCHES
     from opentranscribe_pipeline.resources import AsrModelResource, DiarizationModelResource, WarehouseResource
     from opentranscribe_pipeline.storage import Warehouse

@@ -105,8 +105,8 @@ class SensorSide:
         """Register the existing archive (size-based durations: header reads are not measured)."""
         import json
 
-        from opentranscribe_pipeline.batching import FALLBACK_BYTES_PER_SECOND
-        from opentranscribe_pipeline.sensors import drops
+        from opentranscribe_pipeline.drops import walk as drops
+        from opentranscribe_pipeline.drops.batches import FALLBACK_BYTES_PER_SECOND
 
         real = drops.probe_durations
         drops.probe_durations = lambda objs, s3, workers=8: [o.size_bytes / FALLBACK_BYTES_PER_SECOND for o in objs]
@@ -138,7 +138,7 @@ class BaselineSide:
     def tick(self) -> dict:
         from dagster_aws.s3.sensor import get_objects
 
-        from opentranscribe_pipeline.batching import (
+        from opentranscribe_pipeline.drops.batches import (
             BatchLimits,
             is_media_name,
             plan_batches,

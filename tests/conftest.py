@@ -230,7 +230,7 @@ def register_one_file_batches(tmp_path: Path, home: Path, root: Path, files=("me
     """One drop (and batch) per sample file, registered as partitions of ``home``'s instance."""
     import dagster as dg
 
-    from opentranscribe_pipeline.batching import register_drop
+    from opentranscribe_pipeline.drops.batches import register_drop
     from opentranscribe_pipeline.partitions import BATCHES
     from opentranscribe_pipeline.storage import Warehouse
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from opentranscribe_pipeline.batching import (
+from opentranscribe_pipeline.drops.batches import (
     BatchTaken,
     DropConflict,
     claim_drop,
@@ -32,7 +32,7 @@ from .conftest import ROOT, run_cli
 # one registrar: waits for the go file, registers, prints what happened as JSON
 REGISTRAR = r"""
 import json, os, sys, time
-from opentranscribe_pipeline.batching import BatchLimits, DropConflict, register_drop
+from opentranscribe_pipeline.drops.batches import BatchLimits, DropConflict, register_drop
 from opentranscribe_pipeline.storage import S3Options, Warehouse
 root, source, go = sys.argv[1:4]
 wh = Warehouse(root, S3Options.from_env())
@@ -192,8 +192,9 @@ def test_cli_refuses_another_source_under_a_registered_name(tmp_path):
 
 
 def test_sensor_leaves_a_name_the_cli_gave_to_another_folder(tmp_path):
-    from opentranscribe_pipeline.sensors.drop_state import Cursor
-    from opentranscribe_pipeline.sensors.drops import DropScanner, DropSettings
+    from opentranscribe_pipeline.drops.rules import DropSettings
+    from opentranscribe_pipeline.drops.scanner import DropScanner
+    from opentranscribe_pipeline.drops.state import Cursor
     from opentranscribe_pipeline.storage.sources import LocalSource
 
     elsewhere = make_drop(tmp_path / "elsewhere" / "drop", "a")

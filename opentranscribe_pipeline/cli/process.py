@@ -58,8 +58,8 @@ def signal_name(signum: int) -> str:
 
 def _process(args) -> int:
     from .. import executors, runner
-    from ..batching import BatchLimits, DropConflict, register_drop
     from ..definitions import SUMMARY_JOB
+    from ..drops.batches import BatchLimits, DropConflict, register_drop
     from ..partitions import BATCHES
     from ..storage import StorageError, Warehouse
     from .common import open_instance

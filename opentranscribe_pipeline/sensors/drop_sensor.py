@@ -26,13 +26,15 @@ import dagster as dg
 from pydantic import Field
 
 from .. import settings
-from ..batching import BatchLimits
+from ..drops.batches import BatchLimits
+from ..drops.rules import DropSettings
+from ..drops.scanner import DropScanner
+from ..drops.state import Cursor
 from ..partitions import BATCHES, batch_partitions
 from ..resources import WarehouseResource
 from ..resources.storage import S3Settings
 from ..storage import StorageUnavailable
 from ..storage.sources import open_source
-from .drops import Cursor, DropScanner, DropSettings
 
 
 class DropSensorConfig(S3Settings):

@@ -10,7 +10,7 @@ import pytest
 from opentranscribe_pipeline.assets import attribute_speakers, diarize, ingest, transcribe
 from opentranscribe_pipeline.assets.checks import schema_check_result
 from opentranscribe_pipeline.assets.versions import with_code_versions
-from opentranscribe_pipeline.batching import BatchLimits, register_drop
+from opentranscribe_pipeline.drops.batches import BatchLimits, register_drop
 from opentranscribe_pipeline.partitions import BATCHES
 from opentranscribe_pipeline.resources import AsrModelResource, DiarizationModelResource, WarehouseResource
 from opentranscribe_pipeline.speech.models import resolve_asr_model

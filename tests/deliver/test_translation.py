@@ -15,7 +15,7 @@ import pytest
 
 from opentranscribe_pipeline.assets import attribute_speakers, diarize, ingest, transcribe
 from opentranscribe_pipeline.assets.translation import translate
-from opentranscribe_pipeline.batching import register_drop
+from opentranscribe_pipeline.drops.batches import register_drop
 from opentranscribe_pipeline.resources import (
     AsrModelResource,
     DiarizationModelResource,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from opentranscribe_pipeline import settings
-from opentranscribe_pipeline.batching import BatchLimits, batch_id_for, batch_prefix, is_media_name, plan_batches
+from opentranscribe_pipeline.drops.batches import BatchLimits, batch_id_for, batch_prefix, is_media_name, plan_batches
 from opentranscribe_pipeline.storage import SourceObject
 
 HOUR = 3600.0

@@ -15,12 +15,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from opentranscribe_pipeline.batching import batch_prefix, register_drop
+from opentranscribe_pipeline.drops.batches import batch_prefix, register_drop
+from opentranscribe_pipeline.drops.rules import is_temp_name
+from opentranscribe_pipeline.drops.state import Cursor
 from opentranscribe_pipeline.partitions import BATCHES
 from opentranscribe_pipeline.resources import WarehouseResource
 from opentranscribe_pipeline.sensors import DropSensorConfig, build_drop_sensor
-from opentranscribe_pipeline.sensors.drop_state import Cursor
-from opentranscribe_pipeline.sensors.drops import is_temp_name
 from opentranscribe_pipeline.storage import S3Options, StorageUnavailable, Warehouse, s3_call, s3_client
 from opentranscribe_pipeline.storage.sources import safe_relative
 

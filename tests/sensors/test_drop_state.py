@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from opentranscribe_pipeline.sensors.drop_state import (
+from opentranscribe_pipeline.drops.state import (
     CURSOR_VERSION,
     Cursor,
     Ledger,

@@ -9,16 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from opentranscribe_pipeline.batching import BatchLimits, batch_id_for, write_batches
-from opentranscribe_pipeline.sensors import drops
-from opentranscribe_pipeline.sensors.drop_state import Cursor, Ledger, PendingDrop, Walk, WatchedDrop
-from opentranscribe_pipeline.sensors.drops import (
-    DropScanner,
-    DropSettings,
+from opentranscribe_pipeline.drops import walk as drops  # the module whose probe_durations the walk calls
+from opentranscribe_pipeline.drops.batches import BatchLimits, batch_id_for, write_batches
+from opentranscribe_pipeline.drops.rules import DropSettings
+from opentranscribe_pipeline.drops.scanner import DropScanner
+from opentranscribe_pipeline.drops.state import (
+    Cursor,
+    Ledger,
     NewBatch,
+    PendingDrop,
     Plan,
     Scan,
     TickResult,
+    Walk,
+    WatchedDrop,
 )
 from opentranscribe_pipeline.storage import SourceObject, Warehouse
 from opentranscribe_pipeline.storage.sources import Entry, LocalSource

@@ -13,8 +13,8 @@ import pytest
 
 from opentranscribe_pipeline.assets import attribute_speakers, cluster_speakers, diarize, ingest, transcribe
 from opentranscribe_pipeline.assets.clustering import clustering_run_config
-from opentranscribe_pipeline.batching import register_drop
 from opentranscribe_pipeline.cli import main as cli_main
+from opentranscribe_pipeline.drops.batches import register_drop
 from opentranscribe_pipeline.partitions import BATCHES
 from opentranscribe_pipeline.resources import (
     AsrModelResource,

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from .schemas import Batches, conform, slug
-from .settings import BATCH_MAX_FILES, BATCH_MAX_HOURS
-from .storage import S3Options, SourceObject, Warehouse, filesystem, is_local, list_source, split_uri
-from .storage.sources import open_local_regular
+from ..schemas import Batches, conform, slug
+from ..settings import BATCH_MAX_FILES, BATCH_MAX_HOURS
+from ..storage import S3Options, SourceObject, Warehouse, filesystem, is_local, list_source, split_uri
+from ..storage.sources import open_local_regular
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def claim_drop(warehouse: Warehouse, drop: str, source_uri: str) -> bool:
     claimed earlier by the same source (False). Another source raises :class:`DropConflict`.
     One GET when claimed already; a create-only write the first time (two registrars racing
     for a new name: exactly one wins)."""
-    from .storage.conditional import create_if_absent
+    from ..storage.conditional import create_if_absent
 
     source = canonical_source(source_uri)
     path = drop_source_path(warehouse, drop)
@@ -246,8 +246,8 @@ def write_batches(
     ``first_seq`` on); membership is fixed from here on. Returns the new batch ids. A
     manifest is never replaced: a batch number someone else took meanwhile raises
     :class:`BatchTaken` (the batches before it are written)."""
-    from .storage.conditional import create_if_absent
-    from .storage.warehouse import to_parquet
+    from ..storage.conditional import create_if_absent
+    from ..storage.warehouse import to_parquet
 
     prefix = batch_prefix(drop)
     now = dt.datetime.now(dt.UTC)

@@ -1,4 +1,4 @@
-"""The drop sensor's state: what the cursor and the ledgers hold, as small typed records.
+"""The drop engine's state: what the cursor and the ledgers hold, as small typed records.
 
 The **cursor** (JSON, saved by Dagster with every tick) holds the pending and the watched
 drops; a **ledger** per registered drop (``<warehouse>/_drops/<prefix>.json``) holds what the
@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+
+from ..storage import SourceObject
 
 log = logging.getLogger(__name__)
 
@@ -236,3 +238,47 @@ class Ledger:
             open_walk=OpenWalk.from_json(data["open"]) if data.get("open") else None,
             updated_at=float(data.get("updated_at", 0)),
         )
+
+
+# -- what a tick returns ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NewBatch:
+    batch_id: str
+    drop: str
+    source_uri: str  # the drop folder
+    files: int  # -1: a batch registered earlier whose run is requested again
+
+
+@dataclass
+class TickResult:
+    cursor: Cursor
+    batches: list[NewBatch] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.batches)} new batch(es)"] if self.batches else ["no new batch"]
+        parts.append(f"{len(self.cursor.pending)} drop(s) pending")
+        parts += self.notes[:5]
+        parts += [f"error: {e}" for e in self.errors[:3]]
+        return "; ".join(parts)
+
+
+# -- the walk's intermediate results ------------------------------------------------------------
+@dataclass(frozen=True)
+class Scan:
+    """What one tick's listing of a drop found."""
+
+    start: str | None  # the key the listing started after (None: the drop's first key)
+    new: list[SourceObject]  # media files no batch holds yet, in the store's order
+    positions: list[tuple[str, int]]  # per new file: its key and the keys dealt with up to it
+    last_key: str | None  # the last key dealt with (None: none)
+    keys_seen: int  # keys dealt with
+    finished: bool  # the listing was read to its end
+    paused: bool  # stopped before an object still in progress
+
+
+@dataclass(frozen=True)
+class Plan:
+    batches: list[list[tuple[SourceObject, float]]]  # (file, duration in seconds) per batch
+    scan: Scan  # narrowed to the files those batches hold when the open last batch waits
