@@ -89,7 +89,9 @@ def view_sql(wh: Warehouse) -> list[str]:
             glob = f"{root}/{name}/part-0.parquet"
         else:
             present = bool(wh.batch_ids(name))
-            glob = f"{root}/{name}/batch_id=*/part-0.parquet"
+            # file_issues is written one part per stage (``<stage>.parquet``), the others as part-0
+            part = "*" if name == "file_issues" else "part-0"
+            glob = f"{root}/{name}/batch_id=*/{part}.parquet"
         if present:
             out.append(
                 f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_q(glob)}, "

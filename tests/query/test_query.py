@@ -334,3 +334,26 @@ def test_duckdb_views_and_macros_agree_with_the_functions(archive, tmp_path):
     assert tt["global_speaker_id"].to_list() == q.talk_time(wh).collect()["global_speaker_id"].to_list()
     wpl = con.sql("SELECT language, n_words FROM words_per_language()").pl()
     assert dict(wpl.iter_rows()) == dict(q.words_per_language(wh).select("language", "n_words").collect().iter_rows())
+
+
+def test_duckdb_reads_every_stage_part_of_file_issues(archive, tmp_path):
+    """``file_issues`` holds one part per stage (``<stage>.parquet``), not ``part-0``: the view
+    reads them all (it failed with "No files found" on any warehouse with issues)."""
+    import shutil
+
+    import duckdb
+
+    from opentranscribe_pipeline.assets.isolation import Issue, write_issues
+
+    wh, _ = archive
+    copy = Warehouse(str(tmp_path / "wh"))
+    shutil.copytree(wh.root_uri, copy.root_uri)
+    media = everything(copy, "media")
+    batch, mid = media.row(0, named=True)["batch_id"], media.row(0, named=True)["media_id"]
+    write_issues(copy, batch, "analytics", [Issue(mid, "analytics", "speaker_stats", "exception", "boom")], media)
+    write_issues(copy, batch, "attribution", [Issue(mid, "attribution", None, "exception", "bang")], media)
+    con = duckdb.connect(":memory:")
+    for sql in duck.view_sql(copy):
+        con.execute(sql)
+    rows = con.sql("SELECT stage, reason FROM file_issues ORDER BY stage").fetchall()
+    assert rows == [("analytics", "boom"), ("attribution", "bang")]
