@@ -23,8 +23,12 @@ import importlib
 import os
 import warnings
 
-# importing pyannote.audio writes PYANNOTE_METRICS_ENABLED=true when it is unset; the
-# pipeline's default is off (settings.pyannote_metrics_enabled), so say it before the import
+# Importing pyannote.audio writes PYANNOTE_METRICS_ENABLED=true when it is unset; the
+# pipeline's default is off (settings.pyannote_metrics_enabled), so say it before the import.
+# The one write outside an entry point's main(), and why: this module is what the forkserver
+# process runs first (its entry point in effect), pyannote keeps its switch nowhere but this
+# variable, and the forkserver may be started by anyone (Dagster's executor, a test) with the
+# variable unset, so no parent can be relied on to have put it in the forkserver's environment.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
 BASE = (
