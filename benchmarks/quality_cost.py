@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests" / "data"))
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
 SAMPLE = ROOT / "tests" / "data" / "sample_archive"
+SAMPLE_RATE = 16_000
 
 
 def _speaker_of(start: float, end: float, turns: list[tuple[float, float, str]]) -> str | None:
@@ -73,8 +74,15 @@ def files(use_ami: bool) -> list[tuple[str, str, np.ndarray, list[tuple[float, f
         )
     )
     if use_ami:
-        for f in real_speech.pyannote_debug_set() or []:
+        ami = real_speech.pyannote_debug_set() or []
+        for f in ami:
             out.append(("real speech", f.name, f.samples, [(t.start_s, t.end_s, t.speaker) for t in f.turns]))
+        if ami:  # the excerpts end to end: one 6.5 min meeting file, AMI's speaker ids kept
+            offset, turns = 0.0, []
+            for f in ami:
+                turns += [(t.start_s + offset, t.end_s + offset, t.speaker) for t in f.turns]
+                offset += len(f.samples) / SAMPLE_RATE
+            out.append(("one long file", "ami excerpts end to end", np.concatenate([f.samples for f in ami]), turns))
     return out
 
 
@@ -122,39 +130,47 @@ def main() -> None:
     print(f"{len(items)} files, {audio_s:.0f} s of audio; ASR {args.model}; DNSMOS threads {args.threads}")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
     strides = [int(x) for x in args.strides.split(",")]
-    tx_wall = tx_cpu = 0.0
-    q_wall = dict.fromkeys(strides, 0.0)
-    q_cpu = dict.fromkeys(strides, 0.0)
-    windows = dict.fromkeys(strides, 0)
+    groups = list(dict.fromkeys(g for g, *_ in items))
+    # per set: transcription (wall, CPU), quality per stride (wall, CPU, windows), audio seconds
+    tx = {g: [0.0, 0.0] for g in groups}
+    qc = {(g, k): [0.0, 0.0, 0] for g in groups for k in strides}
+    audio = {g: 0.0 for g in groups}
     results = []
     with Transcriber(resolve_asr_model(args.model), AsrOptions()) as tr, q.dnsmos_session(args.threads) as dnsmos:
         tr.transcribe(items[0][2][: 5 * q.SAMPLE_RATE])  # warm-up: first-call costs are not per hour
         q.score_segments(dnsmos, items[0][2], [(0.0, 3.0)])
         for group, name, samples, turns in items:  # each file's steps back to back: the same load
+            audio[group] += len(samples) / q.SAMPLE_RATE
             w, c = time.perf_counter(), time.process_time()
-            tx = tr.transcribe(samples)
-            tx_wall += time.perf_counter() - w
-            tx_cpu += time.process_time() - c
+            transcript = tr.transcribe(samples)
+            tx[group][0] += time.perf_counter() - w
+            tx[group][1] += time.process_time() - c
             for stride in strides:
                 before = dnsmos.windows_scored
                 w, c = time.perf_counter(), time.process_time()
-                res = quality_of(dnsmos, samples, tx.segments, turns, floor, stride)
-                q_wall[stride] += time.perf_counter() - w
-                q_cpu[stride] += time.process_time() - c
-                windows[stride] += dnsmos.windows_scored - before
+                res = quality_of(dnsmos, samples, transcript.segments, turns, floor, stride)
+                cost = qc[(group, stride)]
+                cost[0] += time.perf_counter() - w
+                cost[1] += time.process_time() - c
+                cost[2] += dnsmos.windows_scored - before
                 if stride == strides[0]:
                     results.append((group, name, len(samples) / q.SAMPLE_RATE, res))
 
-    hours = audio_s / 3600
     print()
-    print("cost per audio hour (same run, each file transcribed then judged)")
-    print(f"  transcription    wall {tx_wall / hours:8.0f} s   CPU {tx_cpu / hours:8.0f} s")
-    for stride in strides:
-        print(
-            f"  quality stride {stride} wall {q_wall[stride] / hours:8.0f} s   CPU {q_cpu[stride] / hours:8.0f} s   "
-            f"({windows[stride]} DNSMOS windows)  ratio to transcription: wall {q_wall[stride] / tx_wall:.3f}, "
-            f"CPU {q_cpu[stride] / tx_cpu:.3f} (budget 0.10)"
-        )
+    print("cost per audio hour (same run, each file transcribed then judged; ratio = quality / transcription)")
+    for group in [*groups, "all"]:
+        sel = groups if group == "all" else [group]
+        hours = sum(audio[g] for g in sel) / 3600
+        tw, tc = sum(tx[g][0] for g in sel), sum(tx[g][1] for g in sel)
+        print(f"  {group} ({hours * 3600:.0f} s): transcription wall {tw / hours:6.0f} s, CPU {tc / hours:6.0f} s")
+        for stride in strides:
+            qw = sum(qc[(g, stride)][0] for g in sel)
+            qcpu = sum(qc[(g, stride)][1] for g in sel)
+            n = sum(qc[(g, stride)][2] for g in sel)
+            print(
+                f"      quality stride {stride}: wall {qw / hours:6.0f} s, CPU {qcpu / hours:6.0f} s, {n:4d} windows;"
+                f" ratio wall {qw / tw:.3f}, CPU {qcpu / tc:.3f} (budget 0.10)"
+            )
     print(f"  load average at the end {os.getloadavg()[0]:.1f}")
 
     print()

@@ -25,6 +25,7 @@ def test_model_steps_are_in_the_gpu_pool():
         "translate": "gpu",  # the translation model step (issue 12)
         "conversation_analytics": None,
         "embed_chunks": "gpu",  # the text-embedding model step (search)
+        "score_quality": None,  # DNSMOS on the CPU, threads bounded (issue 32)
     }
 
 

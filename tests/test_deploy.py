@@ -47,7 +47,7 @@ def test_k8s_step_jobs_request_a_gpu_for_exactly_the_model_steps(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", SECRET)
     job = defs.resolve_job_def("transcribe_batch")
     manifests = {node.name: step_job_manifest(node) for node in job.graph.nodes}
-    assert set(manifests) == MODEL_STEPS | {"ingest", "attribute_speakers", "conversation_analytics"}
+    assert set(manifests) == MODEL_STEPS | {"ingest", "attribute_speakers", "conversation_analytics", "score_quality"}
     gpu_steps = set()
     for name, manifest in manifests.items():
         pod = manifest["spec"]["template"]["spec"]
