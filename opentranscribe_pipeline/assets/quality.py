@@ -155,8 +155,11 @@ def score_quality(
     diarized = (
         set(diarization.filter(pl.col("status") == "ok")["media_id"].to_list()) if diarization is not None else set()
     )
-    transcribed = (
-        set(transcripts.filter(pl.col("status") == "ok")["media_id"].to_list()) if transcripts is not None else set()
+    ok_transcripts = transcripts.filter(pl.col("status") == "ok") if transcripts is not None else None
+    transcribed = set(ok_transcripts["media_id"].to_list()) if ok_transcripts is not None else set()
+    # segments the ASR made for a file (none: noise, music; the file's row says no_words)
+    asr_segment_counts = (
+        dict(ok_transcripts.select("media_id", "n_segments").rows()) if ok_transcripts is not None else {}
     )
     source_rates = (
         dict(media.select("media_id", "sample_rate").drop_nulls("media_id").rows())
@@ -182,6 +185,11 @@ def score_quality(
     def score_file(model: q.Dnsmos, item: dict) -> FileOutput:
         media_id = item["media_id"]
         samples = item["samples"]
+        if media_id not in seg_by and asr_segment_counts.get(media_id):
+            raise RuntimeError(
+                f"the ASR made {asr_segment_counts[media_id]} segment(s) but `segments` has none for this file "
+                "(attribute_speakers held it back: see file_issues); nothing to judge"
+            )
         segs = segment_inputs(seg_by.get(media_id), word_by.get(media_id))
         speech = None
         if media_id in diarized:

@@ -1,7 +1,7 @@
 """The quality step (``assets/quality.py``) in the batch job: the shared processed warehouse
 (``opentranscribe process`` on the sample archive, tests/conftest.py) holds its tables; a
 re-run keeps current files, redoes a file whose segments changed, and a file the step fails
-on is a failed row while the others stay."""
+on (damaged audio; segments held back upstream) is a failed row while the others stay."""
 
 from __future__ import annotations
 
@@ -85,24 +85,28 @@ def test_rerun_keeps_current_files_redoes_changed_ones_and_records_a_failure(cop
             .then(pl.lit("the market and then the market and then the market and then"))
             .otherwise(pl.col("text"))
         )
-        wh.write_table("segments", segments, batch)
+        # a third file's segments are missing (attribute_speakers held it back): failed, not "no words"
+        held_back = ids[2]
+        wh.write_table("segments", segments.filter(pl.col("media_id") != held_back), batch)
         # another file's audio is damaged: forced, it fails alone
         broken = ids[1]
         audio_uri = wh.read_table("audio", batch).filter(pl.col("media_id") == broken)["audio_uri"].item()
         wh.put_bytes(audio_uri, b"not a flac file")
         result, md = _run(instance, archive.root, batch, force=[broken])
-        assert md["files_scored_this_run"] == 1 and md["files_failed"] == 1
-        assert md["files_current_kept"] == len(ids) - 2
+        assert md["files_scored_this_run"] == 1 and md["files_failed"] == 2
+        assert md["files_current_kept"] == len(ids) - 3
 
         after = wh.read_table("media_quality", batch)
         assert sorted(after["media_id"].to_list()) == ids
         row = after.filter(pl.col("media_id") == broken).row(0, named=True)
         assert row["status"] == "failed" and row["error"]
+        row = after.filter(pl.col("media_id") == held_back).row(0, named=True)
+        assert row["status"] == "failed" and "held it back" in row["error"]
         looped = wh.read_table("segment_quality", batch).filter(pl.col("media_id") == changed)
         assert looped["flags"].list.contains("repetition").all()
         assert after.filter(pl.col("media_id") == changed)["n_repetition"].item() == looped.height
-        kept = after.filter(~pl.col("media_id").is_in([changed, broken]))
-        assert kept.equals(before.filter(~pl.col("media_id").is_in([changed, broken])))
+        redone = [changed, broken, held_back]
+        assert after.filter(~pl.col("media_id").is_in(redone)).equals(before.filter(~pl.col("media_id").is_in(redone)))
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
         assert checks["media_quality_matches_schema"].passed and checks["segment_quality_matches_schema"].passed
         failed_check = checks["media_quality_no_failed_files"]
