@@ -442,9 +442,10 @@ QUALITY_FLAGS = ("repetition", "low_confidence", "speech_mismatch", "noisy", "cl
 
 class SegmentQuality(_TimedTable):
     """Per segment of ``segments``: how good its audio and its transcript are. DNSMOS P.835
-    scores (1-5, Microsoft's ONNX models from the ``speechmos`` wheel) are null where the
-    segment is too short for the model's window, with the reason in ``dnsmos_note``; never
-    made up. ``flags`` holds names from ``QUALITY_FLAGS``, ``flag_reasons`` says why, one
+    scores (1-5, Microsoft's ONNX models from the ``speechmos`` wheel, computed on 9.01 s
+    windows of the segment's speaker's own speech, ``speech/quality.py``) are null where that
+    speaker has under 2 s of speech in the file (or no window held the segment), with the
+    reason in ``dnsmos_note``; never made up. ``flags`` holds names from ``QUALITY_FLAGS``, ``flag_reasons`` says why, one
     entry per flag, in the same order."""
 
     batch_id: str
