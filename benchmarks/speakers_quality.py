@@ -37,14 +37,20 @@ synthetic dialogues, with the diarizer of a git revision (``--before``, loaded f
 ``git show`` as a module) and the working tree's, interleaved file by file in one process;
 prints per file DER (collar 0.25 s), speakers found / true and the talk-time error (the
 largest over the file's people: |talk time of the speaker mapped to them - theirs| / theirs),
-and the diarization cost per audio second of each.
+whether the two diarizers' turns are identical, with ``--words`` the share of words (WhisperX,
+``--model``, one transcript per file) given their true speaker, and the diarization cost per
+audio second of each: wall time and CPU time, with torch on ``--threads`` (1 by default: on a
+loaded machine the CPU time of several threads counts their waiting, which swayed earlier
+ratios by 1.4x).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -145,9 +151,38 @@ def main() -> None:
     ap.add_argument(
         "--only", default=None, help="--constructions: only files whose name contains one of these (comma-separated)"
     )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="--constructions: torch threads (1: CPU time is the work done, not threads waiting on a loaded machine)",
+    )
+    ap.add_argument(
+        "--words",
+        action="store_true",
+        help="--constructions: word-speaker accuracy too (WhisperX --model, once per file)",
+    )
+    for side in ("before", "after"):
+        ap.add_argument(
+            f"--{side}-env",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help=f"--constructions: a setting of the {side} diarizer alone (the two share one environment), "
+            "e.g. OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES=0",
+        )
     args = ap.parse_args()
     if args.constructions:
-        constructions_main(args.seed, args.before, args.synthetic, args.only)
+        constructions_main(
+            args.seed,
+            args.before,
+            args.synthetic,
+            args.only,
+            args.threads,
+            args.model if args.words else None,
+            dict(kv.split("=", 1) for kv in args.before_env),
+            dict(kv.split("=", 1) for kv in args.after_env),
+        )
         return
     if args.real:
         real_main(args.der_files)
@@ -324,8 +359,8 @@ def real_main(der_files: int | None = None) -> None:
 
     from opentranscribe_pipeline.speakers.calibration import distribution_rows, operating_point, pair_similarities
     from opentranscribe_pipeline.speakers.cluster import ClusterParams
-    from opentranscribe_pipeline.speech.campplus import CAMPP_MODEL, CamPlusEmbedding
-    from opentranscribe_pipeline.speech.diarize import RESEMBLYZER_MODEL, ResemblyzerEmbedding
+    from opentranscribe_pipeline.speech.encoders.campplus import CAMPP_MODEL, CamPlusEmbedding
+    from opentranscribe_pipeline.speech.encoders.ge2e import RESEMBLYZER_MODEL, ResemblyzerEmbedding
 
     t0 = time.perf_counter()
     sample = rs.pyannote_sample()
@@ -479,34 +514,53 @@ def _real_clustering(meta, V, ok, choices: dict) -> None:
 BEFORE_REF = "897c2af"  # the diarizer before issue 30
 
 
+# the diarizer's modules under speech/, in an order where each one's imports come first (those
+# a revision lacks are skipped: before issue 31 it was diarize.py and campplus.py)
+DIARIZER_MODULES = (
+    "encoders/base",
+    "encoders/campplus",
+    "encoders/ge2e",
+    "encoders/__init__",
+    "islands",
+    "packaged",
+    "campplus",
+    "diarize",
+)
+
+
 def load_diarize_at(ref: str):
-    """``speech/diarize.py`` (and the ``campplus.py`` it uses) as they were at git ``ref``, as
-    modules of the installed package (their relative imports resolve), named ``_at_<ref>``."""
+    """``speech/diarize.py`` and the modules it is made of (``DIARIZER_MODULES``) as they were
+    at git ``ref``, as modules of the installed package named ``_<name>_at_<ref>`` (their
+    relative imports resolve to each other; other modules are the working tree's)."""
     import importlib.util
+    import re
     import subprocess
 
     pkg = "opentranscribe_pipeline.speech"
     tag = "".join(c if c.isalnum() else "_" for c in ref)
-    names = {m: f"_{m}_at_{tag}" for m in ("diarize", "campplus")}
-    modules = {}
-    for m, alias in names.items():
-        src = subprocess.run(
-            ["git", "show", f"{ref}:opentranscribe_pipeline/speech/{m}.py"],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        for other, other_alias in names.items():
-            src = src.replace(f"from .{other} import", f"from .{other_alias} import")
-        spec = importlib.util.spec_from_loader(f"{pkg}.{alias}", loader=None)
+    sources = {}
+    for m in DIARIZER_MODULES:
+        shown = subprocess.run(
+            ["git", "show", f"{ref}:opentranscribe_pipeline/speech/{m}.py"], cwd=ROOT, capture_output=True, text=True
+        )
+        if shown.returncode == 0:
+            sources[m] = shown.stdout
+    alias = {m.split("/")[0]: f"_{m.split('/')[0]}_at_{tag}" for m in sources}
+    modules = []
+    for m, src in sources.items():
+        top, _, sub = m.partition("/")
+        if not sub:  # a module of speech/: its imports of the others go to their copies at ref
+            for other, other_alias in alias.items():
+                src = re.sub(rf"from \.{other}\b", f"from .{other_alias}", src)
+        name = f"{pkg}.{alias[top]}" + ("" if sub in ("", "__init__") else f".{sub}")
+        spec = importlib.util.spec_from_loader(name, loader=None, is_package=sub == "__init__")
         module = importlib.util.module_from_spec(spec)
-        module.__package__ = pkg
-        sys.modules[spec.name] = module
-        modules[m] = (module, src)
-    for module, src in modules.values():
+        module.__package__ = name if sub == "__init__" else name.rpartition(".")[0]
+        sys.modules[name] = module
+        modules.append((module, src))
+    for module, src in modules:
         exec(compile(src, f"{ref}:{module.__name__}", "exec"), module.__dict__)
-    return modules["diarize"][0]
+    return sys.modules[f"{pkg}.{alias['diarize']}"]
 
 
 def talk_time_error(turns, truth, mapping) -> float:
@@ -536,8 +590,58 @@ def talk_time_error(turns, truth, mapping) -> float:
     return worst
 
 
-def constructions_main(seed: int, before_ref: str, n_synthetic: int, only: str | None) -> None:
+def word_speakers(tx, turns) -> list[tuple[float, str]]:
+    """Each word of the transcript ``tx`` as (its middle, the speaker ``attribute_file`` gives it)."""
+    segs = [
+        {"segment_id": i, "start_s": s.start_s, "end_s": s.end_s, "text": s.text, "language": tx.language}
+        for i, s in enumerate(tx.segments)
+    ]
+    words = [
+        {"segment_id": i, "word_index": j, "word": w.word, "start_s": w.start_s, "end_s": w.end_s}
+        for i, s in enumerate(tx.segments)
+        for j, w in enumerate(s.words)
+    ]
+    _, ours = attribute_file(segs, words, turns)
+    return [((w["start_s"] + w["end_s"]) / 2, w["speaker"]) for w in ours]
+
+
+def version_in(module, settings: dict[str, str]) -> str:
+    with environment(settings):
+        return module.pipeline_version(module.PACKAGED)
+
+
+@contextlib.contextmanager
+def environment(settings: dict[str, str]):
+    """The process environment with ``settings`` on top, for the length of the block (the
+    diarizers read their settings, e.g. ``OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES``, from it
+    when they load and when they run)."""
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def constructions_main(
+    seed: int,
+    before_ref: str,
+    n_synthetic: int,
+    only: str | None,
+    threads: int = 1,
+    asr_model: str | None = None,
+    before_env: dict[str, str] | None = None,
+    after_env: dict[str, str] | None = None,
+) -> None:
+    before_env, after_env = before_env or {}, after_env or {}
     import make_real_speech_drop as mrd
+    import torch
+
+    torch.set_num_threads(threads)
 
     from opentranscribe_pipeline.speech import diarize as after
 
@@ -550,37 +654,56 @@ def constructions_main(seed: int, before_ref: str, n_synthetic: int, only: str |
     if only:
         files = [f for f in files if any(part in f[0] for part in only.split(","))]
     print(
-        f"{len(files)} files, {sum(a.size for _, _, a, _ in files) / 16000:.0f} s; before: {before_ref} "
-        f"({before.pipeline_version(before.PACKAGED)}), after: working tree ({after.pipeline_version(after.PACKAGED)})",
+        f"{len(files)} files, {sum(a.size for _, _, a, _ in files) / 16000:.0f} s, seed {seed}, torch threads {threads}; "
+        f"before: {before_ref} {before_env or ''} ({version_in(before, before_env)}), after: working tree "
+        f"{after_env or ''} ({version_in(after, after_env)})",
         flush=True,
     )
+    transcripts = {}
+    if asr_model:  # one transcript per file, attributed with each diarizer's turns
+        with Transcriber(resolve_asr_model(asr_model), AsrOptions(device="cpu", compute_type="int8")) as asr:
+            transcripts = {name: asr.transcribe(audio) for name, _, audio, _ in files}
     rows = []
     cost = {"before": 0.0, "after": 0.0}
     cpu = {"before": 0.0, "after": 0.0}  # CPU time of the process (less swayed by other load)
     audio_s = 0.0
-    with (
-        before.Diarizer(before.DiarizationOptions()) as d_before,
-        after.Diarizer(after.DiarizationOptions()) as d_after,
-    ):
-        d_after.diarize(files[0][2][: 16000 * 5])  # warm up both (first-call costs out of the timing)
-        d_before.diarize(files[0][2][: 16000 * 5])
+    with contextlib.ExitStack() as loaded:
+        with environment(before_env):  # each loads in its own settings
+            d_before = loaded.enter_context(before.Diarizer(before.DiarizationOptions()))
+        with environment(after_env):
+            d_after = loaded.enter_context(after.Diarizer(after.DiarizationOptions()))
+        envs = {"before": before_env, "after": after_env}
+        with environment(after_env):  # warm up both (first-call costs out of the timing)
+            d_after.diarize(files[0][2][: 16000 * 5])
+        with environment(before_env):
+            d_before.diarize(files[0][2][: 16000 * 5])
         for i, (name, kind, audio, truth) in enumerate(files):
             out = {}
             order = [("before", d_before), ("after", d_after)]
             for label, d in order if i % 2 else order[::-1]:  # interleaved, alternating who goes first
-                t0, c0 = time.perf_counter(), time.process_time()
-                r = d.diarize(audio)
+                with environment(envs[label]):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    r = d.diarize(audio)
                 cost[label] += time.perf_counter() - t0
                 cpu[label] += time.process_time() - c0
                 mapping, der = optimal_map(r.turns, truth)
-                out[label] = (der["diarization error rate"], len(r.speakers), talk_time_error(r.turns, truth, mapping))
+                words = word_speakers(transcripts[name], r.turns) if name in transcripts else []
+                right = sum(mapping.get(spk) == true_speaker_at(truth, mid) for mid, spk in words)
+                out[label] = (
+                    der["diarization error rate"],
+                    len(r.speakers),
+                    talk_time_error(r.turns, truth, mapping),
+                    right / len(words) if words else None,
+                    [(t.start_s, t.end_s, t.speaker) for t in r.turns],
+                )
             audio_s += audio.size / 16000
             n_true = len({t["speaker"] for t in truth})
             rows.append((name, kind, out))
             b, a = out["before"], out["after"]
+            words = f"  words right {b[3]:.3f} -> {a[3]:.3f}" if b[3] is not None else ""
             print(
                 f"  {name:24s} {audio.size / 16000:5.1f} s  DER {b[0]:.3f} -> {a[0]:.3f}  speakers {b[1]}->{a[1]}/{n_true}"
-                f"  talk-time error {b[2]:.3f} -> {a[2]:.3f}",
+                f"  talk-time error {b[2]:.3f} -> {a[2]:.3f}{words}  turns {'identical' if b[4] == a[4] else 'differ'}",
                 flush=True,
             )
     print()
@@ -590,10 +713,17 @@ def constructions_main(seed: int, before_ref: str, n_synthetic: int, only: str |
             worst = {k: max(r[2][k][0] for r in mine) for k in ("before", "after")}
             mean = {k: float(np.mean([r[2][k][0] for r in mine])) for k in ("before", "after")}
             tt = {k: max(r[2][k][2] for r in mine) for k in ("before", "after")}
+            words = ""
+            if transcripts:
+                low = {k: min(r[2][k][3] for r in mine) for k in ("before", "after")}
+                words = f"; fewest words right {low['before']:.3f} -> {low['after']:.3f}"
             print(
                 f"{kind:12s} {len(mine):2d} files: DER mean {mean['before']:.3f} -> {mean['after']:.3f}, worst "
                 f"{worst['before']:.3f} -> {worst['after']:.3f}; worst talk-time error {tt['before']:.3f} -> {tt['after']:.3f}"
+                f"{words}"
             )
+    same = sum(r[2]["before"][4] == r[2]["after"][4] for r in rows)
+    print(f"turns identical before and after on {same} of {len(rows)} files")
     print(
         f"diarization cost per audio second: before {cost['before'] / audio_s:.4f} s, after {cost['after'] / audio_s:.4f} s "
         f"(ratio {cost['after'] / cost['before']:.2f}, same process, interleaved); CPU time per audio second: "
@@ -604,7 +734,10 @@ def constructions_main(seed: int, before_ref: str, n_synthetic: int, only: str |
             {
                 "seed": seed,
                 "before": before_ref,
-                "rows": [[n, k, o] for n, k, o in rows],
+                "before_env": before_env,
+                "after_env": after_env,
+                "threads": threads,
+                "rows": [[n, k, {label: v[:4] for label, v in o.items()}] for n, k, o in rows],
                 "cost_before": cost["before"] / audio_s,
                 "cost_after": cost["after"] / audio_s,
                 "cpu_before": cpu["before"] / audio_s,

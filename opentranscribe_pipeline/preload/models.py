@@ -13,7 +13,7 @@ MODELS = (
     "sentence_transformers",
     "opentranscribe_pipeline.speech.asr",
     "opentranscribe_pipeline.speech.diarize",
-    "opentranscribe_pipeline.speech.campplus",
+    "opentranscribe_pipeline.speech.encoders.campplus",
 )
 
 import_all(MODELS)

@@ -24,8 +24,8 @@ from opentranscribe_pipeline.speakers.edits import SplitRefused, name_speaker, s
 from opentranscribe_pipeline.speakers.params import ClusterParams
 from opentranscribe_pipeline.speakers.runs import cluster_archive
 from opentranscribe_pipeline.speakers.state import CENTROIDS, SpeakerState, active_speakers, read_clusters
-from opentranscribe_pipeline.speech.campplus import CAMPP_MODEL, CamPlusEmbedding
 from opentranscribe_pipeline.speech.diarize import DiarizationOptions, Diarizer, stored_vector
+from opentranscribe_pipeline.speech.encoders.campplus import CAMPP_MODEL, CamPlusEmbedding
 from opentranscribe_pipeline.storage import Warehouse
 
 from ..data import real_speech

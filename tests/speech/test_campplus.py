@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from opentranscribe_pipeline.schemas import EMBEDDING_DIM
-from opentranscribe_pipeline.speech import campplus
-from opentranscribe_pipeline.speech.campplus import CAMPP_MODEL, CamPlusEmbedding, CamPlusNotAvailable
 from opentranscribe_pipeline.speech.decode import decode
 from opentranscribe_pipeline.speech.diarize import PACKAGED, embedding_model_name, stored_vector
+from opentranscribe_pipeline.speech.encoders import campplus
+from opentranscribe_pipeline.speech.encoders.campplus import CAMPP_MODEL, CamPlusEmbedding, CamPlusNotAvailable
 
 SAMPLE = Path(__file__).parents[1] / "data" / "sample_archive" / "drop-2026-11-24"
 
@@ -140,7 +140,8 @@ def test_each_packaged_pipeline_tags_its_vectors_and_gets_its_own_thresholds():
     its own calibrated thresholds, which a setting on the resource overrides."""
     from opentranscribe_pipeline.resources import DiarizationModelResource, SpeakerClusteringResource
     from opentranscribe_pipeline.speakers.cluster import ClusterParams
-    from opentranscribe_pipeline.speech.diarize import PACKAGED_GE2E, RESEMBLYZER_MODEL
+    from opentranscribe_pipeline.speech.diarize import PACKAGED_GE2E
+    from opentranscribe_pipeline.speech.encoders.ge2e import RESEMBLYZER_MODEL
 
     campp, ge2e = DiarizationModelResource(pipeline=PACKAGED), DiarizationModelResource(pipeline=PACKAGED_GE2E)
     assert campp.embedding_model() == CAMPP_MODEL and ge2e.embedding_model() == RESEMBLYZER_MODEL
@@ -157,8 +158,6 @@ def test_turns_are_cut_where_most_windows_see_a_change():
     windows' estimates); one seen by a single window of ten is not (such cuts left the sample's
     halves in 0.26 s pieces, too short to tell its two people apart)."""
     from types import SimpleNamespace
-
-    from opentranscribe_pipeline.speech.campplus import CamPlusEmbedding
 
     me = SimpleNamespace(min_turn_s=0.1, cut_agreement=0.5)
     starts = np.arange(0.0, 20.0, 0.5)  # windows of 5 s every 0.5 s

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from opentranscribe_pipeline.speech.decode import decode
-from opentranscribe_pipeline.speech.diarize import ResemblyzerEmbedding
+from opentranscribe_pipeline.speech.encoders.ge2e import ResemblyzerEmbedding
 
 SAMPLE = Path(__file__).parents[1] / "data" / "sample_archive" / "drop-2026-11-24"
 
@@ -67,7 +67,7 @@ def test_clustering_on_a_thinned_set_of_embeddings_finds_the_same_two_real_peopl
     from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from opentranscribe_pipeline.speech import diarize
+    from opentranscribe_pipeline.speech import packaged
     from opentranscribe_pipeline.speech.diarize import DiarizationOptions, Diarizer
 
     from ..data import real_speech
@@ -86,8 +86,8 @@ def test_clustering_on_a_thinned_set_of_embeddings_finds_the_same_two_real_peopl
     monkeypatch.setattr(pc, "linkage", linkage)
     results = {}
     with Diarizer(DiarizationOptions()) as diarizer:
-        for cap in (diarize.MAX_CLUSTERING_EMBEDDINGS, 40):
-            monkeypatch.setattr(diarize, "MAX_CLUSTERING_EMBEDDINGS", cap)
+        for cap in (packaged.MAX_CLUSTERING_EMBEDDINGS, 40):
+            monkeypatch.setattr(packaged, "MAX_CLUSTERING_EMBEDDINGS", cap)
             d = diarizer.diarize(sample.samples)
             hyp = Annotation()
             for t in d.turns:

