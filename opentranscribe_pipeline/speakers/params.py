@@ -59,7 +59,7 @@ class ClusterParams:
 
 # per embedding model (by prefix of its name): see ClusterParams.for_model
 CALIBRATED: dict[str, dict] = {
-    # 3D-Speaker's CAM++ (speech/campplus.py), on the real speech of benchmarks/speakers_quality.py
+    # 3D-Speaker's CAM++ (speech/encoders/campplus.py), on the real speech of benchmarks/speakers_quality.py
     # --real: different people at most 0.52 with 2 s of clean speech each, 0.47 with 4 s, 0.36
     # with 6-10 s (median 0.06); one person in two files at least 0.60 with 6-10 s (median 0.71)
     "campplus-": {
