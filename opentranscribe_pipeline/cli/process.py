@@ -115,9 +115,7 @@ def _process(args) -> int:
                 failed_runs.append((batch_id, result.run_id, failed_steps(result)))
         # one file (or one step) failing never holds back the rest: speaker ids, exports and
         # search go on for every batch whose storage is usable, from whatever its run finished
-        done = [
-            b for b in reg.batch_ids if not any(f == b and storage_failed(steps) for f, _, steps in failed_runs)
-        ]
+        done = [b for b in reg.batch_ids if not any(f == b and storage_failed(steps) for f, _, steps in failed_runs)]
         if done:
             print("assigning global speaker ids ...", flush=True)
             result = run_clustering(instance, warehouse.root_uri, args, "incremental", done, loc=loc)

@@ -65,7 +65,7 @@ def cmd_speakers_list(args, warehouse) -> int:
 
 def cmd_speakers_name(args, warehouse) -> int:
     """``speakers name ID NAME``: a person's name on a global speaker (its merge target's)."""
-    from ..speakers import state
+    from ..speakers import edits
     from ..speakers.names import InvalidName, validate_name
 
     if not args.id or not args.name or not args.name.strip():
@@ -77,8 +77,8 @@ def cmd_speakers_name(args, warehouse) -> int:
         print(f"error: name refused: {exc.reason}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        target = state.name_speaker(warehouse, args.id, args.name)
-    except state.UnknownSpeaker as exc:
+        target = edits.name_speaker(warehouse, args.id, args.name)
+    except edits.UnknownSpeaker as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     record_profiles_changed(warehouse)
@@ -91,14 +91,14 @@ def cmd_speakers_name(args, warehouse) -> int:
 
 def cmd_speakers_split(args, warehouse) -> int:
     """``speakers split ID --media M ... | --by-file``: one global speaker that is two people."""
-    from ..speakers import state
+    from ..speakers import edits
 
     if not args.id:
         print("error: usage: opentranscribe speakers split ID (--media MEDIA_ID ... | --by-file)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = state.split_speaker(warehouse, args.id, media_ids=args.media or None, by_file=args.by_file)
-    except (state.UnknownSpeaker, state.SplitRefused) as exc:
+        result = edits.split_speaker(warehouse, args.id, media_ids=args.media or None, by_file=args.by_file)
+    except (edits.UnknownSpeaker, edits.EditRefused) as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     print(f"{result.global_speaker_id} keeps {len(result.kept)} member(s) and its name")
@@ -113,14 +113,14 @@ def cmd_speakers_split(args, warehouse) -> int:
 
 def cmd_speakers_merge(args, warehouse) -> int:
     """``speakers merge ID --into OTHER``: one person under two ids (a missed join)."""
-    from ..speakers import state
+    from ..speakers import edits
 
     if not args.id or not args.into:
         print("error: usage: opentranscribe speakers merge ID --into OTHER_ID", file=sys.stderr)
         return EXIT_USAGE
     try:
-        target = state.merge_speakers(warehouse, args.id, args.into)
-    except (state.UnknownSpeaker, state.SplitRefused) as exc:
+        target = edits.merge_speakers(warehouse, args.id, args.into)
+    except (edits.UnknownSpeaker, edits.EditRefused) as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     print(f"{args.id} is now part of {target}")
