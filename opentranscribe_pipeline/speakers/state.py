@@ -430,17 +430,3 @@ def _closest_voices(active: pl.DataFrame) -> pl.DataFrame:
     return active.with_columns(
         closest_id=pl.Series(closest, dtype=pl.Utf8), closest_similarity=pl.Series(closest_sim, dtype=pl.Float64)
     )
-
-
-# The CLI takes the edits from here (``state.name_speaker``, ``except state.SplitRefused``)
-# until it moves into the ``cli/`` package and imports them from :mod:`.edits`. Its
-# ``SplitRefused`` catches a refused merge too, so here it is the common base of both.
-_MOVED_TO_EDITS = {"name_speaker", "split_speaker", "merge_speakers", "UnknownSpeaker", "SplitResult"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_EDITS or name == "SplitRefused":
-        from . import edits
-
-        return edits.EditRefused if name == "SplitRefused" else getattr(edits, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
