@@ -106,3 +106,19 @@ def test_groups_follow_the_stages(graph):
     ]
     assert not backwards, f"edges going back to an earlier stage: {backwards}"
     assert len(set(groups.values())) >= 6  # stages, not one big group
+
+
+def test_every_asset_of_the_batch_job_has_a_code_version_naming_its_step():
+    """Without a code version the UI has nothing to compare: a new model or step code would
+    never mark the batch's outputs stale (score_quality lacked one when it was added)."""
+    job = defs.resolve_job_def(BATCH_JOB)
+    missing = [
+        spec.key.to_user_string()
+        for a in defs.resolve_asset_graph().assets_defs
+        if a.is_executable and a.node_def.name in job.graph.node_dict
+        for spec in a.specs
+        if not spec.code_version
+    ]
+    assert missing == []
+    quality = defs.resolve_assets_def(dg.AssetKey("media_quality")).specs
+    assert all(s.code_version.startswith("quality/") and "dnsmos" in s.code_version for s in quality)

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from .. import settings
+from ..resources.quality import QUALITY_STEP_VERSION
 from ..speech.diarize import pipeline_version
 from ..speech.models import asr_model_version
 from .media import INGEST_VERSION
@@ -36,6 +37,7 @@ STEP_VERSIONS = {
     "exports": "exports/2",  # /2: subtitle cues follow the words (issue 29)
     "embed_chunks": "chunks/1",
     "search_index": "search_index/1",
+    "score_quality": QUALITY_STEP_VERSION,
 }
 
 
@@ -49,6 +51,9 @@ def code_versions() -> dict[str, str]:
     translation = settings.translation_model() or asr
     versions["translate"] += f"|{translation}|{asr_model_version(translation)}"
     versions["embed_chunks"] += f"|{settings.text_embedding_model()}"
+    from ..speech.quality import dnsmos_version
+
+    versions["score_quality"] += f"|{dnsmos_version()}|floor={settings.quality_floor():g}"
     return versions
 
 
