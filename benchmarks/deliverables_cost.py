@@ -48,10 +48,11 @@ def main() -> None:
 
     from opentranscribe_pipeline.assets import attribute_speakers, cluster_speakers, diarize, ingest, transcribe
     from opentranscribe_pipeline.assets.clustering import clustering_run_config
-    from opentranscribe_pipeline.assets.exports import exported_media, exports
+    from opentranscribe_pipeline.assets.exports import exports
     from opentranscribe_pipeline.assets.stats import batch_stats, conversation_analytics
     from opentranscribe_pipeline.assets.translation import translate
     from opentranscribe_pipeline.deliver.documents import documents, gather
+    from opentranscribe_pipeline.deliver.selection import exported_media
     from opentranscribe_pipeline.drops.batches import register_drop
     from opentranscribe_pipeline.resources import (
         AsrModelResource,

@@ -16,7 +16,7 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-from opentranscribe_pipeline.assets.isolation import read_issues
+from opentranscribe_pipeline.query.issues import read_issues
 from opentranscribe_pipeline.schemas import TABLES
 from opentranscribe_pipeline.speakers.state import read_clusters
 

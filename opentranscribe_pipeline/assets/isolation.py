@@ -32,11 +32,11 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
+from ..query.issues import issues_path
 from ..schemas import TABLES, FileIssues, conform, utc_now
 from .checks import check_spec, file_name, markdown_table
 
 T = TypeVar("T")
-ISSUES_TABLE = "file_issues"
 MAX_VALUES_CHARS = 500
 
 
@@ -152,28 +152,11 @@ def issues_frame(batch_id: str, issues: list[Issue], media: pl.DataFrame | None 
     return conform(df, FileIssues)
 
 
-def issues_path(wh, batch_id: str, stage: str) -> str:
-    return wh.path(ISSUES_TABLE, f"batch_id={batch_id}", f"{stage}.parquet")
-
-
 def write_issues(wh, batch_id: str, stage: str, issues: list[Issue], media: pl.DataFrame | None = None) -> pl.DataFrame:
     """Replace the stage's part of ``file_issues`` for the batch (an empty part when none)."""
     df = issues_frame(batch_id, issues, media)
     wh.write_parquet(issues_path(wh, batch_id, stage), df)
     return df
-
-
-def read_issues(wh, batch_ids: Iterable[str] | None = None) -> pl.DataFrame:
-    """Every stage's issues of the batches (all batches when None)."""
-    parts = []
-    for batch_id in batch_ids if batch_ids is not None else wh.batch_ids(ISSUES_TABLE):
-        d = wh.path(ISSUES_TABLE, f"batch_id={batch_id}")
-        for path in sorted(wh.files_under(d)):
-            if path.endswith(".parquet"):
-                df = wh.read_parquet(path)
-                if df is not None and df.height:
-                    parts.append(conform(df, FileIssues))
-    return pl.concat(parts) if parts else conform(pl.DataFrame(), FileIssues).clear()
 
 
 def issues_check_name(stage: str) -> str:

@@ -35,7 +35,7 @@ def print_held_back(warehouse, batch_ids: list[str]) -> int:
     failed on it (its state table) or a stage that held its rows back (``file_issues``),
     with why. Returns how many files."""
 
-    from ..assets.isolation import read_issues
+    from ..query.issues import read_issues
     from ..storage import StorageError
 
     try:

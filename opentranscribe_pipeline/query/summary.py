@@ -231,7 +231,7 @@ def _columns(wh: Warehouse, table: str, columns: list[str]) -> pl.DataFrame:
 def _missing_per_batch(wh: Warehouse, transcripts: pl.DataFrame) -> pl.DataFrame:
     """Per batch: how many ok files miss some output (a stage held them back, or transcription
     failed for them) and which stages: ``batch_id, held_back, missing``."""
-    from ..assets.isolation import read_issues
+    from .issues import read_issues
 
     issues = read_issues(wh).select("batch_id", "media_id", "stage")
     failed_tx = transcripts.filter(pl.col("status") == "failed")

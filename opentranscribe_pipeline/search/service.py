@@ -1,6 +1,6 @@
 """Search over the warehouse: index a batch, answer a query, keep the speakers index.
 
-Dagster-free; ``assets/search.py`` and ``cli.py`` are thin front ends over these functions.
+Dagster-free; ``assets/search.py`` and ``cli/search.py`` are thin front ends over these functions.
 
 - :func:`index_batch` writes a batch's ``chunks`` (of the configured text model) to the
   backend with their source file, drop and global speaker ids, idempotently, and deletes the

@@ -12,14 +12,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from opentranscribe_pipeline.assets.isolation import (
-    hold_back_invalid,
-    issues_check_name,
-    per_file,
-    read_issues,
-)
+from opentranscribe_pipeline.assets.isolation import hold_back_invalid, issues_check_name, per_file
 from opentranscribe_pipeline.assets.stats import STAGE, batch_stats, conversation_analytics
 from opentranscribe_pipeline.partitions import BATCHES
+from opentranscribe_pipeline.query.issues import read_issues
 from opentranscribe_pipeline.query.summary import archive_summary
 from opentranscribe_pipeline.resources import WarehouseResource
 from opentranscribe_pipeline.schemas import FileIssues, SpeakerStats
