@@ -18,6 +18,7 @@ import polars as pl
 from ..schemas import TABLES, polars_schema
 from ..speakers import state as speaker_state
 from ..speakers.names import shown_name
+from ..speakers.voices import resolve_merged
 from ..storage import Warehouse
 from ..storage.media_index import MediaIndex
 
@@ -153,10 +154,7 @@ def resolve_speaker(wh: Warehouse, who: str) -> tuple[str, str | None]:
         merged = dict(ids.filter(pl.col("status") == "merged").select("global_speaker_id", "merged_into").iter_rows())
         if ids.height and who not in set(ids["global_speaker_id"]):
             raise NoMatch(f"no global speaker {who!r} in {wh.root_uri} ({ids.height} ids known)")
-        gid, seen = who, set()
-        while gid in merged and gid not in seen:
-            seen.add(gid)
-            gid = merged[gid]
+        gid = resolve_merged(merged, who)
         if gid != who:
             log.warning("%s was merged into %s: showing %s", who, gid, gid)
         named = names.filter(pl.col("global_speaker_id") == gid)["name"]

@@ -40,6 +40,7 @@ import numpy as np
 import polars as pl
 
 from ..schemas import GLOBAL_ID
+from ..speakers.voices import resolve_merged
 from ..storage import Warehouse
 from .backends import Filters, Hit, SearchBackend, VectorSearchUnsupported, empty_docs
 from .ranking import highlight, reciprocal_rank_fusion
@@ -273,11 +274,7 @@ class SpeakerDirectory:
         )
 
     def current(self, gid: str | None) -> str | None:
-        seen = set()
-        while gid in self.heirs and gid not in seen:
-            seen.add(gid)
-            gid = self.heirs[gid]
-        return gid
+        return resolve_merged(self.heirs, gid) if gid is not None else None
 
     def ids_for(self, who: str) -> list[str]:
         """Every id that means the voice ``who`` names (a global id or a name, any case):
