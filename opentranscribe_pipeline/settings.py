@@ -129,10 +129,11 @@ def diarization_pipeline() -> str:
 
 def diarization_split_at_pauses() -> bool:
     """``OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES``: the packaged diarizer splits each
-    window's local speaker at its pauses before embedding (issue 30, experimental: off by
-    default; better on real people alternating with pauses, 1.4x the cost, not yet measured on
-    the AMI excerpts as recorded). Read when the code location loads: it is part of the
-    diarization version."""
+    window's local speaker at its pauses before embedding, pooling the pieces again unless two
+    of them disagree (issue 30, experimental, CAM++ only: off by default; better on real people
+    alternating with pauses and never worse on the AMI excerpts as recorded, about 1.04x the CPU,
+    but one sample-archive interview loses its second speaker; figures in benchmarks/RESULTS.md).
+    Read when the code location loads: it is part of the diarization version."""
     return (env("OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES", "0") or "0").strip().lower() in ("1", "true", "yes", "on")
 
 
