@@ -122,6 +122,13 @@ def quality_floor() -> float:
     return DEFAULT_QUALITY_FLOOR if value is None else value
 
 
+def search_version_retention_s(default: float) -> float:
+    """``OPENTRANSCRIBE_SEARCH_VERSION_RETENTION_S``: how long a replaced LanceDB table version
+    stays readable (seconds; ``default`` when unset)."""
+    value = env("OPENTRANSCRIBE_SEARCH_VERSION_RETENTION_S")
+    return float(value) if value is not None else default
+
+
 def diarization_pipeline() -> str:
     """``packaged`` (offline default), a Hugging Face id, or a local pipeline directory."""
     return env("OPENTRANSCRIBE_DIARIZATION", DEFAULT_DIARIZATION)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 
@@ -58,8 +57,9 @@ VERSION_RETENTION_S = 3600.0
 
 def version_retention() -> dt.timedelta:
     """How long a replaced table version stays readable (``OPENTRANSCRIBE_SEARCH_VERSION_RETENTION_S``)."""
-    raw = os.environ.get("OPENTRANSCRIBE_SEARCH_VERSION_RETENTION_S")
-    return dt.timedelta(seconds=float(raw) if raw not in (None, "") else VERSION_RETENTION_S)
+    from .. import settings
+
+    return dt.timedelta(seconds=settings.search_version_retention_s(VERSION_RETENTION_S))
 
 
 def _row_hashes(df: pl.DataFrame) -> dict[str, int]:
