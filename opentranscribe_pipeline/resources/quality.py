@@ -16,7 +16,8 @@ class QualityModelResource(dg.ConfigurableResource):
     """DNSMOS on the CPU, one onnxruntime session per run. ``threads`` bounds its intra-op
     threads (the step runs beside CPU stages); ``floor`` overrides
     ``OPENTRANSCRIBE_QUALITY_FLOOR`` (DNSMOS ovrl counted as usable speech);
-    ``dnsmos_stride`` trades coverage for time (docs/quality.md, *Cost*)."""
+    ``dnsmos_stride`` trades coverage for time and ``dnsmos_variant`` picks the int8 run
+    (default, ~0.5 x the CPU) or the model as shipped ("fp32") (docs/quality.md, *Cost*)."""
 
     threads: int = Field(default=2, description="onnxruntime intra-op threads for DNSMOS")
     floor: float | None = Field(
@@ -27,6 +28,11 @@ class QualityModelResource(dg.ConfigurableResource):
         ge=1,
         description="score one DNSMOS window in N of each speaker's speech (1: every segment; 2: about half the cost)",
     )
+    dnsmos_variant: str = Field(
+        default="int8",
+        pattern="^(int8|fp32)$",
+        description="DNSMOS run: int8 (conv2d_1-3 quantized, default) or fp32 (the model as shipped)",
+    )
 
     def quality_floor(self) -> float:
         return self.floor if self.floor is not None else settings.quality_floor()
@@ -34,7 +40,7 @@ class QualityModelResource(dg.ConfigurableResource):
     def model_name(self) -> str:
         from ..speech.quality import dnsmos_version
 
-        return dnsmos_version()
+        return dnsmos_version(self.dnsmos_variant)
 
     def model_version(self) -> str:
         """Changes whenever the rows could: the model file, the step's code, the floor."""
@@ -46,4 +52,4 @@ class QualityModelResource(dg.ConfigurableResource):
     def load(self) -> AbstractContextManager:
         from ..speech.quality import dnsmos_session
 
-        return dnsmos_session(self.threads)
+        return dnsmos_session(self.threads, self.dnsmos_variant)
