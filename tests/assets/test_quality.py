@@ -88,10 +88,17 @@ def test_rerun_keeps_current_files_redoes_changed_ones_and_records_a_failure(cop
         # a third file's segments are missing (attribute_speakers held it back): failed, not "no words"
         held_back = ids[2]
         wh.write_table("segments", segments.filter(pl.col("media_id") != held_back), batch)
-        # another file's audio is damaged: forced, it fails alone
+        # another file's audio is damaged: forced, it fails alone. The copy's audio table still
+        # names the shared archive's files (absolute URIs): point this file at a damaged one
+        # inside the copy instead of writing over the shared file other tests read.
         broken = ids[1]
-        audio_uri = wh.read_table("audio", batch).filter(pl.col("media_id") == broken)["audio_uri"].item()
-        wh.put_bytes(audio_uri, b"not a flac file")
+        damaged = wh.uri(wh.path("audio_16k", "damaged.flac"))
+        wh.put_bytes(damaged, b"not a flac file")
+        audio = wh.read_table("audio", batch)
+        audio = audio.with_columns(
+            audio_uri=pl.when(pl.col("media_id") == broken).then(pl.lit(damaged)).otherwise(pl.col("audio_uri"))
+        )
+        wh.write_table("audio", audio, batch)
         result, md = _run(instance, archive.root, batch, force=[broken])
         assert md["files_scored_this_run"] == 1 and md["files_failed"] == 2
         assert md["files_current_kept"] == len(ids) - 3
