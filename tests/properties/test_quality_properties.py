@@ -10,6 +10,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from opentranscribe_pipeline.assets.quality import segment_frame
 from opentranscribe_pipeline.schemas import QUALITY_FLAGS, MediaQuality, SegmentQuality, conform, utc_now
 from opentranscribe_pipeline.speech import quality as q
 
@@ -73,29 +74,7 @@ def test_rows_pass_the_schemas_and_keep_their_promises(file, floor):
     for row in rows:
         assert len(row["flags"]) == len(row["flag_reasons"]) and set(row["flags"]) <= set(QUALITY_FLAGS)
         assert (row["dnsmos_ovrl"] is None) == (row["dnsmos_note"] is not None)
-    df = (
-        conform(
-            pl.DataFrame(
-                rows,
-                schema_overrides={
-                    "speaker": pl.Utf8,
-                    "dnsmos_sig": pl.Float64,
-                    "dnsmos_bak": pl.Float64,
-                    "dnsmos_ovrl": pl.Float64,
-                    "dnsmos_note": pl.Utf8,
-                    "avg_logprob": pl.Float64,
-                    "no_speech_prob": pl.Float64,
-                    "compression_ratio": pl.Float64,
-                    "flags": pl.List(pl.Utf8),
-                    "flag_reasons": pl.List(pl.Utf8),
-                },
-                infer_schema_length=None,
-            ).with_columns(batch_id=pl.lit(BATCH), media_id=pl.lit(MEDIA_A)),
-            SegmentQuality,
-        )
-        if rows
-        else conform(pl.DataFrame(), SegmentQuality).clear()
-    )
+    df = segment_frame(BATCH, MEDIA_A, rows)  # what the step writes
     SegmentQuality.validate(df, lazy=True)
 
     audio = q.measure_audio(samples)
