@@ -304,7 +304,21 @@ class Archive:
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copytree(self.root, dest / "warehouse", symlinks=True)
         shutil.copytree(self.home, dest / "home", symlinks=True)
+        _rehome_audio_uris(dest / "warehouse", self.root)
         return Archive(dest, self.drop, dest / "home", dest / "warehouse", self.stdout)
+
+
+def _rehome_audio_uris(root: Path, original: Path) -> None:
+    """The `audio` table names each file's FLAC by its full URI inside the warehouse; in a copy
+    those must name the copy's files, or a test that damages "its" audio writes over the shared
+    archive's (it happened: 27c4100) and anything that checks a file lies inside its warehouse
+    refuses the copy's rows."""
+    import polars as pl
+
+    for part in sorted((root / "audio").glob("batch_id=*/*.parquet")):
+        frame = pl.read_parquet(part)
+        rehomed = frame.with_columns(pl.col("audio_uri").str.replace(str(original), str(root), literal=True, n=1))
+        rehomed.write_parquet(part)
 
 
 def build_shared_drop(target: Path) -> Path:

@@ -88,9 +88,8 @@ def test_rerun_keeps_current_files_redoes_changed_ones_and_records_a_failure(cop
         # a third file's segments are missing (attribute_speakers held it back): failed, not "no words"
         held_back = ids[2]
         wh.write_table("segments", segments.filter(pl.col("media_id") != held_back), batch)
-        # another file's audio is damaged: forced, it fails alone. The copy's audio table still
-        # names the shared archive's files (absolute URIs): point this file at a damaged one
-        # inside the copy instead of writing over the shared file other tests read.
+        # another file's audio is damaged: forced, it fails alone (a damaged file of its own
+        # beside the copy's FLACs, so the copy's other rows keep their audio).
         broken = ids[1]
         damaged = wh.uri(wh.path("audio_16k", "damaged.flac"))
         wh.put_bytes(damaged, b"not a flac file")
