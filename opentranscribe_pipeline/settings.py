@@ -349,3 +349,19 @@ def opensearch_index_prefix() -> str:
 def lancedb_uri() -> str | None:
     """Where the embedded index lives; default ``<warehouse>/_search``: ``OPENTRANSCRIBE_LANCEDB_URI``."""
     return env("OPENTRANSCRIBE_LANCEDB_URI")
+
+
+# -- review app accounts ------------------------------------------------------------------------
+def accounts_url() -> str | None:
+    """Where the review app's accounts live: ``OPENTRANSCRIBE_ACCOUNTS_URL`` (a
+    ``postgresql://`` URL or a SQLite file); unset: the Dagster instance's PostgreSQL, else
+    ``$DAGSTER_HOME/accounts.sqlite`` (see ``accounts.locate``)."""
+    return env("OPENTRANSCRIBE_ACCOUNTS_URL")
+
+
+def session_hours() -> float:
+    """How long a review-app sign-in lasts: ``OPENTRANSCRIBE_SESSION_HOURS`` (default 12)."""
+    hours = float(env("OPENTRANSCRIBE_SESSION_HOURS", "12"))
+    if not hours > 0:
+        raise ValueError(f"OPENTRANSCRIBE_SESSION_HOURS must be a positive number of hours, not {hours}")
+    return hours
