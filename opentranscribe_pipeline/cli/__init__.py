@@ -27,6 +27,7 @@ from .query import add_query_commands
 from .search import add_search_commands
 from .show import add_show_command
 from .speakers import add_speakers_command
+from .users import add_users_command
 
 __all__ = ["build_parser", "main"]
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor_command(sub)
     add_query_commands(sub)  # `query transcript|words|talk-time|languages`, `duckdb`
     add_export_command(sub)
+    add_users_command(sub)  # `users add|list|role|passwd|remove|audit`
     return parser
 
 
