@@ -12,6 +12,7 @@ import sys
 from .. import settings
 from .common import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, add_verbose, open_instance, open_warehouse
 from .search import search_backend
+from .users import record_cli_edit  # the audit log, when the review app's accounts exist
 
 
 def cmd_speakers(args) -> int:
@@ -82,6 +83,7 @@ def cmd_speakers_name(args, warehouse) -> int:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     record_profiles_changed(warehouse)
+    record_cli_edit("speaker.name", target, {"name": args.name, "asked": args.id})
     if target != args.id:
         print(f"{args.id} was merged into {target}; naming {target}")
     print(f"{target} is now {args.name!r}")
@@ -106,6 +108,8 @@ def cmd_speakers_split(args, warehouse) -> int:
         files = sorted({m for m, _ in members})
         print(f"  {gid}: {len(members)} member(s) in {len(files)} file(s): {', '.join(f[:12] for f in files[:5])}")
     print(f"committed speaker state generation {result.generation}; these ids are kept apart from now on")
+    detail = {"by_file": args.by_file, "media_ids": args.media or [], "new_ids": sorted(result.parts)}
+    record_cli_edit("speaker.split", args.id, {**detail, "generation": result.generation})
     record_profiles_changed(warehouse)  # names and members moved: exports are stale
     refresh_speakers_index(warehouse)
     return EXIT_OK
@@ -124,6 +128,7 @@ def cmd_speakers_merge(args, warehouse) -> int:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     print(f"{args.id} is now part of {target}")
+    record_cli_edit("speaker.merge", args.id, {"into": target})
     record_profiles_changed(warehouse)  # names and members moved: exports are stale
     refresh_speakers_index(warehouse)
     return EXIT_OK
