@@ -25,6 +25,7 @@ from .export import add_export_command
 from .process import add_process_command
 from .query import add_query_commands
 from .search import add_search_commands
+from .serve import add_serve_command
 from .show import add_show_command
 from .speakers import add_speakers_command
 from .users import add_users_command
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_query_commands(sub)  # `query transcript|words|talk-time|languages`, `duckdb`
     add_export_command(sub)
     add_users_command(sub)  # `users add|list|role|passwd|remove|audit`
+    add_serve_command(sub)  # the review app
     return parser
 
 
