@@ -143,7 +143,7 @@ class SQLiteDatabase(Database):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, read-only file
+        except sqlite3.DatabaseError as exc:  # locked past the timeout, disk full, read-only, not SQLite
             raise AccountError(f"the accounts store {self.path} refused: {exc}") from None
         finally:
             conn.close()
