@@ -8,7 +8,7 @@ export PYANNOTE_METRICS_ENABLED := 0
 SAMPLE := tests/data/sample_archive/drop-2026-11-24
 WAREHOUSE ?= warehouse
 
-.PHONY: venv run test test-random real-speech speech-tools dev lint bench clean
+.PHONY: venv run test test-random real-speech speech-tools browser dev lint bench clean
 
 venv: $(STAMP)
 
@@ -39,12 +39,17 @@ speech-tools:
 	@command -v espeak-ng >/dev/null && command -v flite >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng flite >/dev/null; }
 
-test: venv real-speech speech-tools
+# the browser the review app's tests drive through Playwright (Debian's chromium; Playwright never downloads one)
+browser:
+	@command -v chromium >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: venv real-speech speech-tools browser
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # the suite in random order: pyproject's addopts without `-p no:randomly` (pytest-randomly prints its
 # seed; replay an order with PYTEST_ARGS=--randomly-seed=N)
-test-random: venv real-speech speech-tools
+test-random: venv real-speech speech-tools browser
 	$(VENV)/bin/python -m pytest -o addopts="-ra --strict-markers --durations=30" $(PYTEST_ARGS)
 
 dev: venv $(DAGSTER_HOME)/dagster.yaml
