@@ -87,7 +87,7 @@ def normalize_name(name: str) -> str:
 def name_key(name: str) -> str:
     """What makes two names the same account: ``Alice`` and ``alice`` are one name, so the
     audit log can never show two people who look alike."""
-    return unicodedata.normalize("NFC", name.casefold())
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", name).casefold())  # Unicode's caseless match
 
 
 def check_role(role: str) -> str:
