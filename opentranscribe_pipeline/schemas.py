@@ -593,3 +593,78 @@ def slug(text: str, max_len: int = 40) -> str:
 def utc_now() -> dt.datetime:
     """The time written to ``processed_at`` / ``clustered_at`` / ``named_at``: always UTC."""
     return dt.datetime.now(dt.UTC)
+
+
+# -- summaries and topics (issue 34) --------------------------------------------------------------
+SUMMARY_STATUSES = ("ok", "failed", "skipped")  # skipped: e.g. past the batch's LLM token budget
+SUMMARY_METHODS = ("extractive", "llm")
+KEY_POINT = pl.Struct({"text": pl.Utf8, "start_s": pl.Float64, "end_s": pl.Float64, "speaker": pl.Utf8})
+
+
+class Summary(_Table):
+    """Per media item with a transcript: what it is about (resume state of the summary step).
+
+    ``summary``/``key_points``/``topics`` are in the media's ``language`` (from ``segments``);
+    the ``_en`` columns are the same in English (from ``segments_en``; for English media a
+    copy of the first ones; null where the file has no English version). A key point is a
+    sentence (extractive: said word for word; llm: the model's words) with the time range and
+    file-local speaker it comes from. ``method``: ``extractive`` (offline, the packaged MiniLM)
+    or ``llm`` (an OpenAI-compatible chat endpoint; ``prompt_version`` names its prompt)."""
+
+    batch_id: str
+    media_id: str = pa.Field(unique=True, str_matches=SHA256_HEX)
+    status: str = pa.Field(isin=SUMMARY_STATUSES)
+    error: str = pa.Field(nullable=True)  # failed / skipped: why ("skipped: token budget ...")
+    language: str = pa.Field(nullable=True)
+    summary: str = pa.Field(nullable=True)
+    key_points: pl.List(KEY_POINT) = pa.Field(nullable=True)
+    topics: pl.List(pl.Utf8) = pa.Field(nullable=True)
+    summary_en: str = pa.Field(nullable=True)
+    key_points_en: pl.List(KEY_POINT) = pa.Field(nullable=True)
+    topics_en: pl.List(pl.Utf8) = pa.Field(nullable=True)
+    method: str = pa.Field(isin=SUMMARY_METHODS)
+    model: str
+    prompt_version: str = pa.Field(nullable=True)  # llm only
+    n_sentences: pl.Int64 = pa.Field(ge=0)  # sentences of the transcript considered
+    input_tokens: pl.Int64 = pa.Field(ge=0)  # llm: as the server reported (or estimated); extractive: 0
+    output_tokens: pl.Int64 = pa.Field(ge=0)
+    source_digest: str = pa.Field(nullable=True)  # of the segments summarized: changed -> redone
+    audio_s: pl.Float64 = pa.Field(ge=0)
+    elapsed_s: pl.Float64 = pa.Field(ge=0)
+    model_version: str
+    processed_at: pl.Datetime(time_unit="us", time_zone="UTC")
+
+    @pa.dataframe_check
+    @classmethod
+    def errors_explain_failures(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.when(pl.col("status") == "ok").then(pl.col("error").is_null()).otherwise(pl.col("error").is_not_null())
+        )
+
+    @pa.dataframe_check
+    @classmethod
+    def key_points_are_timed(cls, data) -> pl.LazyFrame:
+        """3-7 key points where a summary was made, each with start <= end."""
+        kp = pl.col("key_points")
+        times_ok = kp.list.eval(pl.element().struct.field("start_s") <= pl.element().struct.field("end_s")).list.all()
+        return data.lazyframe.select(kp.is_null() | (kp.list.len().is_between(0, 7) & times_ok.fill_null(True)))
+
+
+class Topic(_Table):
+    """Per media item and language: its topics (keyphrases), best first, for joins.
+    ``weight``: the keyphrase's cosine similarity to the transcript (extractive) or the
+    model's rank turned into a weight (llm), in [0, 1]."""
+
+    batch_id: str
+    media_id: str = pa.Field(str_matches=SHA256_HEX)
+    language: str = pa.Field(nullable=True)  # "en": from segments_en
+    rank: pl.Int32 = pa.Field(ge=0)
+    topic: str = pa.Field(str_length={"min_value": 1})
+    weight: pl.Float64 = pa.Field(ge=0, le=1)
+
+    class Config:
+        unique = ["media_id", "language", "rank"]
+
+
+TABLES["summaries"] = Summary
+TABLES["topics"] = Topic

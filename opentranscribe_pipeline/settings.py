@@ -365,3 +365,30 @@ def session_hours() -> float:
     if not hours > 0:
         raise ValueError(f"OPENTRANSCRIBE_SESSION_HOURS must be a positive number of hours, not {hours}")
     return hours
+
+
+# -- summaries (issue 34) -----------------------------------------------------------------------
+SUMMARY_METHODS = ("extractive", "llm")
+LLM_URL_VAR = "OPENTRANSCRIBE_LLM_URL"  # an OpenAI-compatible base URL, e.g. http://vllm:8000/v1
+LLM_MODEL_VAR = "OPENTRANSCRIBE_LLM_MODEL"
+LLM_KEY_VAR = "OPENTRANSCRIBE_LLM_API_KEY"  # read only through dg.EnvVar: never shown, never logged
+
+
+def summary_method() -> str:
+    """``extractive`` (offline default: the packaged MiniLM) or ``llm`` (the chat endpoint of
+    ``OPENTRANSCRIBE_LLM_URL``): ``OPENTRANSCRIBE_SUMMARY_METHOD``."""
+    value = (env("OPENTRANSCRIBE_SUMMARY_METHOD", "extractive") or "extractive").strip().lower()
+    if value not in SUMMARY_METHODS:
+        raise ValueError(f"OPENTRANSCRIBE_SUMMARY_METHOD must be one of {SUMMARY_METHODS}, not {value!r}")
+    return value
+
+
+def llm_model() -> str | None:
+    """The chat model summaries ask (``OPENTRANSCRIBE_LLM_MODEL``), as the endpoint names it."""
+    return env(LLM_MODEL_VAR)
+
+
+def llm_variables_set() -> dict[str, bool]:
+    """Which of the LLM variables are set (values never read here): the resource takes
+    ``dg.EnvVar`` only for those, so an unset one is no error in the offline default."""
+    return {name: env(name) is not None for name in (LLM_URL_VAR, LLM_MODEL_VAR, LLM_KEY_VAR)}
