@@ -127,7 +127,7 @@ if __name__ == "__main__":
     out = {}
     with runner.shared_forkserver(executors.PRELOAD):
         out["server"] = forkserver._forkserver._forkserver_pid
-        out["shared"] = runner._shared_forkserver
+        out["shared"] = runner.forkserver.shared()
         os.environ["PROBE"] = "changed inside the block"
         for run in ("first", "second"):
             # what each run's multiprocess executor does before forking its steps
@@ -171,5 +171,5 @@ def test_shared_forkserver_none_starts_nothing():
 
     runner.stop_forkserver()
     with runner.shared_forkserver(None):
-        assert runner._shared_forkserver is False
+        assert runner.forkserver.shared() is False
         assert getattr(forkserver._forkserver, "_forkserver_pid", None) is None
