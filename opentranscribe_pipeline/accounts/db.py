@@ -26,6 +26,7 @@ from .model import AccountError
 
 SCHEMA_VERSION = 1
 _ADVISORY_LOCK = 0x07_AC_C0_01  # any constant: serialises schema creation between processes
+_SIGN_IN_LOCK = _ADVISORY_LOCK + 1
 _IDLE_CHECK_S = 30.0
 _KEEP_IDLE = 4
 
@@ -85,6 +86,10 @@ class Database:
 
     def close(self) -> None:
         pass
+
+    def serialize(self, tx: Tx) -> None:
+        """Hold, until ``tx`` ends, the lock every sign-in's check of the limit takes (SQLite:
+        the write lock ``BEGIN IMMEDIATE`` already holds)."""
 
     def create_schema(self) -> None:
         with self.transaction(write=True) as tx:
@@ -201,6 +206,9 @@ class PostgresDatabase(Database):
     def exists(self) -> bool:
         with self.transaction() as tx:
             return tx.one("SELECT to_regclass('accounts_schema')")[0] is not None
+
+    def serialize(self, tx: Tx) -> None:
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (_SIGN_IN_LOCK,))
 
     @contextlib.contextmanager
     def transaction(self, write: bool = False) -> Iterator[Tx]:

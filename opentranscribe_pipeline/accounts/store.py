@@ -8,7 +8,7 @@ limit and the audit log, in SQLite or PostgreSQL (:mod:`.db`).
   ``MAX_FAILURES`` failures for one name, or from one client, within ``WINDOW_S``, every
   attempt for that name or from that client is refused, even with the right password, until
   the window has passed (refused attempts do not extend it). A success clears the name's
-  failures, never the client's.
+  failures, never the client's. Attempts at the same moment are counted exactly.
 - Sessions: an opaque ``secrets.token_urlsafe(32)``; only its SHA-256 is stored. A session
   ends when it expires (``settings.session_hours()``), is ended, its user is removed, or its
   user's password changes; a role change applies to open sessions at once.
@@ -175,34 +175,37 @@ class AccountStore:
     # -- signing in ------------------------------------------------------------------------------
     def sign_in(self, name: str, password: str, client: str) -> User:
         """The user, when ``password`` is theirs and neither the name nor the client is
-        rate-limited; else :class:`SignInRefused`."""
+        rate-limited; else :class:`SignInRefused`.
+
+        Each attempt is counted as a failure before its password is checked, in the same
+        transaction as the check of the limit (serialised), and un-counted on success: so
+        however many attempts arrive at once, no more than ``MAX_FAILURES`` passwords per
+        name or client are ever tried within the window."""
         key, client = _key_of(name), str(client)[:CLIENT_MAX_CHARS]
         now = self._now()
-        with self._db.transaction() as tx:
+        with self._db.transaction(write=True) as tx:
+            self._db.serialize(tx)
             wait = self._locked_for(tx, key, client, now)
-            row = (
-                None
-                if wait
-                else tx.one("SELECT name, role, password_hash FROM accounts_users WHERE name_key = ?", (key,))
-            )
-        if wait:
-            raise SignInRefused(_too_many(wait), retry_after_s=wait)
-        ok = self._verify(row[2] if row else None, password)
-        if not ok:
-            with self._db.transaction(write=True) as tx:
+            if not wait:
+                row = tx.one("SELECT name, role, password_hash FROM accounts_users WHERE name_key = ?", (key,))
                 tx.execute(
                     "INSERT INTO accounts_sign_in_failures (name_key, client, at) VALUES (?, ?, ?)", (key, client, now)
                 )
+        if wait:
+            raise SignInRefused(_too_many(wait), retry_after_s=wait)
+        if not self._verify(row[2] if row else None, password):
+            with self._db.transaction(write=True) as tx:
                 tx.execute("DELETE FROM accounts_sign_in_failures WHERE at <= ?", (now - WINDOW_S,))
                 wait = self._locked_for(tx, key, client, now)
             raise SignInRefused(_too_many(wait) if wait else WRONG, retry_after_s=wait)
         user_name, role, digest = row
+        rehashed = self._hasher.hash(normalize_password(password)) if self._hasher.check_needs_rehash(digest) else None
         with self._db.transaction(write=True) as tx:
-            tx.execute("DELETE FROM accounts_sign_in_failures WHERE name_key = ?", (key,))
-            if self._hasher.check_needs_rehash(digest):
+            tx.execute("DELETE FROM accounts_sign_in_failures WHERE name_key = ?", (key,))  # this attempt's too
+            if rehashed:
                 tx.execute(
                     "UPDATE accounts_users SET password_hash = ? WHERE name_key = ? AND password_hash = ?",
-                    (self._hasher.hash(normalize_password(password)), key, digest),
+                    (rehashed, key, digest),
                 )
         return User(user_name, role)
 

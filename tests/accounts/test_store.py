@@ -206,3 +206,25 @@ def test_concurrent_sign_ins_and_sessions_from_threads(store):
     for thread in threads:
         thread.join()
     assert errors == [] and seen == [User("ada", "viewer")] * 20
+
+
+def test_attempts_at_the_same_moment_try_no_more_than_the_limit_of_passwords(store):
+    store.add_user("ada", PASSWORD, "viewer")
+    start, refusals = threading.Barrier(12), []
+
+    def attempt() -> None:
+        start.wait()
+        try:
+            store.sign_in("ada", "a wrong guess", "10.1.1.1")
+        except SignInRefused as exc:
+            refusals.append(str(exc))
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(refusals) == 12
+    with store._db.transaction() as tx:  # each password tried left one failure; the rest were turned away
+        assert tx.one("SELECT COUNT(*) FROM accounts_sign_in_failures")[0] == MAX_FAILURES
+    assert sum(r == WRONG for r in refusals) <= MAX_FAILURES - 1 and sum("too many" in r for r in refusals) >= 7
