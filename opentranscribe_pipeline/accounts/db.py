@@ -161,6 +161,8 @@ class PostgresDatabase(Database):
         self.location = location
         self._idle: list[tuple[object, float]] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._inherited: list = []  # a forked child's copies of the parent's connections
 
     def _connect(self):
         import psycopg2
@@ -178,6 +180,9 @@ class PostgresDatabase(Database):
 
         while True:
             with self._lock:
+                if self._pid != os.getpid():  # forked (a pre-forking server): the sockets are the parent's;
+                    self._inherited += self._idle  # closing them here would end the parent's sessions
+                    self._idle, self._pid = [], os.getpid()
                 if not self._idle:
                     break
                 conn, since = self._idle.pop()
@@ -224,8 +229,9 @@ class PostgresDatabase(Database):
                         conn.rollback()
                     raise
                 conn.commit()
-        except psycopg2.OperationalError as exc:
-            raise AccountError(f"the accounts database {self.location.shown} failed: {str(exc).strip()}") from None
+        except psycopg2.Error as exc:  # cut off, no privilege, no schema to create in: one line saying so
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AccountError(f"the accounts database {self.location.shown} refused: {first}") from None
         finally:  # reused only when it is back outside any transaction
             idle = psycopg2.extensions.TRANSACTION_STATUS_IDLE
             self._checkin(conn, not conn.closed and conn.get_transaction_status() == idle)
