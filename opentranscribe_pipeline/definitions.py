@@ -130,7 +130,7 @@ defs = dg.Definitions(
     sensors=[drop_sensor, record_run_failures, assign_new_speakers, summarize_after_batch, summarize_after_failed_batch]
     + [publish_after_assignment(assign_speakers, publish_batch)],
     resources={
-        "warehouse": WarehouseResource(),
+        "warehouse": WarehouseResource.from_settings(),
         "asr": AsrModelResource(),
         "diarization": DiarizationModelResource(),
         "clustering": SpeakerClusteringResource(),
@@ -138,7 +138,7 @@ defs = dg.Definitions(
         "translation": TranslationModelResource(),
         "exports_config": ExportsResource(),
         "text_embedding": TextEmbeddingResource(),
-        "search": SearchResource(),
+        "search": SearchResource.from_settings(),
         "quality": QualityModelResource(),
     },
 )

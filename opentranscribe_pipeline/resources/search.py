@@ -8,15 +8,19 @@ from pydantic import Field
 from .. import settings
 from ..search.chunking import CHUNKER_VERSION
 from ..search.embedding import ResolvedTextModel, TextEmbedder, resolve_text_model
-from ..speech.asr import resolve_device
+from ..speech.device import resolve_device
 
 
 class TextEmbeddingResource(dg.ConfigurableResource):
     """The sentence-transformers model that embeds passages and queries (a ``StageModel``).
     ``model``: ``packaged:all-minilm-l6-v2`` (offline default), any sentence-transformers id, or
-    a local directory; unset falls back to ``OPENTRANSCRIBE_TEXT_EMBEDDING_MODEL``."""
+    a local directory; its default is ``OPENTRANSCRIBE_TEXT_EMBEDDING_MODEL``, read when the
+    resource is built, so the UI shows the model the runs use."""
 
-    model: str | None = Field(default=None, description="packaged:all-minilm-l6-v2 | hub id | /local/dir")
+    model: str = Field(
+        default_factory=settings.text_embedding_model,
+        description="packaged:all-minilm-l6-v2 | hub id | /local/dir (default: OPENTRANSCRIBE_TEXT_EMBEDDING_MODEL)",
+    )
     device: str = Field(default="auto", description="auto, cpu or cuda")
     batch_size: int = Field(default=64, description="passages per forward pass; lower it on out-of-memory")
     target_words: int = Field(
@@ -24,7 +28,7 @@ class TextEmbeddingResource(dg.ConfigurableResource):
     )
 
     def spec(self) -> str:
-        return self.model or settings.text_embedding_model()
+        return self.model
 
     def resolved(self) -> ResolvedTextModel:
         return resolve_text_model(self.spec())
@@ -41,21 +45,49 @@ class TextEmbeddingResource(dg.ConfigurableResource):
 
 class SearchResource(dg.ConfigurableResource):
     """Where the search index lives. ``backend``: ``lancedb`` (embedded, under
-    ``<warehouse>/_search``) or ``opensearch``; unset fields fall back to
-    ``OPENTRANSCRIBE_SEARCH_BACKEND``, ``OPENSEARCH_URL``, ``OPENSEARCH_USER``,
-    ``OPENSEARCH_PASSWORD``, ``OPENSEARCH_INDEX_PREFIX``, ``OPENTRANSCRIBE_LANCEDB_URI``. In
-    production pass the URL and credentials as ``dg.EnvVar(...)`` so the UI never shows them."""
+    ``<warehouse>/_search``) or ``opensearch``. The defaults are the settings
+    (``OPENTRANSCRIBE_SEARCH_BACKEND``, ``OPENSEARCH_INDEX_PREFIX``, ``OPENTRANSCRIBE_LANCEDB_URI``),
+    read when the resource is built, so the UI shows what the runs use. The OpenSearch URL and
+    credentials are ``dg.EnvVar`` in the code location (:meth:`from_settings`: shown by
+    variable name, resolved when a run starts); ``None``: ``OPENSEARCH_URL``,
+    ``OPENSEARCH_USER``, ``OPENSEARCH_PASSWORD`` read when the index is opened (a resource
+    built outside Dagster, e.g. by the CLI)."""
 
-    backend: str | None = Field(default=None, description="lancedb (default) or opensearch")
-    opensearch_url: str | None = Field(default=None, description="https://host:9200 (EnvVar('OPENSEARCH_URL'))")
-    opensearch_user: str | None = None
+    backend: str = Field(
+        default_factory=settings.search_backend,
+        description="lancedb (default) or opensearch (default: OPENTRANSCRIBE_SEARCH_BACKEND)",
+    )
+    opensearch_url: str | None = Field(default=None, description="https://host:9200: EnvVar('OPENSEARCH_URL')")
+    opensearch_user: str | None = Field(default=None, description="EnvVar('OPENSEARCH_USER')")
     opensearch_password: str | None = Field(default=None, description="EnvVar('OPENSEARCH_PASSWORD')")
-    index_prefix: str | None = Field(default=None, description="aliases <prefix>-chunks, <prefix>-speakers")
+    index_prefix: str = Field(
+        default_factory=settings.opensearch_index_prefix,
+        description="aliases <prefix>-chunks, <prefix>-speakers (default: OPENSEARCH_INDEX_PREFIX, else opentranscribe)",
+    )
     verify_certs: bool = True
-    lancedb_uri: str | None = Field(default=None, description="default: <warehouse>/_search")
+    lancedb_uri: str | None = Field(
+        default_factory=settings.lancedb_uri,
+        description="default: OPENTRANSCRIBE_LANCEDB_URI, else <warehouse>/_search",
+    )
+
+    @classmethod
+    def from_settings(cls) -> SearchResource:
+        """The code location's search resource: values from the settings, the OpenSearch
+        endpoint and credentials that are set as ``dg.EnvVar``."""
+        secrets = {
+            "opensearch_url": ("OPENSEARCH_URL", settings.opensearch_url()),
+            "opensearch_user": ("OPENSEARCH_USER", settings.opensearch_user()),
+            "opensearch_password": ("OPENSEARCH_PASSWORD", settings.opensearch_password()),
+        }
+        return cls(
+            backend=settings.search_backend(),
+            index_prefix=settings.opensearch_index_prefix(),
+            lancedb_uri=settings.lancedb_uri(),
+            **{field: dg.EnvVar(name) for field, (name, value) in secrets.items() if value},
+        )
 
     def backend_name(self) -> str:
-        return (self.backend or settings.search_backend()).lower()
+        return self.backend.lower()
 
     def open(self, wh):
         from ..search.service import open_search_backend
@@ -63,10 +95,10 @@ class SearchResource(dg.ConfigurableResource):
         return open_search_backend(
             wh,
             self.backend_name(),
-            lancedb_uri=self.lancedb_uri or settings.lancedb_uri(),
+            lancedb_uri=self.lancedb_uri,
             opensearch_url=self.opensearch_url or settings.opensearch_url(),
             opensearch_user=self.opensearch_user or settings.opensearch_user(),
             opensearch_password=self.opensearch_password or settings.opensearch_password(),
-            index_prefix=self.index_prefix or settings.opensearch_index_prefix(),
+            index_prefix=self.index_prefix,
             verify_certs=self.verify_certs,
         )
