@@ -17,6 +17,7 @@ from .assets.exports import exports
 from .assets.quality import score_quality
 from .assets.search import embed_chunks, search_index, speakers_index
 from .assets.stats import conversation_analytics
+from .assets.summaries import summarize
 from .assets.summary import archive_summary
 from .assets.translation import translate
 from .assets.versions import with_code_versions
@@ -32,6 +33,7 @@ from .resources import (
 from .resources.deliver import ExportsResource
 from .resources.quality import QualityModelResource
 from .resources.search import SearchResource, TextEmbeddingResource
+from .resources.summaries import summary_resource
 from .sensors import DropSensorConfig, drop_sensor, record_run_failures
 from .sensors.publish import publish_after_assignment
 from .sensors.speakers import ASSIGN_JOB, assign_new_speakers
@@ -50,15 +52,23 @@ __all__ = ["ASSIGN_JOB", "BATCH_JOB", "PUBLISH_JOB", "RECLUSTER_JOB", "SUMMARY_J
 transcribe_batch = dg.define_asset_job(
     BATCH_JOB,
     selection=dg.AssetSelection.assets(
-        ingest, transcribe, diarize, attribute_speakers, translate, conversation_analytics, embed_chunks, score_quality
+        ingest,
+        transcribe,
+        diarize,
+        attribute_speakers,
+        translate,
+        conversation_analytics,
+        embed_chunks,
+        score_quality,
+        summarize,
     ),
     partitions_def=batch_partitions,
     description=(
         "One batch of files, stage by stage: `ingest` (media, audio) -> `diarize` (speaker turns and embeddings; "
         "its speech regions are transcription's VAD) -> `transcribe` (transcripts, word timings) -> "
         "`attribute_speakers` (segments and words, a speaker on every word) -> `translate` (English: segments_en), "
-        "`conversation_analytics` (speaker_stats, media_stats), `score_quality` (segment_quality, media_quality) "
-        "and `embed_chunks` (search passages: chunks). "
+        "`conversation_analytics` (speaker_stats, media_stats), `score_quality` (segment_quality, media_quality), "
+        "`embed_chunks` (search passages: chunks) and, after translation, `summarize` (summaries, topics). "
         "Global speaker ids follow in assign_speakers, exports and the search index in publish_batch."
     ),
     executor_def=batch_executor(),  # Celery when OPENTRANSCRIBE_CELERY_BROKER is set, else multiprocess
@@ -121,7 +131,7 @@ defs = dg.Definitions(
         *with_code_versions(
             [ingest, transcribe, diarize, attribute_speakers, cluster_speakers, speaker_profiles]
             + [translate, conversation_analytics, exports]
-            + [embed_chunks, search_index, speakers_index, score_quality]
+            + [embed_chunks, search_index, speakers_index, score_quality, summarize]
         ),
         archive_summary,
     ],
@@ -140,5 +150,6 @@ defs = dg.Definitions(
         "text_embedding": TextEmbeddingResource(),
         "search": SearchResource.from_settings(),
         "quality": QualityModelResource(),
+        "summaries": summary_resource(),  # extractive offline; the LLM variables that are set, as EnvVar
     },
 )

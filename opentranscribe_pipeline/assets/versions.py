@@ -21,6 +21,7 @@ import dagster as dg
 
 from .. import settings
 from ..resources.quality import QUALITY_STEP_VERSION
+from ..resources.summaries import summary_code_version
 from ..speech.diarize import pipeline_version
 from ..speech.models import asr_model_version
 from .media import INGEST_VERSION
@@ -38,6 +39,7 @@ STEP_VERSIONS = {
     "embed_chunks": "chunks/1",
     "search_index": "search_index/1",
     "score_quality": QUALITY_STEP_VERSION,
+    "summarize": "summaries/1",
 }
 
 
@@ -54,6 +56,7 @@ def code_versions() -> dict[str, str]:
     from ..speech.quality import dnsmos_version
 
     versions["score_quality"] += f"|{dnsmos_version()}|floor={settings.quality_floor():g}"
+    versions["summarize"] += f"|{summary_code_version()}"
     return versions
 
 
