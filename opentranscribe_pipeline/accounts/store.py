@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -69,7 +70,9 @@ class AccountStore:
     def open(cls, url: str | None = None, *, clock: Callable[[], float] = time.time, hasher=None) -> AccountStore:
         """The store ``url`` names, else the default one (:mod:`.locate`); its tables are
         created if missing. :class:`AccountError` when it cannot be opened."""
-        location, _ = locate(url)
+        location, default = locate(url)
+        if default and location.kind == "sqlite":  # the instance's folder may not be made yet (./.dagster)
+            Path(location.target).parent.mkdir(parents=True, exist_ok=True)
         db = open_database(location)
         db.create_schema()
         return cls(db, clock=clock, hasher=hasher)

@@ -18,7 +18,8 @@ import logging
 import os
 import sys
 
-from .common import EXIT_OK, EXIT_USAGE
+from .. import settings
+from .common import EXIT_OK, EXIT_USAGE, dagster_home
 
 PASSWORD_STDIN_MAX = 8192
 
@@ -37,6 +38,8 @@ def cmd_users(args) -> int:
 
     try:
         password = read_new_password(args) if args.action in ("add", "passwd") else None
+        if not (args.accounts or settings.accounts_url()):
+            dagster_home()  # the instance folder every command uses (./.dagster seeded with ./dagster.yaml)
         with AccountStore.open(args.accounts) as store:
             return ACTIONS[args.action](args, store, password)
     except (AccountError, PasswordNotGiven) as exc:
