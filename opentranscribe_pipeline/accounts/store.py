@@ -38,6 +38,7 @@ from .. import settings
 from .db import Database, open_database
 from .locate import locate
 from .model import (
+    AccountError,
     AccountExists,
     AuditEntry,
     SignInRefused,
@@ -72,22 +73,35 @@ class AccountStore:
         created if missing. :class:`AccountError` when it cannot be opened."""
         location, default = locate(url)
         if default and location.kind == "sqlite":  # the instance's folder may not be made yet (./.dagster)
-            Path(location.target).parent.mkdir(parents=True, exist_ok=True)
-        db = open_database(location)
-        db.create_schema()
-        return cls(db, clock=clock, hasher=hasher)
+            try:
+                Path(location.target).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise AccountError(f"cannot create the folder of {location.target}: {exc.strerror}") from None
+        return cls._ready(open_database(location), clock, hasher)
 
     @classmethod
     def open_existing(
         cls, url: str | None = None, *, clock: Callable[[], float] = time.time, hasher=None
     ) -> AccountStore | None:
         """Like :meth:`open`, but None where no store was ever created (nothing is created)."""
-        location, _ = locate(url)
-        db = open_database(location)
-        if not db.exists():
+        db = open_database(locate(url)[0])
+        try:
+            there = db.exists()
+        except BaseException:
+            db.close()
+            raise
+        if not there:
             db.close()
             return None
-        db.create_schema()  # checks the version; creates nothing that is there
+        return cls._ready(db, clock, hasher)  # checks the schema version; creates nothing that is there
+
+    @classmethod
+    def _ready(cls, db: Database, clock, hasher) -> AccountStore:
+        try:
+            db.create_schema()
+        except BaseException:
+            db.close()
+            raise
         return cls(db, clock=clock, hasher=hasher)
 
     @property

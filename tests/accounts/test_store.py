@@ -165,8 +165,7 @@ def test_a_hash_made_with_older_parameters_is_redone_at_sign_in(store_url, clock
     newer = cheap_hasher(time_cost=2)
     with AccountStore.open(store_url, clock=clock, hasher=newer) as store:
         assert store.sign_in("ada", PASSWORD, "c") == User("ada", "viewer")
-        digest = store._db  # the stored hash, read back through the store's own connection
-        with digest.transaction() as tx:
+        with store._db.transaction() as tx:  # the stored hash, read back through the store's own connection
             (stored,) = tx.one("SELECT password_hash FROM accounts_users")
         assert "t=2" in stored and not newer.check_needs_rehash(stored)
         assert store.sign_in("ada", PASSWORD, "c").name == "ada"
