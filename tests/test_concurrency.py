@@ -26,6 +26,7 @@ def test_model_steps_are_in_the_gpu_pool():
         "conversation_analytics": None,
         "embed_chunks": "gpu",  # the text-embedding model step (search)
         "score_quality": None,  # DNSMOS on the CPU, threads bounded (issue 32)
+        "summarize": None,  # MiniLM on the CPU or a remote LLM: never holds a GPU slot (issue 34)
     }
 
 

@@ -47,7 +47,8 @@ def test_k8s_step_jobs_request_a_gpu_for_exactly_the_model_steps(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", SECRET)
     job = defs.resolve_job_def("transcribe_batch")
     manifests = {node.name: step_job_manifest(node) for node in job.graph.nodes}
-    assert set(manifests) == MODEL_STEPS | {"ingest", "attribute_speakers", "conversation_analytics", "score_quality"}
+    cpu_steps = {"ingest", "attribute_speakers", "conversation_analytics", "score_quality", "summarize"}
+    assert set(manifests) == MODEL_STEPS | cpu_steps
     gpu_steps = set()
     for name, manifest in manifests.items():
         pod = manifest["spec"]["template"]["spec"]

@@ -11,6 +11,10 @@ step's code changed (``model_version``), or when its segments or English segment
 (``source_digest``). A file the step fails on is a ``failed`` row with the error; a file past
 the batch's token budget is a ``skipped`` row (``skipped: token budget ...``) that a later
 run does; the batch goes on.
+
+Not in the ``gpu`` pool: the extractive method runs the small MiniLM on the CPU with its
+threads bounded (``SummaryModelResource.threads``), and the LLM method only waits on a remote
+endpoint; neither may hold a GPU slot while transcription waits for it.
 """
 
 import dataclasses
@@ -20,12 +24,10 @@ import polars as pl
 
 from ..deliver import llm
 from ..deliver import summaries as sm
-from ..executors import MODEL_STEP_TAGS
 from ..partitions import batch_partitions
 from ..resources import WarehouseResource
 from ..resources.summaries import SummaryModelResource
 from ..schemas import Summary, Topic, conform
-from ..settings import GPU_POOL
 from .checks import table_spec
 from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, run_model_step, usable_audio
 
@@ -80,8 +82,6 @@ def _spec(table: str, description: str) -> dg.AssetSpec:
     ],
     check_specs=STAGE.check_specs(),
     partitions_def=batch_partitions,
-    pool=GPU_POOL,
-    op_tags=MODEL_STEP_TAGS,
 )
 def summarize(
     context: dg.AssetExecutionContext,

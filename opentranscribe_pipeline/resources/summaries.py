@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import dagster as dg
 from pydantic import Field
@@ -31,7 +32,10 @@ class SummaryModelResource(dg.ConfigurableResource):
     text_model: str | None = Field(
         default=None, description="extractive: text model; unset: OPENTRANSCRIBE_TEXT_EMBEDDING_MODEL (packaged MiniLM)"
     )
-    device: str = Field(default="auto", description="extractive: auto, cpu or cuda")
+    device: str = Field(default="cpu", description="extractive: cpu (default: the step is not in the gpu pool) or cuda")
+    threads: int = Field(
+        default=2, ge=1, description="extractive: torch threads on the CPU (the step runs beside others)"
+    )
     base_url: str | None = Field(
         default=None,
         description="llm: OpenAI-compatible base URL, e.g. http://vllm:8000/v1 (EnvVar OPENTRANSCRIBE_LLM_URL)",
@@ -109,10 +113,23 @@ class SummaryModelResource(dg.ConfigurableResource):
         """extractive: the text model (one load per run, freed after); llm: a chat client."""
         if self.method_name() == "llm":
             return nullcontext(ChatClient(self.chat_config()))
-        from ..search.embedding import TextEmbedder, resolve_text_model
-        from ..speech.asr import resolve_device
+        return _bounded(self.text_model_spec(), self.device, self.threads)
 
-        return TextEmbedder(resolve_text_model(self.text_model_spec()), device=resolve_device(self.device))
+
+@contextmanager
+def _bounded(spec: str, device: str, threads: int) -> Iterator:
+    """The text model with torch's CPU threads bounded while it is loaded (restored after)."""
+    import torch
+
+    from ..search.embedding import TextEmbedder, resolve_text_model
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with TextEmbedder(resolve_text_model(spec), device=device) as embedder:
+            yield embedder
+    finally:
+        torch.set_num_threads(before)
 
 
 def summary_resource() -> SummaryModelResource:
