@@ -1,7 +1,7 @@
 """What ``process`` prints at the end about the batches it handled: files, audio, words and
-speakers from the tables (what the archive dashboard, ``query.summary``, counts per drop,
-here for this command's batches only, with their words and segments), then one line per
-file some stage left without outputs.
+speakers from the tables, counted by ``query.summary.batches_summary`` (the archive
+dashboard's counts, for this command's batches only, with their words and segments), then
+one line per file some stage left without outputs.
 """
 
 from __future__ import annotations
@@ -60,71 +60,14 @@ def print_held_back(warehouse, batch_ids: list[str]) -> int:
     return files
 
 
-def _readable(warehouse, table: str, batch_ids: list[str], unreadable: list) -> list:
-    """The batches' parts of ``table`` that exist and can be read; the others' errors go to
-    ``unreadable`` (a summary shows what it can)."""
-    from ..storage import CorruptTable
-
-    frames = []
-    for b in batch_ids:
-        try:
-            df = warehouse.read_table(table, b)
-        except CorruptTable as exc:
-            unreadable.append(exc)
-            continue
-        if df is not None:
-            frames.append(df)
-    return frames
-
-
-def summarize(warehouse, batch_ids: list[str]) -> dict:
-    import polars as pl
-
-    unreadable: list = []
-    media = _readable(warehouse, "media", batch_ids, unreadable)
-    state = _readable(warehouse, "transcripts", batch_ids, unreadable)
-    media_df = pl.concat(media, how="vertical_relaxed") if media else None
-    state_df = pl.concat(state, how="vertical_relaxed") if state else None
-    counts = dict(media_df.group_by("status").len().iter_rows()) if media_df is not None else {}
-    ok_state = state_df.filter(pl.col("status") == "ok") if state_df is not None else None
-    return {
-        "files": media_df.height if media_df is not None else 0,
-        "ok": counts.get("ok", 0),
-        "failed": counts.get("failed", 0),
-        "skipped": counts.get("skipped", 0),
-        "transcripts_failed": state_df.filter(pl.col("status") == "failed").height if state_df is not None else 0,
-        "audio_s": float(ok_state["audio_s"].sum()) if ok_state is not None else 0.0,
-        "words": int(ok_state["n_words"].sum()) if ok_state is not None else 0,
-        "segments": int(ok_state["n_segments"].sum()) if ok_state is not None else 0,
-        "local_speakers": sum(df.height for df in _readable(warehouse, "speaker_embeddings", batch_ids, unreadable)),
-        "global_speakers": _global_speakers(warehouse, batch_ids, unreadable),
-        "unreadable": unreadable,
-        "problems": (
-            media_df.filter(pl.col("status") != "ok").select("source_uri", "status", "error").rows()
-            if media_df is not None
-            else []
-        ),
-    }
-
-
-def _global_speakers(warehouse, batch_ids: list[str], unreadable: list) -> int:
-    from ..speakers.state import read_clusters
-    from ..storage import CorruptTable
-
-    try:
-        return read_clusters(warehouse, batch_ids)["global_speaker_id"].n_unique()
-    except CorruptTable as exc:
-        unreadable.append(exc)
-        return 0
-
-
 def print_summary(warehouse, batch_ids: list[str], wall_s: float):
     """Print what the tables say about ``batch_ids``. Returns None, or the storage error that
     kept the summary from being read (then what is known without the tables is printed)."""
+    from ..query.summary import batches_summary
     from ..storage import StorageError
 
     try:
-        s = summarize(warehouse, batch_ids)
+        s = batches_summary(warehouse, batch_ids)
     except StorageError as exc:
         print()
         print(f"warehouse:  {warehouse.root_uri}")

@@ -224,6 +224,77 @@ def yield_lines(s: ArchiveSummary) -> list[str]:
     return out
 
 
+def status_counts() -> dict[str, pl.Expr]:
+    """``files, ok, failed, skipped`` of ``media`` rows: what the dashboard counts per batch and
+    drop, and ``opentranscribe process`` for the batches it handled (:func:`batches_summary`)."""
+    return {
+        "files": pl.len(),
+        "ok": (pl.col("status") == "ok").sum(),
+        "failed": (pl.col("status") == "failed").sum(),
+        "skipped": (pl.col("status") == "skipped").sum(),
+    }
+
+
+def _readable(wh: Warehouse, table: str, batch_ids: list[str], unreadable: list) -> list[pl.DataFrame]:
+    """The batches' parts of ``table`` that exist and can be read; the others' errors go to
+    ``unreadable`` (a summary shows what it can)."""
+    from ..storage import CorruptTable
+
+    frames = []
+    for b in batch_ids:
+        try:
+            df = wh.read_table(table, b)
+        except CorruptTable as exc:
+            unreadable.append(exc)
+            continue
+        if df is not None:
+            frames.append(df)
+    return frames
+
+
+def _global_speakers(wh: Warehouse, batch_ids: list[str], unreadable: list) -> int:
+    from ..storage import CorruptTable
+
+    try:
+        return speaker_state.read_clusters(wh, batch_ids)["global_speaker_id"].n_unique()
+    except CorruptTable as exc:
+        unreadable.append(exc)
+        return 0
+
+
+def batches_summary(wh: Warehouse, batch_ids: list[str]) -> dict:
+    """The dashboard's counts for some batches only (what ``opentranscribe process`` prints
+    for the batches it handled), with their words and segments: files, ok, failed, skipped
+    (:func:`status_counts`), transcripts_failed, audio_s, words, segments (ok transcripts),
+    local_speakers, global_speakers, the media rows that are not ok (``problems``) and the
+    parts that could not be read (``unreadable``; the rest is counted)."""
+    unreadable: list = []
+    media = _readable(wh, "media", batch_ids, unreadable)
+    state = _readable(wh, "transcripts", batch_ids, unreadable)
+    media_df = pl.concat(media, how="vertical_relaxed") if media else None
+    state_df = pl.concat(state, how="vertical_relaxed") if state else None
+    counts = media_df.select(**status_counts()).row(0, named=True) if media_df is not None else {}
+    ok_state = state_df.filter(pl.col("status") == "ok") if state_df is not None else None
+    return {
+        "files": counts.get("files", 0),
+        "ok": counts.get("ok", 0),
+        "failed": counts.get("failed", 0),
+        "skipped": counts.get("skipped", 0),
+        "transcripts_failed": state_df.filter(pl.col("status") == "failed").height if state_df is not None else 0,
+        "audio_s": float(ok_state["audio_s"].sum()) if ok_state is not None else 0.0,
+        "words": int(ok_state["n_words"].sum()) if ok_state is not None else 0,
+        "segments": int(ok_state["n_segments"].sum()) if ok_state is not None else 0,
+        "local_speakers": sum(df.height for df in _readable(wh, "speaker_embeddings", batch_ids, unreadable)),
+        "global_speakers": _global_speakers(wh, batch_ids, unreadable),
+        "unreadable": unreadable,
+        "problems": (
+            media_df.filter(pl.col("status") != "ok").select("source_uri", "status", "error").rows()
+            if media_df is not None
+            else []
+        ),
+    }
+
+
 def _columns(wh: Warehouse, table: str, columns: list[str]) -> pl.DataFrame:
     return scan(wh, table_files(wh, table), table).select(columns).collect()
 
@@ -260,10 +331,7 @@ def archive_summary(wh: Warehouse) -> ArchiveSummary:
     per_batch = (
         media.group_by("batch_id", "drop")
         .agg(
-            files=pl.len(),
-            ok=(pl.col("status") == "ok").sum(),
-            failed=(pl.col("status") == "failed").sum(),
-            skipped=(pl.col("status") == "skipped").sum(),
+            **status_counts(),
             first_error=pl.col("error").filter(pl.col("status") == "failed").first(),
         )
         .sort("batch_id")
