@@ -7,12 +7,14 @@ Same session cookie as the pages; every POST carries the session's CSRF token in
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from . import edits
-from .pages import MODES, _suggestion
+from .pages import _suggestion
 from .web import Session, editor, media_id_or_404, speaker_id_or_404, viewer
 
 router = APIRouter(prefix="/api")
@@ -49,7 +51,7 @@ def me(s: Session = Depends(viewer)):
 def api_search(
     request: Request,
     q: str = Query(..., min_length=1),
-    mode: str = Query("hybrid", enum=list(MODES)),
+    mode: Literal["hybrid", "text", "semantic"] = "hybrid",
     speaker: str | None = None,
     language: str | None = None,
     drop: str | None = None,
