@@ -1,11 +1,12 @@
 """Word timings from the ASR pass vs from a second encoder pass: time and accuracy, one run.
 
 The transcriber takes Whisper's cross-attention word timings from the encoder output the
-decoding already computed (``Transcriber._words_from_the_asr_pass``; ``words_in_asr_pass=False`` for the old way); before, every VAD chunk
-was encoded a second time for the alignment (``Transcriber._align_cross_attention``, still the
-fallback). Both run here on the sample archive with the same loaded model, and are scored on
-the truth's turn boundaries (the first word's start and the last word's end of every turn:
-where speaker attribution needs the times):
+decoding already computed (``Transcriber._decode`` with ``speech/align.py``'s
+``cross_attention_alignments``; ``words_in_asr_pass=False`` for the old way); before, every VAD
+chunk was encoded a second time for the alignment (``align.cross_attention_words``). Both run
+here on the sample archive with the same loaded model, and are scored on the truth's turn
+boundaries (the first word's start and the last word's end of every turn: where speaker
+attribution needs the times):
 
     .venv/bin/python benchmarks/word_timing.py [--model packaged:base]
 """

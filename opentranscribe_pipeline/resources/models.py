@@ -7,17 +7,11 @@ from pydantic import Field
 
 from .. import settings
 from ..speakers.params import ClusterParams
-from ..speech.asr import TIMING_ALIGNMENT, TIMING_CROSS_ATTENTION, AsrOptions, Transcriber, resolve_device
+from ..speech.align import timing_method
+from ..speech.asr import AsrOptions, Transcriber
+from ..speech.device import device_and_compute_type, resolve_device
 from ..speech.diarize import DiarizationOptions, Diarizer, embedding_model_name, pipeline_version
 from ..speech.models import ResolvedModel, quiet_model_logs, resolve_asr_model
-
-
-def _device_and_compute_type(device: str, compute_type: str) -> tuple[str, str]:
-    """The device ``auto`` resolves to, and ``default`` compute type for it (float16 on CUDA, int8 on CPU)."""
-    resolved = resolve_device(device)
-    if compute_type == "default":
-        compute_type = "float16" if resolved == "cuda" else "int8"
-    return resolved, compute_type
 
 
 class AsrModelResource(dg.ConfigurableResource):
@@ -46,7 +40,7 @@ class AsrModelResource(dg.ConfigurableResource):
         return resolve_asr_model(self.model or settings.asr_model(), Path(self.cache_dir) if self.cache_dir else None)
 
     def options(self) -> AsrOptions:
-        device, compute_type = _device_and_compute_type(self.device, self.compute_type)
+        device, compute_type = device_and_compute_type(self.device, self.compute_type)
         return AsrOptions(
             device=device,
             device_index=self.device_index,
@@ -62,7 +56,7 @@ class AsrModelResource(dg.ConfigurableResource):
     def timing_method(self) -> str:
         """How word timings are obtained: wav2vec2 alignment when configured, else Whisper's
         cross-attention."""
-        return f"{TIMING_ALIGNMENT}:{self.align_model}" if self.align_model else TIMING_CROSS_ATTENTION
+        return timing_method(self.align_model)
 
     def model_version(self) -> str:
         """Changes whenever the transcripts could change: outputs of another version are stale."""
@@ -208,7 +202,7 @@ class TranslationModelResource(dg.ConfigurableResource):
         return resolve_asr_model(self.spec(), Path(self.cache_dir) if self.cache_dir else None)
 
     def options(self) -> AsrOptions:
-        device, compute_type = _device_and_compute_type(self.device, self.compute_type)
+        device, compute_type = device_and_compute_type(self.device, self.compute_type)
         return AsrOptions(
             device=device,
             device_index=self.device_index,

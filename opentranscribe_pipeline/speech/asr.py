@@ -1,27 +1,22 @@
-"""Transcription with WhisperX: VAD cut and merge, batched faster-whisper, word timings.
+"""Transcription with WhisperX's models: VAD cut and merge, batched faster-whisper, word timings.
 
 A :class:`Transcriber` holds one loaded model for a whole batch of files (load once, loop,
 free), which is what makes a batch cheaper than a per-file task chain.
 
-Word timings come from one of two aligners, and every word says how it got its time
-(``Word.timing_source``):
-- ``alignment``: a wav2vec2 CTC model through ``whisperx.align`` (configure ``align_model``;
-  WhisperX's default models need hub access);
-- ``cross_attention``: Whisper's own cross-attention DTW (faster-whisper's ``find_alignment``)
-  over the same VAD chunks, used when no alignment model is configured, e.g. offline;
-- ``interpolated``: a word the wav2vec2 aligner could not place (digits, symbols) gets the
-  span between its neighbours, so no word ever lacks a time.
+The pipeline WhisperX builds (Whisper, its pyannote VAD, the decoding options) is built once in
+:meth:`Transcriber.load` and never changed after: each file runs the VAD (or takes the speech
+activity diarization computed, ``speech/activity.py``), merges it into chunks of up to 30 s with
+WhisperX's rule, and decodes the chunks in batches (:meth:`Transcriber._decode`, the steps of
+WhisperX's ``transcribe``), keeping from each batch's decoding what WhisperX drops: Whisper's
+no-speech probability per chunk and the encoder output, which then gives the cross-attention
+word timings (``speech/align.py``) without a second encoder pass.
 """
 
 from __future__ import annotations
 
-import bisect
-import gc
 import logging
 import math
-from collections import Counter, deque
-from contextlib import contextmanager
-from contextlib import nullcontext as _nothing
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -29,33 +24,25 @@ import numpy as np
 
 from .. import settings
 from .activity import SpeechActivity, bundled_checkpoint, fingerprint, speech_islands
+from .align import (
+    Wav2Vec2Aligner,
+    Word,
+    alignment_words,
+    clip_to_speech,
+    cross_attention_alignments,
+    cross_attention_words,
+    timing_method,
+)
 from .decode import SAMPLE_RATE
+from .device import free_device_memory
 from .models import ResolvedModel, set_pyannote_telemetry
 
 log = logging.getLogger(__name__)
 
-TIMING_ALIGNMENT = "alignment"
-TIMING_CROSS_ATTENTION = "cross_attention"
-TIMING_INTERPOLATED = "interpolated"
 # language detection looks at the speech of the first 10 minutes (more when that is unsure)
 LANGUAGE_PREFIX_S = 600.0
 # a chunk decoded with a lower average token log-probability is not speech (see _heard)
 MIN_AVG_LOGPROB = -1.0
-# the longest plausible word: this much per letter, at least MIN_MAX_WORD_S (see max_word_s)
-MAX_S_PER_CHAR = 0.25
-MIN_MAX_WORD_S = 1.0
-# faster-whisper's defaults: punctuation glued to the word before / after it
-PREPEND_PUNCTUATION = "\"'“¿([{-"
-APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    start_s: float
-    end_s: float
-    score: float
-    timing_source: str
 
 
 @dataclass(frozen=True)
@@ -64,6 +51,9 @@ class Segment:
     end_s: float
     text: str
     avg_logprob: float | None
+    # Whisper's probability that the chunk the segment was decoded from holds no speech (the
+    # <|nospeech|> token's at the first decoding step); None where the decoder gave none
+    no_speech_prob: float | None = None
     words: tuple[Word, ...] = ()
 
 
@@ -140,24 +130,12 @@ class AsrOutOfMemory(RuntimeError):
     """The model ran out of device memory; the message names ``batch_size`` to lower."""
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+class _Decoded(NamedTuple):
+    """What Whisper made of one batch of VAD chunks, in their order."""
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def free_device_memory() -> None:
-    """After dropping a model: collect it and hand cached CUDA memory back to the device."""
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
+    texts: list[str]
+    avg_logprobs: list[float]
+    no_speech_probs: list[float]
 
 
 class Transcriber:
@@ -167,7 +145,7 @@ class Transcriber:
         self.model = model
         self.options = options
         self._pipeline = None
-        self._align: dict[str, tuple[object, dict]] = {}
+        self._wav2vec2 = Wav2Vec2Aligner(options.align_model, options.device) if options.align_model else None
         # cross-attention word timings from the ASR pass's encoder output (False: a second
         # encoder pass per chunk, as before; benchmarks/word_timing.py compares the two)
         self.words_in_asr_pass = True
@@ -202,7 +180,8 @@ class Transcriber:
 
     def close(self) -> None:
         self._pipeline = None
-        self._align.clear()
+        if self._wav2vec2 is not None:
+            self._wav2vec2.close()
         free_device_memory()
 
     @property
@@ -211,7 +190,7 @@ class Transcriber:
 
     @property
     def timing_method(self) -> str:
-        return f"{TIMING_ALIGNMENT}:{self.options.align_model}" if self.options.align_model else TIMING_CROSS_ATTENTION
+        return timing_method(self.options.align_model)
 
     # -- steps -----------------------------------------------------------------------------
     def detect_language(self, samples: np.ndarray) -> LanguageGuess:
@@ -292,25 +271,12 @@ class Transcriber:
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         language, probability, source = self.detect_language(samples)
         shared = self.usable_activity(activity, samples.size)
-        own_vad = self._pipeline.vad_model
-        seen: list = []  # the VAD's scores, for the speech islands words are kept inside
-        if shared:
-            scores = activity.sliding_window_feature()
-            self._pipeline.vad_model = lambda _file: scores  # whisperx then merges with Pyannote's rule
-            seen.append(scores)
-        elif self.vad_fingerprint is not None:  # WhisperX's pyannote VAD: the same call, its scores kept
-            self._pipeline.vad_model = lambda file: seen.append(own_vad(file)) or seen[-1]
+        vad = VAD_SHARED if shared else VAD_OWN
         # cross-attention word timings are taken in the same pass, from the same encoder output
         words_here = self.words_in_asr_pass and not self.options.align_model
-        alignments: list[list[dict]] = []
         try:
-            with self._words_from_the_asr_pass(alignments) if words_here else _nothing():
-                result = self._pipeline.transcribe(
-                    samples,
-                    batch_size=self.options.batch_size,
-                    language=language,
-                    chunk_size=self.options.chunk_size,
-                )
+            scores = activity.sliding_window_feature() if shared else self._vad_scores(samples)
+            chunks, alignments = self._decode(samples, self._vad_chunks(scores), language, words_here)
         except RuntimeError as exc:
             if "out of memory" in str(exc).lower():
                 raise AsrOutOfMemory(
@@ -318,33 +284,88 @@ class Transcriber:
                     f"is probably too large (or use compute_type=int8)"
                 ) from exc
             raise
-        finally:
-            self._pipeline.vad_model = own_vad
-        vad = VAD_SHARED if shared else VAD_OWN
-        islands = self._islands(seen[0], samples.size) if seen else None
-        if words_here and len(alignments) == len(result["segments"]):
-            segments = []
-            for seg, alignment in zip(result["segments"], alignments):
-                if _heard(seg):
-                    words = clip_to_speech(_words_from_alignment(alignment, seg), islands)
-                    segments.extend(split_sentences(seg, words))
-            if not segments:  # nothing was said (noise, music, hum): no language either, not a guess
-                return Transcript(None, None, (), vad)
-            self._remember_language(language, probability, source)
-            return Transcript(language, probability, tuple(segments), vad)
-        raw = [s for s in result["segments"] if _heard(s)]
-        if not raw:  # nothing was said (noise, music, hum): no language either, not a guess
+        # the VAD's scores (pyannote's): the speech islands words are kept inside
+        islands = self._islands(scores, samples.size) if shared or self.vad_fingerprint is not None else None
+        heard = [i for i, chunk in enumerate(chunks) if _heard(chunk)]
+        if not heard:  # nothing was said (noise, music, hum): no language either, not a guess
             return Transcript(None, None, (), vad)
-        if self.options.align_model:
+        raw = [chunks[i] for i in heard]
+        if self._wav2vec2 is not None:
             segments = self._align_wav2vec2(raw, samples, language, islands)
         else:
-            if words_here:  # a WhisperX that batches differently from what _words_from_the_asr_pass expects
-                log.warning(
-                    "word timings: ASR pass gave %d alignments for %d segments, re-encoding", len(alignments), len(raw)
-                )
-            segments = self._align_cross_attention(raw, samples, language, islands)
+            if words_here:
+                words = [alignment_words(alignments[i], chunks[i]["start"], chunks[i]["end"]) for i in heard]
+            else:  # a second encoder pass (benchmarks/word_timing.py compares the two)
+                words = cross_attention_words(self._pipeline.model, raw, samples, language, self.options.batch_size)
+            segments = [s for chunk, w in zip(raw, words) for s in split_sentences(chunk, clip_to_speech(w, islands))]
         self._remember_language(language, probability, source)
         return Transcript(language, probability, tuple(segments), vad)
+
+    # -- the steps of WhisperX's transcribe ------------------------------------------------
+    def _vad_class(self):
+        from whisperx.vads import Pyannote, Vad
+
+        vad = self._pipeline.vad_model
+        return type(vad) if isinstance(vad, Vad) else Pyannote
+
+    def _vad_scores(self, samples: np.ndarray):
+        """The VAD's output for the file (pyannote's: a SlidingWindowFeature of scores)."""
+        waveform = self._vad_class().preprocess_audio(samples)
+        return self._pipeline.vad_model({"waveform": waveform, "sample_rate": SAMPLE_RATE})
+
+    def _vad_chunks(self, scores) -> list[dict]:
+        """The VAD's speech merged into chunks of up to ``chunk_size`` seconds (``start``, ``end``),
+        with the pipeline's onset and offset, as WhisperX cuts them."""
+        params = self._pipeline._vad_params
+        return self._vad_class().merge_chunks(
+            scores, self.options.chunk_size, onset=params["vad_onset"], offset=params["vad_offset"]
+        )
+
+    def _decode(
+        self, samples: np.ndarray, vad_chunks: list[dict], language: str, with_alignments: bool
+    ) -> tuple[list[dict], list[list[dict]]]:
+        """Every VAD chunk decoded, in batches of ``batch_size``: one dict per chunk (``start``,
+        ``end``, ``text``, ``avg_logprob``, ``no_speech_prob``) and, ``with_alignments``, each
+        chunk's cross-attention alignment from the batch's encoder output.
+
+        These are the steps of WhisperX's ``FasterWhisperPipeline.transcribe`` and
+        ``generate_segment_batched`` (whisperx 3.8), with the same features, prompt and options,
+        so the text is WhisperX's; what they add is ``return_no_speech_prob`` and the encoder
+        output kept for the alignment."""
+        import torch
+        from faster_whisper.tokenizer import Tokenizer
+        from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+        wm = self._pipeline.model  # whisperx's faster_whisper.WhisperModel
+        tokenizer = Tokenizer(wm.hf_tokenizer, wm.model.is_multilingual, task="transcribe", language=language)
+        n_mels = wm.feat_kwargs.get("feature_size")
+        n_mels = 80 if n_mels is None else n_mels
+        bs = max(1, self.options.batch_size)
+        chunks: list[dict] = []
+        alignments: list[list[dict]] = []
+        for b in range(0, len(vad_chunks), bs):
+            batch = vad_chunks[b : b + bs]
+            pieces = [samples[int(c["start"] * SAMPLE_RATE) : int(c["end"] * SAMPLE_RATE)] for c in batch]
+            # (batch, n_mels, 3000): every chunk padded to Whisper's 30 s
+            features = torch.stack(
+                [log_mel_spectrogram(p, n_mels=n_mels, padding=N_SAMPLES - p.shape[0]) for p in pieces]
+            )
+            encoded = wm.encode(features)
+            decoded = _generate(wm, encoded, tokenizer, self._pipeline.options, len(batch))
+            for c, text, logprob, no_speech in zip(batch, *decoded):
+                chunks.append(
+                    {
+                        "start": round(c["start"], 3),
+                        "end": round(c["end"], 3),
+                        "text": text,
+                        "avg_logprob": logprob,
+                        "no_speech_prob": no_speech,
+                    }
+                )
+            if with_alignments:
+                frames = [min(p.shape[0] // 160, 3000) for p in pieces]  # mel frames of real audio (10 ms hop)
+                alignments.extend(cross_attention_alignments(wm, tokenizer, decoded.texts, encoded, frames, features))
+        return chunks, alignments
 
     def _remember_language(self, language: str, probability: float, source: str) -> None:
         """A file of this batch with speech, detected above the floor: its language is the
@@ -368,132 +389,55 @@ class Transcriber:
             total_s=num_samples / SAMPLE_RATE,
         )
 
-    @contextmanager
-    def _words_from_the_asr_pass(self, alignments: list[list[dict]]):
-        """While WhisperX transcribes: each batch's encoder output is computed once, used for
-        decoding and then for Whisper's cross-attention alignment of the decoded text (what
-        :meth:`_align_cross_attention` does in a second pass, re-encoding every chunk).
-        ``alignments`` gets one alignment per VAD chunk, in WhisperX's segment order.
-
-        WhisperX's pipeline calls ``preprocess`` on each chunk's samples (recorded here: the
-        real length of each padded mel) and ``generate_segment_batched`` per batch, in order."""
-        from faster_whisper.tokenizer import Tokenizer
-
-        pipeline = self._pipeline
-        wm = pipeline.model
-        lengths: deque[int] = deque()
-        own_preprocess = pipeline.preprocess
-        own_generate = wm.generate_segment_batched
-        own_encode = wm.encode
-
-        def preprocess(inputs):
-            lengths.append(int(inputs["inputs"].shape[0]))
-            return own_preprocess(inputs)
-
-        def generate(features, tokenizer: Tokenizer, options, encoder_output=None):
-            encoded = own_encode(features)
-            wm.encode = lambda _features: encoded
-            try:
-                out = own_generate(features, tokenizer, options)
-            finally:
-                wm.__dict__.pop("encode", None)
-            frames = [min(lengths.popleft() // 160, 3000) for _ in range(features.shape[0])]  # 10 ms hop
-            tokens = [tokenizer.encode(" " + (text.strip() or ".")) for text in out["text"]]
-            try:
-                alignments.extend(wm.find_alignment(tokenizer, tokens, encoded, frames))
-            except IndexError:
-                # CTranslate2 gave no alignment pairs for a chunk (seen on real speech): faster-
-                # whisper then indexes an empty array. Align each chunk of the batch alone, and
-                # give the one that fails an empty alignment (its words are timed from their
-                # segment, as for an end-of-text-only chunk) instead of failing the whole file.
-                for i, (chunk_tokens, n_frames) in enumerate(zip(tokens, frames)):
-                    try:
-                        one = own_encode(features[i : i + 1])
-                        alignments.extend(wm.find_alignment(tokenizer, [chunk_tokens], one, [n_frames]))
-                    except IndexError:
-                        alignments.append([])
-            return out
-
-        pipeline.preprocess = preprocess
-        wm.generate_segment_batched = generate
-        try:
-            yield
-        finally:
-            pipeline.__dict__.pop("preprocess", None)
-            wm.__dict__.pop("generate_segment_batched", None)
-
-    def _align_cross_attention(
-        self, raw: list[dict], samples: np.ndarray, language: str, islands: list[tuple[float, float]] | None = None
-    ) -> list[Segment]:
-        """Word times from Whisper's cross-attention, batched over VAD chunks."""
-        from faster_whisper.tokenizer import Tokenizer
-        from whisperx.audio import N_SAMPLES, log_mel_spectrogram
-
-        wm = self._pipeline.model  # faster_whisper.WhisperModel
-        tokenizer = Tokenizer(wm.hf_tokenizer, wm.model.is_multilingual, task="transcribe", language=language)
-        n_mels = wm.feat_kwargs.get("feature_size") or 80
-        out: list[Segment] = []
-        bs = max(1, self.options.batch_size)
-        for b in range(0, len(raw), bs):
-            batch = raw[b : b + bs]
-            feats, tokens, frames = [], [], []
-            for seg in batch:
-                chunk = samples[int(seg["start"] * SAMPLE_RATE) : int(seg["end"] * SAMPLE_RATE)][:N_SAMPLES]
-                mel = log_mel_spectrogram(chunk, n_mels=n_mels, padding=N_SAMPLES - chunk.shape[0])
-                feats.append(np.asarray(mel, dtype=np.float32))
-                tokens.append(tokenizer.encode(" " + seg["text"].strip()))
-                frames.append(min(len(chunk) // 160, 3000))  # mel frames of real audio (10 ms hop)
-            encoder_output = wm.encode(np.stack(feats))
-            alignments = wm.find_alignment(tokenizer, tokens, encoder_output, frames)
-            for seg, alignment in zip(batch, alignments):
-                words = clip_to_speech(_words_from_alignment(alignment, seg), islands)
-                out.extend(split_sentences(seg, words))
-        return out
-
     def _align_wav2vec2(
         self, raw: list[dict], samples: np.ndarray, language: str, islands: list[tuple[float, float]] | None = None
     ) -> list[Segment]:
-        import whisperx
-
-        if language not in self._align:
-            name = None if self.options.align_model == "default" else self.options.align_model
-            model, metadata = whisperx.load_align_model(language, self.options.device, model_name=name)
-            self._align[language] = (model, metadata)
-        model, metadata = self._align[language]
-        aligned = whisperx.align(
-            [{"start": s["start"], "end": s["end"], "text": s["text"]} for s in raw],
-            model,
-            metadata,
-            samples,
-            self.options.device,
-            return_char_alignments=False,
-        )
-        out = []
-        for seg, src in zip(aligned["segments"], raw):
-            words = clip_to_speech(tuple(_fill_missing_times(seg.get("words", []), seg["start"], seg["end"])), islands)
-            out.append(Segment(seg["start"], seg["end"], seg["text"].strip(), src.get("avg_logprob"), tuple(words)))
-        return out
+        aligned = self._wav2vec2.align(raw, samples, language)
+        return [
+            Segment(
+                seg.start_s,
+                seg.end_s,
+                seg.text,
+                src.get("avg_logprob"),
+                no_speech_prob=src.get("no_speech_prob"),
+                words=clip_to_speech(seg.words, islands),
+            )
+            for seg, src in zip(aligned, raw)
+        ]
 
 
-def _words_from_alignment(alignment: list[dict], seg: dict) -> tuple[Word, ...]:
-    """faster-whisper's per-chunk alignment -> Words in media time.
-
-    Punctuation is merged into its word as faster-whisper does, and times are clamped to
-    the VAD chunk so a word never leaves the region it was heard in.
-    """
-    from faster_whisper.transcribe import merge_punctuations
-
-    merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
-    start, end = float(seg["start"]), float(seg["end"])
-    out = []
-    for w in alignment:
-        text = w["word"].strip()
-        if not text:
-            continue
-        w_start = min(max(start + float(w["start"]), start), end)
-        w_end = min(max(start + float(w["end"]), w_start), end)
-        out.append(Word(text, round(w_start, 3), round(w_end, 3), float(w["probability"]), TIMING_CROSS_ATTENTION))
-    return tuple(out)
+def _generate(wm, encoded, tokenizer, options, n: int) -> _Decoded:
+    """One batch through Whisper's decoder: WhisperX's ``generate_segment_batched`` (the same
+    prompt, beam search and options; no timestamps), asking CTranslate2 for the no-speech
+    probability too (``return_no_speech_prob``, as faster-whisper's own ``generate`` does)."""
+    previous = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt is not None else []
+    prompt = wm.get_prompt(
+        tokenizer,
+        previous,
+        without_timestamps=options.without_timestamps,
+        prefix=options.prefix,
+        hotwords=options.hotwords,
+    )
+    results = wm.model.generate(
+        encoded,
+        [prompt] * n,
+        beam_size=options.beam_size,
+        patience=options.patience,
+        length_penalty=options.length_penalty,
+        max_length=wm.max_length,
+        suppress_blank=options.suppress_blank,
+        suppress_tokens=options.suppress_tokens,
+        no_repeat_ngram_size=options.no_repeat_ngram_size,
+        repetition_penalty=options.repetition_penalty,
+        return_scores=True,
+        return_no_speech_prob=True,
+    )
+    logprobs = []
+    for r in results:
+        seq_len = len(r.sequences_ids[0])
+        logprobs.append(r.scores[0] * (seq_len**options.length_penalty) / (seq_len + 1))
+    texts = tokenizer.tokenizer.decode_batch([[t for t in r.sequences_ids[0] if t < tokenizer.eot] for r in results])
+    return _Decoded(texts, logprobs, [float(r.no_speech_prob) for r in results])
 
 
 def _heard(seg: dict) -> bool:
@@ -508,64 +452,6 @@ def _heard(seg: dict) -> bool:
     return logprob is None or not math.isfinite(logprob) or logprob >= MIN_AVG_LOGPROB
 
 
-def clip_to_speech(words: tuple[Word, ...], islands: list[tuple[float, float]] | None) -> tuple[Word, ...]:
-    """Keep each word's edges out of the pauses the VAD heard around it.
-
-    A VAD chunk runs up to 30 s over several speech islands and the silence or noise between
-    them; the aligner (cross-attention DTW, or interpolation between neighbours) may give the
-    first word after a pause a start back inside the pause, or the last word before one an end
-    inside it ("People" at 0.0-11.2 s for speech starting at 10.9 s). A word that starts in a
-    pause and ends after it starts where the speech after the pause starts; one that starts
-    before a pause and ends inside it ends where the speech before it ended. A word wholly
-    inside a pause, and every word when ``islands`` is None (no VAD scores), is left as is.
-    ``islands``: sorted, disjoint ``(start_s, end_s)`` regions (:func:`.activity.speech_islands`).
-
-    Noise the VAD takes for speech leaves no pause to clip to: there the first and the last
-    word of ``words`` (one VAD chunk, where the stretching happens) are held to
-    :func:`max_word_s` (the first loses its start, the last its end)."""
-    words = _cap_chunk_edges(words)
-    if not islands or not words:
-        return words
-    starts = [a for a, _ in islands]
-    out = []
-    for w in words:
-        start, end = w.start_s, w.end_s
-        i = bisect.bisect_right(starts, start) - 1  # the island starting at or before the word
-        if i < 0 or start > islands[i][1]:  # the word starts in a pause
-            nxt = i + 1
-            if nxt < len(islands) and islands[nxt][0] < end:
-                start = round(islands[nxt][0], 3)
-        j = bisect.bisect_right(starts, end) - 1  # the island starting at or before the word's end
-        if j >= 0 and end > islands[j][1] and islands[j][1] > start:  # the word ends in a pause
-            end = round(islands[j][1], 3)
-        if (start, end) != (w.start_s, w.end_s) and start <= end:
-            w = Word(w.word, start, end, w.score, w.timing_source)
-        out.append(w)
-    return tuple(out)
-
-
-def max_word_s(word: str) -> float:
-    """The longest a word can plausibly last: ``MAX_S_PER_CHAR`` per letter or digit, at least
-    ``MIN_MAX_WORD_S`` (slow, drawn-out speech stays well inside it)."""
-    return max(MIN_MAX_WORD_S, MAX_S_PER_CHAR * sum(c.isalnum() for c in word))
-
-
-def _cap_chunk_edges(words: tuple[Word, ...]) -> tuple[Word, ...]:
-    if not words:
-        return words
-    out = list(words)
-    first, last = out[0], out[-1]
-    if first.end_s - first.start_s > max_word_s(first.word):
-        out[0] = first = Word(
-            first.word, round(first.end_s - max_word_s(first.word), 3), first.end_s, first.score, first.timing_source
-        )
-    if len(out) > 1 and last.end_s - last.start_s > max_word_s(last.word):
-        out[-1] = Word(
-            last.word, last.start_s, round(last.start_s + max_word_s(last.word), 3), last.score, last.timing_source
-        )
-    return tuple(out)
-
-
 SENTENCE_END = (".", "?", "!", "。", "？", "！")
 
 
@@ -573,42 +459,17 @@ def split_sentences(seg: dict, words: tuple[Word, ...]) -> list[Segment]:
     """One VAD chunk (up to 30 s) -> one segment per sentence, as WhisperX's aligner does.
 
     Sentences end at a word ending in . ? ! (quotes and brackets after it allowed). Without
-    words the chunk stays whole.
+    words the chunk stays whole. Every sentence carries the chunk's ``avg_logprob`` and
+    ``no_speech_prob`` (Whisper scores the chunk it decoded, not its sentences).
     """
     text = seg["text"].strip()
+    scores = {"avg_logprob": seg.get("avg_logprob"), "no_speech_prob": seg.get("no_speech_prob")}
     if not words:
-        return [Segment(float(seg["start"]), float(seg["end"]), text, seg.get("avg_logprob"), ())]
+        return [Segment(float(seg["start"]), float(seg["end"]), text, **scores)]
     groups: list[list[Word]] = [[]]
     for w in words:
         groups[-1].append(w)
         if w.word.rstrip("\"')]}”’").endswith(SENTENCE_END):
             groups.append([])
     groups = [g for g in groups if g]
-    return [
-        Segment(g[0].start_s, g[-1].end_s, " ".join(w.word for w in g), seg.get("avg_logprob"), tuple(g))
-        for g in groups
-    ]
-
-
-def _fill_missing_times(words: list[dict], seg_start: float, seg_end: float) -> list[Word]:
-    """Aligner output -> Words; a word without times gets the gap between its neighbours."""
-    out: list[Word] = []
-    n = len(words)
-    for i, w in enumerate(words):
-        text = str(w.get("word", "")).strip()
-        if not text:
-            continue
-        if w.get("start") is not None and w.get("end") is not None:
-            out.append(
-                Word(text, float(w["start"]), float(w["end"]), float(w.get("score", math.nan)), TIMING_ALIGNMENT)
-            )
-            continue
-        prev_end = next(
-            (float(words[j]["end"]) for j in range(i - 1, -1, -1) if words[j].get("end") is not None), seg_start
-        )
-        next_start = next(
-            (float(words[j]["start"]) for j in range(i + 1, n) if words[j].get("start") is not None), seg_end
-        )
-        next_start = max(next_start, prev_end)
-        out.append(Word(text, round(prev_end, 3), round(next_start, 3), math.nan, TIMING_INTERPOLATED))
-    return out
+    return [Segment(g[0].start_s, g[-1].end_s, " ".join(w.word for w in g), **scores, words=tuple(g)) for g in groups]

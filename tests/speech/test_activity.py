@@ -51,12 +51,14 @@ def test_the_activity_is_whisperx_vad_output_exactly(diarized, speech, tiny):
 
 
 def test_transcribing_with_it_gives_the_same_transcript(diarized, speech, tiny):
+    vad = tiny._pipeline.vad_model
     own = tiny.transcribe(speech)
     shared = tiny.transcribe(speech, activity=diarized.activity)
     assert (own.vad, shared.vad) == (VAD_OWN, VAD_SHARED)
     assert own.segments == shared.segments and len(own.segments) > 3
-    # and WhisperX's own VAD is back in place afterwards
+    # and WhisperX's own VAD is used after it: the pipeline's VAD is never swapped out
     assert tiny.transcribe(speech).vad == VAD_OWN
+    assert tiny._pipeline.vad_model is vad
 
 
 def test_an_activity_of_other_audio_or_another_model_is_not_used(diarized, speech, tiny):

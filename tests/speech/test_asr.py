@@ -65,6 +65,21 @@ def test_segments_are_sentences(tiny):
     for seg in tx.segments:
         assert seg.words and seg.text == " ".join(w.word for w in seg.words)
         assert (seg.start_s, seg.end_s) == (seg.words[0].start_s, seg.words[-1].end_s)
+    # Whisper's no-speech probability of the chunk each sentence came from: clear speech, low
+    assert all(seg.no_speech_prob is not None and 0.0 <= seg.no_speech_prob < 0.6 for seg in tx.segments)
+
+
+def test_decoding_is_whisperx_own_plus_the_no_speech_probability(tiny):
+    """Transcriber decodes the VAD chunks itself (the steps of WhisperX's transcribe, so nothing
+    of WhisperX's pipeline is swapped per call): the chunks, texts and log-probabilities are
+    exactly what WhisperX's own ``transcribe`` gives, with a no-speech probability added."""
+    samples = decode(str(SAMPLE_DROP / "interview 01.wav")).samples
+    theirs = tiny._pipeline.transcribe(samples, batch_size=tiny.options.batch_size, language="en")["segments"]
+    ours, _ = tiny._decode(samples, tiny._vad_chunks(tiny._vad_scores(samples)), "en", with_alignments=False)
+    assert len(ours) == len(theirs) > 0
+    for mine, whisperx in zip(ours, theirs):
+        assert {k: mine[k] for k in ("start", "end", "text", "avg_logprob")} == whisperx
+        assert 0.0 <= mine["no_speech_prob"] <= 1.0
 
 
 def test_silence_gives_no_segments(tiny):
@@ -95,8 +110,9 @@ def test_speech_under_noise_keeps_its_words(tiny):
 
 
 def test_split_sentences_keeps_unpunctuated_text_whole():
-    seg = {"start": 1.0, "end": 3.0, "text": "no punctuation here", "avg_logprob": -0.1}
+    seg = {"start": 1.0, "end": 3.0, "text": "no punctuation here", "avg_logprob": -0.1, "no_speech_prob": 0.2}
     assert len(split_sentences(seg, ())) == 1
+    assert split_sentences(seg, ())[0].no_speech_prob == 0.2  # the chunk's, carried to its sentences
 
 
 @pytest.mark.slow

@@ -66,7 +66,7 @@ def test_words_are_kept_out_of_the_pauses_and_to_a_plausible_length():
     after it, one reaching forward ends with the speech before it; where the VAD heard no
     pause (noise it took for speech) the chunk's first and last words are held to
     max_word_s, from the side the stretching comes from."""
-    from opentranscribe_pipeline.speech.asr import Word, clip_to_speech, max_word_s
+    from opentranscribe_pipeline.speech.align import Word, clip_to_speech, max_word_s
 
     def w(text, a, b):
         return Word(text, a, b, 0.9, "cross_attention")
