@@ -225,3 +225,46 @@ def test_missing_audio_is_said_on_the_page(review_app):
         assert c.get(f"/audio/{media_id}/clip?start=0&end=1").status == 404
     finally:
         moved.rename(flac)
+
+
+def test_merge_split_and_suggestions_go_through_the_speaker_state_and_are_audited(review_app):
+    from opentranscribe_pipeline.speakers.state import SpeakerState
+
+    from .test_browser import suggest
+
+    wh = Warehouse(str(review_app.root))
+    editor = review_app.client("ada")
+    csrf = {"X-CSRF-Token": editor.csrf()}
+    voices = active_speakers(wh)[0].sort("speech_s", descending=True)["global_speaker_id"].to_list()
+    big, small = voices[0], voices[-1]
+    before = SpeakerState(wh).current().number
+    refused = editor.post(f"/api/speakers/{big}/merge", body={"into": big}, headers=csrf)
+    assert refused.status == 409 and "already one voice" in refused.json()["error"]
+    assert SpeakerState(wh).current().number == before  # nothing written
+    merged = editor.post(f"/api/speakers/{small}/merge", body={"into": big}, headers=csrf)
+    assert merged.status == 200, merged.text
+    centroids = SpeakerState(wh).read(SpeakerState(wh).current(), "speaker_centroids")
+    assert centroids.filter(pl.col("global_speaker_id") == small)["merged_into"][0] == big
+    files = editor.get(f"/api/speakers/{big}").json()["files"]
+    assert len(files) >= 2
+    split = editor.post(f"/speakers/{big}/split", form={"by_file": "1", "csrf_token": csrf["X-CSRF-Token"]})
+    assert split.status == 303 and "new:" in urllib_unquote(editor.get(split.headers["location"]).text)
+    assert len(active_speakers(wh)[0]) > len(voices) - 1  # the files became voices of their own
+    # a suggestion rejected is never offered again; accepting an unknown one is 404
+    now = active_speakers(wh)[0]
+    named = now.filter(pl.col("name").is_null())["global_speaker_id"].to_list()
+    suggest(review_app.root, named[0], named[1], "Somebody Else")
+    assert [s["global_speaker_id"] for s in editor.get("/api/suggestions").json()["suggestions"]] == [named[0]]
+    assert editor.post(f"/api/suggestions/{named[0]}/reject", headers=csrf).status == 200
+    assert editor.get("/api/suggestions").json()["suggestions"] == []
+    assert editor.post(f"/api/suggestions/{named[0]}/accept", headers=csrf).status == 404
+    actions = [(e.action, e.target) for e in review_app.store.audit_log(limit=20, user="ada")]
+    assert ("speaker.merge", small) in actions and ("speaker.split", big) in actions
+    assert ("suggestion.reject", named[0]) in actions
+    assert ("speaker.merge", big) not in actions  # the refused merge was not recorded
+
+
+def urllib_unquote(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text)
