@@ -11,7 +11,7 @@ import polars as pl
 from ..partitions import batch_partitions
 from ..resources import WarehouseResource
 from ..schemas import AsrSegments, AsrWords, Segments, SpeakerTurns, Words, conform
-from ..speech.attribute import attribute_file
+from ..speech.attribute import SegmentRow, WordRow, attribute_file
 from ..speech.diarize import Turn
 from .checks import check_spec, markdown_table, schema_check_result, schema_check_spec, table_spec
 from .isolation import (
@@ -44,7 +44,7 @@ def attribute_batch(
 
     def one_file(media_id: str, segs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         words = word_by.get((media_id,))
-        words_rows = words.to_dicts() if words is not None else []
+        words_rows: list[WordRow] = words.to_dicts() if words is not None else []
         if media_id not in diarized_ok:  # diarization failed or not run: speaker stays null
             return (
                 conform(segs.with_columns(speaker=pl.lit(None, pl.Utf8)), Segments),
@@ -64,7 +64,8 @@ def attribute_batch(
             end = max(w["end_s"] for w in words_rows)
             file_turns = [Turn(start, max(end, start), "SPEAKER_00")]
             fallback.append(media_id)
-        seg_rows, word_rows = attribute_file(segs.to_dicts(), words_rows, file_turns)
+        seg_in: list[SegmentRow] = segs.to_dicts()  # the asr_segments columns, plus media_id and batch_id
+        seg_rows, word_rows = attribute_file(seg_in, words_rows, file_turns)
         return (
             conform(pl.DataFrame(seg_rows, infer_schema_length=None), Segments),
             conform(pl.DataFrame(word_rows, infer_schema_length=None), Words) if word_rows else None,

@@ -33,7 +33,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Required, TypedDict, TypeVar
 
 import dagster as dg
 import polars as pl
@@ -58,6 +58,8 @@ from .stagetables import (
 )
 
 __all__ = [
+    "AudioInput",
+    "FileItem",
     "FileOutput",
     "ModelStage",
     "ReprocessConfig",
@@ -92,6 +94,26 @@ class StageModel(Protocol[Model]):
     def model_columns(self) -> dict[str, Any]: ...
 
     def load(self) -> AbstractContextManager[Model]: ...
+
+
+class FileItem(TypedDict, total=False):
+    """What a stage's per-file function gets for one file: the row of ``wanted`` (by default
+    the batch's usable audio: ``media_id, audio_uri, duration_s``; a stage passing its own
+    ``wanted`` adds its columns) plus what ``prepare`` returned for it (:class:`AudioInput`
+    for the audio models)."""
+
+    media_id: Required[str]
+    audio_uri: str
+    duration_s: float
+    audio: bytes  # the 16 kHz FLAC, from read_audio
+    samples: Any  # its decoded float32 samples (numpy), from read_audio
+
+
+class AudioInput(TypedDict):
+    """What :func:`read_audio` prepares for a file: its FLAC bytes and decoded samples."""
+
+    audio: bytes
+    samples: Any
 
 
 @dataclass(frozen=True)
@@ -197,12 +219,12 @@ def to_do(
     return prev, current.height, todo, staged_state & set(todo["media_id"].to_list())
 
 
-def read_audio(wh: Warehouse) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def read_audio(wh: Warehouse) -> Callable[[FileItem], AudioInput]:
     """The ``prepare`` of the audio models: the file's 16 kHz FLAC (``audio``, its bytes) and
     its samples (``samples``), read while the model works on the file before."""
     from ..speech.decode import load_flac
 
-    def prepare(item: dict[str, Any]) -> dict[str, Any]:
+    def prepare(item: FileItem) -> AudioInput:
         audio = wh.get_bytes(item["audio_uri"])
         return {"audio": audio, "samples": load_flac(audio)}
 
@@ -213,7 +235,7 @@ class _Prefetch:
     """``(item, prepared)`` for each item, where ``prepared()`` returns ``prepare(item)`` (or
     raises its error); ``prepare`` of the next item runs on a worker thread meanwhile."""
 
-    def __init__(self, prepare: Callable[[dict[str, Any]], Mapping[str, Any]] | None, items: Iterator[dict]):
+    def __init__(self, prepare: Callable[[FileItem], Mapping[str, Any]] | None, items: Iterator[FileItem]):
         self.prepare = prepare
         self.items = items
         self.pool = None
@@ -248,9 +270,9 @@ def run_model_step(
     *,
     model: StageModel[Model],
     force: list[str],
-    process: Callable[[Model, dict[str, Any]], FileOutput],
+    process: Callable[[Model, FileItem], FileOutput],
     wanted: pl.DataFrame | None = None,
-    prepare: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
+    prepare: Callable[[FileItem], Mapping[str, Any]] | None = None,
 ) -> StepResult:
     """Run ``process`` over every wanted file of the partition that is not current.
 
@@ -272,7 +294,7 @@ def run_model_step(
     prev, kept, todo, stale_state = to_do(context, wh, stage, wanted, model_version, force)
     shared = {**model_meta, "batch_id": batch_id}
 
-    def state_row(item: dict, error: str | None, own: Mapping[str, Any], elapsed_s: float) -> pl.DataFrame:
+    def state_row(item: FileItem, error: str | None, own: Mapping[str, Any], elapsed_s: float) -> pl.DataFrame:
         row = {
             **shared,
             **own,

@@ -27,8 +27,9 @@ Pure functions over plain arrays; no Dagster, no models.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 
@@ -142,19 +143,52 @@ def join_words(words: list[str], language: str | None) -> str:
     return sep.join(w for w in words if w).strip()
 
 
+class SegmentRow(TypedDict):
+    """An ``asr_segments`` row as ``attribute_file`` reads it (other keys are carried over)."""
+
+    segment_id: int
+    start_s: float
+    end_s: float
+    text: str
+    language: str | None
+
+
+class WordRow(TypedDict):
+    """An ``asr_words`` row as ``attribute_file`` reads it (other keys are carried over)."""
+
+    segment_id: int
+    word_index: int
+    word: str
+    start_s: float
+    end_s: float
+
+
+class SpeakerSegmentRow(SegmentRow):
+    """A ``segments`` row: an ASR segment, or the piece of one, with its speaker."""
+
+    speaker: str | None
+
+
+class SpeakerWordRow(WordRow):
+    """A ``words`` row: the word renumbered within its piece, with its speaker and how much of
+    the word that speaker's turns cover."""
+
+    speaker: str | None
+    speaker_overlap: float | None
+
+
 class AttributedFile(NamedTuple):
     """One file's rows with a speaker on each (unpacks as ``segments, words``)."""
 
-    segments: list[dict]
-    words: list[dict]
+    segments: list[SpeakerSegmentRow]
+    words: list[SpeakerWordRow]
 
 
-def attribute_file(segments: list[dict], words: list[dict], turns: list[Turn]) -> AttributedFile:
+def attribute_file(segments: Sequence[SegmentRow], words: Sequence[WordRow], turns: list[Turn]) -> AttributedFile:
     """Speakers for one file's ASR output.
 
-    ``segments``: dicts with segment_id, start_s, end_s, text, language (plus any other
-    keys, carried over); ``words``: dicts with segment_id, word_index, word, start_s, end_s
-    (plus others). Returns new segment and word dicts: segments split at speaker changes
+    ``segments``: :class:`SegmentRow` dicts (plus any other keys, carried over); ``words``:
+    :class:`WordRow` dicts (plus others). Returns new segment and word dicts: segments split at speaker changes
     and renumbered from 0, words renumbered within their new segment, each with
     ``speaker`` (and ``speaker_overlap`` on words).
     """
@@ -170,12 +204,12 @@ def attribute_file(segments: list[dict], words: list[dict], turns: list[Turn]) -
             sp = smoothed[i].speaker
             smoothed[i] = WordSpeaker(sp, share_inside(words[i]["start_s"], words[i]["end_s"], merged, sp))
     assigned = smoothed
-    by_segment: dict[int, list[tuple[dict, WordSpeaker]]] = {}
+    by_segment: dict[int, list[tuple[WordRow, WordSpeaker]]] = {}
     for w, a in zip(words, assigned):
         by_segment.setdefault(w["segment_id"], []).append((w, a))
 
-    out_segments: list[dict] = []
-    out_words: list[dict] = []
+    out_segments: list[SpeakerSegmentRow] = []
+    out_words: list[SpeakerWordRow] = []
     for seg in sorted(segments, key=lambda s: (s["start_s"], s["segment_id"])):
         members = by_segment.get(seg["segment_id"], [])
         if not members:
@@ -187,7 +221,7 @@ def attribute_file(segments: list[dict], words: list[dict], turns: list[Turn]) -
                 }
             )
             continue
-        runs: list[list[tuple[dict, WordSpeaker]]] = []
+        runs: list[list[tuple[WordRow, WordSpeaker]]] = []
         for item in members:
             if runs and runs[-1][-1][1].speaker == item[1].speaker:
                 runs[-1].append(item)
