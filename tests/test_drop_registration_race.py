@@ -18,11 +18,13 @@ import polars as pl
 import pytest
 
 from opentranscribe_pipeline.drops.batches import (
+    BatchLimits,
     BatchTaken,
     DropConflict,
     claim_drop,
     drop_source_path,
     register_drop,
+    register_planned,
     write_batches,
 )
 from opentranscribe_pipeline.storage import SourceObject, Warehouse
@@ -176,6 +178,20 @@ def test_manifests_are_never_replaced_and_claims_are_checked(store, tmp_path):
         claim_drop(wh, "drop", "/y/drop")
     if wh.is_local:  # no lock files or temporaries left in the table folder
         assert sorted(os.listdir(Path(wh.root) / "batches" / "batch_id=drop-0000")) == ["part-0.parquet"]
+
+
+def test_one_registration_path_leaves_out_a_batch_taken_meanwhile(tmp_path):
+    """``register_planned``, the CLI's and the sensor's one way to register: a batch number
+    another registrar took while this one planned is read, its file left out, the rest
+    planned again from the next number; every file registered exactly once."""
+    wh = Warehouse(str(tmp_path / "wh"))
+    files = [(SourceObject(f"/in/drop/f{i}.wav", f"f{i}.wav", 10), 1.0) for i in range(3)]
+    write_batches(wh, "drop", [[files[0]]], 0)  # the other registrar, first
+    written = register_planned(wh, "drop", [files[:2], files[2:]], 0, BatchLimits(max_files=2))
+    assert written.taken == ["drop-0000"] and written.new_batch_ids == ["drop-0001"]
+    assert written.new_files == 2 and written.next_seq == 2
+    registered = manifests(wh)["source_uri"].to_list()
+    assert sorted(registered) == [o.uri for o, _ in files]  # each file once
 
 
 def test_cli_refuses_another_source_under_a_registered_name(tmp_path):

@@ -272,6 +272,52 @@ def write_batches(
     return ids
 
 
+@dataclass
+class Written:
+    """What :func:`register_planned` wrote: the new batches (id and members), the batch
+    numbers other registrars took meanwhile (their files are theirs), the next free number."""
+
+    batches: list[tuple[str, list[tuple[SourceObject, float]]]] = field(default_factory=list)
+    taken: list[str] = field(default_factory=list)
+    next_seq: int = 0
+
+    @property
+    def new_batch_ids(self) -> list[str]:
+        return [batch_id for batch_id, _ in self.batches]
+
+    @property
+    def new_files(self) -> int:
+        return sum(len(members) for _, members in self.batches)
+
+
+def register_planned(
+    warehouse: Warehouse,
+    drop: str,
+    planned: list[list[tuple[SourceObject, float]]],
+    next_seq: int,
+    limits: BatchLimits,
+) -> Written:
+    """Register planned batches from ``next_seq`` on, one manifest each: the one way the CLI
+    (:func:`register_drop`) and the drop sensor (``walk.DropWalker``) register files. A batch
+    number another registrar took meanwhile (``BatchTaken``) is read: its files are left out
+    (registered by it), what is left is planned again (cut the same way) from the next
+    number. The same file is never registered twice and none is lost."""
+    out = Written(next_seq=next_seq)
+    while planned:
+        try:
+            (batch_id,) = write_batches(warehouse, drop, planned[:1], out.next_seq)
+            out.batches.append((batch_id, planned[0]))
+            planned = planned[1:]
+        except BatchTaken as exc:
+            manifest = warehouse.read_table("batches", exc.batch_id)
+            held = set(manifest["source_uri"].to_list()) if manifest is not None else set()
+            out.taken.append(exc.batch_id)
+            log.info("%s; its %d file(s) are not registered again", exc, len(held))
+            planned = plan_batches([(o, d) for b in planned for o, d in b if o.uri not in held], limits)
+        out.next_seq += 1
+    return out
+
+
 def register_drop(
     warehouse: Warehouse,
     source_uri: str,
@@ -302,21 +348,8 @@ def register_drop(
     next_seq = max((int(b[len(prefix) + 1 :]) for b in existing), default=-1) + 1
 
     planned = plan_batches(list(zip(new, probe_durations(new, s3))), limits)
-    taken: list[str] = []  # batches another registrar wrote while we planned
-    while planned:
-        try:
-            reg.new_batch_ids += write_batches(warehouse, drop, planned[:1], next_seq)
-            reg.new_files += len(planned[0])
-            planned = planned[1:]
-        except BatchTaken as exc:
-            # a registrar of the same source was quicker: its files are registered; what is
-            # left is planned again from the next number (cut the same way)
-            manifest = warehouse.read_table("batches", exc.batch_id)
-            held = set(manifest["source_uri"].to_list()) if manifest is not None else set()
-            taken.append(exc.batch_id)
-            log.info("%s; its %d file(s) are not registered again", exc, len(held))
-            planned = plan_batches([(o, d) for b in planned for o, d in b if o.uri not in held], limits)
-        next_seq += 1
+    written = register_planned(warehouse, drop, planned, next_seq, limits)
+    reg.new_batch_ids, reg.new_files, taken = written.new_batch_ids, written.new_files, written.taken
     reg.known_files = len(media) - reg.new_files
     reg.batch_ids = sorted(existing + taken + reg.new_batch_ids)
     return reg

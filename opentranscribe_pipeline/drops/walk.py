@@ -27,7 +27,7 @@ from .batches import (
     known_sources,
     plan_batches,
     probe_durations,
-    write_batches,
+    register_planned,
 )
 from .rules import ABANDONED_S, LEDGER_DIR, DropSettings, is_junk, is_temp_name
 from .state import Cursor, Ledger, NewBatch, OpenWalk, PendingDrop, Plan, Registered, Scan, TickResult, WatchedDrop
@@ -229,15 +229,19 @@ class DropWalker:
         return Plan(batches, scan)
 
     def _register(self, name: str, plan: Plan, next_seq: int, result: TickResult) -> int:
-        """One manifest per batch (membership fixed from here on); returns the next free number.
-        A batch number taken meanwhile (the CLI registering the same folder) fails the step
-        (``BatchTaken``): the next tick finds that batch and leaves its files out."""
-        for members in plan.batches:
-            (batch_id,) = write_batches(self.wh, name, [members], next_seq)
-            next_seq += 1
+        """One manifest per batch (membership fixed from here on), the CLI's way
+        (:func:`.batches.register_planned`); returns the next free number. A batch number
+        taken meanwhile (the CLI registering the same folder) is read and its files left out;
+        its run is requested here if it has no partition yet, as for any batch found past
+        the ledger (:meth:`_held`)."""
+        written = register_planned(self.wh, name, plan.batches, next_seq, self.settings.limits)
+        for batch_id, members in written.batches:
             self.files_registered += len(members)
             result.batches.append(NewBatch(batch_id, name, self.source.drop_uri(name), len(members)))
-        return next_seq
+        for batch_id in written.taken:
+            if not self.has_partition(batch_id):
+                result.batches.append(NewBatch(batch_id, name, self.source.drop_uri(name), -1))
+        return written.next_seq
 
     def _finish(
         self, name: str, pending: PendingDrop, plan: Plan, next_seq: int, cursor: Cursor, result: TickResult
