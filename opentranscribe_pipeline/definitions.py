@@ -6,8 +6,6 @@ terminal is the same graph, resources and checks as one started from the UI.
 
 from __future__ import annotations
 
-import logging
-
 import dagster as dg
 
 from . import settings
@@ -38,9 +36,6 @@ from .sensors import DropSensorConfig, drop_sensor, record_run_failures
 from .sensors.publish import publish_after_assignment
 from .sensors.speakers import ASSIGN_JOB, assign_new_speakers
 from .sensors.summary import summary_sensor
-
-if _cli_level := settings.cli_log_level():  # a step process of a CLI run: log like the CLI
-    logging.basicConfig(level=_cli_level, format="%(levelname)s %(name)s: %(message)s")
 
 BATCH_JOB = "transcribe_batch"
 RECLUSTER_JOB = "recluster_speakers"

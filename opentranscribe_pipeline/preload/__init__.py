@@ -20,8 +20,24 @@ it then says so itself.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import warnings
+
+from .. import settings
+
+
+def configure_step_logging() -> None:
+    """The step processes of a CLI run log the project's own lines to stderr as the CLI does
+    (``settings.cli_log_level``, which the CLI gives its children). Configured here, the first
+    code of the forkserver every local step is forked from, rather than when
+    ``definitions`` is imported: that module is a library too (tests, notebooks, the UI's
+    code server import it) and must not configure logging."""
+    if level := settings.cli_log_level():
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+configure_step_logging()
 
 # Importing pyannote.audio writes PYANNOTE_METRICS_ENABLED=true when it is unset; the
 # pipeline's default is off (settings.pyannote_metrics_enabled), so say it before the import.
