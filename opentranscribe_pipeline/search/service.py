@@ -1,6 +1,8 @@
 """Search over the warehouse: index a batch, answer a query, keep the speakers index.
 
 Dagster-free; ``assets/search.py`` and ``cli/search.py`` are thin front ends over these functions.
+Indexing lives in :mod:`.indexing`, the passage judge in :mod:`.passages`, search over the
+``summaries`` tables in :mod:`.summaries`; the names stay importable from here.
 
 - :func:`index_batch` writes a batch's ``chunks`` (of the configured text model) to the
   backend with their source file, drop and global speaker ids, idempotently, and deletes the
@@ -28,7 +30,6 @@ Dagster-free; ``assets/search.py`` and ``cli/search.py`` are thin front ends ove
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import re
@@ -42,8 +43,41 @@ import polars as pl
 from ..schemas import GLOBAL_ID
 from ..speakers.voices import resolve_merged
 from ..storage import Warehouse
-from .backends import Filters, Hit, SearchBackend, VectorSearchUnsupported, empty_docs
+from .backends import Filters, Hit, SearchBackend, VectorSearchUnsupported
+from .indexing import (  # re-exported: the assets, the CLI and the tests import them from here
+    PUBLISHED_DIR,
+    IndexReport,
+    RebuildReport,
+    batch_documents,
+    index_batch,
+    published_path,
+    rebuild_index,
+    resync_speaker_ids,
+)
+from .passages import PassageJudge, judge_passages
 from .ranking import highlight, reciprocal_rank_fusion
+
+__all__ = [
+    "PUBLISHED_DIR",
+    "IndexReport",
+    "PassageJudge",
+    "RebuildReport",
+    "SearchOutcome",
+    "SpeakerDirectory",
+    "UnknownSpeakerFilter",
+    "batch_documents",
+    "index_batch",
+    "judge_passages",
+    "open_search_backend",
+    "published_path",
+    "query_embedder",
+    "rebuild_index",
+    "refresh_speakers",
+    "resync_speaker_ids",
+    "search",
+    "similar_speakers",
+    "speaker_documents",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,170 +115,6 @@ def open_search_backend(
             opensearch_url, opensearch_user, opensearch_password, prefix=index_prefix, verify_certs=verify_certs
         )
     raise ValueError(f"unknown search backend {backend!r} (lancedb or opensearch)")
-
-
-# -- indexing -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class IndexReport:
-    batch_id: str
-    chunks: int  # rows of `chunks` of the configured model
-    indexed: int
-    deleted: int
-    indexed_total: int  # documents of this batch and model in the index after the write
-    other_models: dict[str, int]  # model -> chunks left out
-    without_global_id: int
-    elapsed_s: float
-
-
-def _drop_of(wh: Warehouse, batch_id: str) -> str | None:
-    batches = wh.read_table("batches", batch_id)
-    if batches is None or batches.is_empty():
-        return None
-    return batches["drop"][0]
-
-
-def batch_documents(wh: Warehouse, batch_id: str, model: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The batch's documents for ``model``, and its chunks made by other models."""
-    from ..speakers.state import read_clusters
-
-    chunks = wh.read_table("chunks", batch_id)
-    if chunks is None or chunks.is_empty():
-        return empty_docs(), pl.DataFrame(schema={"model": pl.Utf8})
-    current = chunks.filter(pl.col("model") == model)
-    other = chunks.filter(pl.col("model") != model).select("model")
-    media = wh.read_table("media", batch_id)
-    sources = (
-        media.filter(pl.col("media_id").is_not_null()).select("media_id", "source_uri").unique("media_id")
-        if media is not None
-        else pl.DataFrame(schema={"media_id": pl.Utf8, "source_uri": pl.Utf8})
-    )
-    clusters = read_clusters(wh, [batch_id]).select("media_id", "speaker", "global_speaker_id")
-    docs = (
-        current.join(sources, on="media_id", how="left")
-        .join(clusters, on=["media_id", "speaker"], how="left")
-        .with_columns(
-            id=pl.col("media_id") + ":" + pl.col("chunk_index").cast(pl.Utf8),
-            drop=pl.lit(_drop_of(wh, batch_id), pl.Utf8),
-            vector=pl.col("embedding"),
-        )
-    )
-    template = empty_docs()
-    return docs.select([pl.col(c).cast(t) for c, t in template.schema.items()]), other
-
-
-def index_batch(wh: Warehouse, backend: SearchBackend, batch_id: str, model: str) -> IndexReport:
-    """Write the batch's chunks to ``backend`` (ids ``<media_id>:<chunk_index>``: a re-run
-    overwrites) and delete the batch's documents that are no longer chunks."""
-    started = time.perf_counter()
-    docs, other = batch_documents(wh, batch_id, model)
-    backend.check()
-    kept = dict(docs.group_by("media_id").len().iter_rows()) if docs.height else {}
-    # a backend that can tell (LanceDB) gets only what changes: re-publishing an unchanged
-    # batch writes nothing (each Lance write is a new version with files of its own)
-    pending = getattr(backend, "pending_changes", None)
-    to_write, leftovers = pending(batch_id, docs, kept) if pending is not None else (docs, None)
-    indexed = backend.upsert_chunks(to_write)
-    deleted = backend.delete_leftovers(batch_id, kept) if leftovers is None or leftovers else 0
-    total = backend.count(Filters(model=model, batch_id=batch_id))
-    published = docs.select("media_id", "speaker", "global_speaker_id").unique().with_columns(model=pl.lit(model))
-    wh.write_parquet(published_path(wh, backend, batch_id), published.sort("media_id", "speaker"))
-    others = dict(other.group_by("model").len().iter_rows()) if other.height else {}
-    return IndexReport(
-        batch_id=batch_id,
-        chunks=docs.height,
-        indexed=indexed,
-        deleted=deleted,
-        indexed_total=total,
-        other_models=others,
-        without_global_id=docs.filter(pl.col("global_speaker_id").is_null()).height,
-        elapsed_s=time.perf_counter() - started,
-    )
-
-
-@dataclass
-class RebuildReport:
-    batches: int
-    documents: int
-    index: str | None  # the new OpenSearch index behind the alias; None for LanceDB
-    elapsed_s: float
-
-
-def rebuild_index(wh: Warehouse, backend: SearchBackend, model: str) -> RebuildReport:
-    """The whole search index again from the ``chunks`` tables alone (a new mapping, a lost
-    or damaged index, an archive moving to OpenSearch): OpenSearch loads every batch into a
-    new index with refresh off and swaps the alias in one call at the end, so searches see
-    the old index until the new one is complete; LanceDB upserts every batch in place and
-    drops each batch's leftovers. Nothing is re-embedded."""
-    started = time.perf_counter()
-    batches = wh.batch_ids("chunks")
-    backend.check()
-    rebuild = getattr(backend, "rebuild", None)
-    if rebuild is None:
-        # documents in the index afterwards (an unchanged batch is not written again)
-        total = sum(index_batch(wh, backend, b, model).indexed_total for b in batches)
-        return RebuildReport(len(batches), total, None, time.perf_counter() - started)
-    published: dict[str, pl.DataFrame] = {}
-
-    def documents():
-        for b in batches:
-            docs, _ = batch_documents(wh, b, model)
-            published[b] = docs.select("media_id", "speaker", "global_speaker_id").unique()
-            yield docs
-
-    from ..schemas import TEXT_EMBEDDING_DIM
-
-    name, total = rebuild(documents(), TEXT_EMBEDDING_DIM)
-    for b, keys in published.items():
-        wh.write_parquet(
-            published_path(wh, backend, b), keys.with_columns(model=pl.lit(model)).sort("media_id", "speaker")
-        )
-    return RebuildReport(len(batches), total, name, time.perf_counter() - started)
-
-
-PUBLISHED_DIR = "_search_published"
-
-
-def _published_dir(wh: Warehouse, backend: SearchBackend) -> str:
-    """One folder per backend and index (a LanceDB location, an OpenSearch URL + alias); a
-    LanceDB index inside the warehouse is named relative to it (a copied warehouse keeps it)."""
-    d = backend.describe()
-    where = "|".join(str(d.get(k)).replace(wh.root_uri, "<warehouse>") for k in ("index", "url", "alias"))
-    return wh.path(PUBLISHED_DIR, f"{d['backend']}-{hashlib.sha256(where.encode()).hexdigest()[:12]}")
-
-
-def published_path(wh: Warehouse, backend: SearchBackend, batch_id: str) -> str:
-    return f"{_published_dir(wh, backend)}/{batch_id}.parquet"
-
-
-def resync_speaker_ids(wh: Warehouse, backend: SearchBackend) -> list[str]:
-    """Re-index every batch whose documents carry a global speaker id that is no longer the
-    one its local speaker has (a split, a re-clustering, a merge); returns those batches.
-    Costs one read of the committed clusters and one small object per indexed batch."""
-    d = _published_dir(wh, backend)
-    names = [n for n in wh.list_names(d) if n.endswith(".parquet")]
-    if not names:
-        return []
-    from ..speakers.state import read_clusters
-
-    now = (
-        read_clusters(wh)
-        .select("media_id", "speaker", pl.col("global_speaker_id").alias("now"))
-        .unique(["media_id", "speaker"])
-    )
-    redone = []
-    for name in names:
-        pub = wh.read_parquet(f"{d}/{name}")
-        if pub is None or pub.is_empty():
-            continue
-        moved = pub.join(now, on=["media_id", "speaker"], how="left").filter(
-            pl.col("global_speaker_id").ne_missing(pl.col("now"))
-        )
-        if moved.height:
-            batch_id = name.removesuffix(".parquet")
-            report = index_batch(wh, backend, batch_id, pub["model"][0])
-            log.info("batch %s re-indexed: %d speakers changed global id", batch_id, moved.height)
-            redone.append(report.batch_id)
-    return redone
 
 
 # -- speakers at query time -----------------------------------------------------------------------
@@ -340,62 +210,6 @@ class SearchOutcome:
     warnings: list[str] = field(default_factory=list)
     left_out: int = 0  # passages retrieved but under ``min_quality``
     unscored: int = 0  # results no quality score covers (kept)
-
-
-class PassageJudge:
-    """The DNSMOS ``ovrl`` of search passages, for ``min_quality``.
-
-    A passage (a chunk: part of one speaker's turn, several segments) is judged by the
-    speech-weighted DNSMOS ``ovrl`` of the segments it overlaps
-    (:func:`~opentranscribe_pipeline.query.quality.span_quality`); a passage no scored
-    segment covers is unscored and kept. Reads the ``segment_quality`` file of each batch
-    the hits come from, once per batch (only the media items hit)."""
-
-    def __init__(self, wh: Warehouse):
-        self.wh = wh
-        self.scores: dict[str, pl.DataFrame] = {}  # batch_id -> scores of the media read
-        self.media: dict[str, set[str]] = {}
-        self.known: dict[str, float | None] = {}  # doc id -> quality
-
-    def __call__(self, docs: Sequence[dict]) -> dict[str, float | None]:
-        from ..query.quality import segment_scores, span_quality
-
-        todo = [d for d in docs if d["id"] not in self.known]
-        wanted: dict[str, set[str]] = {}
-        for d in todo:
-            wanted.setdefault(d.get("batch_id") or "", set()).add(d["media_id"])
-        for batch_id, media_ids in wanted.items():
-            missing = media_ids - self.media.get(batch_id, set())
-            if not missing or not batch_id:
-                continue
-            got = segment_scores(self.wh, [batch_id], missing)
-            self.scores[batch_id] = pl.concat([self.scores[batch_id], got]) if batch_id in self.scores else got
-            self.media.setdefault(batch_id, set()).update(missing)
-        for batch_id in wanted:
-            batch_docs = [d for d in todo if (d.get("batch_id") or "") == batch_id]
-            spans = pl.DataFrame(
-                {
-                    "id": [d["id"] for d in batch_docs],
-                    "media_id": [d["media_id"] for d in batch_docs],
-                    "start_s": [float(d["start_s"]) for d in batch_docs],
-                    "end_s": [float(d["end_s"]) for d in batch_docs],
-                },
-                schema={"id": pl.Utf8, "media_id": pl.Utf8, "start_s": pl.Float64, "end_s": pl.Float64},
-            )
-            scores = self.scores.get(batch_id)
-            if scores is None:
-                scores = pl.DataFrame(
-                    schema={"media_id": pl.Utf8, "start_s": pl.Float64, "end_s": pl.Float64, "dnsmos_ovrl": pl.Float64}
-                )
-            judged = span_quality(spans, scores)
-            self.known.update(dict(judged.select("id", "quality").iter_rows()))
-        return {d["id"]: self.known[d["id"]] for d in docs}
-
-
-def judge_passages(wh: Warehouse, docs: Sequence[dict]) -> dict[str, float | None]:
-    """``doc id -> quality`` (speech-weighted DNSMOS ovrl; None: unscored) of index documents
-    (``id``, ``batch_id``, ``media_id``, ``start_s``, ``end_s``): see :class:`PassageJudge`."""
-    return PassageJudge(wh)(docs)
 
 
 def search(
