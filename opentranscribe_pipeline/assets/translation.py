@@ -3,7 +3,7 @@
 A model stage on the per-file model step (``assets/modelstep.py``), in the ``gpu`` pool:
 English media are copied through from ``segments`` (no model is loaded for them), the
 others are translated window by window by Whisper's translate task
-(``deliver/translate.py``). The translation model version is recorded per file, so a re-run
+(``speech/translate.py``). The translation model version is recorded per file, so a re-run
 redoes only files made with another model or mode, or whose segments changed since
 (``translations.source_digest``: a re-transcribed or re-diarized file is translated again).
 A model that cannot translate (``tiny.en``, ``large-v3-turbo``) fails each non-English file
@@ -15,13 +15,13 @@ import hashlib
 import dagster as dg
 import polars as pl
 
-from ..deliver.translate import Translator, attribute, regions
 from ..executors import MODEL_STEP_TAGS
 from ..partitions import batch_partitions
 from ..resources import TranslationModelResource, WarehouseResource
 from ..schemas import SegmentsEn, conform
 from ..settings import GPU_POOL
 from ..speech.decode import load_flac
+from ..speech.translate import Translator, attribute, regions
 from .checks import table_spec
 from .modelstep import FileOutput, ModelStage, ReprocessConfig, empty, run_model_step, usable_audio
 

@@ -190,7 +190,7 @@ class TranslationModelResource(dg.ConfigurableResource):
         return self.model or settings.translation_model() or settings.asr_model()
 
     def mode(self) -> str:
-        from ..deliver.translate import MODES
+        from ..speech.translate import MODES
 
         if self.translate not in MODES:
             raise dg.Failure(f"translate must be one of {', '.join(MODES)}, not {self.translate!r}")
@@ -214,8 +214,8 @@ class TranslationModelResource(dg.ConfigurableResource):
 
     def model_version(self) -> str:
         """Changes whenever the English text could change (model, mode or decoding)."""
-        from ..deliver.translate import DECODING_VERSION
         from ..speech.models import asr_model_version
+        from ..speech.translate import DECODING_VERSION
 
         return f"{asr_model_version(self.spec())}|translate|{self.mode()}|{DECODING_VERSION}"
 
@@ -224,9 +224,9 @@ class TranslationModelResource(dg.ConfigurableResource):
         return {"translation_model": self.spec(), "translate_mode": self.mode()}
 
     def load(self):
-        """A :class:`~..deliver.translate.Translator` that loads the model on first use (a
+        """A :class:`~..speech.translate.Translator` that loads the model on first use (a
         ``StageModel``): English-only batches never load it."""
-        from ..deliver.translate import Translator, cannot_translate
+        from ..speech.translate import Translator, cannot_translate
 
         spec = self.spec()
         if cannot_translate(spec):  # nothing to resolve or join: every file records why

@@ -176,7 +176,7 @@ def test_translation_is_deterministic_the_same_audio_gives_the_same_english():
     the translator decodes at temperature 0 only."""
     import soundfile as sf
 
-    from opentranscribe_pipeline.deliver.translate import Region
+    from opentranscribe_pipeline.speech.translate import Region
 
     samples, rate = sf.read(FIXTURES / "de.flac", dtype="float32")
     assert rate == 16000

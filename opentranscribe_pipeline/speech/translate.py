@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..speech.asr import AsrOptions, free_device_memory
-from ..speech.decode import SAMPLE_RATE
-from ..speech.models import ResolvedModel
+from .asr import AsrOptions
+from .decode import SAMPLE_RATE
+from .device import free_device_memory
+from .models import ResolvedModel
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,15 @@ class Region:
 
 
 @dataclass(frozen=True)
+class Translated:
+    """One segment of English from the translate task, in media time."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
 class EnglishSegment:
     start_s: float
     end_s: float
@@ -101,13 +111,16 @@ def regions(segments: Sequence[dict], max_s: float = MAX_REGION_S, max_pause_s: 
     return out
 
 
-def attribute(pieces: Sequence[tuple[float, float, str]], segments: Sequence[dict]) -> list[EnglishSegment]:
+def attribute(pieces: Sequence[Translated], segments: Sequence[dict]) -> list[EnglishSegment]:
     """Each English piece gets the speaker speaking most during it in ``segments``."""
-    from ..speech.attribute import dominant_speaker
-    from ..speech.diarize import Turn
+    from .attribute import dominant_speaker
+    from .diarize import Turn
 
     turns = [Turn(s["start_s"], s["end_s"], s["speaker"]) for s in segments if s.get("speaker")]
-    return [EnglishSegment(a, b, text, dominant_speaker(a, b, turns) if turns else None) for a, b, text in pieces]
+    return [
+        EnglishSegment(p.start_s, p.end_s, p.text, dominant_speaker(p.start_s, p.end_s, turns) if turns else None)
+        for p in pieces
+    ]
 
 
 class Translator:
@@ -156,11 +169,9 @@ class Translator:
                 raise CannotTranslate(self.reason)
         return self._whisper
 
-    def translate(
-        self, samples: np.ndarray, spans: Sequence[Region], language: str | None
-    ) -> list[tuple[float, float, str]]:
-        """English segments ``(start_s, end_s, text)`` in media time for the regions of
-        ``samples`` (16 kHz mono float32); times are clamped to their region."""
+    def translate(self, samples: np.ndarray, spans: Sequence[Region], language: str | None) -> list[Translated]:
+        """English segments in media time for the regions of ``samples`` (16 kHz mono
+        float32); times are clamped to their region."""
         whisper = self._load()
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         out = []
@@ -183,5 +194,5 @@ class Translator:
                     continue
                 a = min(max(lo + float(s.start), r.start_s), r.end_s)
                 b = min(max(lo + float(s.end), a), r.end_s)
-                out.append((round(a, 3), round(b, 3), text))
+                out.append(Translated(round(a, 3), round(b, 3), text))
         return out
