@@ -121,7 +121,8 @@ class Services:
         return {**item, "segments": segments, "audio_error": audio_error, "duration_s": duration}
 
     def export(self, media_id: str, fmt: str) -> str:
-        """A fresh export of one item (the names as they are now), as ``opentranscribe export``."""
+        """A fresh export of one item (the names as they are now), as ``opentranscribe export``
+        makes it (``deliver.documents``)."""
         from ..deliver.documents import documents, gather
 
         if fmt not in EXPORT_FORMATS:

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import jinja2
+import markupsafe
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -126,8 +127,21 @@ def _templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["clock"] = clock
+    env.filters["words_html"] = words_html
     env.filters["urlq"] = lambda v: quote(str(v), safe="")
     return Jinja2Templates(env=env)
+
+
+def words_html(words: list[dict]) -> markupsafe.Markup:
+    """A segment's words as clickable spans, each word escaped (an hour holds ~10,000 words:
+    one f-string per word instead of a template loop keeps the transcript page fast)."""
+    esc = markupsafe.escape
+    return markupsafe.Markup(
+        " ".join(
+            f'<span class="w" data-start="{float(w["start_s"]):.3f}" data-end="{float(w["end_s"]):.3f}">{esc(w["word"])}</span>'
+            for w in words
+        )
+    )
 
 
 def clock(seconds) -> str:

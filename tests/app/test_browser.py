@@ -91,7 +91,7 @@ def test_search_listen_read_and_name_a_voice_in_a_browser(review_app):
 
             # the suggestion queue: accept, and the name shows in search and in a fresh export
             page.goto(url + "/speakers")
-            page.wait_for_function("document.querySelectorAll('td.clips button.play').length >= 2")  # clips load
+            page.wait_for_function("() => document.querySelectorAll('td.clips button.play').length >= 2")  # clips load
             row = page.locator(f"tr.suggestion[data-gid='{voice}']")
             assert row.locator(".suggested").inner_text() == NAME
             row.locator("button.accept").click()
