@@ -35,6 +35,7 @@ from .align import (
 )
 from .decode import SAMPLE_RATE
 from .device import free_device_memory
+from .language import LanguageGuess, choose_language
 from .models import ResolvedModel, set_pyannote_telemetry
 
 log = logging.getLogger(__name__)
@@ -90,40 +91,6 @@ class AsrOptions:
     # unsure language detections (see Transcriber.detect_language); None: from settings
     language_floor: float | None = None
     language_fallback: str | None = None
-
-
-class LanguageGuess(NamedTuple):
-    language: str
-    probability: float
-    source: str = "detected"  # or "batch" / "fallback": an unsure detection took that language
-
-
-def choose_language(
-    probabilities: list[tuple[str, float]],
-    priors: list[tuple[str, str]],
-    floor: float,
-    ratio: float,
-) -> LanguageGuess:
-    """The detector's most probable language, unless it is unsure (its probability under
-    ``floor``): then the first of ``priors`` (``(language, source)``: the batch's majority,
-    then the configured fallback) that the detector gives at least ``ratio`` times its top
-    probability. One phrase is too little speech for Whisper's detector: on 500 one-phrase
-    English clips (espeak-ng and flite voices) 21 came out German, Japanese, Polish, Russian,
-    Arabic... with probabilities 0.18-0.69 and English second or third at 0.07-0.32 (2 left
-    with English under a fifth of the top). A long file the detector is unsure of keeps its
-    language when the prior is far less likely (a 14 s German dialogue: de 0.66, en 0.07).
-    The probability recorded is the detector's for the language chosen."""
-    top, p_top = probabilities[0]
-    if p_top >= floor:
-        return LanguageGuess(top, float(p_top))
-    given = dict(probabilities)
-    for language, source in priors:
-        p = given.get(language, 0.0)
-        if language == top:
-            return LanguageGuess(top, float(p_top))
-        if p >= ratio * p_top:
-            return LanguageGuess(language, float(p), source)
-    return LanguageGuess(top, float(p_top))
 
 
 class AsrOutOfMemory(RuntimeError):

@@ -12,8 +12,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from opentranscribe_pipeline.speech.asr import AsrOptions, LanguageGuess, Transcriber, choose_language
+from opentranscribe_pipeline.speech.asr import AsrOptions, Transcriber
 from opentranscribe_pipeline.speech.decode import SAMPLE_RATE, decode
+from opentranscribe_pipeline.speech.language import LanguageGuess, choose_language
 from opentranscribe_pipeline.speech.models import resolve_asr_model
 
 from ..conftest import SAMPLE_DROP
