@@ -9,19 +9,24 @@ one); each window also mixed with white noise at 10 and 0 dB SNR so the scores s
 Variants (all on the CPU execution provider, ``ORT_ENABLE_ALL`` graph optimizations, which is
 onnxruntime's default):
 
-- ``orig``: what ``speech/quality.py`` runs (2 intra-op threads, sequential);
+- ``orig``: the model as shipped (fp32) with 2 intra-op threads, sequential (the reference);
 - ``nospin``: the same with ``session.intra_op.allow_spinning=0`` (idle workers sleep instead
   of spinning: process CPU, not the scores, is what changes);
 - ``t1``: one intra-op thread;
-- ``int8``: the quality step's default (``speech/quality.py``: ``dnsmos_int8_path``, the
-  recipe of ``qdq8-early-pct``, quantized once into the model cache);
+- ``int8``: the quality step's default (``speech/dnsmos.py``: ``dnsmos_int8_path``, the
+  recipe of ``qdq8-early-relu-pct``, quantized once into the model cache), run as the step
+  runs it (``--threads``, default the step's 1, no spinning);
 - ``dyn8``: ``quantize_dynamic`` int8 weights (Conv/MatMul, the STFT convolutions left float);
 - ``qdq8``: ``quantize_static`` QDQ (opset raised 12 -> 13 for per-channel), int8
   per-channel weights and uint8 activations, calibrated (MinMax) on the pyannote sample's
   windows only (the AMI windows are unseen); ``-convs``: only ``conv2d_1`` .. ``conv2d_6``
   quantized (the first convolution and the dense head left float); ``-pct``: percentile
   calibration instead of MinMax, ``-ent`` entropy (e.g. ``qdq8-convs-pct``); ``-early``: only
-  ``conv2d_1`` .. ``conv2d_3``, the convolutions before the first pooling.
+  ``conv2d_1`` .. ``conv2d_3``, the convolutions before the first pooling; ``-relu`` (with
+  ``-early``): their ReLUs and the pooling after them too, so onnxruntime fuses each ReLU into
+  its convolution and no dequantize / quantize pair sits between them. ``@1`` after a name:
+  that variant at one thread without spinning (e.g. ``qdq8-early-pct@1``, the recipe before
+  the ReLUs, as the step now runs it).
 
 CPU seconds are process CPU (user + system, all threads) around each ``session.run``, the
 variants interleaved batch by batch (their order rotated) so load on a shared machine hits
@@ -29,7 +34,7 @@ all alike. Printed: CPU s per window and its ratio to ``orig``; per score, the m
 absolute difference to ``orig`` and the Spearman rank correlation, over all windows and over
 the unseen (AMI) ones.
 
-    .venv/bin/python benchmarks/dnsmos_variants.py [--variants orig,int8,nospin,t1,dyn8,qdq8] [--max-windows 48] [--no-ami] [--no-noise]
+    .venv/bin/python benchmarks/dnsmos_variants.py [--variants orig,int8,nospin,t1,dyn8,qdq8] [--max-windows 48] [--no-ami] [--no-noise] [--batch 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -100,7 +105,9 @@ def session(path: Path, threads: int = q.DNSMOS_THREADS, spin: bool = True):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def conv_matmul_nodes(path: Path, convs_only: bool = False, early: bool = False) -> tuple[list[str], list[str]]:
+def conv_matmul_nodes(
+    path: Path, convs_only: bool = False, early: bool = False, relu: bool = False
+) -> tuple[list[str], list[str]]:
     """(nodes to quantize, nodes to keep float): the STFT convolutions stay float; with
     ``convs_only`` the first convolution (on the log-power spectrogram, one input channel,
     ~1 % of the FLOPs) and the dense head (MatMul) stay float too."""
@@ -114,6 +121,10 @@ def conv_matmul_nodes(path: Path, convs_only: bool = False, early: bool = False)
     quant = [
         n.name for n in model.graph.node if n.op_type in ops and n.name not in skip and not n.name.startswith("stft")
     ]
+    if early and relu:  # the step's recipe (speech/dnsmos.py _INT8_NODES)
+        from opentranscribe_pipeline.speech.dnsmos import _INT8_NODES
+
+        quant = list(_INT8_NODES)
     keep = [n.name for n in model.graph.node if n.name.startswith("stft") or n.name not in quant]
     return quant, keep
 
@@ -131,7 +142,7 @@ def quantized(kind: str, src: Path, calib: np.ndarray, folder: Path) -> Path:
     )
 
     dst = folder / f"{kind}.onnx"
-    nodes, keep = conv_matmul_nodes(src, convs_only="-convs" in kind, early="-early" in kind)
+    nodes, keep = conv_matmul_nodes(src, convs_only="-convs" in kind, early="-early" in kind, relu="-relu" in kind)
     # the model is opset 12; per-channel DequantizeLinear (its axis) needs 13
     src13 = folder / "opset13.onnx"
     onnx.save(version_converter.convert_version(onnx.load(str(src)), 13), str(src13))
@@ -185,6 +196,7 @@ def main() -> None:
     ap.add_argument("--no-ami", action="store_true")
     ap.add_argument("--no-noise", action="store_true")
     ap.add_argument("--batch", type=int, default=q.DNSMOS_BATCH)
+    ap.add_argument("--threads", type=int, default=q.DNSMOS_THREADS, help="the int8 variant's threads (no spinning)")
     ap.add_argument("--max-windows", type=int, default=48, help="evenly spaced subset (0: all)")
     args = ap.parse_args()
     names = args.variants.split(",")
@@ -203,14 +215,18 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dnsmos-variants-"))
     sessions = {}
     for name in names:
-        if name == "orig":
+        base, _, one = name.partition("@")
+        if one:  # a variant at one thread, no spinning
+            path = q.dnsmos_model_path() if base == "orig" else quantized(base, src, calib, tmp)
+            sessions[name] = session(path, threads=1, spin=False)
+        elif name == "orig":
             sessions[name] = session(src)
         elif name == "nospin":
             sessions[name] = session(src, spin=False)
         elif name == "t1":
             sessions[name] = session(src, threads=1)
         elif name == "int8":  # the quality step's default: speech/quality.py's own int8 model
-            sessions[name] = session(q.dnsmos_int8_path())
+            sessions[name] = session(q.dnsmos_int8_path(), threads=args.threads, spin=False)
         elif name.startswith(("dyn8", "qdq8")):
             sessions[name] = session(quantized(name, src, calib, tmp))
         else:

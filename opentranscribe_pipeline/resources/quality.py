@@ -13,15 +13,21 @@ QUALITY_STEP_VERSION = "quality/1"  # bump when a change to speech/quality.py ch
 
 
 class QualityModelResource(dg.ConfigurableResource):
-    """DNSMOS on the CPU, one onnxruntime session per run. ``threads`` bounds its intra-op
-    threads (the step runs beside CPU stages); ``floor`` overrides
-    ``OPENTRANSCRIBE_QUALITY_FLOOR`` (DNSMOS ovrl counted as usable speech);
-    ``dnsmos_stride`` trades coverage for time and ``dnsmos_variant`` picks the int8 run
-    (default, ~0.5 x the CPU) or the model as shipped ("fp32") (docs/quality.md, *Cost*)."""
+    """DNSMOS on the CPU, one onnxruntime session per run. Every field holds the value a run
+    uses (the UI shows it): ``threads`` bounds its intra-op threads (1 costs the least CPU
+    per window; the step runs beside CPU stages); ``floor`` is the DNSMOS ovrl counted as usable
+    speech (default: ``OPENTRANSCRIBE_QUALITY_FLOOR``, else 3.0); ``dnsmos_stride`` trades
+    coverage for time and ``dnsmos_variant`` picks the int8 run (default, ~0.3 x the CPU) or
+    the model as shipped ("fp32") (docs/quality.md, *Cost*)."""
 
-    threads: int = Field(default=2, description="onnxruntime intra-op threads for DNSMOS")
-    floor: float | None = Field(
-        default=None, description="DNSMOS ovrl floor; unset: OPENTRANSCRIBE_QUALITY_FLOOR (3.0)"
+    threads: int = Field(
+        default=1, ge=1, description="onnxruntime intra-op threads for DNSMOS (1: the least CPU per window)"
+    )
+    floor: float = Field(
+        default_factory=settings.quality_floor,
+        ge=1.0,
+        le=5.0,
+        description="DNSMOS ovrl floor (1-5) for speech counted as usable (default: OPENTRANSCRIBE_QUALITY_FLOOR, else 3.0)",
     )
     dnsmos_stride: int = Field(
         default=1,
@@ -31,14 +37,14 @@ class QualityModelResource(dg.ConfigurableResource):
     dnsmos_variant: str = Field(
         default="int8",
         pattern="^(int8|fp32)$",
-        description="DNSMOS run: int8 (conv2d_1-3 quantized, default) or fp32 (the model as shipped)",
+        description="DNSMOS run: int8 (conv2d_1-3 with their ReLUs quantized, default) or fp32 (the model as shipped)",
     )
 
     def quality_floor(self) -> float:
-        return self.floor if self.floor is not None else settings.quality_floor()
+        return self.floor
 
     def model_name(self) -> str:
-        from ..speech.quality import dnsmos_version
+        from ..speech.dnsmos import dnsmos_version
 
         return dnsmos_version(self.dnsmos_variant)
 
@@ -50,6 +56,6 @@ class QualityModelResource(dg.ConfigurableResource):
         return {"model": self.model_name()}
 
     def load(self) -> AbstractContextManager:
-        from ..speech.quality import dnsmos_session
+        from ..speech.dnsmos import dnsmos_session
 
         return dnsmos_session(self.threads, self.dnsmos_variant)

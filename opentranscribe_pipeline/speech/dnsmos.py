@@ -40,8 +40,12 @@ DNSMOS_WINDOW = int(DNSMOS_WINDOW_S * SAMPLE_RATE)  # 144160 samples
 # into a 9.01 s window it scores far below the same voice's full windows (pyannote's sample:
 # ovrl -0.6 at 1 s, -0.45 at 2 s, -0.1 at 6 s; docs/quality.md)
 MIN_DNSMOS_S = 2.0
-DNSMOS_BATCH = 8  # windows per onnxruntime call: memory is 8 x 144160 floats
-DNSMOS_THREADS = 2  # onnxruntime intra-op threads: the step must not take the whole machine
+# windows per onnxruntime call: 2 costs the least CPU per window (1 alike; 8 costs 1.3-1.5 x:
+# its activations, 8 x 64 x 900 x 161, leave the cache)
+DNSMOS_BATCH = 2
+# onnxruntime intra-op threads: 1 costs the least CPU per window (2 threads: 1.1 x without
+# spinning, 1.35 x with; the step runs beside other CPU stages, so CPU is what it costs)
+DNSMOS_THREADS = 1
 
 # the cubic maps speechmos applies to the raw outputs of sig_bak_ovr.onnx (non-personalized)
 _POLY_SIG = np.poly1d([-0.08397278, 1.22083953, 0.0052439])
@@ -62,15 +66,27 @@ def dnsmos_model_path() -> Path:
 
 
 # The default run: the same model with its three full-resolution convolutions (conv2d_1-3,
-# ~85 % of the FLOPs) in int8 (onnxruntime static QDQ: per-channel int8 weights, uint8
-# activations, percentile calibration on pyannote's sample); the STFT, the first convolution
-# and the rest stay float. 0.46 x the CPU per window; on 99 real-speech windows (pyannote's
-# sample, 13 AMI excerpts, each also at 10 and 0 dB SNR) ovrl moves by 0.021 on average, 0.141
-# at most, rank correlation 0.998 (benchmarks/dnsmos_variants.py). "fp32" is the model as shipped.
+# ~85 % of the FLOPs), the ReLU after each and the max-pooling after the third in int8
+# (onnxruntime static QDQ: per-channel int8 weights, uint8 activations, percentile calibration
+# on pyannote's sample); the STFT, the first convolution and the rest stay float. With the
+# ReLUs inside, each convolution's output is quantized on its ReLU's range and onnxruntime
+# fuses them (no dequantize / ReLU / quantize between the convolutions): ~0.3 x the fp32 CPU
+# per window at one thread; on 99 real-speech windows (pyannote's sample, 13 AMI excerpts,
+# each also at 10 and 0 dB SNR) ovrl moves by 0.013 on average, 0.057 at most
+# (benchmarks/dnsmos_variants.py). "fp32" is the model as shipped. Recipe /1 (the
+# convolutions alone: 0.021 / 0.141, ~0.45 x) is what scores made before were named by.
 DNSMOS_VARIANTS = ("int8", "fp32")
 DNSMOS_VARIANT = "int8"
-_INT8_RECIPE = "qdq-int8 conv2d_1-3 pct99.999 calib=pyannote-sample/1"
-_INT8_NODES = ("conv2d_1", "conv2d_2", "conv2d_3")
+_INT8_RECIPE = "qdq-int8 conv2d_1-3+relu+pool pct99.999 calib=pyannote-sample/2"
+_INT8_NODES = (
+    "conv2d_1",
+    "Relu5",
+    "conv2d_2",
+    "Relu4",
+    "conv2d_3",
+    "Relu3",
+    "mos_estimator_logpow/conv2d_3/Relu:0_pooling",
+)
 
 
 def _sha256(path: Path) -> str:
@@ -213,6 +229,8 @@ class Dnsmos:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
+        # idle intra-op workers sleep instead of spinning: spinning is CPU time with no work in it
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         path = dnsmos_int8_path() if variant == "int8" else dnsmos_model_path()
