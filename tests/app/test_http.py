@@ -268,3 +268,12 @@ def urllib_unquote(text: str) -> str:
     from urllib.parse import unquote
 
     return unquote(text)
+
+
+def test_serve_exits_2_with_one_line_when_the_warehouse_cannot_be_reached(tmp_path):
+    from tests.conftest import cli_in_process
+
+    got = cli_in_process(["serve", "--warehouse", tmp_path / "nowhere"], tmp_path / "home")
+    assert got.returncode == 2 and got.stdout == ""
+    assert got.stderr.startswith("error: cannot reach the warehouse") and got.stderr.count("\n") == 1
+    assert not (tmp_path / "nowhere").exists()  # nothing made on the way
