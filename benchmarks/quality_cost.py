@@ -17,7 +17,10 @@ and process CPU seconds (all threads) are summed per step; printed per audio hou
 ratio quality / transcription (the issue's budget: at most 0.10). Then the quality figures
 per file and per set.
 
-    .venv/bin/python benchmarks/quality_cost.py [--model packaged:base] [--threads 2] [--no-ami] [--strides 1,2]
+Quality's CPU is also split into DNSMOS (``score_segments``) and the rest (rows, flags, the
+signal measures), so a change can be placed.
+
+    .venv/bin/python benchmarks/quality_cost.py [--model packaged:base] [--threads 1] [--variant int8] [--no-ami] [--strides 1,2]
 """
 
 from __future__ import annotations
@@ -104,16 +107,19 @@ def quality_of(model, samples: np.ndarray, segments, turns, floor: float, stride
     ]
     speech = q.union((s, e) for s, e, _ in turns)
     spans = [(s.start_s, s.end_s) for s in segs]
+    c = time.process_time()
     scores = q.score_segments(model, samples, spans, [s.speaker for s in segs], stride=stride)
+    dnsmos_cpu = time.process_time() - c
     rows = q.segment_quality_rows(segs, scores, samples, speech)
     values = q.media_quality_values(rows, q.measure_audio(samples), len(samples) / q.SAMPLE_RATE, speech, floor)
-    return {"rows": rows, **values}
+    return {"rows": rows, "dnsmos_cpu": dnsmos_cpu, **values}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="packaged:base")
-    ap.add_argument("--threads", type=int, default=2, help="DNSMOS onnxruntime threads (the step's default)")
+    ap.add_argument("--threads", type=int, default=None, help="DNSMOS onnxruntime threads (default: the step's)")
+    ap.add_argument("--variant", default="int8", help="DNSMOS run: int8 (the step's default) or fp32")
     ap.add_argument("--no-ami", action="store_true", help="leave the AMI excerpts out")
     ap.add_argument("--strides", default="1,2", help="dnsmos_stride values to time (the first gives the figures)")
     args = ap.parse_args()
@@ -125,18 +131,22 @@ def main() -> None:
     from opentranscribe_pipeline.speech.models import resolve_asr_model
 
     floor = settings.quality_floor()
+    threads = q.DNSMOS_THREADS if args.threads is None else args.threads
     items = files(not args.no_ami)
     audio_s = sum(len(x) for _, _, x, _ in items) / q.SAMPLE_RATE
-    print(f"{len(items)} files, {audio_s:.0f} s of audio; ASR {args.model}; DNSMOS threads {args.threads}")
+    print(f"{len(items)} files, {audio_s:.0f} s of audio; ASR {args.model}; DNSMOS {args.variant}, threads {threads}")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
     strides = [int(x) for x in args.strides.split(",")]
     groups = list(dict.fromkeys(g for g, *_ in items))
     # per set: transcription (wall, CPU), quality per stride (wall, CPU, windows), audio seconds
     tx = {g: [0.0, 0.0] for g in groups}
-    qc = {(g, k): [0.0, 0.0, 0] for g in groups for k in strides}
+    qc = {(g, k): [0.0, 0.0, 0, 0.0] for g in groups for k in strides}
     audio = {g: 0.0 for g in groups}
     results = []
-    with Transcriber(resolve_asr_model(args.model), AsrOptions()) as tr, q.dnsmos_session(args.threads) as dnsmos:
+    with (
+        Transcriber(resolve_asr_model(args.model), AsrOptions()) as tr,
+        q.dnsmos_session(threads, args.variant) as dnsmos,
+    ):
         tr.transcribe(items[0][2][: 5 * q.SAMPLE_RATE])  # warm-up: first-call costs are not per hour
         q.score_segments(dnsmos, items[0][2], [(0.0, 3.0)])
         for group, name, samples, turns in items:  # each file's steps back to back: the same load
@@ -153,6 +163,7 @@ def main() -> None:
                 cost[0] += time.perf_counter() - w
                 cost[1] += time.process_time() - c
                 cost[2] += dnsmos.windows_scored - before
+                cost[3] += res["dnsmos_cpu"]
                 if stride == strides[0]:
                     results.append((group, name, len(samples) / q.SAMPLE_RATE, res))
 
@@ -167,9 +178,10 @@ def main() -> None:
             qw = sum(qc[(g, stride)][0] for g in sel)
             qcpu = sum(qc[(g, stride)][1] for g in sel)
             n = sum(qc[(g, stride)][2] for g in sel)
+            dn = sum(qc[(g, stride)][3] for g in sel)
             print(
-                f"      quality stride {stride}: wall {qw / hours:6.0f} s, CPU {qcpu / hours:6.0f} s, {n:4d} windows;"
-                f" ratio wall {qw / tw:.3f}, CPU {qcpu / tc:.3f} (budget 0.10)"
+                f"      quality stride {stride}: wall {qw / hours:6.0f} s, CPU {qcpu / hours:6.0f} s (DNSMOS {dn / hours:.0f},"
+                f" rest {(qcpu - dn) / hours:.0f}), {n:4d} windows; ratio wall {qw / tw:.3f}, CPU {qcpu / tc:.3f} (budget 0.10)"
             )
     print(f"  load average at the end {os.getloadavg()[0]:.1f}")
 

@@ -244,3 +244,28 @@ def test_media_values_weigh_dnsmos_by_speech_and_count_the_floor():
     # without a diarization the segments stand for the speech
     v = q.media_quality_values(rows, audio, 40.0, None, 3.5)
     assert v["speech_s"] == pytest.approx(23.0) and v["speech_above_floor_s"] == pytest.approx(10.0)
+
+
+def test_int8_run_stays_near_the_model_as_shipped(dnsmos, call, wideband):
+    """The default int8 run (conv2d_1-3, their ReLUs and the pooling quantized) against the
+    fp32 model on real speech, clean and under noise: within 0.1 on every score (measured on
+    99 windows: ovrl mean |d| 0.013, max 0.057; benchmarks/dnsmos_variants.py)."""
+    assert dnsmos.variant == "int8"
+    wins = np.stack([call[: q.DNSMOS_WINDOW], _with_noise(wideband[1][: q.DNSMOS_WINDOW], 5)])
+    with q.dnsmos_session(variant="fp32") as fp32:
+        reference = fp32.score(wins)
+    assert np.abs(dnsmos.score(wins) - reference).max() < 0.1
+
+
+def test_quality_resource_fields_hold_what_a_run_uses(monkeypatch):
+    """The UI shows the values a run uses: the floor from the settings (not None), one thread."""
+    from opentranscribe_pipeline.resources.quality import QualityModelResource
+
+    monkeypatch.setenv("OPENTRANSCRIBE_QUALITY_FLOOR", "2.5")
+    resource = QualityModelResource()
+    assert (resource.floor, resource.threads, resource.dnsmos_variant) == (2.5, q.DNSMOS_THREADS, "int8")
+    assert "floor=2.5" in resource.model_version() and "relu" in resource.model_name()
+    monkeypatch.delenv("OPENTRANSCRIBE_QUALITY_FLOOR")
+    assert QualityModelResource().floor == 3.0
+    with pytest.raises(ValueError):
+        QualityModelResource(floor=0.5)
