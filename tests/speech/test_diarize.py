@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opentranscribe_pipeline.speech.decode import decode
 from opentranscribe_pipeline.speech.encoders.ge2e import ResemblyzerEmbedding
@@ -98,3 +100,62 @@ def test_clustering_on_a_thinned_set_of_embeddings_finds_the_same_two_real_peopl
     (n_whole, der_whole), (n_thin, der_thin) = results.values()
     assert n_whole == n_thin == 2, results
     assert der_thin < 0.05 and der_thin <= der_whole + 0.02, results
+
+
+def _unit(*xs: float) -> np.ndarray:
+    v = np.array(xs, np.float64)
+    return v / np.linalg.norm(v)
+
+
+def test_speakers_with_one_voice_join_and_different_voices_stay_apart():
+    """``join_speakers`` (issue 30): a person split over two speakers by the clustering joins
+    again where their whole voices are at least the threshold alike; two people (cosine under
+    it), a speaker with under ``min_speech_s`` and a count at ``min_count`` stay as they are."""
+    from opentranscribe_pipeline.speech.diarize import join_speakers
+
+    a1, a2, b = _unit(1, 0.6, 0), _unit(1, 0.9, 0.2), _unit(0, 0.3, 1)  # a1·a2 ≈ 0.97, a·b < 0.3
+    speech = np.array([5.0, 3.0, 6.0])
+    assert join_speakers(np.stack([a1, b, a2]), speech, 0.55, 1.0) == [0, 1, 0]
+    assert join_speakers(np.stack([a1, b, a2]), speech, 0.99, 1.0) == [0, 1, 2]  # not that alike
+    assert join_speakers(np.stack([a1, b, a2]), np.array([5.0, 6.0, 0.5]), 0.55, 1.0) == [0, 1, 2]  # too short
+    assert join_speakers(np.stack([a1, b, a2]), speech, 0.55, 1.0, min_count=3) == [0, 1, 2]  # min_speakers
+    assert join_speakers(np.stack([a1, b, a2, b]), np.array([5.0, 6.0, 3.0, 2.0]), 0.55, 1.0) == [0, 1, 0, 1]
+    no_voice = np.stack([a1, np.full(3, np.nan), a2])  # a speaker without a voice keeps their own group
+    assert join_speakers(no_voice, speech, 0.55, 1.0) == [0, 1, 0]
+
+
+def test_joined_speakers_turns_are_relabelled_and_fused():
+    from opentranscribe_pipeline.speech.diarize import Turn, _joined
+
+    turns = [Turn(0.0, 2.0, "SPEAKER_00"), Turn(1.5, 3.0, "SPEAKER_02"), Turn(3.0, 4.0, "SPEAKER_01")]
+    joined = {"SPEAKER_00": "SPEAKER_00", "SPEAKER_01": "SPEAKER_01", "SPEAKER_02": "SPEAKER_00"}
+    assert _joined(turns, joined) == [Turn(0.0, 3.0, "SPEAKER_00"), Turn(3.0, 4.0, "SPEAKER_01")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 200), st.integers(1, 50), st.integers(0, 3)), max_size=12),
+    st.lists(st.integers(0, 3), min_size=4, max_size=4),
+)
+def test_joined_turns_cover_what_the_joined_speakers_covered(spans, target):
+    """Whatever speakers join, each new speaker's turns are disjoint, sorted, and cover the
+    union of the turns of the speakers joined into them."""
+    from opentranscribe_pipeline.speech.diarize import Turn, _joined
+
+    turns = [Turn(a / 10, (a + n) / 10, f"SPEAKER_{s:02d}") for a, n, s in spans]
+    joined = {f"SPEAKER_{s:02d}": f"SPEAKER_{target[s]:02d}" for s in range(4)}
+    out = _joined(turns, joined)
+    assert out == sorted(out, key=lambda t: (t.start_s, t.end_s, t.speaker))
+
+    def covered(ts, speaker):
+        return {
+            round(x / 10, 1)
+            for t in ts
+            if t.speaker == speaker
+            for x in range(round(t.start_s * 10), round(t.end_s * 10))
+        }
+
+    for new in set(joined.values()):
+        mine = [t for t in out if t.speaker == new]
+        assert all(a.end_s < b.start_s for a, b in zip(mine, mine[1:]))  # disjoint, not touching
+        assert covered(mine, new) == covered([Turn(t.start_s, t.end_s, joined[t.speaker]) for t in turns], new)

