@@ -137,11 +137,11 @@ def diarization_pipeline() -> str:
 def diarization_split_at_pauses() -> bool:
     """``OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES``: the packaged diarizer splits each
     window's local speaker at its pauses before embedding, pooling the pieces again unless two
-    of them disagree (issue 30, experimental, CAM++ only: off by default; better on real people
-    alternating with pauses and never worse on the AMI excerpts as recorded, about 1.04x the CPU,
-    but one sample-archive interview loses its second speaker; figures in benchmarks/RESULTS.md).
+    of them disagree (issue 30, CAM++ only): on by default since it loses none of the sample
+    archive's speakers, synthetic dialogues or pyannote's sample and tells real people
+    alternating with pauses apart better; ``0`` turns it off. Figures in benchmarks/RESULTS.md.
     Read when the code location loads: it is part of the diarization version."""
-    return (env("OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES", "0") or "0").strip().lower() in ("1", "true", "yes", "on")
+    return (env("OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES", "1") or "1").strip().lower() in ("1", "true", "yes", "on")
 
 
 def pyannote_metrics_enabled() -> bool:

@@ -30,7 +30,7 @@ from .media import INGEST_VERSION
 STEP_VERSIONS = {
     "ingest": INGEST_VERSION,
     "transcribe": "transcribe/3",  # /2: word edges kept out of VAD pauses; /3: language prior, no music words (issue 29)
-    "diarize": "diarize/1",
+    "diarize": "diarize/2",  # /2: split at pauses + joins on by default (issue 30)
     "attribute_speakers": "attribute/1",
     "cluster_speakers": "cluster/1",
     "translate": "translate/1",

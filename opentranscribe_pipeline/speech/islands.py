@@ -1,4 +1,4 @@
-"""Issue 30: a window's local speaker split at its pauses (experimental, off by default).
+"""Issue 30: a window's local speaker split at its pauses (on by default).
 
 The segmentation model can keep one local label for two people across a pause, and pooling
 their frames makes one mixed voice. With ``OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES`` on, the
@@ -36,10 +36,11 @@ QUIET_HOP_S = 0.01
 
 
 def split_enabled() -> bool:
-    """Experimental, off by default (``OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES``): on
+    """On by default (``OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES=0`` turns it off): on
     benchmarks/speakers_quality.py --constructions it tells real people alternating with pauses
-    apart (DER 0.451 -> 0.096 on one) and no AMI excerpt is worse, but one synthetic two-person
-    file of the sample archive loses a speaker (benchmarks/RESULTS.md, issue 30)."""
+    apart (DER 0.451 -> 0.096 on one), with the clustering threshold 0.50 and the joins of
+    speakers with one voice (``diarize.join_speakers``) the sample archive keeps every speaker
+    (benchmarks/RESULTS.md, issue 30)."""
     from .. import settings
 
     return settings.diarization_split_at_pauses()
