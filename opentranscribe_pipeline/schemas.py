@@ -131,6 +131,9 @@ class AsrSegments(_TimedTable):
     text: str
     language: str = pa.Field(nullable=True)
     avg_logprob: pl.Float64 = pa.Field(nullable=True)
+    # Whisper's no-speech probability of the VAD chunk the sentence was decoded from (null in
+    # parts written before transcribe/4)
+    no_speech_prob: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)
 
     class Config:
         unique = ["media_id", "segment_id"]  # the row's identity (parent Config options are inherited)
@@ -165,6 +168,7 @@ class Segments(_TimedTable):
     language: str = pa.Field(nullable=True)
     speaker: str = pa.Field(nullable=True)  # null only where diarization failed for the file
     avg_logprob: pl.Float64 = pa.Field(nullable=True)
+    no_speech_prob: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)  # as in asr_segments
 
     class Config:
         unique = ["media_id", "segment_id"]  # the row's identity (parent Config options are inherited)

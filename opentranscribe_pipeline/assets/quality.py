@@ -44,7 +44,8 @@ STAGE = ModelStage(
     },
 )
 
-_SEGMENT_COLUMNS = ("segment_id", "start_s", "end_s", "text", "speaker", "avg_logprob")
+# "^...$" is a polars regex: `segments` parts written before no_speech_prob existed select without it
+_SEGMENT_COLUMNS = ("segment_id", "start_s", "end_s", "text", "speaker", "avg_logprob", "^no_speech_prob$")
 
 
 def source_digest(segs: pl.DataFrame | None, turns: pl.DataFrame | None) -> str:

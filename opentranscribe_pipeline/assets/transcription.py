@@ -50,6 +50,7 @@ def transcript_frames(batch_id: str, media_id: str, tx: Transcript) -> tuple[pl.
                 "text": seg.text,
                 "language": tx.language,
                 "avg_logprob": seg.avg_logprob,
+                "no_speech_prob": seg.no_speech_prob,
             }
         )
         for idx, w in enumerate(seg.words):

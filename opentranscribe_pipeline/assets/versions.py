@@ -29,7 +29,9 @@ from .media import INGEST_VERSION
 # bump the step's number when its code changes what it writes
 STEP_VERSIONS = {
     "ingest": INGEST_VERSION,
-    "transcribe": "transcribe/3",  # /2: word edges kept out of VAD pauses; /3: language prior, no music words (issue 29)
+    # /2: word edges kept out of VAD pauses; /3: language prior, no music words (issue 29);
+    # /4: asr_segments carry Whisper's no_speech_prob (issue 32): every file is transcribed again once
+    "transcribe": "transcribe/4",
     "diarize": "diarize/2",  # /2: split at pauses + joins on by default (issue 30)
     "attribute_speakers": "attribute/1",
     "cluster_speakers": "cluster/1",
