@@ -627,6 +627,19 @@ def environment(settings: dict[str, str]):
                 os.environ[k] = v
 
 
+def sample_archive_files() -> list[tuple[str, str, np.ndarray, list[dict]]]:
+    """The sample archive's 8 files with their truth.json turns (synthetic voices, kind
+    ``sample_archive``): the speaker counts a new default diarizer must not lose."""
+    from opentranscribe_pipeline.speech.decode import decode
+
+    folder = ROOT / "tests" / "data" / "sample_archive"
+    truth = json.loads((folder / "truth.json").read_text())
+    return [
+        (f"sample:{rel.split('/')[-1]}", "sample_archive", decode(str(folder / rel)).samples, t["turns"])
+        for rel, t in truth.items()
+    ]
+
+
 def constructions_main(
     seed: int,
     before_ref: str,
@@ -651,6 +664,7 @@ def constructions_main(
     files = [(stem, kind, audio, turns) for stem, kind, audio, turns in made]
     for name, audio, truth in make_dialogues(n_synthetic) if n_synthetic else []:
         files.append((name, "synthetic", audio, truth))
+    files += sample_archive_files()
     if only:
         files = [f for f in files if any(part in f[0] for part in only.split(","))]
     print(
@@ -698,7 +712,7 @@ def constructions_main(
                 )
             audio_s += audio.size / 16000
             n_true = len({t["speaker"] for t in truth})
-            rows.append((name, kind, out))
+            rows.append((name, kind, out, n_true))
             b, a = out["before"], out["after"]
             words = f"  words right {b[3]:.3f} -> {a[3]:.3f}" if b[3] is not None else ""
             print(
@@ -707,9 +721,10 @@ def constructions_main(
                 flush=True,
             )
     print()
-    for kind in ("as_recorded", "monologue", "alternating", "answering", "synthetic"):
+    for kind in ("as_recorded", "monologue", "alternating", "answering", "synthetic", "sample_archive"):
         mine = [r for r in rows if r[1] == kind]
         if mine:
+            right = {k: sum(r[2][k][1] == r[3] for r in mine) for k in ("before", "after")}
             worst = {k: max(r[2][k][0] for r in mine) for k in ("before", "after")}
             mean = {k: float(np.mean([r[2][k][0] for r in mine])) for k in ("before", "after")}
             tt = {k: max(r[2][k][2] for r in mine) for k in ("before", "after")}
@@ -718,7 +733,7 @@ def constructions_main(
                 low = {k: min(r[2][k][3] for r in mine) for k in ("before", "after")}
                 words = f"; fewest words right {low['before']:.3f} -> {low['after']:.3f}"
             print(
-                f"{kind:12s} {len(mine):2d} files: DER mean {mean['before']:.3f} -> {mean['after']:.3f}, worst "
+                f"{kind:14s} {len(mine):2d} files, speakers right {right['before']} -> {right['after']}: DER mean {mean['before']:.3f} -> {mean['after']:.3f}, worst "
                 f"{worst['before']:.3f} -> {worst['after']:.3f}; worst talk-time error {tt['before']:.3f} -> {tt['after']:.3f}"
                 f"{words}"
             )
@@ -737,7 +752,7 @@ def constructions_main(
                 "before_env": before_env,
                 "after_env": after_env,
                 "threads": threads,
-                "rows": [[n, k, {label: v[:4] for label, v in o.items()}] for n, k, o in rows],
+                "rows": [[n, k, {label: v[:4] for label, v in o.items()}] for n, k, o, _ in rows],
                 "cost_before": cost["before"] / audio_s,
                 "cost_after": cost["after"] / audio_s,
                 "cpu_before": cpu["before"] / audio_s,
