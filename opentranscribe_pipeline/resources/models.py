@@ -1,4 +1,12 @@
-"""Model configuration: packaged offline defaults, a hub id or a local directory in production."""
+"""Model configuration: packaged offline defaults, a hub id or a local directory in production.
+
+Every field holds the value a run uses: the model fields default to the settings (the
+environment's ``OPENTRANSCRIBE_*`` or the packaged default), and the code location builds the
+resources with :meth:`from_settings`, so the Dagster UI shows them, with ``HF_TOKEN`` as a
+``dg.EnvVar`` (shown by name, resolved when a run starts) when it is set. ``device`` ``auto``
+and ``compute_type`` ``default`` stay symbolic: they resolve on the machine that runs the step
+(``speech/device.py``), and the run's metadata records what they became.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +22,24 @@ from ..speech.diarize import DiarizationOptions, Diarizer, embedding_model_name,
 from ..speech.models import ResolvedModel, quiet_model_logs, resolve_asr_model
 
 
+def _hf_token() -> dict:
+    """``hf_token=EnvVar("HF_TOKEN")`` when the variable is set (an unset EnvVar fails the run)."""
+    return {"hf_token": dg.EnvVar("HF_TOKEN")} if settings.env("HF_TOKEN") else {}
+
+
+def _translation_model() -> str:
+    return settings.translation_model() or settings.asr_model()
+
+
 class AsrModelResource(dg.ConfigurableResource):
     """WhisperX ASR. ``model``: ``packaged:base`` (default), ``packaged:tiny.en``, a local
     CTranslate2 directory, or a Hugging Face id / size name (needs hub access and, for
-    gated models, ``hf_token``). Unset ``model`` falls back to ``OPENTRANSCRIBE_ASR_MODEL``."""
+    gated models, ``hf_token``). Defaults to ``OPENTRANSCRIBE_ASR_MODEL``."""
 
-    model: str | None = Field(default=None, description="packaged:base | packaged:tiny.en | /dir | hub id")
+    model: str = Field(
+        default_factory=settings.asr_model,
+        description="packaged:base | packaged:tiny.en | /dir | hub id (default: OPENTRANSCRIBE_ASR_MODEL)",
+    )
     device: str = Field(default="auto", description="auto, cpu or cuda")
     device_index: int = 0
     compute_type: str = Field(default="default", description="default: float16 on cuda, int8 on cpu")
@@ -31,13 +51,18 @@ class AsrModelResource(dg.ConfigurableResource):
         default=None,
         description="wav2vec2 alignment model (hub id, local dir, or 'default'); unset: Whisper cross-attention timings",
     )
-    hf_token: str | None = Field(default=None, description="Hugging Face token; pass as EnvVar('HF_TOKEN')")
+    hf_token: str | None = Field(default=None, description="Hugging Face token: EnvVar('HF_TOKEN')")
     cache_dir: str | None = Field(default=None, description="where packaged split models are joined")
+
+    @classmethod
+    def from_settings(cls) -> AsrModelResource:
+        """The code location's resource: the model from the settings, ``HF_TOKEN`` as EnvVar."""
+        return cls(model=settings.asr_model(), **_hf_token())
 
     def resolved(self) -> ResolvedModel:
         from pathlib import Path
 
-        return resolve_asr_model(self.model or settings.asr_model(), Path(self.cache_dir) if self.cache_dir else None)
+        return resolve_asr_model(self.model, Path(self.cache_dir) if self.cache_dir else None)
 
     def options(self) -> AsrOptions:
         device, compute_type = device_and_compute_type(self.device, self.compute_type)
@@ -79,20 +104,28 @@ class DiarizationModelResource(dg.ConfigurableResource):
     segmentation model + 3D-Speaker's CAM++ embeddings), ``packaged-ge2e`` (the same with
     resemblyzer's GE2E, the default before CAM++), a Hugging Face id such as
     ``pyannote/speaker-diarization-community-1`` (with ``hf_token``), or a local directory
-    holding the pipeline's ``config.yaml``. Unset falls back to ``OPENTRANSCRIBE_DIARIZATION``."""
+    holding the pipeline's ``config.yaml``. Defaults to ``OPENTRANSCRIBE_DIARIZATION``."""
 
-    pipeline: str | None = Field(default=None, description="packaged | packaged-ge2e | hub id | /local/dir")
+    pipeline: str = Field(
+        default_factory=settings.diarization_pipeline,
+        description="packaged | packaged-ge2e | hub id | /local/dir (default: OPENTRANSCRIBE_DIARIZATION)",
+    )
     device: str = Field(default="auto", description="auto, cpu or cuda")
-    hf_token: str | None = Field(default=None, description="Hugging Face token; pass as EnvVar('HF_TOKEN')")
+    hf_token: str | None = Field(default=None, description="Hugging Face token: EnvVar('HF_TOKEN')")
     num_speakers: int | None = Field(default=None, description="exact number of speakers per file, when known")
     min_speakers: int | None = Field(default=None, description="lower bound on speakers per file")
     max_speakers: int | None = Field(default=None, description="upper bound on speakers per file")
     segmentation_batch_size: int = Field(default=32, description="lower it on out-of-memory")
     embedding_batch_size: int = Field(default=32, description="lower it on out-of-memory")
 
+    @classmethod
+    def from_settings(cls) -> DiarizationModelResource:
+        """The code location's resource: the pipeline from the settings, ``HF_TOKEN`` as EnvVar."""
+        return cls(pipeline=settings.diarization_pipeline(), **_hf_token())
+
     def options(self) -> DiarizationOptions:
         return DiarizationOptions(
-            pipeline=self.pipeline or settings.diarization_pipeline(),
+            pipeline=self.pipeline,
             device=resolve_device(self.device),
             hf_token=self.hf_token,
             num_speakers=self.num_speakers,
@@ -171,23 +204,31 @@ class SpeakerClusteringResource(dg.ConfigurableResource):
 
 class TranslationModelResource(dg.ConfigurableResource):
     """Whisper's translate task for ``segments_en``. ``model``: a multilingual Whisper model
-    (``packaged:base``, a CTranslate2 directory or a hub id); unset falls back to
-    ``OPENTRANSCRIBE_TRANSLATION_MODEL``, then to the ASR model. ``translate``: ``never``
+    (``packaged:base``, a CTranslate2 directory or a hub id); defaults to
+    ``OPENTRANSCRIBE_TRANSLATION_MODEL``, else the ASR model. ``translate``: ``never``
     (English media copied through, others not translated), ``non_english`` (default) or
     ``always`` (English media re-spoken through the translate task too)."""
 
-    model: str | None = Field(default=None, description="multilingual Whisper model; unset: the ASR model")
+    model: str = Field(
+        default_factory=_translation_model,
+        description="multilingual Whisper model (default: OPENTRANSCRIBE_TRANSLATION_MODEL, else the ASR model)",
+    )
     translate: str = Field(default="non_english", description="never | non_english | always")
     device: str = Field(default="auto", description="auto, cpu or cuda")
     device_index: int = 0
     compute_type: str = Field(default="default", description="default: float16 on cuda, int8 on cpu")
     beam_size: int = 5
     threads: int = Field(default=0, description="CPU threads for CTranslate2 (0 = its default)")
-    hf_token: str | None = Field(default=None, description="Hugging Face token; pass as EnvVar('HF_TOKEN')")
+    hf_token: str | None = Field(default=None, description="Hugging Face token: EnvVar('HF_TOKEN')")
     cache_dir: str | None = Field(default=None, description="where packaged split models are joined")
 
+    @classmethod
+    def from_settings(cls) -> TranslationModelResource:
+        """The code location's resource: the model from the settings, ``HF_TOKEN`` as EnvVar."""
+        return cls(model=_translation_model(), **_hf_token())
+
     def spec(self) -> str:
-        return self.model or settings.translation_model() or settings.asr_model()
+        return self.model
 
     def mode(self) -> str:
         from ..speech.translate import MODES
