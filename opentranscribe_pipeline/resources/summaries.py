@@ -113,11 +113,11 @@ class SummaryModelResource(dg.ConfigurableResource):
         """extractive: the text model (one load per run, freed after); llm: a chat client."""
         if self.method_name() == "llm":
             return nullcontext(ChatClient(self.chat_config()))
-        return _bounded(self.text_model_spec(), self.device, self.threads)
+        return bounded_text_model(self.text_model_spec(), self.device, self.threads)
 
 
 @contextmanager
-def _bounded(spec: str, device: str, threads: int) -> Iterator:
+def bounded_text_model(spec: str, device: str, threads: int) -> Iterator:
     """The text model with torch's CPU threads bounded while it is loaded (restored after)."""
     import torch
 
