@@ -32,8 +32,8 @@ them), which is what the clustering thresholds are calibrated on:
 ``--constructions`` (issue 30) diarizes real-speech constructions built from a fixed seed
 (``tests/data/make_real_speech_drop.py``'s ``constructions``: the AMI excerpts and pyannote's
 sample as recorded, one person with pauses, two and three people from different recordings
-alternating with 0.2-1.0 s pauses, two answering each other with no pause) and held-out
-synthetic dialogues, with the diarizer of a git revision (``--before``, loaded from
+alternating with 0.2-1.0 s pauses, two answering each other with no pause), held-out
+synthetic dialogues and the sample archive's 8 files (speaker counts a new default must keep), with the diarizer of a git revision (``--before``, loaded from
 ``git show`` as a module) and the working tree's, interleaved file by file in one process;
 prints per file DER (collar 0.25 s), speakers found / true and the talk-time error (the
 largest over the file's people: |talk time of the speaker mapped to them - theirs| / theirs),
