@@ -1,4 +1,4 @@
-"""``opentranscribe query transcript|words|talk-time|languages|quality`` and ``opentranscribe duckdb``:
+"""``opentranscribe query transcript|words|talk-time|languages|quality|topics`` and ``opentranscribe duckdb``:
 the lookups of :mod:`..query`, printed as a table, CSV, JSON or Parquet.
 
 :func:`add_query_commands` adds them to the main parser's subparsers; each handler takes the
@@ -143,6 +143,14 @@ def cmd_quality(args) -> int:
     return write_frame(att.files if args.level == "files" else att.segments, args.format, args.out)
 
 
+def cmd_topics(args) -> int:
+    """Topics across the archive (or one drop), most files first."""
+    from ..query.topics import topic_ranking
+
+    language = None if args.language == "any" else args.language
+    return _run(args, lambda wh: topic_ranking(wh, drop=args.drop, language=language, top=args.top))
+
+
 def cmd_duckdb(args) -> int:
     """A DuckDB session over the warehouse: the ``duckdb`` shell if installed, else a small
     ``.duckdb`` file with the views and macros (and the SQL printed with ``--print-sql``)."""
@@ -176,7 +184,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_query_commands(subparsers) -> None:
-    """Add ``query`` (transcript, words, talk-time, languages, quality) and ``duckdb``."""
+    """Add ``query`` (transcript, words, talk-time, languages, quality, topics) and ``duckdb``."""
     q = subparsers.add_parser("query", help="answer the common questions, reading only the files needed")
     qs = q.add_subparsers(dest="query_command", required=True)
     t = qs.add_parser("transcript", help="one media item's transcript with speakers")
@@ -221,6 +229,14 @@ def add_query_commands(subparsers) -> None:
     )
     _output_options(qq)
     qq.set_defaults(func=cmd_quality)
+    tp = qs.add_parser("topics", help="topics across the archive (from the summarize step), most files first")
+    tp.add_argument("--drop", help="only this drop (reads only its batches)")
+    tp.add_argument(
+        "--language", default="en", help="topics in this language (default en: every file has English ones); any: all"
+    )
+    tp.add_argument("--top", type=int, help="only the N first")
+    _output_options(tp)
+    tp.set_defaults(func=cmd_topics)
     d = subparsers.add_parser("duckdb", help="a DuckDB shell (or .duckdb file) with a view per table and lookup macros")
     d.add_argument("--warehouse", required=True)
     d.add_argument("--file", help="write this .duckdb file instead of opening the shell")

@@ -41,6 +41,8 @@ def cmd_search(args) -> int:
         return EXIT_USAGE
     warehouse = open_warehouse(args.warehouse)
     model = args.model or settings.text_embedding_model()
+    if args.within == "summaries":
+        return _search_summaries(args, warehouse, model)
     try:
         backend = search_backend(warehouse)
         embed = query_embedder(model) if args.mode != "text" else None
@@ -88,6 +90,46 @@ def cmd_search(args) -> int:
     return EXIT_OK
 
 
+def _search_summaries(args, warehouse, model: str) -> int:
+    """``search --in summaries``: what recordings are about (summaries, key points, topics)."""
+    import json
+
+    from ..query.core import QueryError
+    from ..search.summaries import search_summaries, texts_embedder
+
+    if args.speaker or args.min_quality is not None or args.mode == "semantic":
+        print("error: --in summaries takes --mode text or hybrid, --drop, --language, --limit", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        hits, searched = search_summaries(
+            warehouse,
+            args.query,
+            mode=args.mode,
+            embed=texts_embedder(model) if args.mode == "hybrid" else None,
+            drop=args.drop,
+            language=args.language,
+            limit=args.limit,
+        )
+    except (QueryError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        for h in hits:
+            print(json.dumps(h.as_json(), ensure_ascii=False))
+        return EXIT_OK
+    if not searched:
+        print(f"no summaries in {warehouse.root_uri} yet: the summarize step runs in `opentranscribe process`")
+        return EXIT_OK
+    print(f"{len(hits)} result(s) for {args.query!r} ({args.mode}, {searched} summaries searched)")
+    tty = sys.stdout.isatty()
+    for h in hits:
+        print(f"\n{h.source_uri}  {h.media_id[:12]}  [{h.language}]  (score {h.score:.4f})")
+        print(f"  {_emphasis(h.highlighted, tty)}")
+        if h.topics:
+            print(f"  topics: {', '.join(h.topics)}")
+    return EXIT_OK
+
+
 def cmd_reindex(args) -> int:
     """``reindex``: the whole search index again from the ``chunks`` tables."""
     from ..search.backends import SearchUnavailable
@@ -120,6 +162,13 @@ def add_search_commands(sub) -> None:
     )
     q.add_argument(
         "--speaker", help="only passages of this voice: a global id (spk-000003) or a name given with `speakers name`"
+    )
+    q.add_argument(
+        "--in",
+        dest="within",
+        choices=["passages", "summaries"],
+        default="passages",
+        help="passages of the transcripts (default) or the summaries (summary, key points, topics)",
     )
     q.add_argument("--language", help="only passages in this language (ISO code, e.g. en)")
     q.add_argument("--drop", help="only passages of this drop")

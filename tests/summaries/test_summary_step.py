@@ -205,3 +205,28 @@ def test_code_version_follows_the_method_and_model(monkeypatch):
     one = summary_code_version()
     monkeypatch.setenv("OPENTRANSCRIBE_LLM_MODEL", "llama-3.1-8b-instruct")
     assert len({offline, one, summary_code_version()}) == 3
+
+
+def test_topics_rank_across_the_archive_and_summaries_are_searchable(extractive):
+    from opentranscribe_pipeline.query.core import NoMatch
+    from opentranscribe_pipeline.query.topics import media_summary, topic_ranking
+    from opentranscribe_pipeline.search.summaries import search_summaries
+
+    wh = extractive["wh"]
+    ranked = topic_ranking(wh)
+    assert ranked.columns == ["topic", "files", "score", "mean_weight"]
+    # "library" is a subject of two files (the town hall, and the French dialogue in English)
+    library = ranked.filter(pl.col("topic").str.contains("library"))
+    assert library["files"].sum() >= 2
+    assert ranked["files"].to_list() == sorted(ranked["files"].to_list(), reverse=True)
+    german = topic_ranking(wh, language="de")["topic"].to_list()
+    assert any("krankenhaus" in t for t in german)
+    with pytest.raises(NoMatch):
+        topic_ranking(wh, drop="no-such-drop")
+    hits, searched = search_summaries(wh, "hospital beds", mode="text")
+    assert searched == len(extractive["dialogues"]) and hits[0].media_id == media_id("de.flac")
+    # found through its English summary and topics; the English topics are shown
+    assert hits[0].language == "de" and any("hospital" in t for t in hits[0].topics)
+    row = media_summary(str(extractive["root"]), media_id("call-07.flac"))
+    assert row["status"] == "ok" and row["key_points"] and "laptop" in " ".join(row["topics"])
+    assert media_summary(str(extractive["root"]), "f" * 64) is None
