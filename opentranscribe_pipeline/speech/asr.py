@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 LANGUAGE_PREFIX_S = 600.0
 # a chunk decoded with a lower average token log-probability is not speech (see _heard)
 MIN_AVG_LOGPROB = -1.0
+# a chunk Whisper itself calls no speech (its no_speech_threshold) is speech only when decoded
+# as confidently as real speech is (see _heard)
+NO_SPEECH_PROB = 0.6
+CONFIDENT_LOGPROB = -0.5
 
 
 @dataclass(frozen=True)
@@ -412,11 +416,21 @@ def _heard(seg: dict) -> bool:
     log-probability at or above ``MIN_AVG_LOGPROB`` (Whisper's own ``log_prob_threshold``,
     where it calls a decoding failed). Music and tones the VAD passes come out as "Woo!" or
     "Ruh -uh -uh!" at -1.1 to -1.5; the 222 chunks of real speech in the sample archive and two
-    messy drops (noise beds down to 5 dB SNR) score -0.62 or better."""
+    messy drops (noise beds down to 5 dB SNR) score -0.62 or better.
+
+    Whisper's no-speech probability is the second test: a chunk above ``NO_SPEECH_PROB`` is kept
+    only at ``CONFIDENT_LOGPROB`` or better (Whisper keeps it from -1.0, too lenient here). Music
+    the VAD passed decoded as "R -R -R -R -R -R!" at -0.80 with no-speech 0.70 (0.70-0.85 on the
+    music test clips); speech in the sample archive has no-speech 0.002-0.152."""
     if not seg["text"].strip():
         return False
     logprob = seg.get("avg_logprob")
-    return logprob is None or not math.isfinite(logprob) or logprob >= MIN_AVG_LOGPROB
+    if logprob is None or not math.isfinite(logprob):
+        return True
+    no_speech = seg.get("no_speech_prob")
+    if no_speech is not None and no_speech > NO_SPEECH_PROB and logprob < CONFIDENT_LOGPROB:
+        return False
+    return logprob >= MIN_AVG_LOGPROB
 
 
 SENTENCE_END = (".", "?", "!", "。", "？", "！")

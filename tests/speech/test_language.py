@@ -136,3 +136,18 @@ def test_choose_language_rules():
     assert choose_language(probs, [("de", "batch"), ("en", "fallback")], 0.7, 0.1) == LanguageGuess("de", 0.54)
     assert choose_language(probs, [("en", "fallback")], 0.5, 0.1) == LanguageGuess("de", 0.54)  # above the floor
     assert choose_language(probs, [], 0.7, 0.1) == LanguageGuess("de", 0.54)
+
+
+def test_a_chunk_whisper_calls_no_speech_needs_confident_text():
+    """The rule that keeps music's "R -R -R -R -R -R!" (-0.80, no-speech 0.70) out while real
+    speech (no-speech <= 0.152, log-probability >= -0.62) and confident text stay."""
+    from opentranscribe_pipeline.speech.asr import _heard
+
+    def chunk(logprob, no_speech, text="words"):
+        return {"text": text, "avg_logprob": logprob, "no_speech_prob": no_speech}
+
+    assert not _heard(chunk(-0.80, 0.70))  # the music chunk
+    assert _heard(chunk(-0.62, 0.152))  # the worst real speech seen
+    assert _heard(chunk(-0.30, 0.90))  # confident text wins over the no-speech guess
+    assert _heard(chunk(-0.80, None))  # parts decoded before no_speech_prob: the old rule
+    assert not _heard(chunk(-1.2, 0.01)) and not _heard(chunk(-0.1, 0.0, text="  "))
