@@ -16,6 +16,7 @@ import polars as pl
 
 from .. import settings
 from ..query import NoMatch, find_media, scan, table_files, transcript
+from ..query.topics import media_summary
 from ..speakers.manifest import CENTROIDS, SUGGESTIONS
 from ..speakers.state import SpeakerState
 from ..storage import Warehouse
@@ -118,7 +119,15 @@ class Services:
             audio_error, duration = None, audio.duration_s
         except AudioMissing as exc:
             audio_error, duration = str(exc), None
-        return {**item, "segments": segments, "audio_error": audio_error, "duration_s": duration}
+        names = {s["speaker"]: s.get("name") or s.get("global_speaker_id") for s in segments if s.get("speaker")}
+        return {
+            **item,
+            "segments": segments,
+            "audio_error": audio_error,
+            "duration_s": duration,
+            "summary": media_summary(self.wh, media_id),  # None before the summary step ran
+            "speaker_names": names,  # the key points name file-local speakers
+        }
 
     def export(self, media_id: str, fmt: str) -> str:
         """A fresh export of one item (the names as they are now), as ``opentranscribe export``

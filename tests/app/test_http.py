@@ -277,3 +277,26 @@ def test_serve_exits_2_with_one_line_when_the_warehouse_cannot_be_reached(tmp_pa
     assert got.returncode == 2 and got.stdout == ""
     assert got.stderr.startswith("error: cannot reach the warehouse") and got.stderr.count("\n") == 1
     assert not (tmp_path / "nowhere").exists()  # nothing made on the way
+
+
+def test_the_transcript_shows_the_summary_key_points_and_topics(review_app):
+    """The summary step's row (issue 34) on the item's page: the summary, each key point linked
+    to its time with its speaker's name, the topics; also in the JSON API."""
+    import html
+
+    rows = pl.read_parquet(review_app.root / "summaries" / "*" / "*.parquet").filter(
+        (pl.col("status") == "ok") & (pl.col("key_points").list.len() > 0)
+    )
+    assert not rows.is_empty()
+    row = rows.row(0, named=True)
+    c = review_app.client("vic")
+    page = c.get(f"/media/{row['media_id']}")
+    assert page.status == 200
+    shown = html.unescape(page.text)
+    assert row["summary"] in shown
+    first = row["key_points"][0]
+    assert first["text"] in shown
+    assert f'href="/media/{row["media_id"]}?t={first["start_s"]}"' in page.text
+    assert all(t in shown for t in row["topics"])
+    api = c.get(f"/api/media/{row['media_id']}").json()
+    assert api["summary"]["summary"] == row["summary"] and api["summary"]["topics"] == row["topics"]
