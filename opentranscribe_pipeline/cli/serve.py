@@ -34,7 +34,16 @@ def cmd_serve(args) -> int:
 
     app = create_app(wh, store, secure_cookies=args.secure_cookies)
     print(f"review app for {wh.root_uri} on http://{args.host}:{args.port} (accounts: {store.location})")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info" if args.verbose else "warning",
+        # the client address (sign-in rate limit, audit) from X-Forwarded-For, only when the
+        # request comes from a proxy named here
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
     return EXIT_OK
 
 
@@ -53,6 +62,13 @@ def add_serve_command(sub) -> None:
         dest="secure_cookies",
         action="store_true",
         help="mark the session cookie Secure (serve behind HTTPS)",
+    )
+    s.add_argument(
+        "--forwarded-allow-ips",
+        dest="forwarded_allow_ips",
+        default="127.0.0.1",
+        help="reverse proxies whose X-Forwarded-For names the client (comma-separated addresses or '*'; "
+        "default 127.0.0.1): the sign-in rate limit then counts each real client, not the proxy",
     )
     add_verbose(s)
     s.set_defaults(func=cmd_serve)
