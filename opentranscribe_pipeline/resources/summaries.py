@@ -26,11 +26,13 @@ class SummaryModelResource(dg.ConfigurableResource):
     ``token_budget`` caps the tokens one batch run may spend; files past it get a
     ``skipped: token budget`` row and are done by a later run."""
 
-    method: str | None = Field(
-        default=None, description="extractive | llm; unset: OPENTRANSCRIBE_SUMMARY_METHOD (default extractive)"
+    method: str = Field(
+        default_factory=settings.summary_method,
+        description="extractive | llm (default: OPENTRANSCRIBE_SUMMARY_METHOD, else extractive)",
     )
-    text_model: str | None = Field(
-        default=None, description="extractive: text model; unset: OPENTRANSCRIBE_TEXT_EMBEDDING_MODEL (packaged MiniLM)"
+    text_model: str = Field(
+        default_factory=settings.text_embedding_model,
+        description="extractive: text model (default: OPENTRANSCRIBE_TEXT_EMBEDDING_MODEL, else the packaged MiniLM)",
     )
     device: str = Field(default="cpu", description="extractive: cpu (default: the step is not in the gpu pool) or cuda")
     threads: int = Field(
@@ -62,13 +64,13 @@ class SummaryModelResource(dg.ConfigurableResource):
     )
 
     def method_name(self) -> str:
-        method = (self.method or settings.summary_method()).lower()
+        method = self.method.lower()
         if method not in settings.SUMMARY_METHODS:
             raise dg.Failure(f"summary method must be one of {settings.SUMMARY_METHODS}, not {method!r}")
         return method
 
     def text_model_spec(self) -> str:
-        return self.text_model or settings.text_embedding_model()
+        return self.text_model
 
     def chat_config(self) -> ChatConfig:
         model = self.model or settings.llm_model()
