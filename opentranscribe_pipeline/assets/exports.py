@@ -65,7 +65,16 @@ def write_batch_exports(wh, batch_id: str, formats: list[str]) -> dict:
 
 @dg.asset(
     partitions_def=batch_partitions,
-    deps=["segments", "words", "segments_en", "speaker_clusters", "speaker_profiles", "transcripts", "diarization"],
+    deps=[
+        "segments",
+        "words",
+        "segments_en",
+        "speaker_clusters",
+        "speaker_profiles",
+        "transcripts",
+        "diarization",
+        "summaries",
+    ],
     group_name="deliverables",
     kinds={"srt", "vtt", "json"},
     description="SRT, WebVTT, TXT and JSON per ok media item, with speaker names: `<root>/exports/<format>/batch_id=<id>/`",

@@ -37,7 +37,7 @@ STEP_VERSIONS = {
     "cluster_speakers": "cluster/1",
     "translate": "translate/1",
     "conversation_analytics": "stats/1",
-    "exports": "exports/2",  # /2: subtitle cues follow the words (issue 29)
+    "exports": "exports/3",  # /2: subtitle cues follow the words (issue 29); /3: JSON carries the summary (issue 34)
     "embed_chunks": "chunks/1",
     "search_index": "search_index/1",
     "score_quality": QUALITY_STEP_VERSION,

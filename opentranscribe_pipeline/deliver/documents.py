@@ -53,6 +53,7 @@ class BatchSources:
     names: dict[str, str] = field(default_factory=dict)  # global_speaker_id -> name
     # media_id, segment_id, start_s, end_s, dnsmos_ovrl (read only for ``min_quality``)
     quality: pl.DataFrame = field(default_factory=pl.DataFrame)
+    summaries: pl.DataFrame = field(default_factory=pl.DataFrame)  # the ``summaries`` rows (JSON's "summary")
 
     def __post_init__(self):
         # defence in depth: whatever reached the names, what is shown is one clean line
@@ -108,6 +109,7 @@ def gather(wh: Warehouse, batch_id: str, media_ids: list[str] | None = None, *, 
         clusters=clusters.select("media_id", "speaker", "global_speaker_id") if clusters.height else clusters,
         names=names,
         quality=_scores(wh, batch_id) if quality else pl.DataFrame(),
+        summaries=_read(wh, "summaries", batch_id),
     )
 
 
@@ -279,6 +281,9 @@ def documents(
             ),
         },
     }
+    summary = _summary(_first(src.summaries, media_id), language, shown, segs if min_quality is not None else None)
+    if summary is not None:
+        doc["summary"] = summary
     if min_quality is not None:
         doc["quality"] = {
             "min_quality": min_quality,
@@ -301,6 +306,42 @@ def documents(
         left_out=left_out,
         unscored=unscored,
     )
+
+
+def _summary(row: dict, language: str, shown, kept: pl.DataFrame | None) -> dict | None:
+    """The JSON export's ``summary``: the summary step's row in the export's language (``en``:
+    the English one), key points with their speaker's shown name; with ``min_quality`` only
+    the key points inside a kept segment (a poor segment's words leave every format)."""
+    if row.get("status") != "ok":
+        return None
+    english = language == "en" and row.get("language") != "en"
+    summary, points, topics = (
+        (row.get("summary_en"), row.get("key_points_en"), row.get("topics_en"))
+        if english
+        else (row.get("summary"), row.get("key_points"), row.get("topics"))
+    )
+    if summary is None:
+        return None
+    spans = [] if kept is None or not kept.height else kept.select("start_s", "end_s").rows()
+    key_points = [
+        {
+            "text": p["text"],
+            "start": p["start_s"],
+            "end": p["end_s"],
+            "speaker": p.get("speaker"),
+            "speaker_name": shown(p.get("speaker")),
+        }
+        for p in points or []
+        if kept is None or any(a <= p["start_s"] + 0.01 and p["end_s"] <= b + 0.01 for a, b in spans)
+    ]
+    return {
+        "summary": summary,
+        "key_points": key_points,
+        "topics": list(topics or []),
+        "method": row.get("method"),
+        "model": row.get("model"),
+        "prompt_version": row.get("prompt_version"),
+    }
 
 
 def _keep(

@@ -114,3 +114,27 @@ def test_search_in_summaries_query_topics_and_the_review_apps_lookup(shared_arch
     row = media_summary(root, media_id)
     assert row["media_id"] == media_id and row["summary"] and row["key_points"] and row["source_uri"]
     assert media_summary(root, "0" * 64) is None
+
+
+def test_the_json_export_carries_the_summary_with_speaker_names(shared_archive):
+    """Exports show the summary (issue 34): the JSON export's "summary" is the step's row, each
+    key point with its speaker's shown name; with --min-quality only key points of kept segments."""
+    from opentranscribe_pipeline.deliver.documents import documents, gather
+
+    wh = shared_archive.wh
+    src = gather(wh, shared_archive.batch, quality=True)
+    rows = src.summaries.filter((pl.col("status") == "ok") & (pl.col("key_points").list.len() > 0))
+    assert rows.height
+    for row in rows.iter_rows(named=True):
+        body = json.loads(documents(src, row["media_id"]).texts["json"])
+        summary = body["summary"]
+        assert summary["summary"] == row["summary"] and summary["topics"] == row["topics"]
+        assert [(p["text"], p["start"], p["speaker"]) for p in summary["key_points"]] == [
+            (p["text"], p["start_s"], p["speaker"]) for p in row["key_points"]
+        ]
+        names = {s["speaker"]: s["name"] or s["global_speaker_id"] for s in body["speakers"]}
+        assert all(p["speaker_name"] == names.get(p["speaker"], p["speaker"]) for p in summary["key_points"])
+        # a floor above every score leaves every segment and every key point out
+        strict = json.loads(documents(src, row["media_id"], min_quality=5.0).texts["json"])
+        if strict["quality"]["segments_left_out"] == len(body["segments"]):
+            assert strict["summary"]["key_points"] == []
