@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -44,8 +45,8 @@ log = logging.getLogger(__name__)
 LANGUAGE_PREFIX_S = 600.0
 # a chunk decoded with a lower average token log-probability is not speech (see _heard)
 MIN_AVG_LOGPROB = -1.0
-# a chunk Whisper itself calls no speech (its no_speech_threshold) is speech only when decoded
-# as confidently as real speech is (see _heard)
+# a chunk Whisper itself calls no speech (its no_speech_threshold), decoded with less confidence
+# than real speech and as one word repeated, is Whisper's loop on music or noise (see _heard)
 NO_SPEECH_PROB = 0.6
 CONFIDENT_LOGPROB = -0.5
 
@@ -418,19 +419,26 @@ def _heard(seg: dict) -> bool:
     "Ruh -uh -uh!" at -1.1 to -1.5; the 222 chunks of real speech in the sample archive and two
     messy drops (noise beds down to 5 dB SNR) score -0.62 or better.
 
-    Whisper's no-speech probability is the second test: a chunk above ``NO_SPEECH_PROB`` is kept
-    only at ``CONFIDENT_LOGPROB`` or better (Whisper keeps it from -1.0, too lenient here). Music
-    the VAD passed decoded as "R -R -R -R -R -R!" at -0.80 with no-speech 0.70 (0.70-0.85 on the
-    music test clips); speech in the sample archive has no-speech 0.002-0.152."""
+    The second test is Whisper's repetition loop: a chunk above ``NO_SPEECH_PROB`` decoded under
+    ``CONFIDENT_LOGPROB`` whose words are one word repeated. Music the VAD passed came out as
+    "R -R -R -R -R -R!" at -0.80 with no-speech 0.70; the two numbers alone cannot tell it from
+    a real quiet "Hello." between silences (-0.84, no-speech 0.74), the repetition can."""
     if not seg["text"].strip():
         return False
     logprob = seg.get("avg_logprob")
     if logprob is None or not math.isfinite(logprob):
         return True
     no_speech = seg.get("no_speech_prob")
-    if no_speech is not None and no_speech > NO_SPEECH_PROB and logprob < CONFIDENT_LOGPROB:
+    if no_speech is not None and no_speech > NO_SPEECH_PROB and logprob < CONFIDENT_LOGPROB and _loop(seg["text"]):
         return False
     return logprob >= MIN_AVG_LOGPROB
+
+
+def _loop(text: str) -> bool:
+    """Three or more words, at most a third of them distinct (runs of letters and digits, any
+    case: Whisper wrote the music chunk " R-R-R-R-R-R!")."""
+    words = re.findall(r"\w+", text.lower())
+    return len(words) >= 3 and len(set(words)) * 3 <= len(words)
 
 
 SENTENCE_END = (".", "?", "!", "。", "？", "！")

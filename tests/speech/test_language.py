@@ -140,14 +140,18 @@ def test_choose_language_rules():
 
 def test_a_chunk_whisper_calls_no_speech_needs_confident_text():
     """The rule that keeps music's "R -R -R -R -R -R!" (-0.80, no-speech 0.70) out while real
-    speech (no-speech <= 0.152, log-probability >= -0.62) and confident text stay."""
+    speech stays: a quiet "Hello." between silences scores alike (-0.84, no-speech 0.74) but is
+    no repetition loop; confident text stays whatever the no-speech guess."""
     from opentranscribe_pipeline.speech.asr import _heard
 
     def chunk(logprob, no_speech, text="words"):
         return {"text": text, "avg_logprob": logprob, "no_speech_prob": no_speech}
 
-    assert not _heard(chunk(-0.80, 0.70))  # the music chunk
+    assert not _heard(chunk(-0.80, 0.70, " R-R-R-R-R-R!"))  # the music chunk, as Whisper wrote it
+    assert not _heard(chunk(-0.80, 0.70, "R -R -R -R -R -R!"))
+    assert _heard(chunk(-0.84, 0.74, " Hello."))  # the quiet word of test_pauses
+    assert _heard(chunk(-0.80, 0.70, "the cat sat on the mat"))  # words, not a loop
     assert _heard(chunk(-0.62, 0.152))  # the worst real speech seen
-    assert _heard(chunk(-0.30, 0.90))  # confident text wins over the no-speech guess
-    assert _heard(chunk(-0.80, None))  # parts decoded before no_speech_prob: the old rule
+    assert _heard(chunk(-0.30, 0.90, "no no no no"))  # confident text wins over the no-speech guess
+    assert _heard(chunk(-0.80, None, "R -R -R -R"))  # parts decoded before no_speech_prob: the old rule
     assert not _heard(chunk(-1.2, 0.01)) and not _heard(chunk(-0.1, 0.0, text="  "))
