@@ -120,16 +120,30 @@ def write_instance_yaml(home: Path, postgres: dict | None = None) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     text = (ROOT / "dagster.yaml").read_text()
     if postgres:
+        # the production layout (deploy/dagster.yaml): dagster-postgres run and schedule storage,
+        # the event log with atomic pool-slot claims (runner/slots.py)
         text += f"""
-storage:
-  postgres:
-    postgres_db:
+run_storage:
+  module: dagster_postgres.run_storage
+  class: PostgresRunStorage
+  config:
+    postgres_db: &postgres_db
       hostname: {postgres["host"]}
       port: {postgres["port"]}
       username: {postgres["user"]}
       password: ""
       db_name: {postgres["db"]}
       scheme: postgresql+psycopg2
+event_log_storage:
+  module: opentranscribe_pipeline.runner.slots
+  class: PostgresEventLogStorage
+  config:
+    postgres_db: *postgres_db
+schedule_storage:
+  module: dagster_postgres.schedule_storage
+  class: PostgresScheduleStorage
+  config:
+    postgres_db: *postgres_db
 """
     (home / "dagster.yaml").write_text(text)
     return home

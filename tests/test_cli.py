@@ -108,6 +108,10 @@ def test_production_instance_yaml_loads_against_postgres(tmp_path, postgres_url,
     with DagsterInstance.get() as instance:
         assert instance.get_runs() is not None
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        # pool slots claimed atomically (runner/slots.py), so two runs never share a gpu slot
+        from opentranscribe_pipeline.runner.slots import PostgresEventLogStorage
+
+        assert type(instance.event_log_storage) is PostgresEventLogStorage
 
 
 @pytest.mark.postgres
