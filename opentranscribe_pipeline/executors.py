@@ -14,10 +14,11 @@ host, one worker per device with ``--concurrency 1`` on the ``gpu`` queue; CPU w
     dagster-celery worker start -A dagster_celery.app -y celery.yaml -q dagster -n cpu
 
 Kubernetes (``OPENTRANSCRIBE_EXECUTOR=k8s``, with the Helm chart's K8sRunLauncher): every
-step becomes a Kubernetes job (dagster-k8s ``k8s_job_executor``). Model steps carry a
-``dagster-k8s/config`` tag asking for ``nvidia.com/gpu: 1`` plus the node selector and
-tolerations of ``OPENTRANSCRIBE_K8S_GPU_NODE_SELECTOR`` / ``OPENTRANSCRIBE_K8S_GPU_TOLERATIONS``;
-CPU steps ask for no GPU. Step pods take their secrets from the Kubernetes secrets named in
+step becomes a Kubernetes job (dagster-k8s ``k8s_job_executor``). The executor's
+``per_step_k8s_config`` asks, for each model step, for ``nvidia.com/gpu: 1`` plus the node
+selector and tolerations of ``OPENTRANSCRIBE_K8S_GPU_NODE_SELECTOR`` /
+``OPENTRANSCRIBE_K8S_GPU_TOLERATIONS`` (read only when that executor is chosen, not when the
+assets are defined); CPU steps ask for no GPU. Step pods take their secrets from the Kubernetes secrets named in
 ``OPENTRANSCRIBE_K8S_ENV_SECRETS`` (``envFrom``: references, never values).
 
 ``OPENTRANSCRIBE_EXECUTOR`` picks one of ``multiprocess``, ``celery``, ``k8s``; unset, Celery
@@ -31,7 +32,6 @@ import dagster as dg
 from . import settings
 from .settings import CELERY_QUEUE_TAG, GPU_QUEUE
 
-K8S_CONFIG_TAG = "dagster-k8s/config"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
@@ -48,18 +48,22 @@ def model_step_k8s_config() -> dict:
     return config
 
 
-def model_step_tags() -> dict:
-    """Op tags of the model steps: the Celery ``gpu`` queue and, on Kubernetes, a GPU request."""
-    return {CELERY_QUEUE_TAG: GPU_QUEUE, K8S_CONFIG_TAG: model_step_k8s_config()}
+# op tags of the model steps: the Celery `gpu` queue (a constant: nothing is read from the
+# environment when the assets are defined; the Kubernetes GPU request is the k8s executor's)
+MODEL_STEP_TAGS = {CELERY_QUEUE_TAG: GPU_QUEUE}
 
-
-# op tags of the model steps (read when the code location loads)
-MODEL_STEP_TAGS = model_step_tags()
+# the model steps (the ops in the `gpu` pool; test_concurrency checks the two lists agree)
+MODEL_STEPS = ("transcribe", "diarize", "translate", "embed_chunks")
 
 
 def k8s_executor_config() -> dict:
-    """``k8s_job_executor`` config from the settings: secrets by name, the namespace."""
-    config: dict = {"env_secrets": settings.k8s_env_secrets()}
+    """``k8s_job_executor`` config from the settings: secrets by name, the namespace, and for
+    each model step one GPU on the GPU nodes (``per_step_k8s_config``, keyed by op name)."""
+    step = model_step_k8s_config()
+    config: dict = {
+        "env_secrets": settings.k8s_env_secrets(),
+        "per_step_k8s_config": {name: step for name in MODEL_STEPS},
+    }
     if namespace := settings.k8s_namespace():
         config["job_namespace"] = namespace
     return config

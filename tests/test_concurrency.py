@@ -9,6 +9,7 @@ import sys
 import dagster as dg
 import pytest
 
+from opentranscribe_pipeline import executors
 from opentranscribe_pipeline.definitions import defs
 
 from .conftest import ROOT, shipped_instance
@@ -28,6 +29,13 @@ def test_model_steps_are_in_the_gpu_pool():
         "score_quality": None,  # DNSMOS on the CPU, threads bounded (issue 32)
         "summarize": None,  # MiniLM on the CPU or a remote LLM: never holds a GPU slot (issue 34)
     }
+    # the steps the k8s executor asks a GPU for are the steps in the pool
+    assert set(executors.MODEL_STEPS) == {name for name, pool in pools.items() if pool == "gpu"}
+    assert all(
+        node.definition.tags == executors.MODEL_STEP_TAGS
+        for node in job.graph.nodes
+        if node.name in executors.MODEL_STEPS
+    )
 
 
 def run_two_at_once(home, log) -> list[dict]:

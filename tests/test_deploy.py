@@ -10,7 +10,13 @@ import subprocess
 
 import pytest
 import yaml
-from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+from dagster_k8s.container_context import K8sContainerContext
+from dagster_k8s.job import (
+    DagsterK8sJobConfig,
+    UserDefinedDagsterK8sConfig,
+    construct_dagster_k8s_job,
+    get_user_defined_k8s_config,
+)
 from kubernetes.client import ApiClient
 
 from opentranscribe_pipeline import executors
@@ -25,17 +31,28 @@ WORKSPACE_MODULE = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_f
 
 
 def step_job_manifest(node, image="ghcr.io/opentranscribe/opentranscribe-pipeline:cuda") -> dict:
-    """The V1Job of one step, as K8sStepHandler builds it: the executor's config plus the
-    step's ``dagster-k8s/config`` tag."""
+    """The V1Job of one step, as K8sStepHandler builds it: the executor's config, the step's
+    ``dagster-k8s/config`` tag, then the executor's ``per_step_k8s_config`` for its op."""
     config = executors.k8s_executor_config()
     job_config = DagsterK8sJobConfig(
         job_image=image, dagster_home="/opt/dagster/home", env_secrets=config["env_secrets"]
+    )
+    user_defined = (
+        K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(node.definition.tags))
+        .merge(
+            K8sContainerContext(
+                run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(
+                    config["per_step_k8s_config"].get(node.definition.name, {})
+                )
+            )
+        )
+        .run_k8s_config
     )
     job = construct_dagster_k8s_job(
         job_config,
         args=["dagster", "api", "execute_step"],
         job_name=f"dagster-step-{node.name.replace('_', '-')}",
-        user_defined_k8s_config=get_user_defined_k8s_config(node.definition.tags),
+        user_defined_k8s_config=user_defined,
         pod_name=f"dagster-step-{node.name.replace('_', '-')}",
         component="step_worker",
     )
