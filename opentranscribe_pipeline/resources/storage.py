@@ -14,6 +14,30 @@ from pydantic import Field
 
 from .. import settings
 from ..storage import S3Options, Warehouse
+from ..storage.warehouse import Quarantined, add_quarantine_listener
+
+
+def report_quarantine_to_dagster(q: Quarantined, message: str) -> None:
+    """Inside a Dagster step: the warning in the run's log and an observation of the asset
+    (partition = batch) carrying the quarantine's metadata. Outside one: nothing."""
+    try:
+        context = dg.OpExecutionContext.get()
+    except dg.DagsterInvariantViolationError:  # not in a step
+        return
+    context.log.warning(message)
+    if q.table:
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=q.table,
+                partition=q.batch_id,
+                metadata={"quarantined_path": q.path, "quarantined_to": q.moved_to, "quarantine_reason": q.reason},
+            )
+        )
+
+
+# every step process imports this module with the code location
+add_quarantine_listener(report_quarantine_to_dagster)
+
 
 # botocore's variables (settings.py reads them): field -> (variable, secret or endpoint)
 S3_VARIABLES = {

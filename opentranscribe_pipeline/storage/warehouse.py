@@ -30,7 +30,7 @@ import io
 import json
 import logging
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -76,31 +76,24 @@ class Quarantined:
         }
 
 
-def _tell_dagster(q: Quarantined, message: str) -> None:
-    """Inside a Dagster step: the warning in the run's log and an observation of the asset
-    (partition = batch) carrying the quarantine's metadata. Outside one: nothing."""
-    try:
-        import dagster as dg
+# Called with (what was moved, the message) after every quarantine: the Dagster layer adds one
+# that reports it to the step running (resources/storage.py); this package knows no Dagster.
+QuarantineListener = Callable[[Quarantined, str], None]
+_quarantine_listeners: list[QuarantineListener] = []
 
-        context = dg.OpExecutionContext.get()
-    except Exception:
-        return
-    try:
-        context.log.warning(message)
-        if q.table:
-            context.log_event(
-                dg.AssetObservation(
-                    asset_key=q.table,
-                    partition=q.batch_id,
-                    metadata={
-                        "quarantined_path": q.path,
-                        "quarantined_to": q.moved_to,
-                        "quarantine_reason": q.reason,
-                    },
-                )
-            )
-    except Exception as exc:  # reporting must never fail the repair
-        log.warning("could not report the quarantine of %s to Dagster: %s", q.path, exc)
+
+def add_quarantine_listener(listener: QuarantineListener) -> None:
+    """Have ``listener`` told of every quarantine in this process (once, however often added)."""
+    if listener not in _quarantine_listeners:
+        _quarantine_listeners.append(listener)
+
+
+def _tell_listeners(q: Quarantined, message: str) -> None:
+    for listener in list(_quarantine_listeners):
+        try:
+            listener(q, message)
+        except Exception as exc:  # reporting must never fail the repair
+            log.warning("could not report the quarantine of %s: %s", q.path, exc)
 
 
 class Warehouse:
@@ -262,7 +255,8 @@ class Warehouse:
     def quarantine(self, path: str, reason: str) -> Quarantined:
         """Move the part at ``path`` to ``<root>/_quarantine/<table>/batch_id=<id>/<UTC
         timestamp>.parquet`` with a JSON note beside it (``reason``, where it was), log it,
-        and report it to the Dagster step running, if any. Returns what was moved."""
+        and tell the quarantine listeners (in a Dagster step: the step's log and an asset
+        observation). Returns what was moved."""
         table, batch_id = self.locate(path)
         staged = path.startswith(self.path(STAGING) + "/")
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -275,7 +269,7 @@ class Warehouse:
         self.quarantined.append(q)
         message = f"quarantined {q.path} -> {q.moved_to}: {reason}"
         log.warning(message)
-        _tell_dagster(q, message)
+        _tell_listeners(q, message)
         return q
 
     def quarantine_corrupt(self, batch_id: str, tables: Sequence[str]) -> list[Quarantined]:
