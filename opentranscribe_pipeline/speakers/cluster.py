@@ -199,8 +199,9 @@ def _one_per_file(
 ) -> np.ndarray:
     """Two local speakers of one file are two people (diarization kept them apart): where
     a cluster holds several of one file, the heaviest stays and each other one goes to the
-    most similar cluster holding nobody of its file that it is similar enough to, or to a
-    voice of its own (the rule incremental assignment follows). Vectorised over the rows;
+    most similar cluster holding nobody of its file that it is similar enough to, and no
+    speaker under ``min_speech_s`` (who is never joined), or to a voice of its own (the rule
+    incremental assignment follows). Vectorised over the rows;
     only the duplicates, rare, are looked at one by one."""
     if groups is None or len(labels) < 2:
         return labels
@@ -222,10 +223,13 @@ def _one_per_file(
     taken: dict[int, set[int]] = {}
     for r in np.flatnonzero(np.isin(g, g[dup]) & ~moved):
         taken.setdefault(int(g[r]), set()).add(int(labels[r]))
+    # a speaker under min_speech_s (need = inf) is never joined: its voice takes nobody
+    closed = sorted({int(x) for x in labels[np.isinf(need) & ~moved]})
     for r in dup[np.argsort(-w[dup], kind="stable")]:
         mine = taken.setdefault(int(g[r]), set())
         s = C @ X[r]
         s[list(mine & set(range(len(C))))] = -np.inf
+        s[closed] = -np.inf
         best = int(s.argmax())
         if s[best] >= need[r] - 1e-6:
             labels[r] = best
@@ -305,6 +309,11 @@ def recluster(
         if group.max() + 1 < len(C):
             C, cw = _means(X, w, group[labels], int(group.max()) + 1)
     labels, sim = _best(X, C, params.chunk_rows)
+    short = np.isinf(need)  # under min_speech_s: never joins a voice, nor is joined (its own id)
+    if short.any():
+        labels = labels.copy()
+        labels[short] = int(labels.max()) + 1 + np.arange(int(short.sum()))
+        labels = np.unique(labels, return_inverse=True)[1].ravel()
     resolved = [index.resolve(p) if p else None for p in previous_ids]
     labels = _keep_apart(X, labels, resolved, index.distinct)
     labels = _one_per_file(X, labels, w, need, groups)

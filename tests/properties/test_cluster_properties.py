@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -90,11 +89,6 @@ def test_recluster_keeps_numbers_fresh_and_one_id_per_speaker_of_a_file(vs, data
     assert np.all(np.abs(sims) <= 1.0001)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="speakers/cluster.py _one_per_file moves a file's second speaker into any cluster similar enough "
-    "for *it*, also the voice of a speaker under min_speech_s (assign_new checks both sides); not fixed here",
-)
 @SETTINGS
 @example(voice_set_of(0, [[(0, 0.3)], [(0, 1.5), (0, 1.5)]], noise=0.01))  # one voice, two speakers in file 1
 @given(voice_sets())
