@@ -14,7 +14,7 @@ from pydantic import Field
 
 from .. import settings
 from ..storage import S3Options, Warehouse
-from ..storage.warehouse import Quarantined, add_quarantine_listener
+from ..storage.warehouse import Quarantined
 
 
 def report_quarantine_to_dagster(q: Quarantined, message: str) -> None:
@@ -33,10 +33,6 @@ def report_quarantine_to_dagster(q: Quarantined, message: str) -> None:
                 metadata={"quarantined_path": q.path, "quarantined_to": q.moved_to, "quarantine_reason": q.reason},
             )
         )
-
-
-# every step process imports this module with the code location
-add_quarantine_listener(report_quarantine_to_dagster)
 
 
 # botocore's variables (settings.py reads them): field -> (variable, secret or endpoint)
@@ -103,4 +99,4 @@ class WarehouseResource(S3Settings):
         return cls(root=settings.warehouse_root(), **s3_fields_from_settings())
 
     def get(self) -> Warehouse:
-        return Warehouse(self.root, self.s3_options())
+        return Warehouse(self.root, self.s3_options(), on_quarantine=report_quarantine_to_dagster)

@@ -76,24 +76,9 @@ class Quarantined:
         }
 
 
-# Called with (what was moved, the message) after every quarantine: the Dagster layer adds one
-# that reports it to the step running (resources/storage.py); this package knows no Dagster.
-QuarantineListener = Callable[[Quarantined, str], None]
-_quarantine_listeners: list[QuarantineListener] = []
-
-
-def add_quarantine_listener(listener: QuarantineListener) -> None:
-    """Have ``listener`` told of every quarantine in this process (once, however often added)."""
-    if listener not in _quarantine_listeners:
-        _quarantine_listeners.append(listener)
-
-
-def _tell_listeners(q: Quarantined, message: str) -> None:
-    for listener in list(_quarantine_listeners):
-        try:
-            listener(q, message)
-        except Exception as exc:  # reporting must never fail the repair
-            log.warning("could not report the quarantine of %s: %s", q.path, exc)
+# told of each quarantine (what was moved, the message): the Dagster layer's reports it to the
+# step running (resources/storage.py); this package knows no Dagster
+QuarantineReport = Callable[[Quarantined, str], None]
 
 
 class Warehouse:
@@ -102,8 +87,9 @@ class Warehouse:
     Paths handed out and taken back are the backend's (an absolute local path, or
     ``bucket/key``); :meth:`uri` turns one into what the tables record."""
 
-    def __init__(self, root: str, s3: S3Options | None = None):
+    def __init__(self, root: str, s3: S3Options | None = None, on_quarantine: QuarantineReport | None = None):
         self.root_uri = root.rstrip("/")
+        self.on_quarantine = on_quarantine
         self.s3 = s3 or S3Options()
         self.backend = open_backend(self.root_uri, self.s3)
         self.root = self.backend.root
@@ -255,8 +241,8 @@ class Warehouse:
     def quarantine(self, path: str, reason: str) -> Quarantined:
         """Move the part at ``path`` to ``<root>/_quarantine/<table>/batch_id=<id>/<UTC
         timestamp>.parquet`` with a JSON note beside it (``reason``, where it was), log it,
-        and tell the quarantine listeners (in a Dagster step: the step's log and an asset
-        observation). Returns what was moved."""
+        and report it through ``on_quarantine`` (the warehouse resource's: the step's log and
+        an asset observation). Returns what was moved."""
         table, batch_id = self.locate(path)
         staged = path.startswith(self.path(STAGING) + "/")
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -269,7 +255,11 @@ class Warehouse:
         self.quarantined.append(q)
         message = f"quarantined {q.path} -> {q.moved_to}: {reason}"
         log.warning(message)
-        _tell_listeners(q, message)
+        if self.on_quarantine is not None:
+            try:
+                self.on_quarantine(q, message)
+            except Exception as exc:  # reporting must never fail the repair
+                log.warning("could not report the quarantine of %s: %s", q.path, exc)
         return q
 
     def quarantine_corrupt(self, batch_id: str, tables: Sequence[str]) -> list[Quarantined]:

@@ -1,20 +1,17 @@
 """A part quarantined inside a Dagster step shows in the run: the step's log says so and the
 asset gets an observation for its batch with where the part went and why. The storage package
-knows no Dagster; the warehouse resource's module registers the reporter."""
+knows no Dagster; the warehouse resource hands its warehouses the reporter."""
 
 import dagster as dg
 
-from opentranscribe_pipeline.resources.storage import report_quarantine_to_dagster
-from opentranscribe_pipeline.storage import Warehouse
-from opentranscribe_pipeline.storage.warehouse import _quarantine_listeners
+from opentranscribe_pipeline.resources.storage import WarehouseResource
 
 
 def test_a_quarantine_in_a_step_is_an_observation_of_the_batch_partition(tmp_path):
-    assert report_quarantine_to_dagster in _quarantine_listeners
-    wh = Warehouse(str(tmp_path / "w"))
+    wh = WarehouseResource(root=str(tmp_path / "w")).get()
     part = wh.path("segments", "batch_id=b1", "part-0.parquet")
     wh.put_bytes(part, b"not parquet")
-    outside = wh.quarantine(wh.path("segments", "batch_id=b1", "part-0.parquet"), "unreadable")  # no step: no report
+    outside = wh.quarantine(part, "unreadable")  # no step: nothing to report to
     assert outside.moved_to and not wh.exists(part)
     wh.put_bytes(part, b"not parquet either")
 
