@@ -120,31 +120,23 @@ def write_instance_yaml(home: Path, postgres: dict | None = None) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     text = (ROOT / "dagster.yaml").read_text()
     if postgres:
-        # the production layout (deploy/dagster.yaml): dagster-postgres run and schedule storage,
-        # the event log with atomic pool-slot claims (runner/slots.py)
-        text += f"""
-run_storage:
-  module: dagster_postgres.run_storage
-  class: PostgresRunStorage
-  config:
-    postgres_db: &postgres_db
-      hostname: {postgres["host"]}
-      port: {postgres["port"]}
-      username: {postgres["user"]}
-      password: ""
-      db_name: {postgres["db"]}
-      scheme: postgresql+psycopg2
-event_log_storage:
-  module: opentranscribe_pipeline.runner.slots
-  class: PostgresEventLogStorage
-  config:
-    postgres_db: *postgres_db
-schedule_storage:
-  module: dagster_postgres.schedule_storage
-  class: PostgresScheduleStorage
-  config:
-    postgres_db: *postgres_db
-"""
+        # the production storage blocks of deploy/dagster.yaml (dagster-postgres run and schedule
+        # storage, the event log with atomic pool-slot claims: runner/slots.py), on this database
+        import yaml
+
+        prod = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+        db = {
+            "hostname": postgres["host"],
+            "port": postgres["port"],
+            "username": postgres["user"],
+            "password": "",
+            "db_name": postgres["db"],
+            "scheme": "postgresql+psycopg2",
+        }
+        blocks = {key: prod[key] for key in ("run_storage", "event_log_storage", "schedule_storage")}
+        for block in blocks.values():
+            block["config"]["postgres_db"] = db
+        text += "\n" + yaml.safe_dump(blocks, sort_keys=False)
     (home / "dagster.yaml").write_text(text)
     return home
 
