@@ -66,6 +66,7 @@ def segmentation_3() -> bool:
 
     return settings.diarization_segmentation() == "3.0"
 
+
 # Embeddings the packaged pipeline's agglomerative clustering is trained on, at most (their
 # pairwise distances: 6,000 -> 144 MB; a 2-hour file has about 30,000 and held 3.6 GB of them).
 # Files up to about 30 minutes have fewer and are clustered exactly as before.
