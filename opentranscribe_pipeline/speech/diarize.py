@@ -250,7 +250,7 @@ class Diarizer:
             )
             voices.sort(key=lambda v: v.speaker)
         dead = getattr(self.pipeline, "dead_silence", None)
-        if dead is not None:  # nobody speaks in digital silence (speech/packaged.py, SEGMENTATION_3)
+        if dead is not None:  # nobody speaks in digital silence (speech/packaged.py, DEAD_SILENCE)
             gaps = dead_silence(samples, dead["dbfs"], dead["min_s"])
             turns, exclusive_turns = _cut(turns, gaps), _cut(exclusive_turns, gaps)
             voices = [v for v in voices if any(t.speaker == v.speaker for t in exclusive_turns)]

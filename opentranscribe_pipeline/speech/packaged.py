@@ -36,6 +36,12 @@ from .islands import ISLANDS, split_enabled, split_segmentations
 # segmentation tuned on tests/data/sample_archive; the clustering comes with the encoder
 SEGMENTATION = {"threshold": 0.4, "min_duration_off": 0.1}
 
+# Digital silence is nobody's speech: with either segmentation, turns are cut where the signal
+# stays under ``dbfs`` (20 ms RMS) for ``min_s`` or more. Real rooms never get there (the AMI
+# excerpts' quietest 20 ms inside speech: -93 dBFS); gated, edited and generated audio does, and
+# both segmentation models hold speech through it (``diarize.dead_silence``; issue 30)
+DEAD_SILENCE = {"dbfs": -100.0, "min_s": 0.1}
+
 # With segmentation-3.0 (``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION=3.0``, issue 30), each
 # setting measured on benchmarks/speakers_quality.py --constructions (benchmarks/RESULTS.md):
 SEGMENTATION_3 = {
@@ -50,11 +56,11 @@ SEGMENTATION_3 = {
     # pyannote's own value for segmentation-3.0 (its 3.1 pipeline), about 2 s of someone's
     # speech (one window a second); 3 split a 1.2 s stretch of one person off as a speaker
     "min_cluster_size": 12,
-    # digital silence is nobody's speech: turns are cut where the signal stays under ``dbfs``
-    # (20 ms RMS) for ``min_s`` or more. Real rooms never get there (the AMI excerpts' quietest
-    # 20 ms inside speech: -93 dBFS); gated, edited and generated audio does, and the
-    # segmentation holds speech through it (``diarize.dead_silence``)
-    "dead_silence": {"dbfs": -100.0, "min_s": 0.1},
+    # a local speaker's islands keep their own embeddings when two of 1 s or more are at a
+    # cosine under this (speech/islands.py's ``agree``, 0.3 with the old checkpoint): the 10 s
+    # windows hold one label over two people more often, and two synthetic voices at 0.40
+    # (the sample archive's panel_08.wav) were pooled into one at 0.3
+    "agree": 0.5,
 }
 # pyannote's default: a (window, speaker) trains the clustering when alone on 20% of its window
 MIN_ACTIVE_RATIO = 0.2
@@ -108,7 +114,7 @@ def packaged_version_params(entry: EncoderEntry) -> dict:
         embedding["joins"] = entry.joins
     if splits(entry):  # issue 30: local speakers split at their pauses (only then in the version)
         embedding["islands"] = ISLANDS
-    params = {**packaged_params(entry), "embedding": embedding}
+    params = {**packaged_params(entry), "embedding": embedding, "dead_silence": DEAD_SILENCE}
     if segmentation_3():  # (the default's version is what it was before this setting)
         params["segmentation_3"] = {**SEGMENTATION_3, "checkpoint": checkpoint_digest(segmentation_checkpoint())}
     return params
@@ -198,10 +204,11 @@ def packaged_pipeline(
                     batch_size=segmentation_batch_size,
                 )
             # read by diarize.Diarizer after reconstruction
-            self.dead_silence = SEGMENTATION_3["dead_silence"] if seg3 else None
+            self.dead_silence = DEAD_SILENCE
             self._embedding = entry.load(device)
             self._audio = Audio(sample_rate=SAMPLE_RATE, mono="downmix")
             self.clustering = Clustering(metric="cosine")
+            self._agree = SEGMENTATION_3["agree"] if seg3 else ISLANDS["agree"]
             if seg3:
                 self.clustering.min_active_ratio = SEGMENTATION_3["min_active_ratio"]
             self._expects_num_speakers = False
@@ -244,7 +251,7 @@ def packaged_pipeline(
             samples = file["waveform"][0].cpu().numpy()
             owner, self._island_owner = self._island_owner, None
             if owner is not None and owner.shape == data.shape[::2]:  # islands: whole speakers where they agree
-                agree = (ISLANDS["agree"], ISLANDS["agree_min_s"])
+                agree = (self._agree, ISLANDS["agree_min_s"])
                 return window_embeddings(samples, data, window.start, window.step, window.duration, owner, agree)
             return window_embeddings(samples, data, window.start, window.step, window.duration)
 

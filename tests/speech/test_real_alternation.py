@@ -172,3 +172,18 @@ def test_a_local_speakers_islands_are_pooled_unless_they_disagree():
         assert two[c, 0] @ voice_a > two[c, 0] @ voice_b and two[c, 1] @ voice_b > two[c, 1] @ voice_a
         assert np.array_equal(one[c, 0], one[c, 1]) and one[c, 0] @ voice_a > one[c, 0] @ voice_b
         assert np.isnan(one[c, 2]).all()
+
+
+@pytest.mark.parametrize("diarizer", ["3.0"], indirect=True)
+def test_with_segmentation_3_the_speaker_count_options_are_honoured(people, diarizer):
+    from opentranscribe_pipeline.speech.diarize import DiarizationOptions, Diarizer
+
+    audio, _ = _construction(people, 33, 3, 9, (0.2, 1.0), 40.0)  # three people
+    for options, count_is_right in (
+        (DiarizationOptions(num_speakers=2), lambda n: n == 2),
+        (DiarizationOptions(max_speakers=2), lambda n: 1 <= n <= 2),
+    ):
+        forced = Diarizer(options)
+        forced.pipeline, forced.encoder = diarizer.pipeline, diarizer.encoder
+        speakers = forced.diarize(audio).speakers
+        assert count_is_right(len(speakers)), (options, speakers)
