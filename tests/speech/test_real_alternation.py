@@ -72,7 +72,12 @@ def _construction(people, seed: int, k: int, n_turns: int, gap: tuple[float, flo
 OPEN = pytest.mark.xfail(strict=True, reason="issue 30 open: DER <= 5% on real alternations not reached yet")
 
 
-@pytest.mark.parametrize("k, n_turns", [pytest.param(2, 10, marks=OPEN), (3, 9)])
+@pytest.mark.parametrize(
+    "diarizer, k, n_turns",
+    # segmentation-3.0's 2-person case: test_with_segmentation_3_two_real_people_are_two_speakers
+    [pytest.param("whisperx", 2, 10, marks=OPEN), ("whisperx", 3, 9), ("3.0", 3, 9)],
+    indirect=["diarizer"],
+)
 def test_real_people_taking_turns_with_pauses_are_told_apart(people, diarizer, k, n_turns):
     audio, truth = _construction(people, 30 + k, k, n_turns, (0.2, 1.0), 40.0)
     d = diarizer.diarize(audio)
