@@ -33,6 +33,7 @@ from .activity import SpeechActivity
 from .asr import free_device_memory
 from .decode import SAMPLE_RATE
 from .encoders import CAMPP, ENCODERS, GE2E, encoder_for
+from .islands import dead_silence
 from .models import set_pyannote_telemetry
 from .packaged import packaged_pipeline, packaged_version_params
 
@@ -374,20 +375,6 @@ def _joined(turns: list[Turn], joined: dict[str, str]) -> list[Turn]:
         last[t.speaker] = len(out)
         out.append(t)
     return sorted(out, key=lambda t: (t.start_s, t.end_s, t.speaker))
-
-
-def dead_silence(samples: np.ndarray, dbfs: float, min_s: float) -> list[tuple[float, float]]:
-    """``(start_s, end_s)`` of every stretch of at least ``min_s`` where the signal's 20 ms RMS
-    (10 ms apart) stays under ``dbfs``: digital silence, not a quiet room."""
-    hop = SAMPLE_RATE // 100
-    n = len(samples) // hop
-    if n < 2:
-        return []
-    power = (np.asarray(samples[: n * hop], np.float64).reshape(n, hop) ** 2).mean(axis=1)
-    power = (power + np.r_[power[1:], power[-1]]) / 2
-    dead = power < 10 ** (dbfs / 10)
-    edges = np.flatnonzero(np.diff(np.r_[0, dead.astype(np.int8), 0]))
-    return [(float(a) / 100, float(b) / 100) for a, b in zip(edges[::2], edges[1::2]) if (b - a) / 100 >= min_s]
 
 
 def _cut(turns: list[Turn], gaps: list[tuple[float, float]], min_s: float = 0.02) -> list[Turn]:

@@ -46,26 +46,46 @@ def split_enabled() -> bool:
     return settings.diarization_split_at_pauses()
 
 
+def frame_power(samples: np.ndarray) -> np.ndarray:
+    """Mean square of ``samples`` in 20 ms windows, one every ``QUIET_HOP_S`` (10 ms); empty
+    under two hops."""
+    hop = int(QUIET_HOP_S * SAMPLE_RATE)
+    n = len(samples) // hop
+    if n < 2:
+        return np.zeros(0, np.float64)
+    power = (np.asarray(samples[: n * hop], np.float64).reshape(n, hop) ** 2).mean(axis=1)
+    return (power + np.r_[power[1:], power[-1]]) / 2  # 20 ms windows, 10 ms apart
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, end)`` of every run of ``True`` in ``mask``."""
+    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
 def quiet_frames(samples: np.ndarray, min_gap_s: float) -> np.ndarray:
     """One flag per ``QUIET_HOP_S`` of ``samples``: inside a pause of at least ``min_gap_s``
     where the signal is near silent (20 ms RMS under ``ISLANDS["quiet_db"]`` below the file's
     loud speech, its 95th percentile, and under ``ISLANDS["quiet_max_dbfs"]``): silence or a
     low noise bed between turns, never a quiet voice."""
-    hop = int(QUIET_HOP_S * SAMPLE_RATE)
-    n = len(samples) // hop
-    if n < 2:
-        return np.zeros(n, bool)
-    power = (samples[: n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(axis=1)
-    power = (power + np.r_[power[1:], power[-1]]) / 2  # 20 ms windows, 10 ms apart
+    power = frame_power(samples)
+    out = np.zeros(len(samples) // int(QUIET_HOP_S * SAMPLE_RATE), bool)
+    if not len(power):
+        return out
     db = 10 * np.log10(power + 1e-12)
     threshold = min(np.percentile(db, 95) - ISLANDS["quiet_db"], ISLANDS["quiet_max_dbfs"])
-    silent = db < threshold
-    out = np.zeros(n, bool)
-    edges = np.flatnonzero(np.diff(np.r_[0, silent.astype(np.int8), 0]))
-    for a, b in zip(edges[::2], edges[1::2]):
+    for a, b in runs(db < threshold):
         if (b - a) * QUIET_HOP_S >= min_gap_s:
             out[a:b] = True
     return out
+
+
+def dead_silence(samples: np.ndarray, dbfs: float, min_s: float) -> list[tuple[float, float]]:
+    """``(start_s, end_s)`` of every stretch of at least ``min_s`` where the signal's 20 ms RMS
+    (10 ms apart) stays under ``dbfs``: digital silence, not a quiet room (the packaged
+    diarizer's ``DEAD_SILENCE``, speech/packaged.py)."""
+    dead = frame_power(samples) < 10 ** (dbfs / 10)
+    return [(float(a) / 100, float(b) / 100) for a, b in runs(dead) if (b - a) / 100 >= min_s]
 
 
 def split_at_pauses(

@@ -39,7 +39,7 @@ SEGMENTATION = {"threshold": 0.4, "min_duration_off": 0.1}
 # Digital silence is nobody's speech: with either segmentation, turns are cut where the signal
 # stays under ``dbfs`` (20 ms RMS) for ``min_s`` or more. Real rooms never get there (the AMI
 # excerpts' quietest 20 ms inside speech: -93 dBFS); gated, edited and generated audio does, and
-# both segmentation models hold speech through it (``diarize.dead_silence``; issue 30)
+# both segmentation models hold speech through it (``islands.dead_silence``; issue 30)
 DEAD_SILENCE = {"dbfs": -100.0, "min_s": 0.1}
 
 # With segmentation-3.0 (``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION=3.0``, issue 30), each

@@ -1,5 +1,5 @@
 """Issue 30, segmentation-3.0: turns are cut where the signal is digitally silent
-(``diarize.dead_silence`` and ``diarize._cut``), and nowhere else."""
+(``islands.dead_silence`` and ``diarize._cut``), and nowhere else."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opentranscribe_pipeline.speech.diarize import Turn, _cut, dead_silence
+from opentranscribe_pipeline.speech.diarize import Turn, _cut
+from opentranscribe_pipeline.speech.islands import dead_silence
 
 
 def test_dead_silence_finds_digital_silence_and_not_a_quiet_room():
