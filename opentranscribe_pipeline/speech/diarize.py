@@ -250,6 +250,7 @@ class Diarizer:
                 samples, exclusive_turns, out, labels, mapping, only={s for s, n in size.items() if n > 1}
             )
             voices.sort(key=lambda v: v.speaker)
+        turns, exclusive_turns, voices = self._reassign(samples, turns, exclusive_turns, voices, out, labels, mapping)
         dead = getattr(self.pipeline, "dead_silence", None)
         if dead is not None:  # nobody speaks in digital silence (speech/packaged.py, DEAD_SILENCE)
             gaps = dead_silence(samples, dead["dbfs"], dead["min_s"])
@@ -258,6 +259,43 @@ class Diarizer:
             if not turns:
                 return DiarizationResult(note="no speech found", activity=activity)
         return DiarizationResult(turns=turns, exclusive_turns=exclusive_turns, voices=voices, activity=activity)
+
+    def _reassign(self, samples, turns, exclusive_turns, voices, out, labels, mapping):
+        """Exclusive turns of the pipeline's ``reassign["min_turn_s"]`` or more move to the
+        speaker whose voice their own embedding is nearest (``reassign_turns``; a packaged
+        pipeline's ``span_embeddings``, ``speech/packaged.py`` REASSIGN); labels again in order
+        of first speech, the voices of the speakers that changed made anew. As they were with
+        another pipeline, or when nothing moves."""
+        reassign = getattr(self.pipeline, "reassign", None)
+        if reassign is None:
+            return turns, exclusive_turns, voices
+        long = [i for i, t in enumerate(exclusive_turns) if t.end_s - t.start_s >= reassign["min_turn_s"]]
+        spans = [(exclusive_turns[i].start_s, exclusive_turns[i].end_s) for i in long]
+        vectors = self.pipeline.span_embeddings(spans)  # always: it releases this file's bins
+        if vectors is None or not long or len(voices) < 2:
+            return turns, exclusive_turns, voices
+        from ..schemas import EMBEDDING_DIM
+
+        every = np.full((len(exclusive_turns), EMBEDDING_DIM), np.nan, np.float32)
+        every[long] = stored_vector(vectors)
+        new = reassign_turns(
+            every, [t.speaker for t in exclusive_turns], {v.speaker: v.embedding for v in voices}, reassign["margin"]
+        )
+        moves = [(t.start_s, t.end_s, t.speaker, s) for t, s in zip(exclusive_turns, new) if s != t.speaker]
+        if not moves:
+            return turns, exclusive_turns, voices
+        log.debug("%d turns moved to the speaker whose voice is nearest", len(moves))
+        turns, exclusive_turns = _moved(turns, moves), _moved(exclusive_turns, moves)
+        first: dict[str, str] = {}  # SPEAKER_00 speaks first
+        for t in sorted(turns, key=lambda t: (t.start_s, t.end_s)):
+            first.setdefault(t.speaker, f"SPEAKER_{len(first):02d}")
+        turns, exclusive_turns = _relabel(turns, first), _relabel(exclusive_turns, first)
+        changed = {first[s] for _, _, a, b in moves for s in (a, b)}
+        voices = [
+            SpeakerVoice(first[v.speaker], v.embedding, v.speech_s) for v in voices if first[v.speaker] not in changed
+        ]
+        voices += self._voices(samples, exclusive_turns, out, labels, mapping, only=changed)
+        return turns, exclusive_turns, sorted(voices, key=lambda v: v.speaker)
 
     def _joins(self, voices: list[SpeakerVoice], speakers: list[str]) -> dict[str, str]:
         """``{old label: new label}`` for every speaker when some of them join
@@ -361,6 +399,51 @@ def join_speakers(
         del alive[b]
         group = [a if g == b else g for g in group]
     return group
+
+
+def reassign_turns(vectors: np.ndarray, speakers: list[str], voices: dict[str, np.ndarray], margin: float) -> list[str]:
+    """Each turn's speaker after reassignment: ``vectors`` ``(n, d)`` the turns' own embeddings
+    (NaN rows: too short to judge, they stay), ``speakers`` their speakers, ``voices`` each
+    speaker's voice (unit vectors; non-finite ones are nobody's). A turn moves to the speaker
+    whose voice is most alike when that cosine beats its own speaker's by more than
+    ``margin``. No speaker loses every turn: a speaker all of whose turns would move keeps the
+    one whose move gains least (the count of speakers is what clustering, joins and
+    ``num_speakers`` made it)."""
+    new = list(speakers)
+    names = sorted(s for s, v in voices.items() if np.all(np.isfinite(v)))
+    if len(names) < 2:
+        return new
+    voice = np.stack([np.asarray(voices[s], np.float64) for s in names])
+    voice /= np.maximum(np.linalg.norm(voice, axis=1, keepdims=True), 1e-12)
+    gain: dict[int, float] = {}
+    for i, (v, s) in enumerate(zip(np.asarray(vectors, np.float64), speakers)):
+        norm = float(np.linalg.norm(v)) if np.all(np.isfinite(v)) else 0.0
+        if s not in names or norm == 0.0:
+            continue
+        cos = voice @ (v / norm)
+        own = names.index(s)
+        cos_other = np.where(np.arange(len(names)) == own, -np.inf, cos)
+        best = int(np.argmax(cos_other))
+        if cos[best] - cos[own] > margin:
+            new[i], gain[i] = names[best], float(cos[best] - cos[own])
+    for s in set(speakers):
+        mine = [i for i, x in enumerate(speakers) if x == s]
+        if all(new[i] != s for i in mine):
+            new[min(mine, key=lambda i: gain[i])] = s
+    return new
+
+
+def _moved(turns: list[Turn], moves: list[tuple[float, float, str, str]]) -> list[Turn]:
+    """``turns`` with each ``(start_s, end_s, from, to)`` of ``moves`` cut out of ``from``'s
+    turns and given to ``to``, a speaker's overlapping or touching turns as one."""
+    gaps = collections.defaultdict(list)
+    for a, b, source, _ in moves:
+        gaps[source].append((a, b))
+    out: list[Turn] = []
+    for speaker in sorted({t.speaker for t in turns}):
+        out += _cut([t for t in turns if t.speaker == speaker], sorted(gaps.get(speaker, [])))
+    out += [Turn(a, b, target) for a, b, _, target in moves]
+    return _joined(out, {t.speaker: t.speaker for t in out})
 
 
 def _joined(turns: list[Turn], joined: dict[str, str]) -> list[Turn]:

