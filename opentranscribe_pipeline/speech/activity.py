@@ -110,6 +110,14 @@ class SpeechActivity:
             total_s=self.num_samples / 16_000,
         )
 
+    def speech_at(self, times: np.ndarray, onset: float = VAD_ONSET) -> np.ndarray:
+        """Whether the frame centred nearest each of ``times`` (s) scores over ``onset``:
+        speech frame by frame, without the hysteresis and padding of ``islands``."""
+        if not len(self.scores):
+            return np.zeros(len(times), bool)
+        i = np.round((np.asarray(times, np.float64) - self.start - self.duration / 2) / self.step).astype(np.int64)
+        return self.scores[np.clip(i, 0, len(self.scores) - 1), 0] > onset
+
     def sliding_window_feature(self):
         """The VAD output WhisperX's ``merge_chunks`` takes."""
         from pyannote.core import SlidingWindow, SlidingWindowFeature

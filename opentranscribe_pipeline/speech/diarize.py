@@ -250,14 +250,22 @@ class Diarizer:
                 samples, exclusive_turns, out, labels, mapping, only={s for s, n in size.items() if n > 1}
             )
             voices.sort(key=lambda v: v.speaker)
-        turns, exclusive_turns, voices = self._reassign(samples, turns, exclusive_turns, voices, out, labels, mapping)
         dead = getattr(self.pipeline, "dead_silence", None)
+        gaps: list[tuple[float, float]] = []
         if dead is not None:  # nobody speaks in digital silence (speech/packaged.py, DEAD_SILENCE)
             gaps = dead_silence(samples, dead["dbfs"], dead["min_s"])
             turns, exclusive_turns = _cut(turns, gaps), _cut(exclusive_turns, gaps)
             voices = [v for v in voices if any(t.speaker == v.speaker for t in exclusive_turns)]
             if not turns:
                 return DiarizationResult(note="no speech found", activity=activity)
+        # after the cuts: a turn is one person's stretch of speech between pauses
+        turns, exclusive_turns, voices = self._reassign(samples, turns, exclusive_turns, voices, out, labels, mapping)
+        unclaimed = getattr(self.pipeline, "unclaimed", None)
+        if unclaimed is not None and activity is not None:  # speech only the VAD heard: the nearest speaker's
+            stretches = unclaimed_speech(activity, samples.size, turns, gaps, unclaimed["onset"], unclaimed["min_s"])
+            turns, exclusive_turns = _filled(turns, stretches), _filled(exclusive_turns, stretches)
+            seconds = speech_seconds(exclusive_turns)  # the voices stay those of the speech they had
+            voices = [SpeakerVoice(v.speaker, v.embedding, round(seconds[v.speaker], 3)) for v in voices]
         return DiarizationResult(turns=turns, exclusive_turns=exclusive_turns, voices=voices, activity=activity)
 
     def _reassign(self, samples, turns, exclusive_turns, voices, out, labels, mapping):
@@ -431,6 +439,39 @@ def reassign_turns(vectors: np.ndarray, speakers: list[str], voices: dict[str, n
         if all(new[i] != s for i in mine):
             new[min(mine, key=lambda i: gain[i])] = s
     return new
+
+
+def unclaimed_speech(
+    activity: SpeechActivity,
+    num_samples: int,
+    turns: list[Turn],
+    gaps: list[tuple[float, float]],
+    onset: float,
+    min_s: float,
+) -> list[tuple[float, float]]:
+    """``(start_s, end_s)`` of every stretch of ``min_s`` or more, on a 10 ms grid, where
+    ``activity`` scores over ``onset`` and no turn of ``turns`` and no gap of ``gaps``
+    (digital silence) lies."""
+    n = int(num_samples // (SAMPLE_RATE // 100))
+    free = activity.speech_at((np.arange(n) + 0.5) / 100, onset)
+    for a, b in [*((t.start_s, t.end_s) for t in turns), *gaps]:
+        free[int(np.floor(a * 100)) : int(np.ceil(b * 100))] = False
+    edges = np.flatnonzero(np.diff(np.r_[0, free.astype(np.int8), 0]))
+    return [(float(a) / 100, float(b) / 100) for a, b in zip(edges[::2], edges[1::2]) if (b - a) / 100 >= min_s - 1e-9]
+
+
+def _filled(turns: list[Turn], stretches: list[tuple[float, float]]) -> list[Turn]:
+    """``turns`` with each stretch (where none of them lies) given to the speaker whose turn
+    is nearest it (the earlier on a tie), a speaker's touching turns as one."""
+    if not turns or not stretches:
+        return turns
+    starts = np.array([t.start_s for t in turns])
+    ends = np.array([t.end_s for t in turns])
+    added = []
+    for a, b in stretches:
+        distance = np.maximum(np.maximum(starts - b, a - ends), 0.0)
+        added.append(Turn(round(a, 3), round(b, 3), turns[int(np.argmin(distance))].speaker))
+    return _joined(turns + added, {t.speaker: t.speaker for t in turns})
 
 
 def _moved(turns: list[Turn], moves: list[tuple[float, float, str, str]]) -> list[Turn]:

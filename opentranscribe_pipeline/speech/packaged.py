@@ -72,6 +72,14 @@ SEGMENTATION_3 = {
 # stretch of audio (``speech/sliding.py``; the same scores up to float rounding)
 SHARED_FIRST_LAYER = "sincnet-first-layer-once-per-stretch"
 
+# Speech that WhisperX's VAD hears (a frame's score over ``onset``) where segmentation-3.0 has
+# nobody, in stretches of ``min_s`` or more outside digital silence, goes to the speaker whose turn
+# is nearest (``diarize.unclaimed_speech``): segmentation-3.0 misses quiet and distant talkers
+# (on the AMI excerpts as recorded, every missed second is where its speaker count is 0, and
+# the VAD scores over 0.5 on about half of them), where transcription puts words that then
+# have nobody's turn. Measured on benchmarks/speakers_quality.py --constructions
+UNCLAIMED = {"onset": 0.5, "min_s": 0.1}
+
 # After clustering (and joins), an exclusive turn of ``min_turn_s`` or more moves to the speaker
 # whose whole voice its own embedding is nearest, when that beats its own speaker's by more than
 # ``margin`` (``diarize.reassign_turns``): pyannote assigns each (window, local speaker) as a
@@ -137,6 +145,8 @@ def packaged_version_params(entry: EncoderEntry) -> dict:
     params = {**packaged_params(entry), "embedding": embedding, "dead_silence": DEAD_SILENCE}
     if segmentation_3():
         params["segmentation_3"] = {**SEGMENTATION_3, "checkpoint": checkpoint_digest(segmentation_checkpoint())}
+    if segmentation_3():  # speech only WhisperX's VAD hears goes to the nearest speaker
+        params["unclaimed"] = UNCLAIMED
     if hasattr(entry.encoder_class(), "embed_spans"):  # turns move to the nearest voice (REASSIGN)
         params["reassign"] = REASSIGN
     params["inference"] = SHARED_FIRST_LAYER  # SincNet's first layer once per stretch (speech/sliding.py)
@@ -230,6 +240,7 @@ def packaged_pipeline(
                 )
             # read by diarize.Diarizer after reconstruction
             self.dead_silence = DEAD_SILENCE
+            self.unclaimed = UNCLAIMED if seg3 else None
             self._embedding = entry.load(device)
             self._audio = Audio(sample_rate=SAMPLE_RATE, mono="downmix")
             self.clustering = Clustering(metric="cosine")

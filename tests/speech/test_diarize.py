@@ -228,3 +228,65 @@ def test_moved_turns_keep_what_was_covered_and_give_the_moved_stretches_away(lay
     assert sum(x.end_s - x.start_s for x in out) == pytest.approx(sum(x.end_s - x.start_s for x in turns))
     for a, b, _, target in moved:
         assert any(x.speaker == target and x.start_s <= a and b <= x.end_s for x in out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.booleans(), min_size=1, max_size=300),
+    st.lists(st.tuples(st.integers(0, 300), st.integers(1, 40)), max_size=6),
+    st.lists(st.tuples(st.integers(0, 300), st.integers(1, 20)), max_size=3),
+    st.integers(1, 20),
+)
+def test_unclaimed_speech_is_the_vad_speech_no_turn_and_no_silence_holds(speech, spans, gaps, min_frames):
+    """``unclaimed_speech``: on a 10 ms grid, exactly the runs of ``min_s`` or more of frames the
+    VAD scores as speech that no turn and no stretch of digital silence covers."""
+    from opentranscribe_pipeline.speech.activity import SpeechActivity
+    from opentranscribe_pipeline.speech.diarize import Turn, unclaimed_speech
+
+    n = len(speech)
+    scores = np.where(np.array(speech), 0.9, 0.1).astype(np.float32)[:, None]
+    activity = SpeechActivity(scores, 0.0, 0.01, 0.01, n * 160, "test")  # frame i centred on (i + 0.5) / 100
+    turns = [Turn(a / 100, (a + k) / 100, "SPEAKER_00") for a, k in spans]
+    silence = [(a / 100, (a + k) / 100) for a, k in gaps]
+    got = unclaimed_speech(activity, n * 160, turns, silence, 0.5, min_frames / 100)
+    free = np.array(speech)
+    for a, k in [*spans, *gaps]:
+        free[a : a + k] = False
+    expected, i = [], 0
+    while i < n:
+        if free[i]:
+            j = i
+            while j < n and free[j]:
+                j += 1
+            if j - i >= min_frames:
+                expected.append((i / 100, j / 100))
+            i = j
+        else:
+            i += 1
+    assert got == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 30), st.integers(0, 2)), min_size=1, max_size=8),
+    st.lists(st.integers(0, 7), max_size=4),
+)
+def test_unclaimed_stretches_go_to_the_nearest_speaker_and_turns_stay_exclusive(layout, holes):
+    """``_filled``: exclusive turns with pauses between them, some pauses given over: the turns
+    stay one speaker at a time, cover the turns and the stretches, and each stretch is the
+    speaker's whose turn is nearest."""
+    from opentranscribe_pipeline.speech.diarize import Turn, _filled
+
+    turns, t = [], 0
+    for n, s in layout:
+        turns.append(Turn(t / 10, (t + n) / 10, f"SPEAKER_{s:02d}"))
+        t += n + 5
+    stretches = sorted({(round(turns[i].end_s + 0.1, 3), round(turns[i].end_s + 0.3, 3)) for i in holes if i < len(turns)})
+    out = _filled(turns, stretches)
+    assert all(a.end_s <= b.start_s for a, b in zip(out, out[1:]))
+    total = sum(x.end_s - x.start_s for x in turns) + sum(b - a for a, b in stretches)
+    assert sum(x.end_s - x.start_s for x in out) == pytest.approx(total)
+    for a, b in stretches:  # 0.1 s after the end of a turn, 0.2 s or more before the next one
+        before = max((x for x in turns if x.end_s <= a), key=lambda x: x.end_s)
+        assert any(x.speaker == before.speaker and x.start_s <= a and b <= x.end_s for x in out)
+    assert _filled(turns, []) == turns and _filled([], stretches) == []
