@@ -281,7 +281,9 @@ def test_unclaimed_stretches_go_to_the_nearest_speaker_and_turns_stay_exclusive(
     for n, s in layout:
         turns.append(Turn(t / 10, (t + n) / 10, f"SPEAKER_{s:02d}"))
         t += n + 5
-    stretches = sorted({(round(turns[i].end_s + 0.1, 3), round(turns[i].end_s + 0.3, 3)) for i in holes if i < len(turns)})
+    stretches = sorted(
+        {(round(turns[i].end_s + 0.1, 3), round(turns[i].end_s + 0.3, 3)) for i in holes if i < len(turns)}
+    )
     out = _filled(turns, stretches)
     assert all(a.end_s <= b.start_s for a, b in zip(out, out[1:]))
     total = sum(x.end_s - x.start_s for x in turns) + sum(b - a for a, b in stretches)
