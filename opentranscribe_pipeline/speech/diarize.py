@@ -36,6 +36,7 @@ from .encoders import CAMPP, ENCODERS, GE2E, encoder_for
 from .islands import dead_silence
 from .models import set_pyannote_telemetry
 from .packaged import packaged_pipeline, packaged_version_params
+from .turns import Turn, _cut, _filled, _joined, _moved, _relabel, reassign_turns, unclaimed_speech
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,6 @@ PACKAGED_PIPELINES = tuple(ENCODERS)
 
 class DiarizationModelNotAvailable(RuntimeError):
     """The configured pipeline cannot be loaded (missing directory, no token, no hub)."""
-
-
-@dataclass(frozen=True)
-class Turn:
-    start_s: float
-    end_s: float
-    speaker: str
 
 
 @dataclass(frozen=True)
@@ -166,10 +160,6 @@ def speech_seconds(turns: list[Turn]) -> dict[str, float]:
     for t in turns:
         out[t.speaker] = out.get(t.speaker, 0.0) + (t.end_s - t.start_s)
     return out
-
-
-def _relabel(turns: list[Turn], mapping: dict[str, str]) -> list[Turn]:
-    return [Turn(t.start_s, t.end_s, mapping[t.speaker]) for t in turns]
 
 
 class Diarizer:
@@ -407,119 +397,6 @@ def join_speakers(
         del alive[b]
         group = [a if g == b else g for g in group]
     return group
-
-
-def reassign_turns(vectors: np.ndarray, speakers: list[str], voices: dict[str, np.ndarray], margin: float) -> list[str]:
-    """Each turn's speaker after reassignment: ``vectors`` ``(n, d)`` the turns' own embeddings
-    (NaN rows: too short to judge, they stay), ``speakers`` their speakers, ``voices`` each
-    speaker's voice (unit vectors; non-finite ones are nobody's). A turn moves to the speaker
-    whose voice is most alike when that cosine beats its own speaker's by more than
-    ``margin``. No speaker loses every turn: a speaker all of whose turns would move keeps the
-    one whose move gains least (the count of speakers is what clustering, joins and
-    ``num_speakers`` made it)."""
-    new = list(speakers)
-    names = sorted(s for s, v in voices.items() if np.all(np.isfinite(v)))
-    if len(names) < 2:
-        return new
-    voice = np.stack([np.asarray(voices[s], np.float64) for s in names])
-    voice /= np.maximum(np.linalg.norm(voice, axis=1, keepdims=True), 1e-12)
-    gain: dict[int, float] = {}
-    for i, (v, s) in enumerate(zip(np.asarray(vectors, np.float64), speakers)):
-        norm = float(np.linalg.norm(v)) if np.all(np.isfinite(v)) else 0.0
-        if s not in names or norm == 0.0:
-            continue
-        cos = voice @ (v / norm)
-        own = names.index(s)
-        cos_other = np.where(np.arange(len(names)) == own, -np.inf, cos)
-        best = int(np.argmax(cos_other))
-        if cos[best] - cos[own] > margin:
-            new[i], gain[i] = names[best], float(cos[best] - cos[own])
-    for s in set(speakers):
-        mine = [i for i, x in enumerate(speakers) if x == s]
-        if all(new[i] != s for i in mine):
-            new[min(mine, key=lambda i: gain[i])] = s
-    return new
-
-
-def unclaimed_speech(
-    activity: SpeechActivity,
-    num_samples: int,
-    turns: list[Turn],
-    gaps: list[tuple[float, float]],
-    onset: float,
-    min_s: float,
-) -> list[tuple[float, float]]:
-    """``(start_s, end_s)`` of every stretch of ``min_s`` or more, on a 10 ms grid, where
-    ``activity`` scores over ``onset`` and no turn of ``turns`` and no gap of ``gaps``
-    (digital silence) lies."""
-    n = int(num_samples // (SAMPLE_RATE // 100))
-    free = activity.speech_at((np.arange(n) + 0.5) / 100, onset)
-    for a, b in [*((t.start_s, t.end_s) for t in turns), *gaps]:
-        free[int(np.floor(a * 100)) : int(np.ceil(b * 100))] = False
-    edges = np.flatnonzero(np.diff(np.r_[0, free.astype(np.int8), 0]))
-    return [(float(a) / 100, float(b) / 100) for a, b in zip(edges[::2], edges[1::2]) if (b - a) / 100 >= min_s - 1e-9]
-
-
-def _filled(turns: list[Turn], stretches: list[tuple[float, float]]) -> list[Turn]:
-    """``turns`` with each stretch (where none of them lies) given to the speaker whose turn
-    is nearest it (the earlier on a tie), a speaker's touching turns as one."""
-    if not turns or not stretches:
-        return turns
-    starts = np.array([t.start_s for t in turns])
-    ends = np.array([t.end_s for t in turns])
-    added = []
-    for a, b in stretches:
-        distance = np.maximum(np.maximum(starts - b, a - ends), 0.0)
-        added.append(Turn(round(a, 3), round(b, 3), turns[int(np.argmin(distance))].speaker))
-    return _joined(turns + added, {t.speaker: t.speaker for t in turns})
-
-
-def _moved(turns: list[Turn], moves: list[tuple[float, float, str, str]]) -> list[Turn]:
-    """``turns`` with each ``(start_s, end_s, from, to)`` of ``moves`` cut out of ``from``'s
-    turns and given to ``to``, a speaker's overlapping or touching turns as one."""
-    gaps = collections.defaultdict(list)
-    for a, b, source, _ in moves:
-        gaps[source].append((a, b))
-    out: list[Turn] = []
-    for speaker in sorted({t.speaker for t in turns}):
-        out += _cut([t for t in turns if t.speaker == speaker], sorted(gaps.get(speaker, [])))
-    out += [Turn(a, b, target) for a, b, _, target in moves]
-    return _joined(out, {t.speaker: t.speaker for t in out})
-
-
-def _joined(turns: list[Turn], joined: dict[str, str]) -> list[Turn]:
-    """``turns`` relabelled by ``joined``, a speaker's overlapping or touching turns as one."""
-    out: list[Turn] = []
-    last: dict[str, int] = {}  # speaker -> index of their latest turn in out
-    for t in sorted(_relabel(turns, joined), key=lambda t: (t.start_s, t.end_s)):
-        i = last.get(t.speaker)
-        if i is not None and out[i].end_s >= t.start_s:
-            out[i] = Turn(out[i].start_s, max(out[i].end_s, t.end_s), t.speaker)
-            continue
-        last[t.speaker] = len(out)
-        out.append(t)
-    return sorted(out, key=lambda t: (t.start_s, t.end_s, t.speaker))
-
-
-def _cut(turns: list[Turn], gaps: list[tuple[float, float]], min_s: float = 0.02) -> list[Turn]:
-    """``turns`` without the stretches ``gaps`` (sorted, disjoint); pieces under ``min_s`` go."""
-    if not gaps:
-        return sorted(turns, key=lambda t: (t.start_s, t.end_s, t.speaker))
-    starts = np.array([a for a, _ in gaps])
-    out: list[Turn] = []
-    for t in turns:
-        lo = t.start_s
-        for a, b in gaps[max(int(np.searchsorted(starts, t.start_s)) - 1, 0) :]:
-            if a >= t.end_s:
-                break
-            if b <= lo:
-                continue
-            if a - lo >= min_s:
-                out.append(Turn(round(lo, 3), round(a, 3), t.speaker))
-            lo = max(lo, b)
-        if t.end_s - lo >= min_s:
-            out.append(Turn(round(lo, 3), t.end_s, t.speaker))
-    return sorted(out, key=lambda t: (t.start_s, t.end_s, t.speaker))
 
 
 def _exclusive(turns: list[Turn]) -> list[Turn]:

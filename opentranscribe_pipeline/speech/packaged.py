@@ -74,7 +74,7 @@ SHARED_FIRST_LAYER = "sincnet-first-layer-once-per-stretch"
 
 # Speech that WhisperX's VAD hears (a frame's score over ``onset``) where segmentation-3.0 has
 # nobody, in stretches of ``min_s`` or more outside digital silence, goes to the speaker whose turn
-# is nearest (``diarize.unclaimed_speech``): segmentation-3.0 misses quiet and distant talkers
+# is nearest (``turns.unclaimed_speech``): segmentation-3.0 misses quiet and distant talkers
 # (on the AMI excerpts as recorded, every missed second is where its speaker count is 0, and
 # the VAD scores over 0.5 on about half of them), where transcription puts words that then
 # have nobody's turn. Measured on benchmarks/speakers_quality.py --constructions
@@ -82,7 +82,7 @@ UNCLAIMED = {"onset": 0.5, "min_s": 0.1}
 
 # After clustering (and joins), an exclusive turn of ``min_turn_s`` or more moves to the speaker
 # whose whole voice its own embedding is nearest, when that beats its own speaker's by more than
-# ``margin`` (``diarize.reassign_turns``): pyannote assigns each (window, local speaker) as a
+# ``margin`` (``turns.reassign_turns``): pyannote assigns each (window, local speaker) as a
 # whole, and a local speaker the segmentation holds over two people (across a pause, or at the
 # end of a window) pools them, so one person's turn can end up under the other's label. The
 # turns' embeddings pool the frames the window embeddings computed, in bins of ``bin_s``

@@ -197,7 +197,7 @@ def test_a_turn_the_clustering_gave_the_wrong_person_moves_to_the_right_one(diar
     """The real-speech drop's seed-31 three-person alternation (``make_real_speech_drop``):
     the clustering puts its last turn (1.7 s of one person) under another person's label; that
     turn's own embedding is nearest its own person's voice, and it moves there
-    (``diarize.reassign_turns``; DER 0.055 without the move)."""
+    (``turns.reassign_turns``; DER 0.055 without the move)."""
     files = real_speech.pyannote_debug_set()
     if files is None:
         pytest.skip("the AMI excerpts are not fetched")
@@ -214,7 +214,7 @@ def test_a_turn_the_clustering_gave_the_wrong_person_moves_to_the_right_one(diar
 def test_quiet_speech_only_whisperxs_vad_hears_has_a_speaker(diarizer):
     """AMI ``tst01`` as recorded: quiet talkers that segmentation-3.0 scores as nobody for half of
     the reference's speech, and WhisperX's VAD (run in the same step for transcription) hears
-    for most of it. That speech goes to the nearest speaker (``diarize.unclaimed_speech``):
+    for most of it. That speech goes to the nearest speaker (``turns.unclaimed_speech``):
     missed speech 0.445 -> 0.125 of the reference, with no more false alarm."""
     files = real_speech.pyannote_debug_set()
     if files is None:
