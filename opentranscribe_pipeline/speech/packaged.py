@@ -145,8 +145,7 @@ def packaged_version_params(entry: EncoderEntry) -> dict:
     params = {**packaged_params(entry), "embedding": embedding, "dead_silence": DEAD_SILENCE}
     if segmentation_3():
         params["segmentation_3"] = {**SEGMENTATION_3, "checkpoint": checkpoint_digest(segmentation_checkpoint())}
-    if segmentation_3():  # speech only WhisperX's VAD hears goes to the nearest speaker
-        params["unclaimed"] = UNCLAIMED
+        params["unclaimed"] = UNCLAIMED  # speech only WhisperX's VAD hears goes to the nearest speaker
     if hasattr(entry.encoder_class(), "embed_spans"):  # turns move to the nearest voice (REASSIGN)
         params["reassign"] = REASSIGN
     params["inference"] = SHARED_FIRST_LAYER  # SincNet's first layer once per stretch (speech/sliding.py)
