@@ -36,7 +36,18 @@ from .encoders import CAMPP, ENCODERS, GE2E, encoder_for
 from .islands import dead_silence
 from .models import set_pyannote_telemetry
 from .packaged import packaged_pipeline, packaged_version_params
-from .turns import Turn, _cut, _filled, _joined, _moved, _relabel, reassign_turns, unclaimed_speech
+from .turns import (
+    Turn,
+    _cut,
+    _filled,
+    _joined,
+    _moved,
+    _relabel,
+    bin_windows,
+    changes_within,
+    reassign_turns,
+    unclaimed_speech,
+)
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +221,8 @@ class Diarizer:
                 captured[step] = artifact
 
         out = self.pipeline(file, hook=hook, **kwargs)
+        take_bins = getattr(self.pipeline, "take_bins", None)  # this file's CAM++ frames (released there)
+        bins = take_bins() if take_bins is not None else None
         annotation = getattr(out, "speaker_diarization", out)
         exclusive = getattr(out, "exclusive_speaker_diarization", None)
         # pyannote pads the last chunk: a turn can run past the end of the audio
@@ -249,7 +262,9 @@ class Diarizer:
             if not turns:
                 return DiarizationResult(note="no speech found", activity=activity)
         # after the cuts: a turn is one person's stretch of speech between pauses
-        turns, exclusive_turns, voices = self._reassign(samples, turns, exclusive_turns, voices, out, labels, mapping)
+        edit = (samples, out, labels, mapping, bins)
+        turns, exclusive_turns, voices = self._reassign(turns, exclusive_turns, voices, *edit)
+        turns, exclusive_turns, voices = self._resegment(turns, exclusive_turns, voices, *edit)
         unclaimed = getattr(self.pipeline, "unclaimed", None)
         if unclaimed is not None and activity is not None:  # speech only the VAD heard: the nearest speaker's
             stretches = unclaimed_speech(activity, samples.size, turns, gaps, unclaimed["onset"], unclaimed["min_s"])
@@ -258,31 +273,66 @@ class Diarizer:
             voices = [SpeakerVoice(v.speaker, v.embedding, round(seconds[v.speaker], 3)) for v in voices]
         return DiarizationResult(turns=turns, exclusive_turns=exclusive_turns, voices=voices, activity=activity)
 
-    def _reassign(self, samples, turns, exclusive_turns, voices, out, labels, mapping):
+    def _reassign(self, turns, exclusive_turns, voices, samples, out, labels, mapping, bins):
         """Exclusive turns of the pipeline's ``reassign["min_turn_s"]`` or more move to the
-        speaker whose voice their own embedding is nearest (``reassign_turns``; a packaged
-        pipeline's ``span_embeddings``, ``speech/packaged.py`` REASSIGN); labels again in order
-        of first speech, the voices of the speakers that changed made anew. As they were with
-        another pipeline, or when nothing moves."""
+        speaker whose voice their own embedding is nearest (``reassign_turns``; embeddings
+        pooled from ``bins``, the file's CAM++ frames: ``speech/packaged.py`` REASSIGN). As
+        they were with another pipeline, or when nothing moves."""
         reassign = getattr(self.pipeline, "reassign", None)
-        if reassign is None:
+        if reassign is None or bins is None or len(voices) < 2:
             return turns, exclusive_turns, voices
         long = [i for i, t in enumerate(exclusive_turns) if t.end_s - t.start_s >= reassign["min_turn_s"]]
-        spans = [(exclusive_turns[i].start_s, exclusive_turns[i].end_s) for i in long]
-        vectors = self.pipeline.span_embeddings(spans)  # always: it releases this file's bins
-        if vectors is None or not long or len(voices) < 2:
+        if not long:
             return turns, exclusive_turns, voices
         from ..schemas import EMBEDDING_DIM
 
         every = np.full((len(exclusive_turns), EMBEDDING_DIM), np.nan, np.float32)
-        every[long] = stored_vector(vectors)
+        every[long] = stored_vector(
+            self.encoder.embed_spans(bins, [(exclusive_turns[i].start_s, exclusive_turns[i].end_s) for i in long])
+        )
         new = reassign_turns(
             every, [t.speaker for t in exclusive_turns], {v.speaker: v.embedding for v in voices}, reassign["margin"]
         )
         moves = [(t.start_s, t.end_s, t.speaker, s) for t, s in zip(exclusive_turns, new) if s != t.speaker]
+        return self._moves(moves, turns, exclusive_turns, voices, samples, out, labels, mapping)
+
+    def _resegment(self, turns, exclusive_turns, voices, samples, out, labels, mapping, bins):
+        """Within each exclusive turn, the stretches that sound like another speaker go to them
+        (``changes_within`` on the cosine of each 0.25 s bin, with its neighbours, to every
+        voice: ``speech/packaged.py`` RESEGMENT): where two people follow each other with no
+        pause, the segmentation can hold one label over both. As they were with another
+        pipeline, or when nothing changes."""
+        params = getattr(self.pipeline, "resegment", None)
+        if params is None or bins is None or len(voices) < 2:
+            return turns, exclusive_turns, voices
+        names = [v.speaker for v in voices]
+        voice = np.stack([v.embedding for v in voices]).astype(np.float64)
+        half = int(round((params["window_s"] / bins.bin_s - 1) / 2))
+        min_bins = max(1, int(round(params["min_s"] / bins.bin_s)))
+        jobs, spans = [], []
+        for t in exclusive_turns:
+            first, end = int(np.ceil(t.start_s / bins.bin_s - 1e-6)), int(np.floor(t.end_s / bins.bin_s + 1e-6))
+            if t.speaker in names and end - first >= 2 * min_bins:
+                jobs.append((t, first, end, len(spans)))
+                spans += bin_windows(first, end, half, bins.bin_s)
+        if not spans:
+            return turns, exclusive_turns, voices
+        cos = np.nan_to_num(stored_vector(self.encoder.embed_spans(bins, spans)).astype(np.float64) @ voice.T)
+        moves = []
+        for t, first, end, at in jobs:
+            own = names.index(t.speaker)
+            for a, b, k in changes_within(cos[at : at + end - first], own, params["switch_cost"], min_bins):
+                start_s = t.start_s if a == 0 else (first + a) * bins.bin_s
+                end_s = t.end_s if first + b == end else (first + b) * bins.bin_s
+                moves.append((round(start_s, 3), round(end_s, 3), t.speaker, names[k]))
+        return self._moves(moves, turns, exclusive_turns, voices, samples, out, labels, mapping)
+
+    def _moves(self, moves, turns, exclusive_turns, voices, samples, out, labels, mapping):
+        """``moves`` ``(start_s, end_s, from, to)`` applied (``_moved``), labels again in order
+        of first speech, the voices of the speakers that changed made anew."""
         if not moves:
             return turns, exclusive_turns, voices
-        log.debug("%d turns moved to the speaker whose voice is nearest", len(moves))
+        log.debug("%d stretches moved to the speaker whose voice is nearest", len(moves))
         turns, exclusive_turns = _moved(turns, moves), _moved(exclusive_turns, moves)
         first: dict[str, str] = {}  # SPEAKER_00 speaks first
         for t in sorted(turns, key=lambda t: (t.start_s, t.end_s)):

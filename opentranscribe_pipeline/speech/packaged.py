@@ -90,6 +90,15 @@ UNCLAIMED = {"onset": 0.5, "min_s": 0.1}
 # benchmarks/speakers_quality.py --constructions (benchmarks/RESULTS.md)
 REASSIGN = {"min_turn_s": 1.0, "margin": 0.1, "bin_s": 0.25}
 
+# Then, within each exclusive turn, each bin of the frames (``REASSIGN["bin_s"]``) is embedded with
+# its neighbours (``window_s`` in all) and scored against every speaker's voice (cosine); the
+# turn's best path through the speakers, at ``switch_cost`` per change (``turns.changes_within``),
+# gives its stretches of ``min_s`` or more that another speaker holds: where two people follow
+# each other with no pause, the segmentation can hold one label over both (issue 30's answering
+# constructions). A whole turn moves only by the reassignment above. Measured on
+# benchmarks/speakers_quality.py --constructions (benchmarks/RESULTS.md)
+RESEGMENT = {"window_s": 1.25, "switch_cost": 0.2, "min_s": 0.5}
+
 # pyannote's default: a (window, speaker) trains the clustering when alone on 20% of its window
 MIN_ACTIVE_RATIO = 0.2
 
@@ -146,8 +155,9 @@ def packaged_version_params(entry: EncoderEntry) -> dict:
     if segmentation_3():
         params["segmentation_3"] = {**SEGMENTATION_3, "checkpoint": checkpoint_digest(segmentation_checkpoint())}
         params["unclaimed"] = UNCLAIMED  # speech only WhisperX's VAD hears goes to the nearest speaker
-    if hasattr(entry.encoder_class(), "embed_spans"):  # turns move to the nearest voice (REASSIGN)
+    if hasattr(entry.encoder_class(), "embed_spans"):  # turns and stretches move to the nearest voice
         params["reassign"] = REASSIGN
+        params["resegment"] = RESEGMENT
     params["inference"] = SHARED_FIRST_LAYER  # SincNet's first layer once per stretch (speech/sliding.py)
     return params
 
@@ -248,8 +258,10 @@ def packaged_pipeline(
                 self.clustering.min_active_ratio = SEGMENTATION_3["min_active_ratio"]
             self._expects_num_speakers = False
             self.joins = entry.joins  # read by diarize.Diarizer after clustering
-            self._bins = None  # this file's trunk frames in bins (get_embeddings, span_embeddings)
-            self.reassign = REASSIGN if hasattr(self._embedding, "embed_spans") else None  # diarize.Diarizer
+            self._bins = None  # this file's trunk frames in bins (get_embeddings, take_bins)
+            spans = hasattr(self._embedding, "embed_spans")  # stretches embedded from the bins (CAM++)
+            self.reassign = REASSIGN if spans else None  # diarize.Diarizer
+            self.resegment = RESEGMENT if spans else None
             self._island_owner = None  # this file's (chunks, islands): their local speaker (get_segmentations)
 
         @property
@@ -286,7 +298,7 @@ def packaged_pipeline(
                 use_clean = clean.sum(axis=1, keepdims=True) > min_frames
                 data = np.where(use_clean, clean, data)
             samples = file["waveform"][0].cpu().numpy()
-            # the pass's frames, kept in bins for the turns' own embeddings (``span_embeddings``)
+            # the pass's frames, kept in bins for the turns' own embeddings (``take_bins``)
             self._bins = FrameBins(samples.size / SAMPLE_RATE, REASSIGN["bin_s"], self._embedding.channels)
             owner, self._island_owner = self._island_owner, None
             kwargs = {"bins": self._bins}
@@ -294,14 +306,11 @@ def packaged_pipeline(
                 kwargs.update(owner=owner, agree=(self._agree, ISLANDS["agree_min_s"]))
             return window_embeddings(samples, data, window.start, window.step, window.duration, **kwargs)
 
-        def span_embeddings(self, spans: list[tuple[float, float]]) -> np.ndarray | None:
-            """CAM++ embeddings of stretches ``(start_s, end_s)`` of the file just diarized,
-            pooled from the frames its window embeddings computed (no second pass; the bins are
-            released); ``None`` without them (GE2E, or called twice)."""
+        def take_bins(self) -> FrameBins | None:
+            """The CAM++ frames of the file just diarized, in bins (``get_embeddings``), for the
+            encoder's ``embed_spans``; released here (``None`` with GE2E, or called twice)."""
             bins, self._bins = self._bins, None
-            if bins is None:
-                return None
-            return self._embedding.embed_spans(bins, spans)
+            return bins
 
         def get_segmentations(self, file, hook=None):
             segmentations = super().get_segmentations(file, hook=hook)

@@ -137,3 +137,48 @@ def _cut(turns: list[Turn], gaps: list[tuple[float, float]], min_s: float = 0.02
         if t.end_s - lo >= min_s:
             out.append(Turn(round(lo, 3), t.end_s, t.speaker))
     return sorted(out, key=lambda t: (t.start_s, t.end_s, t.speaker))
+
+
+def best_path(scores: np.ndarray, switch_cost: float) -> np.ndarray:
+    """The sequence of states (one per row of ``scores`` ``(n, k)``) with the highest sum of
+    its scores less ``switch_cost`` per change of state (Viterbi; on a tie the state stays,
+    then the lowest index)."""
+    scores = np.asarray(scores, np.float64)
+    n, k = scores.shape
+    if n == 0:
+        return np.zeros(0, np.int64)
+    total = scores[0].copy()
+    back = np.zeros((n, k), np.int64)
+    for i in range(1, n):
+        best = int(np.argmax(total))
+        switch = total[best] - switch_cost
+        stay = total >= switch
+        back[i] = np.where(stay, np.arange(k), best)
+        total = np.where(stay, total, switch) + scores[i]
+    path = np.zeros(n, np.int64)
+    path[-1] = int(np.argmax(total))
+    for i in range(n - 1, 0, -1):
+        path[i - 1] = back[i, path[i]]
+    return path
+
+
+def changes_within(scores: np.ndarray, own: int, switch_cost: float, min_bins: int) -> list[tuple[int, int, int]]:
+    """The stretches of one turn that another speaker holds: ``scores`` ``(n, k)`` the cosine of
+    the turn's bins (each with a little of its neighbours) to each speaker's voice, ``own``
+    the turn's speaker. The turn's best path (``best_path``) gives ``(first, end, speaker)``
+    for each run of ``min_bins`` or more of another speaker than ``own``; none when ``own``
+    holds no bin (moving a whole turn is ``reassign_turns``' to decide)."""
+    path = best_path(scores, switch_cost)
+    if not np.any(path == own):
+        return []
+    edges = np.flatnonzero(np.diff(path)) + 1
+    firsts, ends = np.r_[0, edges], np.r_[edges, len(path)]
+    return [
+        (int(a), int(b), int(path[a])) for a, b in zip(firsts, ends) if path[a] != own and b - a >= min_bins
+    ]
+
+
+def bin_windows(first: int, end: int, half: int, bin_s: float) -> list[tuple[float, float]]:
+    """For each bin ``first`` <= i < ``end``: the span ``(start_s, end_s)`` of the bins within
+    ``half`` of it, inside the range."""
+    return [(max(first, i - half) * bin_s, min(end, i + half + 1) * bin_s) for i in range(first, end)]
