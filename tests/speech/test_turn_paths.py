@@ -1,0 +1,95 @@
+"""The best path through a turn's speakers (``turns.best_path``, ``changes_within``,
+``bin_windows``): what the diarizer's resegmentation (``Diarizer._resegment``, issue 30) cuts a
+turn with, when two people follow each other with no pause under one label."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from opentranscribe_pipeline.speech.turns import best_path, bin_windows, changes_within
+
+
+def path_score(scores: np.ndarray, path, cost: float) -> float:
+    return float(sum(scores[i, s] for i, s in enumerate(path)) - cost * np.count_nonzero(np.diff(path)))
+
+
+cosines = st.floats(-1.0, 1.0, allow_nan=False, width=32)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    scores=st.tuples(st.integers(1, 6), st.integers(1, 3)).flatmap(lambda s: arrays(np.float64, s, elements=cosines)),
+    cost=st.floats(0.0, 2.0),
+)
+def test_the_best_path_scores_at_least_as_well_as_every_other_path(scores, cost):
+    path = best_path(scores, cost)
+    assert path.shape == (len(scores),) and path.min() >= 0 and path.max() < scores.shape[1]
+    best = max(path_score(scores, p, cost) for p in itertools.product(range(scores.shape[1]), repeat=len(scores)))
+    assert abs(path_score(scores, path, cost) - best) < 1e-9
+
+
+def test_without_a_cost_the_path_follows_each_bins_best_speaker_and_with_a_high_one_it_never_changes():
+    scores = np.array([[0.6, 0.1], [0.2, 0.5], [0.7, 0.0], [0.1, 0.4], [0.1, 0.45]])
+    assert best_path(scores, 0.0).tolist() == [0, 1, 0, 1, 1]
+    assert best_path(scores, 10.0).tolist() == [0, 0, 0, 0, 0]  # 1.7 against 1.45
+    # one change pays when the other speaker's stretch gains more than it costs
+    assert best_path(scores, 0.2).tolist() == [0, 0, 0, 1, 1]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    scores=st.tuples(st.integers(1, 40), st.integers(2, 4)).flatmap(lambda s: arrays(np.float64, s, elements=cosines)),
+    own=st.integers(0, 3),
+    cost=st.floats(0.0, 1.0),
+    min_bins=st.integers(1, 5),
+)
+def test_changes_are_disjoint_runs_of_other_speakers_long_enough_inside_a_turn_its_speaker_keeps(
+    scores, own, cost, min_bins
+):
+    own = own % scores.shape[1]
+    changes = changes_within(scores, own, cost, min_bins)
+    path = best_path(scores, cost)
+    if not np.any(path == own):
+        assert changes == []  # a whole turn is the reassignment's to move
+        return
+    last = 0
+    for a, b, k in changes:
+        assert last <= a < b <= len(scores) and b - a >= min_bins and k != own
+        assert np.all(path[a:b] == k)  # a whole run of the best path
+        assert (a == 0 or path[a - 1] != k) and (b == len(scores) or path[b] != k)
+        last = b
+    # every long enough run of another speaker is there
+    runs = [(a, b) for a, b, _ in changes]
+    for k, group in itertools.groupby(enumerate(path), key=lambda x: x[1]):
+        idx = [i for i, _ in group]
+        if k != own and len(idx) >= min_bins:
+            assert (idx[0], idx[-1] + 1) in runs
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scores=st.tuples(st.integers(1, 30), st.integers(2, 3)).flatmap(
+        lambda s: arrays(np.float64, s, elements=st.floats(0.0, 0.5))
+    ),
+    cost=st.floats(0.0, 1.0),
+)
+def test_a_turn_that_sounds_most_like_its_own_speaker_everywhere_is_left_whole(scores, cost):
+    scores[:, 1] = scores.max(axis=1) + 0.01
+    assert changes_within(scores, 1, cost, 1) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=st.integers(0, 200), n=st.integers(1, 40), half=st.integers(0, 4))
+def test_each_bin_is_scored_on_itself_and_its_neighbours_inside_the_turn(first, n, half):
+    spans = bin_windows(first, first + n, half, 0.25)
+    assert len(spans) == n
+    for i, (a, b) in enumerate(spans):
+        centre = (first + i) * 0.25
+        assert first * 0.25 <= a <= centre < centre + 0.25 <= b <= (first + n) * 0.25
+        assert b - a <= (2 * half + 1) * 0.25 + 1e-9
+        assert (a == first * 0.25 or centre - a == half * 0.25) and (b == (first + n) * 0.25 or b - centre == (half + 1) * 0.25)
