@@ -173,9 +173,7 @@ def changes_within(scores: np.ndarray, own: int, switch_cost: float, min_bins: i
         return []
     edges = np.flatnonzero(np.diff(path)) + 1
     firsts, ends = np.r_[0, edges], np.r_[edges, len(path)]
-    return [
-        (int(a), int(b), int(path[a])) for a, b in zip(firsts, ends) if path[a] != own and b - a >= min_bins
-    ]
+    return [(int(a), int(b), int(path[a])) for a, b in zip(firsts, ends) if path[a] != own and b - a >= min_bins]
 
 
 def bin_windows(first: int, end: int, half: int, bin_s: float) -> list[tuple[float, float]]:

@@ -92,4 +92,6 @@ def test_each_bin_is_scored_on_itself_and_its_neighbours_inside_the_turn(first, 
         centre = (first + i) * 0.25
         assert first * 0.25 <= a <= centre < centre + 0.25 <= b <= (first + n) * 0.25
         assert b - a <= (2 * half + 1) * 0.25 + 1e-9
-        assert (a == first * 0.25 or centre - a == half * 0.25) and (b == (first + n) * 0.25 or b - centre == (half + 1) * 0.25)
+        assert (a == first * 0.25 or centre - a == half * 0.25) and (
+            b == (first + n) * 0.25 or b - centre == (half + 1) * 0.25
+        )
