@@ -95,7 +95,9 @@ REASSIGN = {"min_turn_s": 1.0, "margin": 0.1, "bin_s": 0.25}
 # turn's best path through the speakers, at ``switch_cost`` per change (``turns.changes_within``),
 # gives its stretches of ``min_s`` or more that another speaker holds: where two people follow
 # each other with no pause, the segmentation can hold one label over both (issue 30's answering
-# constructions). A whole turn moves only by the reassignment above. Measured on
+# constructions). A whole turn moves only by the reassignment above. With segmentation-3.0 only:
+# with the 2021 checkpoint it helped answering and AMI but moved stretches of an alternation to
+# the spurious fourth speaker that checkpoint finds there (0.085 -> 0.152). Measured on
 # benchmarks/speakers_quality.py --constructions (benchmarks/RESULTS.md)
 RESEGMENT = {"window_s": 1.25, "switch_cost": 0.2, "min_s": 0.5}
 
@@ -155,9 +157,10 @@ def packaged_version_params(entry: EncoderEntry) -> dict:
     if segmentation_3():
         params["segmentation_3"] = {**SEGMENTATION_3, "checkpoint": checkpoint_digest(segmentation_checkpoint())}
         params["unclaimed"] = UNCLAIMED  # speech only WhisperX's VAD hears goes to the nearest speaker
-    if hasattr(entry.encoder_class(), "embed_spans"):  # turns and stretches move to the nearest voice
+        if hasattr(entry.encoder_class(), "embed_spans"):  # stretches within a turn move to the nearest voice
+            params["resegment"] = RESEGMENT
+    if hasattr(entry.encoder_class(), "embed_spans"):  # turns move to the nearest voice (REASSIGN)
         params["reassign"] = REASSIGN
-        params["resegment"] = RESEGMENT
     params["inference"] = SHARED_FIRST_LAYER  # SincNet's first layer once per stretch (speech/sliding.py)
     return params
 
@@ -261,7 +264,7 @@ def packaged_pipeline(
             self._bins = None  # this file's trunk frames in bins (get_embeddings, take_bins)
             spans = hasattr(self._embedding, "embed_spans")  # stretches embedded from the bins (CAM++)
             self.reassign = REASSIGN if spans else None  # diarize.Diarizer
-            self.resegment = RESEGMENT if spans else None
+            self.resegment = RESEGMENT if spans and seg3 else None  # measured with segmentation-3.0 only
             self._island_owner = None  # this file's (chunks, islands): their local speaker (get_segmentations)
 
         @property
