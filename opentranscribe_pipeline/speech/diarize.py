@@ -311,7 +311,7 @@ class Diarizer:
         min_bins = max(1, int(round(params["min_s"] / bins.bin_s)))
         jobs, spans = [], []
         for t in exclusive_turns:
-            first, end = int(np.ceil(t.start_s / bins.bin_s - 1e-6)), int(np.floor(t.end_s / bins.bin_s + 1e-6))
+            first, end = bins.inside(t.start_s, t.end_s)
             if t.speaker in names and end - first >= 2 * min_bins:
                 jobs.append((t, first, end, len(spans)))
                 spans += bin_windows(first, end, half, bins.bin_s)

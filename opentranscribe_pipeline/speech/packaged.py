@@ -154,12 +154,13 @@ def packaged_version_params(entry: EncoderEntry) -> dict:
     if splits(entry):  # issue 30: local speakers split at their pauses (only then in the version)
         embedding["islands"] = ISLANDS
     params = {**packaged_params(entry), "embedding": embedding, "dead_silence": DEAD_SILENCE}
+    spans = hasattr(entry.encoder_class(), "embed_spans")  # stretches embedded from the bins (CAM++)
     if segmentation_3():
         params["segmentation_3"] = {**SEGMENTATION_3, "checkpoint": checkpoint_digest(segmentation_checkpoint())}
         params["unclaimed"] = UNCLAIMED  # speech only WhisperX's VAD hears goes to the nearest speaker
-        if hasattr(entry.encoder_class(), "embed_spans"):  # stretches within a turn move to the nearest voice
+        if spans:  # stretches within a turn move to the nearest voice (RESEGMENT)
             params["resegment"] = RESEGMENT
-    if hasattr(entry.encoder_class(), "embed_spans"):  # turns move to the nearest voice (REASSIGN)
+    if spans:  # turns move to the nearest voice (REASSIGN)
         params["reassign"] = REASSIGN
     params["inference"] = SHARED_FIRST_LAYER  # SincNet's first layer once per stretch (speech/sliding.py)
     return params

@@ -192,19 +192,24 @@ def test_the_speaker_count_options_are_honoured(people, diarizer):
         assert count_is_right(len(speakers)), (options, speakers)
 
 
+def _drop_file(seed: int, stem: str):
+    """The audio and truth of one construction of the real-speech drop of ``seed``
+    (``make_real_speech_drop``, as ``benchmarks/speakers_quality.py --constructions`` draws it)."""
+    if real_speech.pyannote_debug_set() is None:
+        pytest.skip("the AMI excerpts are not fetched")
+    made = mrd.constructions(
+        np.random.default_rng(seed), monologues=3, alternating=4, answering=2, between=mrd.container_draws
+    )
+    return next((a, t) for name, _, a, t in made if name == stem)
+
+
 @pytest.mark.parametrize("diarizer", ["3.0"], indirect=True)
 def test_a_turn_the_clustering_gave_the_wrong_person_moves_to_the_right_one(diarizer):
     """The real-speech drop's seed-31 three-person alternation (``make_real_speech_drop``):
     the clustering puts its last turn (1.7 s of one person) under another person's label; that
     turn's own embedding is nearest its own person's voice, and it moves there
     (``turns.reassign_turns``; DER 0.055 without the move)."""
-    files = real_speech.pyannote_debug_set()
-    if files is None:
-        pytest.skip("the AMI excerpts are not fetched")
-    made = mrd.constructions(
-        np.random.default_rng(31), monologues=3, alternating=4, answering=2, between=mrd.container_draws
-    )
-    audio, truth = next((a, t) for stem, _, a, t in made if stem == "alternating-3p-03")
+    audio, truth = _drop_file(31, "alternating-3p-03")
     d = diarizer.diarize(audio)
     assert len(d.speakers) == 3, d.turns
     assert der(d.turns, truth) <= 0.01
@@ -233,13 +238,7 @@ def test_two_people_answering_with_no_pause_are_cut_where_the_voice_changes(diar
     answering each other with no pause. The segmentation holds one label over 24-33 s, a turn
     of one person then 3.4 s of the other; within turns, the stretches that sound like the
     other speaker go to them (``Diarizer._resegment``): DER 0.143 -> 0.044."""
-    files = real_speech.pyannote_debug_set()
-    if files is None:
-        pytest.skip("the AMI excerpts are not fetched")
-    made = mrd.constructions(
-        np.random.default_rng(30), monologues=3, alternating=4, answering=2, between=mrd.container_draws
-    )
-    audio, truth = next((a, t) for stem, _, a, t in made if stem == "answering-01")
+    audio, truth = _drop_file(30, "answering-01")
     d = diarizer.diarize(audio)
     assert len(d.speakers) == 2, d.turns
     assert der(d.turns, truth) <= 0.06

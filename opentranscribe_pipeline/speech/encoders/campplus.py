@@ -119,12 +119,16 @@ class FrameBins:
         self.sum[idx] += np.add.reduceat(f, starts, axis=0)
         self.sumsq[idx] += np.add.reduceat(f * f, starts, axis=0)
 
+    def inside(self, start_s: float, end_s: float) -> tuple[int, int]:
+        """``(first, end)``: the bins ``first`` <= i < ``end`` that lie wholly inside the span."""
+        lo = max(int(np.ceil(start_s / self.bin_s - 1e-6)), 0)
+        return lo, min(int(np.floor(end_s / self.bin_s + 1e-6)), len(self.count))
+
     def pooled(self, spans: list[tuple[float, float]]) -> FrameStats:
         """The statistics of the bins that lie wholly inside each ``(start_s, end_s)``."""
         stats = FrameStats(len(spans), self.sum.shape[1])
         for i, (a, b) in enumerate(spans):
-            lo = max(int(np.ceil(a / self.bin_s - 1e-6)), 0)
-            hi = min(int(np.floor(b / self.bin_s + 1e-6)), len(self.count))
+            lo, hi = self.inside(a, b)
             if hi > lo:
                 stats.count[i] = float(self.count[lo:hi].sum(dtype=np.float64))
                 stats.sum[i] = self.sum[lo:hi].sum(axis=0, dtype=np.float64)
