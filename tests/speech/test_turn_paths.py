@@ -1,6 +1,8 @@
-"""The best path through a turn's speakers (``turns.best_path``, ``changes_within``,
-``bin_windows``): what the diarizer's resegmentation (``Diarizer._resegment``, issue 30) cuts a
-turn with, when two people follow each other with no pause under one label."""
+"""The best path through a turn's speakers (``turns.best_path``, ``best_runs``,
+``changes_within``, ``bin_windows``): what the diarizer's resegmentation (``Diarizer._resegment``,
+issue 30) cuts a turn with, when two people follow each other with no pause under one label;
+and the two groups a speaker's bins fall in (``two_voices``), with which ``Diarizer._split``
+finds two people under one label for a whole file."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from opentranscribe_pipeline.speech.turns import best_path, bin_windows, changes_within
+from opentranscribe_pipeline.speech.turns import best_path, best_runs, bin_windows, changes_within, two_voices
 
 
 def path_score(scores: np.ndarray, path, cost: float) -> float:
@@ -95,3 +97,50 @@ def test_each_bin_is_scored_on_itself_and_its_neighbours_inside_the_turn(first, 
         assert (a == first * 0.25 or centre - a == half * 0.25) and (
             b == (first + n) * 0.25 or b - centre == (half + 1) * 0.25
         )
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    scores=st.tuples(st.integers(1, 12), st.integers(1, 3)).flatmap(lambda s: arrays(np.float64, s, elements=cosines)),
+    cost=st.floats(0.0, 2.0),
+)
+def test_the_best_runs_are_the_best_path_in_order_and_cover_every_bin(scores, cost):
+    runs = best_runs(scores, cost)
+    path = best_path(scores, cost)
+    assert runs[0][0] == 0 and runs[-1][1] == len(scores)
+    assert all(a < b for a, b, _ in runs) and all(r[1] == s[0] and r[2] != s[2] for r, s in zip(runs, runs[1:]))
+    assert [k for a, b, k in runs for _ in range(a, b)] == path.tolist()
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    sizes=st.tuples(st.integers(1, 30), st.integers(1, 30)),
+    spread=st.floats(0.0, 0.3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_two_voices_finds_the_two_people_whose_bins_are_mixed(sizes, spread, seed):
+    """Bins of two voices at a cosine of 0 (each bin near its own voice, in any order): the
+    two centroids are the two voices, and every bin is nearest its own person's."""
+    rng = np.random.default_rng(seed)
+    people = _unit(rng.standard_normal((2, 16)))
+    people[1] = _unit(people[1] - (people[1] @ people[0]) * people[0])
+    who = rng.permutation(np.r_[np.zeros(sizes[0], int), np.ones(sizes[1], int)])
+    bins = _unit(people[who] + spread * _unit(rng.standard_normal((len(who), 16))) / 2)
+    centroids = two_voices(bins)
+    assert centroids is not None and np.allclose(np.linalg.norm(centroids, axis=1), 1.0)
+    nearest = np.argmax(bins @ centroids.T, axis=1)
+    assert (nearest == who).all() or (nearest == 1 - who).all()
+    assert float(centroids[nearest[0]] @ people[who[0]]) > 0.9  # the first bin's person's voice
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 12), seed=st.integers(0, 2**32 - 1))
+def test_two_voices_of_one_bin_repeated_or_of_nothing_is_none(n, seed):
+    one = _unit(np.random.default_rng(seed).standard_normal(8))
+    assert two_voices(np.tile(one, (n, 1))) is None
+    with_nan = np.vstack([np.full((3, 8), np.nan), one[None]])
+    assert two_voices(with_nan) is None  # one finite row

@@ -93,6 +93,12 @@ class FrameStats:
         self.sum[rows] += w @ f
         self.sumsq[rows] += w @ (f * f)
 
+    def together(self) -> FrameStats:
+        """One item: the sums of all of these."""
+        out = FrameStats(1, self.sum.shape[1])
+        out.count[0], out.sum[0], out.sumsq[0] = self.count.sum(), self.sum.sum(axis=0), self.sumsq.sum(axis=0)
+        return out
+
 
 class FrameBins:
     """Trunk frames' running sums (count, sum, sum of squares) in bins of ``bin_s`` along a
@@ -348,6 +354,11 @@ class CamPlusEmbedding:
         """One unit vector per ``(start_s, end_s)`` of the file whose frames ``bins`` holds,
         from the bins wholly inside it; NaN rows for too little speech."""
         return self.head(bins.pooled(spans))
+
+    def embed_together(self, bins: FrameBins, spans: list[tuple[float, float]]) -> np.ndarray:
+        """One unit vector for all of ``spans`` (disjoint) together, as ``embed_spans`` pools
+        them; NaN for too little speech."""
+        return self.head(bins.pooled(spans).together())[0]
 
     def _agreed_cuts(self, cuts, windows, chunk_starts, chunk_duration) -> list[float]:
         """Change points most windows agree on. Each window's segmentation proposes its own,
