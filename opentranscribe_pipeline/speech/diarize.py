@@ -267,9 +267,12 @@ class Diarizer:
                 return DiarizationResult(note="no speech found", activity=activity)
         # after the cuts: a turn is one person's stretch of speech between pauses
         edit = (samples, out, labels, mapping, bins)
-        turns, exclusive_turns, voices = self._split(turns, exclusive_turns, voices, *edit)
         turns, exclusive_turns, voices = self._reassign(turns, exclusive_turns, voices, *edit)
         turns, exclusive_turns, voices = self._resegment(turns, exclusive_turns, voices, *edit)
+        count = len(voices)
+        turns, exclusive_turns, voices = self._split(turns, exclusive_turns, voices, *edit)
+        if len(voices) > count:  # a new speaker: the stretches near the split, again
+            turns, exclusive_turns, voices = self._resegment(turns, exclusive_turns, voices, *edit)
         unclaimed = getattr(self.pipeline, "unclaimed", None)
         if unclaimed is not None and activity is not None:  # speech only the VAD heard: the nearest speaker's
             stretches = unclaimed_speech(activity, samples.size, turns, gaps, unclaimed["onset"], unclaimed["min_s"])
@@ -305,10 +308,11 @@ class Diarizer:
         """A speaker whose speech falls in two voices far apart is two speakers: the 0.25 s
         bins of their exclusive turns (each with its neighbours) in two groups (``two_voices``),
         each turn's best path between the two (``best_runs``); when both sides hold
-        ``min_side_s`` and their voices are at a cosine under ``max_cos``, one side becomes a new
-        speaker (``speech/packaged.py`` SPLIT: the clustering can keep two people who answer
-        each other with no pause as one). Never with ``num_speakers``, nor past
-        ``max_speakers``; as they were with another pipeline, or when nothing splits."""
+        ``min_side_s`` and their voices are at a cosine under ``max_cos`` to each other and to
+        every other speaker's, one side becomes a new speaker (``speech/packaged.py`` SPLIT:
+        the clustering can keep two people who answer each other with no pause as one). Never
+        with ``num_speakers``, nor past ``max_speakers``; as they were with another pipeline,
+        or when nothing splits."""
         params = getattr(self.pipeline, "split", None)
         if params is None or bins is None or self.options.num_speakers is not None:
             return turns, exclusive_turns, voices
@@ -336,10 +340,14 @@ class Diarizer:
                     start_s = t.start_s if a == 0 else (first + a) * bins.bin_s
                     end_s = t.end_s if first + b == end else (first + b) * bins.bin_s
                     sides[k].append((round(start_s, 3), round(end_s, 3)))
-            if min(sum(b - a for a, b in side) for side in sides) < params["min_side_s"]:
+            seconds = [sum(b - a for a, b in side) for side in sides]
+            if min(seconds) < params["min_side_s"]:
                 continue
             both = stored_vector(np.stack([self.encoder.embed_together(bins, side) for side in sides]))
-            if not np.all(np.isfinite(both)) or float(both[0] @ both[1]) >= params["max_cos"]:
+            others = np.stack([w.embedding for w in voices if w.speaker != v.speaker] or [np.zeros_like(both[0])])
+            cos, near = float(both[0] @ both[1]), float(np.max(both @ others.T))
+            log.debug("%s: two sides of %.1f s and %.1f s at %.3f (%.3f to another)", v.speaker, *seconds, cos, near)
+            if not np.isfinite(cos) or max(cos, near) >= params["max_cos"]:  # one voice, or another's
                 continue
             new = next(f"SPEAKER_{i:02d}" for i in range(len(taken) + 1) if f"SPEAKER_{i:02d}" not in taken)
             taken.add(new)
