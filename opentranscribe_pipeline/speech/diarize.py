@@ -329,6 +329,8 @@ class Diarizer:
                 if t.speaker == v.speaker and end > first:
                     jobs.append((t, first, end, len(spans)))
                     spans += bin_windows(first, end, half, bins.bin_s)
+            if not spans:
+                continue
             windows = stored_vector(self.encoder.embed_spans(bins, spans)).astype(np.float64)
             centroids = two_voices(windows)
             if centroids is None:
