@@ -38,14 +38,15 @@ from .models import set_pyannote_telemetry
 from .packaged import packaged_pipeline, packaged_version_params
 from .turns import (
     Turn,
+    _bin_jobs,
     _cut,
     _exclusive,
     _filled,
     _joined,
     _moved,
     _relabel,
+    _stretch,
     best_runs,
-    bin_windows,
     changes_within,
     join_speakers,
     reassign_turns,
@@ -323,12 +324,7 @@ class Diarizer:
         for v in sorted(voices, key=lambda v: (-v.speech_s, v.speaker)):
             if room <= 0 or v.speech_s < 2 * params["min_side_s"]:
                 continue
-            jobs, spans = [], []
-            for t in exclusive_turns:
-                first, end = bins.inside(t.start_s, t.end_s)
-                if t.speaker == v.speaker and end > first:
-                    jobs.append((t, first, end, len(spans)))
-                    spans += bin_windows(first, end, half, bins.bin_s)
+            jobs, spans = _bin_jobs([t for t in exclusive_turns if t.speaker == v.speaker], bins, half, 1)
             if not spans:
                 continue
             windows = stored_vector(self.encoder.embed_spans(bins, spans)).astype(np.float64)
@@ -339,9 +335,7 @@ class Diarizer:
             sides: list[list[tuple[float, float]]] = [[], []]
             for t, first, end, at in jobs:
                 for a, b, k in best_runs(cos[at : at + end - first], params["switch_cost"]):
-                    start_s = t.start_s if a == 0 else (first + a) * bins.bin_s
-                    end_s = t.end_s if first + b == end else (first + b) * bins.bin_s
-                    sides[k].append((round(start_s, 3), round(end_s, 3)))
+                    sides[k].append(_stretch(t, first, end, a, b, bins.bin_s))
             seconds = [sum(b - a for a, b in side) for side in sides]
             if min(seconds) < params["min_side_s"]:
                 continue
@@ -370,12 +364,7 @@ class Diarizer:
         voice = np.stack([v.embedding for v in voices]).astype(np.float64)
         half = int(round((params["window_s"] / bins.bin_s - 1) / 2))
         min_bins = max(1, int(round(params["min_s"] / bins.bin_s)))
-        jobs, spans = [], []
-        for t in exclusive_turns:
-            first, end = bins.inside(t.start_s, t.end_s)
-            if t.speaker in names and end - first >= 2 * min_bins:
-                jobs.append((t, first, end, len(spans)))
-                spans += bin_windows(first, end, half, bins.bin_s)
+        jobs, spans = _bin_jobs([t for t in exclusive_turns if t.speaker in names], bins, half, 2 * min_bins)
         if not spans:
             return turns, exclusive_turns, voices
         cos = np.nan_to_num(stored_vector(self.encoder.embed_spans(bins, spans)).astype(np.float64) @ voice.T)
@@ -383,9 +372,7 @@ class Diarizer:
         for t, first, end, at in jobs:
             own = names.index(t.speaker)
             for a, b, k in changes_within(cos[at : at + end - first], own, params["switch_cost"], min_bins):
-                start_s = t.start_s if a == 0 else (first + a) * bins.bin_s
-                end_s = t.end_s if first + b == end else (first + b) * bins.bin_s
-                moves.append((round(start_s, 3), round(end_s, 3), t.speaker, names[k]))
+                moves.append((*_stretch(t, first, end, a, b, bins.bin_s), t.speaker, names[k]))
         return self._moves(moves, turns, exclusive_turns, voices, samples, out, labels, mapping)
 
     def _moves(self, moves, turns, exclusive_turns, voices, samples, out, labels, mapping):

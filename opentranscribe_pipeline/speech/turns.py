@@ -254,3 +254,24 @@ def _exclusive(turns: list[Turn]) -> list[Turn]:
                 out.append(Turn(prev.start_s, t.start_s, prev.speaker))
         out.append(t)
     return out
+
+
+def _bin_jobs(turns: list[Turn], bins, half: int, min_bins: int):
+    """``(jobs, spans)``: for each of ``turns`` with ``min_bins`` or more bins wholly inside it,
+    ``(turn, first, end, at)`` (its bins, and where its windows start in ``spans``), and every
+    bin's window of ``half`` bins either side inside its turn (``bin_windows``)."""
+    jobs, spans = [], []
+    for t in turns:
+        first, end = bins.inside(t.start_s, t.end_s)
+        if end - first >= min_bins:
+            jobs.append((t, first, end, len(spans)))
+            spans += bin_windows(first, end, half, bins.bin_s)
+    return jobs, spans
+
+
+def _stretch(t: Turn, first: int, end: int, a: int, b: int, bin_s: float) -> tuple[float, float]:
+    """Bins ``a`` <= i < ``b`` of turn ``t`` (whose bins are ``first`` <= i < ``end``) in
+    seconds, out to the turn's own edges at either end."""
+    start_s = t.start_s if a == 0 else (first + a) * bin_s
+    end_s = t.end_s if first + b == end else (first + b) * bin_s
+    return round(start_s, 3), round(end_s, 3)
