@@ -318,23 +318,22 @@ class Diarizer:
         if params is None or bins is None or self.options.num_speakers is not None:
             return turns, exclusive_turns, voices
         taken = {t.speaker for t in turns}
-        room = (self.options.max_speakers or len(taken) + len(voices)) - len(taken)
-        half = int(round((params["window_s"] / bins.bin_s - 1) / 2))
+        room = len(voices) if self.options.max_speakers is None else self.options.max_speakers - len(taken)
         moves = []
         for v in sorted(voices, key=lambda v: (-v.speech_s, v.speaker)):
             if room <= 0 or v.speech_s < 2 * params["min_side_s"]:
                 continue
-            jobs, spans = _bin_jobs([t for t in exclusive_turns if t.speaker == v.speaker], bins, half, 1)
+            jobs, spans = _bin_jobs([t for t in exclusive_turns if t.speaker == v.speaker], bins, params["window_s"], 1)
             if not spans:
                 continue
             windows = stored_vector(self.encoder.embed_spans(bins, spans)).astype(np.float64)
             centroids = two_voices(windows)
             if centroids is None:
                 continue
-            cos = np.nan_to_num(windows @ centroids.T)
+            scores = np.nan_to_num(windows @ centroids.T)
             sides: list[list[tuple[float, float]]] = [[], []]
             for t, first, end, at in jobs:
-                for a, b, k in best_runs(cos[at : at + end - first], params["switch_cost"]):
+                for a, b, k in best_runs(scores[at : at + end - first], params["switch_cost"]):
                     sides[k].append(_stretch(t, first, end, a, b, bins.bin_s))
             seconds = [sum(b - a for a, b in side) for side in sides]
             if min(seconds) < params["min_side_s"]:
@@ -362,9 +361,10 @@ class Diarizer:
             return turns, exclusive_turns, voices
         names = [v.speaker for v in voices]
         voice = np.stack([v.embedding for v in voices]).astype(np.float64)
-        half = int(round((params["window_s"] / bins.bin_s - 1) / 2))
         min_bins = max(1, int(round(params["min_s"] / bins.bin_s)))
-        jobs, spans = _bin_jobs([t for t in exclusive_turns if t.speaker in names], bins, half, 2 * min_bins)
+        jobs, spans = _bin_jobs(
+            [t for t in exclusive_turns if t.speaker in names], bins, params["window_s"], 2 * min_bins
+        )
         if not spans:
             return turns, exclusive_turns, voices
         cos = np.nan_to_num(stored_vector(self.encoder.embed_spans(bins, spans)).astype(np.float64) @ voice.T)

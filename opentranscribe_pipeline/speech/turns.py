@@ -256,10 +256,12 @@ def _exclusive(turns: list[Turn]) -> list[Turn]:
     return out
 
 
-def _bin_jobs(turns: list[Turn], bins, half: int, min_bins: int):
+def _bin_jobs(turns: list[Turn], bins, window_s: float, min_bins: int):
     """``(jobs, spans)``: for each of ``turns`` with ``min_bins`` or more bins wholly inside it,
     ``(turn, first, end, at)`` (its bins, and where its windows start in ``spans``), and every
-    bin's window of ``half`` bins either side inside its turn (``bin_windows``)."""
+    bin's window of about ``window_s`` (the bin and as many either side) inside its turn
+    (``bin_windows``)."""
+    half = int(round((window_s / bins.bin_s - 1) / 2))
     jobs, spans = [], []
     for t in turns:
         first, end = bins.inside(t.start_s, t.end_s)

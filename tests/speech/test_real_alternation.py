@@ -192,6 +192,17 @@ def test_the_speaker_count_options_are_honoured(people, diarizer):
         assert count_is_right(len(speakers)), (options, speakers)
 
 
+def _ami_file(name: str):
+    """The audio and reference turns of one AMI excerpt as recorded (``real_speech``)."""
+    files = real_speech.pyannote_debug_set()
+    if files is None:
+        pytest.skip("the AMI excerpts are not fetched")
+    f = next(f for f in files if f.name == name)
+    return f.samples.astype(np.float32), [
+        {"start_s": t.start_s, "end_s": t.end_s, "speaker": t.speaker} for t in f.turns
+    ]
+
+
 def _drop_file(seed: int, stem: str):
     """The audio and truth of one construction of the real-speech drop of ``seed``
     (``make_real_speech_drop``, as ``benchmarks/speakers_quality.py --constructions`` draws it)."""
@@ -221,12 +232,8 @@ def test_quiet_speech_only_whisperxs_vad_hears_has_a_speaker(diarizer):
     the reference's speech, and WhisperX's VAD (run in the same step for transcription) hears
     for most of it. That speech goes to the nearest speaker (``turns.unclaimed_speech``):
     missed speech 0.445 -> 0.125 of the reference, with no more false alarm."""
-    files = real_speech.pyannote_debug_set()
-    if files is None:
-        pytest.skip("the AMI excerpts are not fetched")
-    f = next(f for f in files if f.name == "ami-debug-tst01")
-    d = diarizer.diarize(f.samples.astype(np.float32))
-    truth = [{"start_s": t.start_s, "end_s": t.end_s, "speaker": t.speaker} for t in f.turns]
+    audio, truth = _ami_file("ami-debug-tst01")
+    d = diarizer.diarize(audio)
     parts = der_parts(d.turns, truth)
     assert parts["missed detection"] <= 0.2 and parts["false alarm"] <= 0.08, parts
     assert all(a.end_s <= b.start_s for a, b in zip(d.exclusive_turns, d.exclusive_turns[1:]))
@@ -277,11 +284,7 @@ def test_a_meeting_of_two_stays_two_speakers_when_the_split_looks_at_them(diariz
     speakers and DER 0.102. Before the reassignment (where the step was first placed) its first
     speaker still held 6.5 s of the other person's speech at 0.16 to its own, and split: 3
     speakers, DER 0.285."""
-    files = real_speech.pyannote_debug_set()
-    if files is None:
-        pytest.skip("the AMI excerpts are not fetched")
-    f = next(f for f in files if f.name == "ami-debug-dev00")
-    truth = [{"start_s": t.start_s, "end_s": t.end_s, "speaker": t.speaker} for t in f.turns]
-    d = diarizer.diarize(f.samples.astype(np.float32))
+    audio, truth = _ami_file("ami-debug-dev00")
+    d = diarizer.diarize(audio)
     assert len(d.speakers) == 2, d.turns
     assert der(d.turns, truth) <= 0.11

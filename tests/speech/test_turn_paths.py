@@ -23,9 +23,16 @@ def path_score(scores: np.ndarray, path, cost: float) -> float:
 cosines = st.floats(-1.0, 1.0, allow_nan=False, width=32)
 
 
+def score_matrices(max_bins: int):
+    """``(bins, speakers)`` cosines: up to ``max_bins`` bins and 3 speakers."""
+    return st.tuples(st.integers(1, max_bins), st.integers(1, 3)).flatmap(
+        lambda s: arrays(np.float64, s, elements=cosines)
+    )
+
+
 @settings(max_examples=120, deadline=None)
 @given(
-    scores=st.tuples(st.integers(1, 6), st.integers(1, 3)).flatmap(lambda s: arrays(np.float64, s, elements=cosines)),
+    scores=score_matrices(6),
     cost=st.floats(0.0, 2.0),
 )
 def test_the_best_path_scores_at_least_as_well_as_every_other_path(scores, cost):
@@ -101,7 +108,7 @@ def test_each_bin_is_scored_on_itself_and_its_neighbours_inside_the_turn(first, 
 
 @settings(max_examples=120, deadline=None)
 @given(
-    scores=st.tuples(st.integers(1, 12), st.integers(1, 3)).flatmap(lambda s: arrays(np.float64, s, elements=cosines)),
+    scores=score_matrices(12),
     cost=st.floats(0.0, 2.0),
 )
 def test_the_best_runs_are_the_best_path_in_order_and_cover_every_bin(scores, cost):
